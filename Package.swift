@@ -1,0 +1,83 @@
+// swift-tools-version:5.10
+import Foundation
+import PackageDescription
+
+// SwiftPM cannot parse Debian's libdpdk.pc (it carries `-include rte_config.h` and `-march`), so the
+// manifest asks pkg-config itself and hands the include paths and link flags to the compiler and linker.
+// The shim header includes rte_config.h itself; -march=corei7 matches how Debian builds DPDK.
+func pkgConfig(_ arguments: [String]) -> [String] {
+    for tool in ["/usr/bin/pkg-config", "/usr/local/bin/pkg-config"] where FileManager.default.isExecutableFile(atPath: tool) {
+        let process = Process()
+        let pipe = Pipe()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { continue }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { continue }
+        return String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+    }
+    return []
+}
+
+let dpdkIncludes = pkgConfig(["--cflags-only-I", "libdpdk"]).filter { $0.hasPrefix("-I") }
+let dpdkCFlags = (dpdkIncludes.isEmpty ? ["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk"] : dpdkIncludes)
+    + ["-march=corei7"]
+let dpdkSwiftFlags = dpdkCFlags.flatMap { ["-Xcc", $0] }
+// --no-as-needed: PMDs are plugins, but the libraries we call directly must stay linked.
+let dpdkLinkFlags = pkgConfig(["--libs", "libdpdk"]).filter { $0.hasPrefix("-l") || $0.hasPrefix("-L") }
+    .flatMap { ["-Xlinker", $0] }
+let dpdkLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--no-as-needed"] + dpdkLinkFlags + ["-Xlinker", "-lnuma"])]
+let dpdkSwift: [SwiftSetting] = [.unsafeFlags(dpdkSwiftFlags)]
+let fastSwift: [SwiftSetting] = dpdkSwift + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "swift-vxlan-dataplane",
+    products: [
+        .executable(name: "vxland", targets: ["vxland"]),
+        .executable(name: "vxlanctl", targets: ["ControlCLI"]),
+        .executable(name: "vxlan-bench", targets: ["VXLANBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"),
+    ],
+    targets: [
+        // DPDK's C API, with static inline accessors for what Swift cannot import (struct rte_mbuf).
+        .systemLibrary(name: "CDPDK", path: "Sources/CDPDK"),
+        // EAL, ports, mempools, lcores, TX buffering, per-core port counters. Knows nothing about VXLAN.
+        .target(name: "PollMode", dependencies: ["CDPDK"], swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        // The configuration model and its YAML/JSON parser. No DPDK.
+        .target(name: "VTEPConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Packet code: header templates, parse, classify, encap, decap, forwarding tables.
+        .target(name: "VXLANPipeline", dependencies: ["CDPDK", "PollMode", "VTEPConfig"],
+                swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        // The control socket's wire format, shared by the daemon and vxlanctl.
+        .target(name: "ControlProtocol"),
+        // The daemon as a library: start-up from argv, polling cores, control server, clean stop.
+        .target(name: "VXLANDaemon",
+                dependencies: ["PollMode", "VXLANPipeline", "VTEPConfig", "ControlProtocol",
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        .executableTarget(name: "vxland", dependencies: ["VXLANDaemon", "PollMode", "ControlProtocol",
+                                                     .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                                     .product(name: "Logging", package: "swift-log")], swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
+        .executableTarget(name: "ControlCLI",
+                          dependencies: ["ControlProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "VXLANBench",
+                          dependencies: ["VXLANDaemon", "PollMode", "VXLANPipeline", "VTEPConfig", "ControlProtocol",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
+                          swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        .testTarget(name: "VTEPConfigTests", dependencies: ["VTEPConfig"]),
+        .testTarget(name: "VXLANPipelineTests", dependencies: ["VXLANPipeline", "PollMode", "VTEPConfig", "CDPDK"],
+                    swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
+        .testTarget(name: "VXLANDaemonTests", dependencies: ["VXLANDaemon", "ControlProtocol", "PollMode", "VXLANPipeline", "CDPDK"],
+                    swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
+        .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol"]),
+    ]
+)

@@ -1,0 +1,118 @@
+// The slice of DPDK the dataplane uses, plus static inline accessors for what Swift cannot import:
+// struct rte_mbuf arrives in Swift as an OpaquePointer, and macros such as rte_pktmbuf_mtod or
+// rte_errno do not import at all. Everything here is static inline so the Swift hot path inlines it.
+#ifndef VXLAN_CDPDK_SHIM_H
+#define VXLAN_CDPDK_SHIM_H
+
+// Debian's libdpdk.pc passes `-include rte_config.h`, which SwiftPM drops: include it first ourselves.
+#include <rte_config.h>
+
+#include <stdint.h>
+#include <string.h>
+#include <rte_common.h>
+#include <rte_errno.h>
+#include <rte_eal.h>
+#include <rte_lcore.h>
+#include <rte_launch.h>
+#include <rte_cycles.h>
+#include <rte_memory.h>
+#include <rte_malloc.h>
+#include <rte_mempool.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ethdev.h>
+#include <rte_eth_ring.h>
+#include <rte_bus_vdev.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_jhash.h>
+#include <rte_prefetch.h>
+#include <rte_version.h>
+
+typedef struct rte_mbuf vx_mbuf;
+
+// --- errors -----------------------------------------------------------------------------------
+static inline int vx_errno(void) { return rte_errno; }
+
+// --- mbuf fields ------------------------------------------------------------------------------
+static inline void * _Nonnull vx_mbuf_data(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
+static inline uint16_t vx_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
+static inline uint32_t vx_mbuf_pkt_len(const struct rte_mbuf *m) { return m->pkt_len; }
+static inline uint16_t vx_mbuf_nb_segs(const struct rte_mbuf *m) { return m->nb_segs; }
+static inline uint16_t vx_mbuf_headroom(const struct rte_mbuf *m) { return rte_pktmbuf_headroom(m); }
+static inline uint16_t vx_mbuf_tailroom(const struct rte_mbuf *m) { return rte_pktmbuf_tailroom(m); }
+static inline uint16_t vx_mbuf_port(const struct rte_mbuf *m) { return m->port; }
+static inline uint64_t vx_mbuf_ol_flags(const struct rte_mbuf *m) { return m->ol_flags; }
+static inline void vx_mbuf_set_ol_flags(struct rte_mbuf *m, uint64_t f) { m->ol_flags = f; }
+static inline uint32_t vx_mbuf_packet_type(const struct rte_mbuf *m) { return m->packet_type; }
+static inline void vx_mbuf_set_packet_type(struct rte_mbuf *m, uint32_t t) { m->packet_type = t; }
+static inline uint32_t vx_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
+static inline int vx_mbuf_has_rss_hash(const struct rte_mbuf *m) { return (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH) != 0; }
+static inline uint16_t vx_mbuf_vlan_tci(const struct rte_mbuf *m) { return m->vlan_tci; }
+static inline struct rte_mbuf *vx_mbuf_next(const struct rte_mbuf *m) { return m->next; }
+static inline struct rte_mempool *vx_mbuf_pool(const struct rte_mbuf *m) { return m->pool; }
+
+// Offload metadata (DPDK's tunnel TX contract: l2_len covers outer UDP + VXLAN + inner Ethernet).
+static inline void vx_mbuf_set_tx_lengths(struct rte_mbuf *m, uint16_t outer_l2, uint16_t outer_l3,
+                                          uint16_t l2, uint16_t l3, uint16_t l4) {
+    m->outer_l2_len = outer_l2; m->outer_l3_len = outer_l3;
+    m->l2_len = l2; m->l3_len = l3; m->l4_len = l4;
+}
+static inline uint16_t vx_mbuf_l2_len(const struct rte_mbuf *m) { return m->l2_len; }
+static inline uint16_t vx_mbuf_l3_len(const struct rte_mbuf *m) { return m->l3_len; }
+static inline uint16_t vx_mbuf_l4_len(const struct rte_mbuf *m) { return m->l4_len; }
+static inline uint16_t vx_mbuf_outer_l2_len(const struct rte_mbuf *m) { return m->outer_l2_len; }
+static inline uint16_t vx_mbuf_outer_l3_len(const struct rte_mbuf *m) { return m->outer_l3_len; }
+static inline uint16_t vx_mbuf_tso_segsz(const struct rte_mbuf *m) { return m->tso_segsz; }
+static inline void vx_mbuf_set_tso_segsz(struct rte_mbuf *m, uint16_t s) { m->tso_segsz = s; }
+
+// --- mbuf operations --------------------------------------------------------------------------
+static inline struct rte_mbuf *vx_mbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
+static inline int vx_mbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **ms, unsigned n) {
+    return rte_pktmbuf_alloc_bulk(mp, ms, n);
+}
+static inline void vx_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+static inline void vx_mbuf_free_bulk(struct rte_mbuf **ms, unsigned n) { rte_pktmbuf_free_bulk(ms, n); }
+/// Grows the packet at the front; NULL when the first segment lacks headroom.
+static inline uint8_t *vx_mbuf_prepend(struct rte_mbuf *m, uint16_t len) {
+    return (uint8_t *)rte_pktmbuf_prepend(m, len);
+}
+/// Removes bytes from the front; NULL when the first segment is shorter.
+static inline uint8_t *vx_mbuf_adj(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_adj(m, len); }
+/// Removes bytes from the end; non-zero when the last segment is shorter.
+static inline int vx_mbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(m, len); }
+static inline uint8_t *vx_mbuf_append(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_append(m, len); }
+static inline void vx_prefetch0(const void *p) { rte_prefetch0(p); }
+static inline void vx_mbuf_prefetch_data(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }
+
+// --- flag constants (defined as RTE_BIT64() macros, which Swift cannot import) ---------------------
+static inline uint64_t vx_rss_ip_udp_tcp(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP | RTE_ETH_RSS_TCP; }
+static inline uint64_t vx_tx_offload_multi_segs(void) { return RTE_ETH_TX_OFFLOAD_MULTI_SEGS; }
+static inline uint64_t vx_tx_offload_ipv4_cksum(void) { return RTE_ETH_TX_OFFLOAD_IPV4_CKSUM; }
+static inline uint64_t vx_tx_offload_outer_ipv4_cksum(void) { return RTE_ETH_TX_OFFLOAD_OUTER_IPV4_CKSUM; }
+static inline uint64_t vx_tx_offload_outer_udp_cksum(void) { return RTE_ETH_TX_OFFLOAD_OUTER_UDP_CKSUM; }
+static inline uint64_t vx_tx_offload_vxlan_tnl_tso(void) { return RTE_ETH_TX_OFFLOAD_VXLAN_TNL_TSO; }
+static inline uint64_t vx_tx_offload_mbuf_fast_free(void) { return RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE; }
+
+// --- mempool (struct rte_mempool does not import either) --------------------------------------
+static inline struct rte_mempool *vx_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache,
+                                                         uint16_t data_room, int socket) {
+    return rte_pktmbuf_pool_create(name, n, cache, 0, data_room, socket);
+}
+
+// --- lcores -----------------------------------------------------------------------------------
+static inline unsigned vx_lcore_id(void) { return rte_lcore_id(); }
+static inline unsigned vx_socket_id(void) { return rte_socket_id(); }
+
+// --- checksums and hashes ----------------------------------------------------------------------
+static inline uint16_t vx_ipv4_cksum(const void *ip) { return rte_ipv4_cksum((const struct rte_ipv4_hdr *)ip); }
+/// Folded 16-bit ones'-complement sum of native-order words (0xFFFF over a header whose checksum is right).
+static inline uint16_t vx_raw_cksum(const void *buf, size_t len) { return rte_raw_cksum(buf, len); }
+static inline uint32_t vx_hash_crc(const void *data, uint32_t len, uint32_t init) { return rte_hash_crc(data, len, init); }
+static inline uint32_t vx_hash_crc_4byte(uint32_t data, uint32_t init) { return rte_hash_crc_4byte(data, init); }
+static inline uint32_t vx_hash_crc_8byte(uint64_t data, uint32_t init) { return rte_hash_crc_8byte(data, init); }
+
+#endif

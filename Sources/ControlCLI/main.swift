@@ -1,0 +1,88 @@
+import ArgumentParser
+import ControlProtocol
+import Foundation
+
+/// vxlanctl: the operator's view of a running vxland, over its control socket.
+struct Vxlanctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vxlanctl",
+        abstract: "Control and inspect a running vxland.",
+        subcommands: [Show.self, Ping.self])
+}
+
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "vxland's control socket.")
+    var socket: String = ProcessInfo.processInfo.environment["VXLAND_SOCKET"] ?? ControlProtocol.defaultSocketPath
+
+    func client() throws -> ControlClient {
+        do { return try ControlClient(path: socket) } catch {
+            throw CLIError("\(error)")
+        }
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs a call, turning transport and daemon errors into one clear line and a non-zero exit.
+func perform<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as ControlFailure {
+        throw CLIError("vxland refused the request: \(error.message)")
+    } catch let error as DecodingError {
+        throw CLIError("vxland answered something this vxlanctl does not understand: \(error)")
+    } catch {
+        throw CLIError("\(error)")
+    }
+}
+
+extension CLIError: LocalizedError { var errorDescription: String? { description } }
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self])
+
+    struct Ports: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Ports, their roles, links and driver totals.")
+        @OptionGroup var connection: ConnectionOptions
+        @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
+
+        func run() throws {
+            let client = try connection.client()
+            if json {
+                print(String(decoding: try perform { try client.call("show.ports") }, as: UTF8.self))
+            } else {
+                print(Render.ports(try perform { try client.call("show.ports", as: PortsReport.self) }), terminator: "")
+            }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Counters: per port, pipeline, drops by reason.")
+        @OptionGroup var connection: ConnectionOptions
+        @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
+        @Flag(name: .customLong("per-core"), help: "Also show each polling core's counters.") var perCore = false
+
+        func run() throws {
+            let client = try connection.client()
+            if json {
+                print(String(decoding: try perform { try client.call("show.stats") }, as: UTF8.self))
+            } else {
+                print(Render.stats(try perform { try client.call("show.stats", as: StatsReport.self) }, perCore: perCore), terminator: "")
+            }
+        }
+    }
+}
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check that vxland answers on its control socket.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        let client = try connection.client()
+        let answer = try perform { try client.call("ping", as: [String: String].self) }
+        print("vxland answers on \(connection.socket) (protocol \(answer["protocol"] ?? "?"), \(answer["dpdk"] ?? "DPDK ?"))")
+    }
+}
+
+Vxlanctl.main()

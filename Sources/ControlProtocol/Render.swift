@@ -1,0 +1,59 @@
+/// Human-readable renderings of the reports, as `vxlanctl` prints them without `--json`.
+public enum Render {
+    public static func ports(_ report: PortsReport) -> String {
+        var rows = [["#", "PORT", "ID", "DRIVER", "ROLE", "VNI", "MAC", "IP", "LINK", "QUEUES", "RX PKTS", "TX PKTS", "RX MISSED"]]
+        for p in report.ports {
+            rows.append([String(p.index), p.name, String(p.portId), p.driver, p.role, p.vni.map(String.init) ?? "-", p.mac, p.ip ?? "-",
+                         p.linkUp ? (p.speedMbps > 0 ? "up \(p.speedMbps)M" : "up") : "down", String(p.queues),
+                         String(p.hardware["rx_packets"] ?? 0), String(p.hardware["tx_packets"] ?? 0),
+                         String(p.hardware["rx_missed"] ?? 0)])
+        }
+        return table(rows)
+    }
+
+    public static func stats(_ report: StatsReport, perCore: Bool = false) -> String {
+        var out = "uptime \(String(format1: report.uptimeSeconds))s, \(report.cores.count) polling core(s)\n\n"
+        let portKeys = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped"]
+        func portTable(_ ports: [StatsReport.PortCounters]) -> String {
+            var rows = [["PORT"] + portKeys.map { $0.uppercased().replacingUnderscores() }]
+            for p in ports { rows.append([p.port] + portKeys.map { String(p.counters[$0] ?? 0) }) }
+            return table(rows)
+        }
+        func counterLines(_ title: String, _ values: [String: UInt64], skipZero: Bool) -> String {
+            let lines = values.sorted { $0.key < $1.key }.filter { !skipZero || $0.value != 0 }
+            if lines.isEmpty { return "\(title): none\n" }
+            let width = lines.map(\.key.count).max() ?? 0
+            return "\(title):\n" + lines.map { "  \($0.key.padding(width))  \($0.value)\n" }.joined()
+        }
+        out += portTable(report.totals.ports) + "\n"
+        out += counterLines("pipeline", report.totals.pipeline, skipZero: false)
+        out += counterLines("drops (\(report.totals.dropsTotal) total)", report.totals.drops, skipZero: true)
+        if perCore {
+            for core in report.cores {
+                out += "\nlcore \(core.lcore):\n" + portTable(core.ports)
+                out += counterLines("pipeline", core.pipeline, skipZero: false)
+                out += counterLines("drops", core.drops, skipZero: true)
+            }
+        }
+        return out
+    }
+
+    /// Left-aligned columns separated by two spaces.
+    public static func table(_ rows: [[String]]) -> String {
+        guard let header = rows.first else { return "" }
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        return rows.map { row in
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(widths[i]) }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+    func replacingUnderscores() -> String { split(separator: "_").joined(separator: " ") }
+    init(format1 value: Double) {
+        let tenths = Int((value * 10).rounded())
+        self = "\(tenths / 10).\(abs(tenths % 10))"
+    }
+}

@@ -1,0 +1,74 @@
+/// `show.ports`: every port the dataplane drives.
+public struct PortsReport: Codable, Equatable, Sendable {
+    public struct Port: Codable, Equatable, Sendable {
+        public var index: Int
+        public var name: String
+        public var portId: Int
+        public var driver: String
+        /// `underlay` or `access`.
+        public var role: String
+        public var vni: UInt32?
+        public var mac: String
+        public var ip: String?
+        public var linkUp: Bool
+        public var speedMbps: UInt32
+        public var queues: Int
+        public var txOffloads: [String]
+        /// The driver's own totals (rte_eth_stats), a cross-check of the per-core counters.
+        public var hardware: [String: UInt64]
+
+        public init(index: Int, name: String, portId: Int, driver: String, role: String, vni: UInt32?, mac: String, ip: String?,
+                    linkUp: Bool, speedMbps: UInt32, queues: Int, txOffloads: [String], hardware: [String: UInt64]) {
+            self.index = index; self.name = name; self.portId = portId; self.driver = driver; self.role = role; self.vni = vni
+            self.mac = mac; self.ip = ip; self.linkUp = linkUp; self.speedMbps = speedMbps; self.queues = queues
+            self.txOffloads = txOffloads; self.hardware = hardware
+        }
+    }
+    public var ports: [Port]
+    public init(ports: [Port]) { self.ports = ports }
+}
+
+/// `show.stats`: counters per polling core and summed over cores.
+public struct StatsReport: Codable, Equatable, Sendable {
+    public struct PortCounters: Codable, Equatable, Sendable {
+        public var port: String
+        public var counters: [String: UInt64]
+        public init(port: String, counters: [String: UInt64]) { self.port = port; self.counters = counters }
+    }
+    public struct Core: Codable, Equatable, Sendable {
+        public var lcore: UInt32
+        public var ports: [PortCounters]
+        public var pipeline: [String: UInt64]
+        public var drops: [String: UInt64]
+        public init(lcore: UInt32, ports: [PortCounters], pipeline: [String: UInt64], drops: [String: UInt64]) {
+            self.lcore = lcore; self.ports = ports; self.pipeline = pipeline; self.drops = drops
+        }
+    }
+    public struct Totals: Codable, Equatable, Sendable {
+        public var ports: [PortCounters]
+        public var pipeline: [String: UInt64]
+        public var drops: [String: UInt64]
+        public var dropsTotal: UInt64
+    }
+
+    public var uptimeSeconds: Double
+    public var cores: [Core]
+    public var totals: Totals
+
+    /// Sums the cores; port order is that of the first core.
+    public init(uptimeSeconds: Double, cores: [Core]) {
+        self.uptimeSeconds = uptimeSeconds
+        self.cores = cores
+        var ports: [PortCounters] = cores.first?.ports.map { PortCounters(port: $0.port, counters: [:]) } ?? []
+        var pipeline: [String: UInt64] = [:]
+        var drops: [String: UInt64] = [:]
+        for core in cores {
+            for (i, p) in core.ports.enumerated() where i < ports.count {
+                ports[i].counters.merge(p.counters, uniquingKeysWith: +)
+            }
+            pipeline.merge(core.pipeline, uniquingKeysWith: +)
+            drops.merge(core.drops, uniquingKeysWith: +)
+        }
+        totals = Totals(ports: ports, pipeline: pipeline, drops: drops, dropsTotal: drops.values.reduce(0, +))
+    }
+}

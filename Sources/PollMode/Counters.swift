@@ -1,0 +1,46 @@
+import CDPDK
+
+/// A block of 64-bit counters owned by one polling core. Only that core writes it, with plain stores;
+/// the control thread reads it with plain (possibly slightly stale, never torn: aligned 64-bit) loads.
+/// No atomics and no sharing of cache lines between cores.
+public final class CounterBlock: @unchecked Sendable {
+    public let base: UnsafeMutablePointer<UInt64>
+    public let count: Int
+
+    public init(count: Int) {
+        self.count = count
+        let bytes = max(count, 1) * MemoryLayout<UInt64>.stride
+        var raw: UnsafeMutableRawPointer?
+        // One cache line (64 B) alignment, rounded up so no other allocation shares our last line.
+        _ = posix_memalign(&raw, 64, (bytes + 63) & ~63)
+        base = raw!.bindMemory(to: UInt64.self, capacity: count)
+        base.initialize(repeating: 0, count: count)
+    }
+
+    @inlinable public subscript(_ i: Int) -> UInt64 { base[i] }
+    public func snapshot() -> [UInt64] { Array(UnsafeBufferPointer(start: base, count: count)) }
+    public func reset() { base.update(repeating: 0, count: count) }
+
+    deinit { free(base) }
+}
+
+/// Per-port counters a polling core keeps, one group of `PortCounter.allCases.count` slots per local port.
+public enum PortCounter: Int, CaseIterable, Sendable {
+    case rxPackets, rxBytes, txPackets, txBytes
+    /// Packets the TX queue did not take (ring full); freed and counted, never leaked.
+    case txDropped
+    case rxBursts
+
+    public var name: String {
+        switch self {
+        case .rxPackets: "rx_packets"
+        case .rxBytes: "rx_bytes"
+        case .txPackets: "tx_packets"
+        case .txBytes: "tx_bytes"
+        case .txDropped: "tx_dropped"
+        case .rxBursts: "rx_bursts"
+        }
+    }
+
+    public static func slot(port: Int, _ counter: PortCounter) -> Int { port * allCases.count + counter.rawValue }
+}

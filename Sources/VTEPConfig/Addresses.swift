@@ -1,0 +1,81 @@
+/// An IPv4 address; `value` is in host byte order.
+public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var value: UInt32
+    public init(_ value: UInt32) { self.value = value }
+    public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
+        value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
+    }
+
+    /// Dotted quad only: four decimal octets, no leading '+', no shorthand forms.
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var v: UInt32 = 0
+        for p in parts {
+            guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), let octet = UInt8(p) else { return nil }
+            v = v << 8 | UInt32(octet)
+        }
+        value = v
+    }
+
+    public var bytes: [UInt8] { [UInt8(value >> 24), UInt8(value >> 16 & 0xff), UInt8(value >> 8 & 0xff), UInt8(value & 0xff)] }
+    public var description: String { bytes.map(String.init).joined(separator: ".") }
+    public var isMulticast: Bool { value >> 28 == 0xE }
+    public var isUnspecified: Bool { value == 0 }
+    public var isLimitedBroadcast: Bool { value == 0xFFFF_FFFF }
+    public static func < (a: IPv4Address, b: IPv4Address) -> Bool { a.value < b.value }
+}
+
+/// An interface address with its prefix length, as in `10.99.0.1/24`.
+public struct IPv4Interface: Hashable, Sendable, CustomStringConvertible {
+    public var address: IPv4Address
+    public var prefixLength: Int
+
+    public init(address: IPv4Address, prefixLength: Int) {
+        self.address = address; self.prefixLength = prefixLength
+    }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPv4Address(parts[0]),
+              parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let length = Int(parts[1]), (0...32).contains(length) else { return nil }
+        self.address = address; self.prefixLength = length
+    }
+
+    public var mask: UInt32 { prefixLength == 0 ? 0 : UInt32.max << (32 - prefixLength) }
+    public func contains(_ other: IPv4Address) -> Bool { other.value & mask == address.value & mask }
+    public var broadcast: IPv4Address { IPv4Address(address.value | ~mask) }
+    public var description: String { "\(address)/\(prefixLength)" }
+}
+
+/// A 48-bit Ethernet address in wire order.
+public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 6 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// `02:00:00:00:00:01` or `02-00-00-00-00-01`, hex digits in either case.
+    public init?(_ text: String) {
+        let parts = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" })
+        guard parts.count == 6 else { return nil }
+        var out: [UInt8] = []
+        for p in parts {
+            guard p.count == 2, let b = UInt8(p, radix: 16) else { return nil }
+            out.append(b)
+        }
+        bytes = out
+    }
+
+    public static let broadcast = MACAddress(bytes: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff])!
+    public static let zero = MACAddress(bytes: [0, 0, 0, 0, 0, 0])!
+    public var isMulticast: Bool { bytes[0] & 1 == 1 }
+    public var isZero: Bool { bytes.allSatisfy { $0 == 0 } }
+    public var description: String {
+        bytes.map { b in let s = String(b, radix: 16); return s.count == 1 ? "0" + s : s }.joined(separator: ":")
+    }
+    /// The address as the low 48 bits of an integer, first byte most significant.
+    public var integer: UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import Yams
+
+/// A configuration the dataplane refuses, naming the key (and line) that is wrong and why.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let line: Int?
+    public let problem: String
+
+    public init(_ path: String, line: Int? = nil, _ problem: String) {
+        self.path = path; self.line = line; self.problem = problem
+    }
+
+    public var description: String {
+        let location = path.isEmpty ? "configuration" : path
+        return line.map { "\(location) (line \($0)): \(problem)" } ?? "\(location): \(problem)"
+    }
+}
+
+/// Reads the YAML (or JSON, which YAML includes) configuration. Scalars are read from their raw text, so a
+/// MAC such as 12:00:00:00:00:01 is never mistaken for a YAML 1.1 base-60 integer.
+public enum ConfigParser {
+    public static func load(path: String) throws -> VTEPConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("", "cannot read configuration file '\(path)'")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError("", "configuration file '\(path)' is not UTF-8 text")
+        }
+        return try parse(text)
+    }
+
+    public static func parse(_ text: String) throws -> VTEPConfiguration {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw ConfigError("", "the configuration is empty") }
+            root = node
+        } catch let error as ConfigError {
+            throw error
+        } catch let error as YamlError {
+            throw ConfigError("", "not valid YAML or JSON: \(error)")
+        } catch {
+            throw ConfigError("", "not valid YAML or JSON: \(error)")
+        }
+        let top = try Mapping(root, path: "", allowed: ["underlay", "access", "vnis", "fdb", "neighbors", "resources"])
+
+        let u = try Mapping(try top.required("underlay"), path: "underlay",
+                            allowed: ["port", "ip", "mac", "mtu", "udp_port", "ttl"])
+        var underlay = VTEPConfiguration.Underlay(
+            port: try u.port("port"),
+            interface: try u.parse("ip", expected: "an IPv4 address with prefix length, such as 10.99.0.1/24") { IPv4Interface($0) })
+        if let _ = u.optional("mac") {
+            let mac = try u.parse("mac", expected: "a MAC address such as 02:00:00:00:00:01") { MACAddress($0) }
+            guard !mac.isMulticast, !mac.isZero else { throw u.error("mac", "\(mac) is not a unicast address") }
+            underlay.mac = mac
+        }
+        if u.optional("mtu") != nil { underlay.mtu = try u.integer("mtu", in: 576...9216) }
+        if u.optional("udp_port") != nil { underlay.udpPort = UInt16(try u.integer("udp_port", in: 1...65535)) }
+        if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
+        let address = underlay.address
+        guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast,
+              underlay.interface.prefixLength == 32 || address != underlay.interface.broadcast else {
+            throw u.error("ip", "\(underlay.interface) cannot be a VTEP address")
+        }
+
+        var segments: [VTEPConfiguration.Segment] = []
+        for (i, node) in try top.sequence("vnis").enumerated() {
+            let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood"])
+            let vni = try m.vni("vni")
+            if segments.contains(where: { $0.vni == vni }) { throw m.error("vni", "VNI \(vni) is declared twice") }
+            var flood: [IPv4Address] = []
+            for (j, f) in try m.sequence("flood").enumerated() {
+                let key = "flood[\(j)]"
+                let ip = try m.parseScalar(f, key: key, expected: "an IPv4 address") { IPv4Address($0) }
+                try checkRemote(ip, underlay: underlay, m: m, key: key)
+                if flood.contains(ip) { throw m.error(key, "\(ip) is listed twice") }
+                flood.append(ip)
+            }
+            segments.append(.init(vni: vni, flood: flood))
+        }
+
+        var access: [VTEPConfiguration.AccessPort] = []
+        for (i, node) in try top.sequence("access").enumerated() {
+            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni"])
+            let port = try m.port("port")
+            if port == underlay.port { throw m.error("port", "'\(port)' is already the underlay port") }
+            if access.contains(where: { $0.port == port }) { throw m.error("port", "'\(port)' is listed twice") }
+            let vni = try m.vni("vni")
+            guard segments.contains(where: { $0.vni == vni }) else {
+                throw m.error("vni", "VNI \(vni) is not declared under vnis")
+            }
+            access.append(.init(port: port, vni: vni))
+        }
+
+        var neighbors: [VTEPConfiguration.Neighbor] = []
+        for (i, node) in try top.sequence("neighbors").enumerated() {
+            let m = try Mapping(node, path: "neighbors[\(i)]", allowed: ["ip", "mac"])
+            let ip = try m.parse("ip", expected: "an IPv4 address") { IPv4Address($0) }
+            let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:00:02") { MACAddress($0) }
+            guard !mac.isMulticast, !mac.isZero else { throw m.error("mac", "\(mac) is not a unicast address") }
+            if neighbors.contains(where: { $0.ip == ip }) { throw m.error("ip", "\(ip) is listed twice") }
+            neighbors.append(.init(ip: ip, mac: mac))
+        }
+
+        var fdb: [VTEPConfiguration.FDBEntry] = []
+        for (i, node) in try top.sequence("fdb").enumerated() {
+            let m = try Mapping(node, path: "fdb[\(i)]", allowed: ["vni", "mac", "remote"])
+            let vni = try m.vni("vni")
+            guard segments.contains(where: { $0.vni == vni }) else {
+                throw m.error("vni", "VNI \(vni) is not declared under vnis")
+            }
+            let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:42:02") { MACAddress($0) }
+            guard !mac.isMulticast, !mac.isZero else {
+                throw m.error("mac", "\(mac) is not a unicast address (broadcast and multicast follow the flood list)")
+            }
+            let remote = try m.parse("remote", expected: "an IPv4 address") { IPv4Address($0) }
+            try checkRemote(remote, underlay: underlay, m: m, key: "remote")
+            if fdb.contains(where: { $0.vni == vni && $0.mac == mac }) {
+                throw m.error("mac", "\(mac) already has an entry in VNI \(vni)")
+            }
+            fdb.append(.init(vni: vni, mac: mac, remote: remote))
+        }
+
+        // Every remote needs a next-hop MAC: the foundation resolves none by ARP yet.
+        for (i, s) in segments.enumerated() {
+            for (j, ip) in s.flood.enumerated() where !neighbors.contains(where: { $0.ip == ip }) {
+                throw ConfigError("vnis[\(i)].flood[\(j)]", line: nil, "remote \(ip) has no entry under neighbors (its MAC is needed for the outer Ethernet header)")
+            }
+        }
+        for (i, e) in fdb.enumerated() where !neighbors.contains(where: { $0.ip == e.remote }) {
+            throw ConfigError("fdb[\(i)].remote", line: nil, "remote \(e.remote) has no entry under neighbors (its MAC is needed for the outer Ethernet header)")
+        }
+
+        var resources = VTEPConfiguration.Resources()
+        if let r = top.optional("resources") {
+            let m = try Mapping(r, path: "resources", allowed: ["mbufs", "rx_descriptors", "tx_descriptors"])
+            if m.optional("mbufs") != nil { resources.mbufs = try m.integer("mbufs", in: 1023...16_777_215) }
+            if m.optional("rx_descriptors") != nil { resources.rxDescriptors = try m.integer("rx_descriptors", in: 32...32768) }
+            if m.optional("tx_descriptors") != nil { resources.txDescriptors = try m.integer("tx_descriptors", in: 32...32768) }
+        }
+
+        return VTEPConfiguration(underlay: underlay, access: access, segments: segments, fdb: fdb,
+                                 neighbors: neighbors, resources: resources)
+    }
+
+    private static func checkRemote(_ ip: IPv4Address, underlay: VTEPConfiguration.Underlay, m: Mapping, key: String) throws {
+        if ip == underlay.address { throw m.error(key, "\(ip) is this VTEP's own address") }
+        if ip.isMulticast || ip.isUnspecified || ip.isLimitedBroadcast {
+            throw m.error(key, "\(ip) is not a unicast address (multicast underlays are not supported)")
+        }
+    }
+}
+
+/// A YAML mapping being read, which knows its own path for error messages and refuses unknown keys.
+struct Mapping {
+    let node: Node
+    let path: String
+    let pairs: [(String, Node)]
+
+    init(_ node: Node, path: String, allowed: [String]) throws {
+        guard let mapping = node.mapping else {
+            throw ConfigError(path, line: Mapping.line(node), "expected a mapping of keys (\(allowed.joined(separator: ", ")))")
+        }
+        self.node = node
+        self.path = path
+        var pairs: [(String, Node)] = []
+        for (k, v) in mapping {
+            let key = k.scalar?.string ?? ""
+            let full = path.isEmpty ? key : "\(path).\(key)"
+            guard allowed.contains(key) else {
+                throw ConfigError(full, line: Mapping.line(k), "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
+            }
+            if pairs.contains(where: { $0.0 == key }) { throw ConfigError(full, line: Mapping.line(k), "key given twice") }
+            pairs.append((key, v))
+        }
+        self.pairs = pairs
+    }
+
+    static func line(_ node: Node) -> Int? { node.mark.map { $0.line } }
+
+    func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    func optional(_ key: String) -> Node? {
+        guard let node = pairs.first(where: { $0.0 == key })?.1 else { return nil }
+        if let s = node.scalar, s.style == .plain, ["", "~", "null", "Null", "NULL"].contains(s.string) { return nil }
+        return node
+    }
+
+    func required(_ key: String) throws -> Node {
+        guard let node = optional(key) else {
+            throw ConfigError(keyPath(key), line: Mapping.line(self.node), "required key is missing")
+        }
+        return node
+    }
+
+    func error(_ key: String, _ problem: String) -> ConfigError {
+        ConfigError(keyPath(key), line: optional(key).flatMap(Mapping.line) ?? Mapping.line(node), problem)
+    }
+
+    /// A missing or null sequence is empty.
+    func sequence(_ key: String) throws -> [Node] {
+        guard let node = optional(key) else { return [] }
+        guard let seq = node.sequence else { throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a list") }
+        return Array(seq)
+    }
+
+    func text(_ node: Node, key: String) throws -> String {
+        guard let s = node.scalar else { throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a single value, not a list or mapping") }
+        return s.string
+    }
+
+    func parseScalar<T>(_ node: Node, key: String, expected: String, _ make: (String) -> T?) throws -> T {
+        let raw = try text(node, key: key)
+        guard let value = make(raw.trimmingCharacters(in: .whitespaces)) else {
+            throw ConfigError(keyPath(key), line: Mapping.line(node), "expected \(expected), got '\(raw)'")
+        }
+        return value
+    }
+
+    func parse<T>(_ key: String, expected: String, _ make: (String) -> T?) throws -> T {
+        try parseScalar(try required(key), key: key, expected: expected, make)
+    }
+
+    func integer(_ key: String, in range: ClosedRange<Int>) throws -> Int {
+        let node = try required(key)
+        let raw = try text(node, key: key)
+        guard let value = Int(raw.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+            throw ConfigError(keyPath(key), line: Mapping.line(node),
+                              "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
+        }
+        return value
+    }
+
+    func vni(_ key: String) throws -> UInt32 { UInt32(try integer(key, in: 0...Int(VTEPConfiguration.maxVNI))) }
+
+    func port(_ key: String) throws -> String {
+        let node = try required(key)
+        let raw = try text(node, key: key).trimmingCharacters(in: .whitespaces)
+        guard !raw.isEmpty, !raw.contains(where: { $0.isWhitespace }) else {
+            throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a DPDK port name or id, got '\(raw)'")
+        }
+        return raw
+    }
+}

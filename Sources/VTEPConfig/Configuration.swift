@@ -1,0 +1,58 @@
+/// The dataplane's configuration, as read from the file given to `vxland --config`.
+public struct VTEPConfiguration: Sendable, Equatable {
+    public struct Underlay: Sendable, Equatable {
+        /// DPDK port name (`net_af_packet0`, `0000:01:00.0`) or numeric port id.
+        public var port: String
+        public var interface: IPv4Interface
+        /// Source MAC of outer frames; nil means the port's own address.
+        public var mac: MACAddress?
+        /// IP MTU of the underlay: outer IPv4 header + UDP + VXLAN + inner frame must fit.
+        public var mtu: Int = 1500
+        public var udpPort: UInt16 = 4789
+        public var ttl: UInt8 = 64
+        public var address: IPv4Address { interface.address }
+    }
+
+    public struct AccessPort: Sendable, Equatable {
+        public var port: String
+        public var vni: UInt32
+    }
+
+    public struct Segment: Sendable, Equatable {
+        public var vni: UInt32
+        /// Remote VTEPs that get a copy of broadcast, multicast and unknown-unicast frames.
+        public var flood: [IPv4Address]
+    }
+
+    public struct FDBEntry: Sendable, Equatable {
+        public var vni: UInt32
+        public var mac: MACAddress
+        public var remote: IPv4Address
+    }
+
+    public struct Neighbor: Sendable, Equatable {
+        public var ip: IPv4Address
+        public var mac: MACAddress
+    }
+
+    /// Sizing of the dataplane's own resources.
+    public struct Resources: Sendable, Equatable {
+        public var mbufs: Int = 16383
+        public var rxDescriptors: Int = 1024
+        public var txDescriptors: Int = 1024
+    }
+
+    public var underlay: Underlay
+    public var access: [AccessPort]
+    public var segments: [Segment]
+    public var fdb: [FDBEntry]
+    public var neighbors: [Neighbor]
+    public var resources: Resources
+
+    public static let maxVNI: UInt32 = 0xFF_FFFF
+    /// Outer IPv4 (20) + UDP (8) + VXLAN (8): what encapsulation adds to the inner frame at the IP layer.
+    public static let ipv4Overhead = 36
+
+    public func segment(_ vni: UInt32) -> Segment? { segments.first { $0.vni == vni } }
+    public func neighbor(_ ip: IPv4Address) -> Neighbor? { neighbors.first { $0.ip == ip } }
+}

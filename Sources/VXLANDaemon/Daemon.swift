@@ -1,0 +1,113 @@
+import ControlProtocol
+import Foundation
+import Logging
+import PollMode
+import VTEPConfig
+import VXLANPipeline
+
+/// vxland's options, after DPDK's `--`.
+public struct DaemonOptions: Sendable {
+    public var configPath: String
+    public var socketPath: String = ControlProtocol.defaultSocketPath
+    public init(configPath: String) { self.configPath = configPath }
+}
+
+/// The control methods the daemon answers. `show.*` reads counters; later issues add methods that change state.
+public enum ControlMethods {
+    public static let all = ["show.ports", "show.stats", "show.config", "ping"]
+
+    public static func handle(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
+        let encoder = JSONEncoder.control
+        switch request.method {
+        case "show.ports":
+            return try encoder.encode(dataplane.portsReport())
+        case "show.stats":
+            return try encoder.encode(dataplane.statsReport())
+        case "show.config":
+            let c = dataplane.configuration
+            return try encoder.encode([
+                "underlay": "\(c.underlay.port) \(c.underlay.interface) mtu \(c.underlay.mtu) udp \(c.underlay.udpPort) ttl \(c.underlay.ttl)",
+                "vnis": c.segments.map { "\($0.vni) flood [\($0.flood.map(\.description).joined(separator: ", "))]" }.joined(separator: "; "),
+                "fdb_entries": String(c.fdb.count),
+            ])
+        case "ping":
+            return try encoder.encode(["pong": "vxland", "protocol": String(ControlProtocol.version), "dpdk": EAL.version])
+        default:
+            throw ControlFailure(code: "unknown_method",
+                                 message: "unknown method '\(request.method)'; this vxland knows: \(all.joined(separator: ", "))")
+        }
+    }
+}
+
+/// The daemon's life: configuration first (so a bad file never touches hugepages), then EAL, ports, cores,
+/// the control socket; on SIGINT/SIGTERM the reverse, down to rte_eal_cleanup.
+public enum Daemon {
+    nonisolated(unsafe) static var signalTarget: StopSignal?
+
+    /// Runs until a signal; returns the process exit status.
+    public static func run(eal ealArguments: [String], options: DaemonOptions, logger: Logger) -> Int32 {
+        let configuration: VTEPConfiguration
+        do {
+            configuration = try ConfigParser.load(path: options.configPath)
+        } catch {
+            logger.critical("invalid configuration \(options.configPath): \(error)")
+            return 2
+        }
+
+        do {
+            try EAL.initialize(arguments: ealArguments)
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+        defer { EAL.cleanup() }
+
+        let workers = EAL.workerLcores
+        let lcores = workers.isEmpty ? [EAL.mainLcore] : workers
+        let dataplane: Dataplane
+        do {
+            dataplane = try Dataplane(configuration: configuration, lcores: lcores)
+            try dataplane.startPorts()
+        } catch {
+            logger.critical("cannot start the dataplane: \(error)")
+            return 1
+        }
+        defer { dataplane.stop() }
+
+        let server: ControlServer
+        do {
+            server = try ControlServer(path: options.socketPath, logger: logger) { request in
+                try ControlMethods.handle(request, dataplane: dataplane)
+            }
+        } catch {
+            logger.critical("control socket: \(error)")
+            return 1
+        }
+        server.start()
+        defer { server.stop() }
+
+        signalTarget = dataplane.stopSignal
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { _ in Daemon.signalTarget?.request() }
+        }
+
+        for (i, port) in dataplane.ports.enumerated() {
+            let role = dataplane.roles[i] == .underlay ? "underlay \(configuration.underlay.interface)" : "access"
+            logger.info("port \(i): \(port.name) (id \(port.id), \(port.capabilities.driver)) \(role), \(port.queueCount) queue(s)")
+        }
+        logger.info("\(dataplane.tables.tunnels.count) tunnel(s), \(configuration.fdb.count) static FDB entries; polling on lcore(s) \(lcores.map(String.init).joined(separator: ",")); control socket \(options.socketPath)")
+
+        if workers.isEmpty {
+            logger.notice("no worker lcore given: polling on the main lcore (give EAL -l with two or more cores to keep them apart)")
+            dataplane.runOnCurrentThread()
+        } else {
+            do { try dataplane.launch() } catch {
+                logger.critical("\(error)")
+                return 1
+            }
+            while !dataplane.stopSignal.isRequested { usleep(100_000) }
+        }
+        logger.notice("stopping: \(dataplane.statsReport().totals.pipeline.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        return 0
+    }
+}

@@ -1,0 +1,159 @@
+import CDPDK
+import ControlProtocol
+import Foundation
+import PollMode
+import VTEPConfig
+import VXLANPipeline
+
+/// The running VTEP: its ports, mempool, tables and polling cores. Built after EAL is up; `stop()` tears down
+/// in order (cores, ports, buffers) so that nothing leaks and net_pcap outputs are flushed.
+public final class Dataplane: @unchecked Sendable {
+    public struct Core {
+        public let lcore: UInt32
+        public let portCounters: CounterBlock
+        public let pipelineCounters: CounterBlock
+    }
+
+    public let configuration: VTEPConfiguration
+    /// Local port index -> port: 0 is the underlay, then the access ports in configuration order.
+    public let ports: [EthPort]
+    public let roles: [PortRole]
+    public let pool: PacketPool
+    public let tables: ForwardingTables
+    public private(set) var cores: [Core] = []
+    public let stopSignal = StopSignal()
+    private let started = Date()
+    private var pollingCores: [UnsafeMutablePointer<PollingCore<VXLANProcessor>>] = []
+    private var launchedOnWorkers = false
+    private var stopped = false
+
+    /// Resolves and configures the ports, builds the tables and one polling core per lcore in `lcores`.
+    /// Nothing is started yet. Throws, naming the port or key, when the configuration cannot be applied.
+    public init(configuration: VTEPConfiguration, lcores: [UInt32]) throws {
+        guard !lcores.isEmpty else { throw SetupError("no lcore to poll on") }
+        self.configuration = configuration
+        var ports: [EthPort] = []
+        var roles: [PortRole] = []
+        let underlay: EthPort
+        do { underlay = try EthPort(reference: configuration.underlay.port) } catch {
+            throw SetupError("underlay.port: \(error)")
+        }
+        ports.append(underlay); roles.append(.underlay)
+        for (i, a) in configuration.access.enumerated() {
+            let port: EthPort
+            do { port = try EthPort(reference: a.port) } catch { throw SetupError("access[\(i)].port: \(error)") }
+            if ports.contains(where: { $0.id == port.id }) {
+                throw SetupError("access[\(i)].port: '\(a.port)' is port \(port.id), which is already in use")
+            }
+            ports.append(port); roles.append(.access(vni: a.vni))
+        }
+        self.ports = ports
+        self.roles = roles
+
+        let socket = lcores.first.map { EAL.socketOf(lcore: $0) } ?? Int32(SOCKET_ID_ANY)
+        pool = try PacketPool(name: "vxland_mbufs", count: configuration.resources.mbufs, socket: socket < 0 ? Int32(SOCKET_ID_ANY) : socket)
+
+        let mac = configuration.underlay.mac ?? MACAddress(bytes: underlay.macAddress)!
+        tables = try ForwardingTables(configuration: configuration, roles: roles, underlayMAC: mac)
+
+        for port in ports {
+            var setup = PortSetup(queues: lcores.count)
+            setup.rxDescriptors = configuration.resources.rxDescriptors
+            setup.txDescriptors = configuration.resources.txDescriptors
+            // Flood and multi-port copies are single-segment, but chained mbufs (jumbo RX) must be sendable.
+            setup.wantedTxOffloads = vx_tx_offload_multi_segs()
+            do { try port.configure(setup, pool: pool) } catch { throw SetupError("port \(port.name): \(error)") }
+        }
+
+        for (c, lcore) in lcores.enumerated() {
+            let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: UInt16(c)) }
+            let tx = ports.map { (port: $0.id, queue: UInt16(c)) }
+            let core = UnsafeMutablePointer<PollingCore<VXLANProcessor>>.allocate(capacity: 1)
+            core.initialize(to: PollingCore(processor: VXLANProcessor(tables: tables), rxQueues: rx, txQueues: tx))
+            pollingCores.append(core)
+            cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock))
+        }
+    }
+
+    /// Starts the ports. Polling happens in `launch()` (worker lcores) or `runOnCurrentThread()`.
+    public func startPorts() throws {
+        for port in ports { try port.start() }
+    }
+
+    /// Runs each polling core on its own worker lcore until `stopSignal`.
+    public func launch() throws {
+        for (i, core) in cores.enumerated() {
+            let polling = pollingCores[i]
+            let stop = stopSignal
+            try Lcores.launch(on: core.lcore) { polling.pointee.run(until: stop) }
+        }
+        launchedOnWorkers = true
+    }
+
+    /// Runs the single polling core on the calling thread (the main lcore) until `stopSignal`.
+    public func runOnCurrentThread() {
+        pollingCores[0].pointee.run(until: stopSignal)
+    }
+
+    /// One poll round on every core, on the calling thread (tests drive the dataplane this way).
+    @discardableResult
+    public func pollOnce() -> Int { pollingCores.reduce(0) { $0 + $1.pointee.pollOnce() } }
+
+    /// Stops the cores, then the ports; frees staged packets, drains RX queues and releases every buffer.
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        stopSignal.request()
+        if launchedOnWorkers { Lcores.waitAll() }
+        for port in ports { port.stop() }
+        for core in pollingCores {
+            core.pointee.release()
+            core.pointee.processor.release()
+            core.deinitialize(count: 1)
+            core.deallocate()
+        }
+        pollingCores = []
+        for port in ports { port.close() }
+    }
+
+    public var uptime: Double { Date().timeIntervalSince(started) }
+
+    // MARK: - Reports
+
+    public func statsReport() -> StatsReport {
+        let coreReports = cores.map { core -> StatsReport.Core in
+            let p = core.portCounters.snapshot()
+            let portReports = ports.enumerated().map { index, port in
+                StatsReport.PortCounters(port: port.name, counters: Dictionary(uniqueKeysWithValues: PortCounter.allCases.map {
+                    ($0.name, p[PortCounter.slot(port: index, $0)])
+                }))
+            }
+            let q = core.pipelineCounters.snapshot()
+            let pipeline = Dictionary(uniqueKeysWithValues: PipelineCounter.allCases.map { ($0.name, q[PipelineCounterLayout.slot($0)]) })
+            let drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, q[PipelineCounterLayout.slot($0)]) })
+            return StatsReport.Core(lcore: core.lcore, ports: portReports, pipeline: pipeline, drops: drops)
+        }
+        return StatsReport(uptimeSeconds: uptime, cores: coreReports)
+    }
+
+    public func portsReport() -> PortsReport {
+        PortsReport(ports: ports.enumerated().map { index, port in
+            let hw = port.hardwareStats
+            let link = port.link
+            let role = roles[index]
+            var vni: UInt32? = nil
+            if case .access(let v) = role { vni = v }
+            return PortsReport.Port(
+                index: index, name: port.name, portId: Int(port.id), driver: port.capabilities.driver,
+                role: role == .underlay ? "underlay" : "access", vni: vni,
+                mac: (role == .underlay ? tables.underlayMAC : MACAddress(bytes: port.macAddress)!).description,
+                ip: role == .underlay ? configuration.underlay.interface.description : nil,
+                linkUp: link.up, speedMbps: link.speedMbps, queues: port.queueCount,
+                txOffloads: port.enabledTxOffloads == vx_tx_offload_multi_segs() ? ["multi_segs"] : (port.enabledTxOffloads == 0 ? [] : ["0x" + String(port.enabledTxOffloads, radix: 16)]),
+                hardware: ["rx_packets": hw.rxPackets, "tx_packets": hw.txPackets, "rx_bytes": hw.rxBytes, "tx_bytes": hw.txBytes,
+                           "rx_missed": hw.rxMissed, "rx_errors": hw.rxErrors, "tx_errors": hw.txErrors, "rx_nombuf": hw.rxNoBuffer])
+        })
+    }
+
+    deinit { stop() }
+}

@@ -1,0 +1,206 @@
+import CDPDK
+import Foundation
+import PollMode
+import VTEPConfig
+
+/// The role of each local port, in the order the dataplane numbered them.
+public enum PortRole: Equatable, Sendable {
+    case underlay
+    case access(vni: UInt32)
+}
+
+/// Everything the fast path looks up, built once from the configuration and read-only afterwards: VNI and
+/// FDB hashes (DPDK rte_hash, looked up in bulk), the tunnels' header templates, flood lists and the VNI's
+/// access ports. Memory is raw and cache-aligned; the polling cores see only pointers into it.
+public final class ForwardingTables: @unchecked Sendable {
+    /// One (VNI, remote VTEP) pair; its header template starts at `templates + index * templateStride`.
+    public struct Tunnel: Sendable, Equatable {
+        public var vni: UInt32
+        public var remote: IPv4Address
+        public var template: OuterHeaderTemplate
+    }
+
+    /// Per segment (VNI): where its flood list and access ports start in the index arrays.
+    public struct SegmentEntry {
+        public var vni: UInt32
+        public var floodStart: Int32
+        public var floodCount: Int32
+        public var accessStart: Int32
+        public var accessCount: Int32
+    }
+
+    public static let templateStride = 64
+    public static let fdbKeyLength = 12
+
+    public let roles: [PortRole]
+    public let underlayPort: Int
+    public let underlayMAC: MACAddress
+    public let tunnels: [Tunnel]
+    public let configuration: VTEPConfiguration
+
+    // Fast-path views.
+    public let templates: UnsafeMutableRawPointer
+    public let partialSums: UnsafeMutablePointer<UInt32>
+    public let segments: UnsafeMutablePointer<SegmentEntry>
+    public let segmentCount: Int
+    public let floodTunnels: UnsafeMutablePointer<Int32>
+    public let accessPorts: UnsafeMutablePointer<Int32>
+    /// For each local port: its segment index, or -1 for the underlay.
+    public let portSegment: UnsafeMutablePointer<Int32>
+    /// (vni, MAC) -> tunnel index + 1.
+    public let fdbHash: OpaquePointer
+    /// VNI -> segment index + 1.
+    public let vniHash: OpaquePointer
+    public let underlayAddress: UInt32
+    public let udpPort: UInt16
+    /// Largest inner frame that fits the underlay MTU once encapsulated.
+    public let maxInnerFrame: Int
+
+    private static let serial = SerialNumber()
+
+    /// - Parameters:
+    ///   - roles: local port index -> role; exactly one underlay.
+    ///   - underlayMAC: source MAC of outer frames (the config's, or the port's own).
+    public init(configuration config: VTEPConfiguration, roles: [PortRole], underlayMAC: MACAddress) throws {
+        let configuration = config
+        guard let underlay = roles.firstIndex(of: .underlay), roles.filter({ $0 == .underlay }).count == 1 else {
+            throw SetupError("exactly one underlay port is required")
+        }
+        self.configuration = configuration
+        self.roles = roles
+        self.underlayPort = underlay
+        self.underlayMAC = underlayMAC
+        self.underlayAddress = configuration.underlay.address.value
+        self.udpPort = configuration.underlay.udpPort
+        self.maxInnerFrame = configuration.underlay.mtu - VTEPConfiguration.ipv4Overhead
+
+        // Tunnels: one per (VNI, remote) used by a flood list or an FDB entry.
+        var tunnels: [Tunnel] = []
+        func tunnelIndex(_ vni: UInt32, _ remote: IPv4Address) throws -> Int {
+            if let i = tunnels.firstIndex(where: { $0.vni == vni && $0.remote == remote }) { return i }
+            guard let neighbor = configuration.neighbor(remote) else {
+                throw SetupError("remote \(remote) has no neighbor entry")
+            }
+            tunnels.append(Tunnel(vni: vni, remote: remote, template: OuterHeaderTemplate(
+                sourceMAC: underlayMAC, destinationMAC: neighbor.mac, source: configuration.underlay.address,
+                destination: remote, vni: vni, udpDestinationPort: configuration.underlay.udpPort,
+                ttl: configuration.underlay.ttl)))
+            return tunnels.count - 1
+        }
+
+        var flood: [Int32] = []
+        var access: [Int32] = []
+        var entries: [SegmentEntry] = []
+        for segment in configuration.segments {
+            let floodStart = flood.count
+            for remote in segment.flood { flood.append(Int32(try tunnelIndex(segment.vni, remote))) }
+            let accessStart = access.count
+            for (port, role) in roles.enumerated() where role == .access(vni: segment.vni) { access.append(Int32(port)) }
+            entries.append(SegmentEntry(vni: segment.vni, floodStart: Int32(floodStart), floodCount: Int32(flood.count - floodStart),
+                                        accessStart: Int32(accessStart), accessCount: Int32(access.count - accessStart)))
+        }
+        var fdbTunnels: [(UInt32, MACAddress, Int)] = []
+        for e in configuration.fdb { fdbTunnels.append((e.vni, e.mac, try tunnelIndex(e.vni, e.remote))) }
+        self.tunnels = tunnels
+
+        let templates = Self.alignedAllocate(max(1, tunnels.count) * Self.templateStride)
+        let partialSums = Self.alignedAllocate(max(1, tunnels.count) * 4).bindMemory(to: UInt32.self, capacity: max(1, tunnels.count))
+        for (i, t) in tunnels.enumerated() {
+            t.template.bytes.withUnsafeBytes { (templates + i * Self.templateStride).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            partialSums[i] = t.template.ipv4PartialSum
+        }
+        self.templates = templates
+        self.partialSums = partialSums
+        segmentCount = entries.count
+        segments = .allocate(capacity: max(1, entries.count))
+        segments.initialize(from: entries, count: entries.count)
+        floodTunnels = .allocate(capacity: max(1, flood.count))
+        floodTunnels.initialize(from: flood, count: flood.count)
+        accessPorts = .allocate(capacity: max(1, access.count))
+        accessPorts.initialize(from: access, count: access.count)
+        portSegment = .allocate(capacity: max(1, roles.count))
+        for (i, role) in roles.enumerated() {
+            switch role {
+            case .underlay: portSegment[i] = -1
+            case .access(let vni):
+                guard let s = configuration.segments.firstIndex(where: { $0.vni == vni }) else {
+                    throw SetupError("access port \(i) names VNI \(vni), which is not configured")
+                }
+                portSegment[i] = Int32(s)
+            }
+        }
+
+        let id = Self.serial.next()
+        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, entries.count * 2), keyLength: 4)
+        fdbHash = try Self.makeHash(name: "fdb\(id)", entries: max(1024, fdbTunnels.count * 2), keyLength: Self.fdbKeyLength)
+        for (i, e) in entries.enumerated() {
+            var key = e.vni
+            let rc = rte_hash_add_key_data(vniHash, &key, UnsafeMutableRawPointer(bitPattern: i + 1))
+            guard rc == 0 else { throw DPDKError("adding VNI \(e.vni) to the VNI table", code: rc) }
+        }
+        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.fdbKeyLength, alignment: 4)
+        defer { key.deallocate() }
+        for (vni, mac, tunnel) in fdbTunnels {
+            Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+            let rc = rte_hash_add_key_data(fdbHash, key, UnsafeMutableRawPointer(bitPattern: tunnel + 1))
+            guard rc == 0 else { throw DPDKError("adding \(mac) in VNI \(vni) to the FDB", code: rc) }
+        }
+    }
+
+    /// FDB key: VNI (4 bytes, native order), MAC (6 bytes), 2 bytes of zero padding.
+    public static func writeFDBKey(_ key: UnsafeMutableRawPointer, vni: UInt32, mac: [UInt8]) {
+        key.storeBytes(of: vni, as: UInt32.self)
+        for i in 0..<6 { key.storeBytes(of: mac[i], toByteOffset: 4 + i, as: UInt8.self) }
+        key.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)
+    }
+
+    private static func makeHash(name: String, entries: Int, keyLength: Int) throws -> OpaquePointer {
+        try name.withCString { cName in
+            var params = rte_hash_parameters()
+            params.name = cName
+            params.entries = UInt32(entries)
+            params.key_len = UInt32(keyLength)
+            params.hash_func = nil          // DPDK's default: CRC32-C where SSE4.2 is present
+            params.hash_func_init_val = 0
+            params.socket_id = Int32(SOCKET_ID_ANY)
+            // Lock-free readers: lets the control plane add entries while polling cores look up.
+            params.extra_flag = UInt8(RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF)
+            guard let hash = rte_hash_create(&params) else { throw DPDKError.fromErrno("creating hash table \(name)") }
+            return hash
+        }
+    }
+
+    private static func alignedAllocate(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: (bytes + 63) & ~63, alignment: 64)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: (bytes + 63) & ~63)
+        return p
+    }
+
+    /// Tunnel index for (vni, mac), as the fast path would find it; nil when unknown.
+    public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
+        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.fdbKeyLength, alignment: 4)
+        defer { key.deallocate() }
+        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+        var data: UnsafeMutableRawPointer?
+        guard rte_hash_lookup_data(fdbHash, key, &data) >= 0, let d = data else { return nil }
+        return Int(bitPattern: d) - 1
+    }
+
+    deinit {
+        rte_hash_free(fdbHash)
+        rte_hash_free(vniHash)
+        templates.deallocate()
+        UnsafeMutableRawPointer(partialSums).deallocate()
+        segments.deallocate()
+        floodTunnels.deallocate()
+        accessPorts.deallocate()
+        portSegment.deallocate()
+    }
+}
+
+/// Unique names for DPDK objects (hash tables are named and names must not clash within a process).
+final class SerialNumber: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+    func next() -> Int { lock.withLock { value += 1; return value } }
+}

@@ -1,0 +1,88 @@
+/// What the pipeline counts per polling core, besides the per-port counters PollMode keeps.
+public enum PipelineCounter: Int, CaseIterable, Sendable {
+    /// Packets sent into a tunnel (each flooded copy counts once).
+    case encapsulated
+    /// VXLAN packets whose inner frame was delivered to an access port.
+    case decapsulated
+    /// Copies made by head-end replication of broadcast, multicast and unknown-unicast frames (all copies).
+    case floodCopies
+    /// Frames flooded because their destination MAC was unknown in the VNI (counted once per frame).
+    case unknownUnicast
+
+    public var name: String {
+        switch self {
+        case .encapsulated: "encapsulated"
+        case .decapsulated: "decapsulated"
+        case .floodCopies: "flood_copies"
+        case .unknownUnicast: "unknown_unicast"
+        }
+    }
+}
+
+/// Why a packet was dropped. Every drop is counted under exactly one reason.
+public enum DropReason: Int, CaseIterable, Sendable {
+    // Underlay receive (decapsulation)
+    /// Shorter than the outer headers plus a 14-byte inner Ethernet header, or IP/UDP lengths that overrun the frame.
+    case truncated
+    /// Underlay frame that is not IPv4 (ARP, IPv6, LLDP, ...).
+    case notIPv4
+    /// Unicast to another Ethernet address (the underlay port is promiscuous).
+    case notOurMAC
+    /// IPv4 header with a bad version, header length or total length.
+    case badIPHeader
+    case badIPChecksum
+    /// IPv4 fragment: a VTEP neither fragments nor reassembles (RFC 7348).
+    case ipFragment
+    /// IPv4 destination that is not this VTEP's address.
+    case wrongDestination
+    /// IPv4 to us that is not UDP.
+    case notUDP
+    /// UDP to us on another port than the VXLAN port.
+    case wrongUDPPort
+    /// VXLAN header without the I flag.
+    case badFlags
+    /// VNI not configured here.
+    case unknownVNI
+    /// Inner frame shorter than an Ethernet header.
+    case innerTooShort
+    // Access receive (encapsulation)
+    /// Access frame shorter than an Ethernet header.
+    case runtFrame
+    /// Frame that would exceed the underlay MTU once encapsulated (segmentation comes with offloads).
+    case overMTU
+    /// Not enough headroom in the buffer to prepend the outer headers.
+    case noHeadroom
+    /// Nowhere to send it: unknown unicast or BUM with an empty flood list, or a VNI without access ports.
+    case noDestination
+    /// A flood copy could not be made (mempool empty).
+    case copyFailed
+
+    public var name: String {
+        switch self {
+        case .truncated: "truncated"
+        case .notIPv4: "not_ipv4"
+        case .notOurMAC: "not_our_mac"
+        case .badIPHeader: "bad_ip_header"
+        case .badIPChecksum: "bad_ip_checksum"
+        case .ipFragment: "ip_fragment"
+        case .wrongDestination: "wrong_destination"
+        case .notUDP: "not_udp"
+        case .wrongUDPPort: "wrong_udp_port"
+        case .badFlags: "bad_flags"
+        case .unknownVNI: "unknown_vni"
+        case .innerTooShort: "inner_too_short"
+        case .runtFrame: "runt_frame"
+        case .overMTU: "over_mtu"
+        case .noHeadroom: "no_headroom"
+        case .noDestination: "no_destination"
+        case .copyFailed: "copy_failed"
+        }
+    }
+}
+
+/// Layout of the pipeline's per-core counter block: the `PipelineCounter`s, then one slot per `DropReason`.
+public enum PipelineCounterLayout {
+    public static let count = PipelineCounter.allCases.count + DropReason.allCases.count
+    @inlinable public static func slot(_ c: PipelineCounter) -> Int { c.rawValue }
+    @inlinable public static func slot(_ r: DropReason) -> Int { PipelineCounter.allCases.count + r.rawValue }
+}

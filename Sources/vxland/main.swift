@@ -1,0 +1,51 @@
+import ArgumentParser
+import ControlProtocol
+import Foundation
+import Logging
+import PollMode
+import VXLANDaemon
+
+/// vxland [EAL arguments] -- --config FILE [--socket PATH]
+struct Vxland: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vxland",
+        abstract: "VXLAN tunnel endpoint on DPDK polling cores.",
+        usage: "vxland [EAL arguments] -- --config FILE [--socket PATH]",
+        discussion: """
+            Arguments before `--` go to DPDK's EAL (cores with -l, devices with -a or --vdev, --file-prefix, \
+            --no-huge, ...). Arguments after it are vxland's own. Cores: the main lcore serves the control socket, \
+            every other lcore polls one RX and one TX queue on every port.
+            """)
+
+    @Option(name: .long, help: "Configuration file (YAML or JSON).")
+    var config: String
+
+    @Option(name: .long, help: "Control socket path (created root-only).")
+    var socket: String = ControlProtocol.defaultSocketPath
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+}
+
+let (ealArguments, appArguments) = EAL.splitArguments(CommandLine.arguments)
+let command: Vxland
+do {
+    command = try Vxland.parse(appArguments)
+} catch {
+    Vxland.exit(withError: error)
+}
+let level = Logger.Level(rawValue: command.logLevel) ?? .info
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = level
+    return handler
+}
+var options = DaemonOptions(configPath: command.config)
+options.socketPath = command.socket
+exit(Daemon.run(eal: ealArguments, options: options, logger: Logger(label: "vxland")))
