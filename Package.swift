@@ -73,10 +73,15 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
                           swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        // Shared by the DPDK tests: one process-wide EAL, net_ring ports, an independent frame builder.
+        .target(name: "DPDKTestSupport", dependencies: ["CDPDK", "PollMode"], path: "Tests/DPDKTestSupport",
+                swiftSettings: dpdkSwift,
+                // rte_eth_from_rings lives in the net_ring PMD, which is otherwise loaded as a plugin.
+                linkerSettings: dpdkLinker + [.unsafeFlags(["-Xlinker", "-lrte_net_ring"])]),
         .testTarget(name: "VTEPConfigTests", dependencies: ["VTEPConfig"]),
-        .testTarget(name: "VXLANPipelineTests", dependencies: ["VXLANPipeline", "PollMode", "VTEPConfig", "CDPDK"],
+        .testTarget(name: "VXLANPipelineTests", dependencies: ["VXLANPipeline", "PollMode", "VTEPConfig", "CDPDK", "DPDKTestSupport"],
                     swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
-        .testTarget(name: "VXLANDaemonTests", dependencies: ["VXLANDaemon", "ControlProtocol", "PollMode", "VXLANPipeline", "CDPDK"],
+        .testTarget(name: "VXLANDaemonTests", dependencies: ["VXLANDaemon", "ControlProtocol", "PollMode", "VXLANPipeline", "VTEPConfig", "CDPDK", "DPDKTestSupport"],
                     swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol"]),
     ]

@@ -206,7 +206,7 @@ public struct VXLANProcessor: BurstProcessor {
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
-            let reason = validate(m, index: i)
+            let reason = validate(m, index: i, keySlot: lookups)
             if reason >= 0 {
                 state[i] = Self.dropped
                 drop(m, DropReason(rawValue: reason).unsafelyUnwrapped)
@@ -241,7 +241,7 @@ public struct VXLANProcessor: BurstProcessor {
     /// Checks one underlay frame; returns a DropReason raw value, or -1 when it is VXLAN for us, in which case
     /// its VNI key, outer header length and inner length are recorded for pass 2.
     @inlinable @inline(__always)
-    func validate(_ m: OpaquePointer, index i: Int) -> Int {
+    func validate(_ m: OpaquePointer, index i: Int, keySlot: Int) -> Int {
         let dataLength = Int(vx_mbuf_data_len(m))
         let packetLength = Int(vx_mbuf_pkt_len(m))
         if dataLength < VXLANLayout.ethernetLength { return DropReason.truncated.rawValue }
@@ -282,8 +282,8 @@ public struct VXLANProcessor: BurstProcessor {
         let vxlan = udp &+ VXLANLayout.udpLength
         if f.load(fromByteOffset: vxlan, as: UInt8.self) & VXLANLayout.flagI == 0 { return DropReason.badFlags.rawValue }
         let vni = load32(f, vxlan &+ 4) >> 8
-        (keys + i &* Self.keyStride).storeBytes(of: vni, as: UInt32.self)
-        // Keys are packed in order of the packets that reach the lookup.
+        // Keys are packed in the order of the packets that reach the lookup.
+        (keys + keySlot &* Self.keyStride).storeBytes(of: vni, as: UInt32.self)
         aux[i] = Int32(headers)
         innerLength[i] = Int32(inner)
         return -1

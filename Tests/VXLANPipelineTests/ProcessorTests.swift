@@ -1,0 +1,233 @@
+import CDPDK
+import DPDKTestSupport
+import PollMode
+import VTEPConfig
+import XCTest
+@testable import VXLANPipeline
+
+/// The pipeline on real DPDK ports (net_ring): frames in through RX rings, bytes out of TX rings, every counter
+/// checked, and the mempool back to full after every test.
+final class ProcessorTests: XCTestCase {
+    static let ourMAC = "02:00:00:00:00:01"
+    static let vmMAC = "02:00:00:00:42:01"
+    static let remoteVMMAC = "02:00:00:00:42:02"
+
+    var pool: PacketPool!
+    var underlay: RingPort!
+    var access: RingPort!
+    var ports: [EthPort] = []
+    var core: PollingCore<VXLANProcessor>!
+    var tables: ForwardingTables!
+
+    func setUpPipeline(mtu: Int = 1500, flood: [String] = ["10.99.0.2"], underlayTxSize: UInt32 = 1024) throws {
+        try TestEAL.start()
+        pool = try PacketPool(name: TestEAL.uniqueName("pool"), count: 2047, cacheSize: 0)
+        underlay = try RingPort(txSize: underlayTxSize)
+        access = try RingPort()
+        let yaml = """
+            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", mtu: \(mtu), ttl: 64 }
+            access: [ { port: \(access.name), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [\(flood.joined(separator: ", "))] }, { vni: 7, flood: [] } ]
+            fdb: [ { vni: 42, mac: "\(Self.remoteVMMAC)", remote: 10.99.0.2 } ]
+            neighbors:
+              - { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }
+              - { ip: 10.99.0.3, mac: "02:00:00:00:00:03" }
+            """
+        let config = try ConfigParser.parse(yaml)
+        tables = try ForwardingTables(configuration: config, roles: [.underlay, .access(vni: 42)], underlayMAC: MACAddress(Self.ourMAC)!)
+        ports = [try EthPort(id: underlay.id), try EthPort(id: access.id)]
+        for p in ports {
+            try p.configure(PortSetup(queues: 1), pool: pool)
+            try p.start()
+        }
+        core = PollingCore(processor: VXLANProcessor(tables: tables),
+                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
+                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+    }
+
+    override func tearDown() {
+        guard core != nil else { return }
+        _ = underlay.drain(); _ = access.drain()
+        core.release()
+        core.processor.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) still in use")
+        for p in ports { p.close() }
+        underlay.destroy(); access.destroy()
+        core = nil; tables = nil; pool = nil
+    }
+
+    /// Injects frames on one side, runs one poll round, returns what each side transmitted.
+    func run(access frames: [[UInt8]] = [], underlay uframes: [[UInt8]] = []) -> (underlay: [[UInt8]], access: [[UInt8]]) {
+        if !frames.isEmpty { access.inject(frames.map { Mbuf.make($0, pool: pool) }) }
+        if !uframes.isEmpty { underlay.inject(uframes.map { Mbuf.make($0, pool: pool) }) }
+        core.pollOnce()
+        return (underlay.drain(), access.drain())
+    }
+
+    func pipeline(_ c: PipelineCounter) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(c)] }
+    func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
+    func port(_ index: Int, _ c: PortCounter) -> UInt64 { core.portCounters[PortCounter.slot(port: index, c)] }
+    var totalDrops: UInt64 { DropReason.allCases.reduce(0) { $0 + drops($1) } }
+
+    /// Checks an encapsulated frame field by field; returns its outer UDP source port.
+    @discardableResult
+    func assertEncapsulated(_ out: [UInt8], inner: [UInt8], remoteMAC: String = "02:00:00:00:00:02", remoteIP: String = "10.99.0.2",
+                            vni: Int = 42, file: StaticString = #filePath, line: UInt = #line) -> Int {
+        XCTAssertEqual(out.count, inner.count + 50, file: file, line: line)
+        guard out.count == inner.count + 50 else { return 0 }
+        let sport = Int(out[34]) << 8 | Int(out[35])
+        XCTAssert((49152...65535).contains(sport), "source port \(sport)", file: file, line: line)
+        let expected = Frames.ethernet(dst: remoteMAC, src: Self.ourMAC, type: 0x0800,
+                                       payload: Frames.ipv4(src: "10.99.0.1", dst: remoteIP, proto: 17,
+                                                            payload: Frames.udp(sport: sport, dport: 4789, payload: Frames.vxlan(vni: vni, inner: inner))))
+        XCTAssertEqual(out, expected, file: file, line: line)
+        return sport
+    }
+
+    func testKnownUnicastIsEncapsulatedToItsRemote() throws {
+        try setUpPipeline()
+        let inner = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC, size: 64)
+        let out = run(access: [inner, inner])
+        XCTAssertEqual(out.underlay.count, 2)
+        XCTAssertTrue(out.access.isEmpty)
+        let p1 = assertEncapsulated(out.underlay[0], inner: inner)
+        let p2 = assertEncapsulated(out.underlay[1], inner: inner)
+        XCTAssertEqual(p1, p2, "one flow, one source port")
+        XCTAssertEqual(pipeline(.encapsulated), 2)
+        XCTAssertEqual(pipeline(.floodCopies), 0)
+        XCTAssertEqual(pipeline(.unknownUnicast), 0)
+        XCTAssertEqual(port(1, .rxPackets), 2)
+        XCTAssertEqual(port(1, .rxBytes), 128)
+        XCTAssertEqual(port(0, .txPackets), 2)
+        XCTAssertEqual(port(0, .txBytes), 2 * 114)
+        XCTAssertEqual(totalDrops, 0)
+    }
+
+    func testBroadcastIsReplicatedToEveryRemoteInTheFloodList() throws {
+        try setUpPipeline(flood: ["10.99.0.2", "10.99.0.3"])
+        let arp = Frames.ethernet(dst: "ff:ff:ff:ff:ff:ff", src: Self.vmMAC, type: 0x0806, payload: [UInt8](repeating: 7, count: 46))
+        let out = run(access: [arp])
+        XCTAssertEqual(out.underlay.count, 2)
+        assertEncapsulated(out.underlay[0], inner: arp, remoteMAC: "02:00:00:00:00:02", remoteIP: "10.99.0.2")
+        assertEncapsulated(out.underlay[1], inner: arp, remoteMAC: "02:00:00:00:00:03", remoteIP: "10.99.0.3")
+        XCTAssertEqual(pipeline(.encapsulated), 2)
+        XCTAssertEqual(pipeline(.floodCopies), 2)
+        XCTAssertEqual(pipeline(.unknownUnicast), 0)
+    }
+
+    func testUnknownUnicastIsFlooded() throws {
+        try setUpPipeline(flood: ["10.99.0.2", "10.99.0.3"])
+        let inner = Frames.innerUDP(dst: "02:00:00:00:99:99", src: Self.vmMAC)
+        let out = run(access: [inner])
+        XCTAssertEqual(out.underlay.count, 2)
+        XCTAssertEqual(pipeline(.unknownUnicast), 1)
+        XCTAssertEqual(pipeline(.floodCopies), 2)
+    }
+
+    func testBUMWithEmptyFloodListIsDroppedAndCounted() throws {
+        try setUpPipeline(flood: [])
+        let out = run(access: [Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: Self.vmMAC)])
+        XCTAssertTrue(out.underlay.isEmpty)
+        XCTAssertEqual(drops(.noDestination), 1)
+    }
+
+    func testFramesOverTheUnderlayMTUAreDroppedAndCounted() throws {
+        try setUpPipeline(mtu: 1500)
+        let fits = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC, size: 1464)     // 1464 + 36 = 1500
+        let tooBig = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC, size: 1465)
+        let out = run(access: [fits, tooBig])
+        XCTAssertEqual(out.underlay.count, 1)
+        assertEncapsulated(out.underlay[0], inner: fits)
+        XCTAssertEqual(drops(.overMTU), 1)
+        XCTAssertEqual(totalDrops, 1)
+    }
+
+    func testRuntFramesFromAccessAreDropped() throws {
+        try setUpPipeline()
+        let out = run(access: [[UInt8](repeating: 0xff, count: 10)])
+        XCTAssertTrue(out.underlay.isEmpty)
+        XCTAssertEqual(drops(.runtFrame), 1)
+    }
+
+    func testVXLANIsDecapsulatedToTheAccessPort() throws {
+        try setUpPipeline()
+        let inner = Frames.innerUDP(dst: Self.vmMAC, src: Self.remoteVMMAC, size: 100)
+        let packet = Frames.vxlanPacket(inner: inner)
+        let out = run(underlay: [packet])
+        XCTAssertEqual(out.access, [inner])
+        XCTAssertTrue(out.underlay.isEmpty)
+        XCTAssertEqual(pipeline(.decapsulated), 1)
+        XCTAssertEqual(port(0, .rxPackets), 1)
+        XCTAssertEqual(port(0, .rxBytes), UInt64(packet.count))
+        XCTAssertEqual(port(1, .txPackets), 1)
+        XCTAssertEqual(port(1, .txBytes), 100)
+        XCTAssertEqual(totalDrops, 0)
+    }
+
+    func testEthernetPaddingAfterAShortPacketIsTrimmed() throws {
+        try setUpPipeline()
+        // 14-byte inner frame: the outer frame is 64 bytes, padded on the wire to 70 here.
+        let inner = Frames.ethernet(dst: Self.vmMAC, src: Self.remoteVMMAC, type: 0x88B5, payload: [])
+        let out = run(underlay: [Frames.vxlanPacket(inner: inner) + [0, 0, 0, 0, 0, 0]])
+        XCTAssertEqual(out.access, [inner])
+    }
+
+    func testReservedFlagBitsAreIgnoredOnReceive() throws {
+        try setUpPipeline()
+        let inner = Frames.innerUDP(dst: Self.vmMAC, src: Self.remoteVMMAC)
+        let out = run(underlay: [Frames.vxlanPacket(flags: 0x08 | 0x80, inner: inner)])
+        XCTAssertEqual(out.access, [inner], "RFC 7348: reserved bits are ignored by the receiver")
+    }
+
+    /// Each malformed or foreign underlay frame is dropped under its own reason and disturbs nothing else.
+    func testEveryMalformedInputIsCountedUnderItsOwnReason() throws {
+        try setUpPipeline()
+        let inner = Frames.innerUDP(dst: Self.vmMAC, src: Self.remoteVMMAC)
+        let good = Frames.vxlanPacket(inner: inner)
+        let cases: [(DropReason, [UInt8])] = [
+            (.badFlags, Frames.vxlanPacket(flags: 0x00, inner: inner)),
+            (.unknownVNI, Frames.vxlanPacket(vni: 4242, inner: inner)),
+            (.wrongDestination, Frames.vxlanPacket(dstIP: "10.99.0.9", inner: inner)),
+            (.wrongUDPPort, Frames.vxlanPacket(dport: 4790, inner: inner)),
+            (.notUDP, Frames.vxlanPacket(inner: inner, proto: 6)),
+            (.ipFragment, Frames.vxlanPacket(inner: inner, flagsFragment: 0x2000)),
+            (.ipFragment, Frames.vxlanPacket(inner: inner, flagsFragment: 0x0010)),
+            (.badIPChecksum, Frames.vxlanPacket(inner: inner, corruptChecksum: true)),
+            (.truncated, Array(good.prefix(60))),
+            (.truncated, Array(good.prefix(10))),
+            (.innerTooShort, Frames.vxlanPacket(inner: Array(inner.prefix(13)))),
+            (.notIPv4, Frames.ethernet(dst: "ff:ff:ff:ff:ff:ff", src: "02:00:00:00:00:02", type: 0x0806, payload: [UInt8](repeating: 0, count: 28))),
+            (.notOurMAC, Frames.vxlanPacket(outerDst: "02:00:00:00:00:77", inner: inner)),
+            (.badIPHeader, { var p = good; p[14] = 0x65; return p }()),
+        ]
+        let out = run(underlay: cases.map(\.1) + [good])
+        XCTAssertEqual(out.access, [inner], "only the good packet gets through")
+        var expected: [DropReason: UInt64] = [:]
+        for (reason, _) in cases { expected[reason, default: 0] += 1 }
+        for reason in DropReason.allCases {
+            XCTAssertEqual(drops(reason), expected[reason] ?? 0, "drop counter \(reason.name)")
+        }
+        XCTAssertEqual(pipeline(.decapsulated), 1)
+        XCTAssertEqual(port(0, .rxPackets), UInt64(cases.count + 1))
+    }
+
+    func testWhatTheTXQueueRefusesIsFreedAndCounted() throws {
+        try setUpPipeline(underlayTxSize: 8)            // a ring of 8 holds 7
+        let inner = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC)
+        let out = run(access: Array(repeating: inner, count: 20))
+        XCTAssertEqual(out.underlay.count, 7)
+        XCTAssertEqual(port(0, .txPackets), 7)
+        XCTAssertEqual(port(0, .txDropped), 13)
+        XCTAssertEqual(pipeline(.encapsulated), 20)
+    }
+
+    func testBurstsLargerThanThePollBurstAreHandled() throws {
+        try setUpPipeline()
+        let inner = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC)
+        access.inject((0..<100).map { _ in Mbuf.make(inner, pool: pool) })
+        var sent: [[UInt8]] = []
+        for _ in 0..<5 { core.pollOnce(); sent += underlay.drain() }
+        XCTAssertEqual(sent.count, 100)
+        XCTAssertEqual(pipeline(.encapsulated), 100)
+    }
+}
