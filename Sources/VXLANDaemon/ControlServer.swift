@@ -34,6 +34,8 @@ public final class ControlServer: @unchecked Sendable {
 
     private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
+    private var clients: Set<Int32> = []
+
     private func acceptLoop() {
         while !isStopping {
             var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
@@ -41,11 +43,15 @@ public final class ControlServer: @unchecked Sendable {
             if ready <= 0 { continue }
             let client = accept(listener, nil, nil)
             if client < 0 { continue }
-            // Requests are small and quick; one connection at a time keeps the server simple and ordered.
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            serve(client)
-            close(client)
+            lock.lock(); clients.insert(client); lock.unlock()
+            // One thread per connection: an idle `vxlanctl` session never holds up another.
+            let t = Thread { [self] in
+                serve(client)
+                lock.lock(); clients.remove(client); lock.unlock()
+                close(client)
+            }
+            t.name = "vxland-control-client"
+            t.start()
         }
     }
 
@@ -81,7 +87,10 @@ public final class ControlServer: @unchecked Sendable {
 
     /// Stops accepting, waits for the thread and removes the socket file.
     public func stop() {
-        lock.lock(); stopping = true; lock.unlock()
+        lock.lock()
+        stopping = true
+        for client in clients { shutdown(client, Int32(SHUT_RDWR)) }   // wakes their readers
+        lock.unlock()
         while let t = thread, !t.isFinished { usleep(10_000) }
         close(listener)
         unlink(path)

@@ -26,6 +26,7 @@ public final class Dataplane: @unchecked Sendable {
     private var pollingCores: [UnsafeMutablePointer<PollingCore<VXLANProcessor>>] = []
     private var launchedOnWorkers = false
     private var stopped = false
+    private static let instances = Counter()
 
     /// Resolves and configures the ports, builds the tables and one polling core per lcore in `lcores`.
     /// Nothing is started yet. Throws, naming the port or key, when the configuration cannot be applied.
@@ -51,7 +52,7 @@ public final class Dataplane: @unchecked Sendable {
         self.roles = roles
 
         let socket = lcores.first.map { EAL.socketOf(lcore: $0) } ?? Int32(SOCKET_ID_ANY)
-        pool = try PacketPool(name: "vxland_mbufs", count: configuration.resources.mbufs, socket: socket < 0 ? Int32(SOCKET_ID_ANY) : socket)
+        pool = try PacketPool(name: "vxland_mbufs\(Dataplane.instances.next())", count: configuration.resources.mbufs, socket: socket < 0 ? Int32(SOCKET_ID_ANY) : socket)
 
         let mac = configuration.underlay.mac ?? MACAddress(bytes: underlay.macAddress)!
         tables = try ForwardingTables(configuration: configuration, roles: roles, underlayMAC: mac)
@@ -156,4 +157,11 @@ public final class Dataplane: @unchecked Sendable {
     }
 
     deinit { stop() }
+}
+
+/// Numbers DPDK objects whose names must be unique in a process.
+final class Counter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+    func next() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
 }

@@ -39,7 +39,7 @@ public final class RingPort {
         rxRing = rx; txRing = tx
         var rxs: OpaquePointer? = rx
         var txs: OpaquePointer? = tx
-        let port = rte_eth_from_rings(name, &rxs, 1, &txs, 1, 0)
+        let port = rte_eth_from_rings(tag, &rxs, 1, &txs, 1, 0)   // the PMD names it net_ring_<tag>
         guard port >= 0 else { throw DPDKError.fromErrno("creating ring port \(name)") }
         id = UInt16(port)
     }
