@@ -12,7 +12,9 @@ public enum Render {
     }
 
     public static func stats(_ report: StatsReport, perCore: Bool = false) -> String {
-        var out = "uptime \(String(format1: report.uptimeSeconds))s, \(report.cores.count) polling core(s)\n\n"
+        var out = "uptime \(String(format1: report.uptimeSeconds))s, \(report.cores.count) polling core(s)"
+        if let pool = report.mempool { out += ", mbufs \(pool.inUse) in use of \(pool.capacity)" }
+        out += "\n\n"
         let portKeys = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped"]
         func portTable(_ ports: [StatsReport.PortCounters]) -> String {
             var rows = [["PORT"] + portKeys.map { $0.uppercased().replacingUnderscores() }]

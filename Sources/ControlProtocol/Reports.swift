@@ -51,13 +51,26 @@ public struct StatsReport: Codable, Equatable, Sendable {
         public var dropsTotal: UInt64
     }
 
+    /// Packet buffer pool occupancy: `in_use` that keeps growing while traffic is idle means a leak.
+    public struct Mempool: Codable, Equatable, Sendable {
+        public var name: String
+        public var capacity: Int
+        public var available: Int
+        public var inUse: Int
+        public init(name: String, capacity: Int, available: Int, inUse: Int) {
+            self.name = name; self.capacity = capacity; self.available = available; self.inUse = inUse
+        }
+    }
+
     public var uptimeSeconds: Double
+    public var mempool: Mempool?
     public var cores: [Core]
     public var totals: Totals
 
     /// Sums the cores; port order is that of the first core.
-    public init(uptimeSeconds: Double, cores: [Core]) {
+    public init(uptimeSeconds: Double, mempool: Mempool? = nil, cores: [Core]) {
         self.uptimeSeconds = uptimeSeconds
+        self.mempool = mempool
         self.cores = cores
         var ports: [PortCounters] = cores.first?.ports.map { PortCounters(port: $0.port, counters: [:]) } ?? []
         var pipeline: [String: UInt64] = [:]

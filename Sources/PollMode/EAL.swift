@@ -6,6 +6,9 @@ import Foundation
 public enum EAL {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var initialized = false
+    nonisolated(unsafe) private static var filePrefix = "rte"
+    nonisolated(unsafe) private static var hugeDirectories: [String] = []
+    nonisolated(unsafe) private static var runtimeDirectory: String?
 
     /// Splits a command line by DPDK's convention `prog [EAL args] -- [app args]`.
     /// Without `--`, every argument belongs to the application.
@@ -32,16 +35,46 @@ public enum EAL {
             throw DPDKError("EAL initialisation (arguments: \(arguments.dropFirst().joined(separator: " ")))", code: code)
         }
         initialized = true
+        filePrefix = option("--file-prefix", in: arguments) ?? "rte"
+        hugeDirectories = option("--huge-dir", in: arguments).map { [$0] } ?? hugetlbfsMounts()
+        runtimeDirectory = rte_eal_get_runtime_dir().map { String(cString: $0) }
+    }
+
+    /// The value of `--name value` or `--name=value`.
+    static func option(_ name: String, in arguments: [String]) -> String? {
+        for (i, a) in arguments.enumerated() {
+            if a == name, i + 1 < arguments.count { return arguments[i + 1] }
+            if a.hasPrefix(name + "=") { return String(a.dropFirst(name.count + 1)) }
+        }
+        return nil
+    }
+
+    static func hugetlbfsMounts() -> [String] {
+        guard let mounts = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return [] }
+        return mounts.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            return f.count > 2 && f[2] == "hugetlbfs" ? String(f[1]) : nil
+        }
     }
 
     public static var isInitialized: Bool { lock.lock(); defer { lock.unlock() }; return initialized }
 
     /// Releases EAL's resources (hugepage memory, devices). Call after every port is closed.
+    /// DPDK 22.11 leaves a primary's hugepage files (`<prefix>map_*`) and runtime directory in place after
+    /// rte_eal_cleanup; a stopped dataplane should leave nothing behind, so this removes those of our own
+    /// `--file-prefix`, and nothing else.
     public static func cleanup() {
         lock.lock(); defer { lock.unlock() }
         guard initialized else { return }
         _ = rte_eal_cleanup()
         initialized = false
+        let fm = FileManager.default
+        for dir in hugeDirectories {
+            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(filePrefix + "map_") {
+                try? fm.removeItem(atPath: dir + "/" + name)
+            }
+        }
+        if let runtime = runtimeDirectory, runtime.hasSuffix("/" + filePrefix) { try? fm.removeItem(atPath: runtime) }
     }
 
     public static var mainLcore: UInt32 { rte_get_main_lcore() }

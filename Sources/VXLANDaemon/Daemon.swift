@@ -60,7 +60,10 @@ public enum Daemon {
             logger.critical("\(error)")
             return 1
         }
-        defer { EAL.cleanup() }
+        defer {
+            EAL.cleanup()
+            logger.debug("EAL released")
+        }
 
         let workers = EAL.workerLcores
         let lcores = workers.isEmpty ? [EAL.mainLcore] : workers
@@ -72,7 +75,10 @@ public enum Daemon {
             logger.critical("cannot start the dataplane: \(error)")
             return 1
         }
-        defer { dataplane.stop() }
+        defer {
+            dataplane.stop()
+            logger.debug("polling cores stopped, ports closed, buffers released")
+        }
 
         let server: ControlServer
         do {
@@ -84,7 +90,10 @@ public enum Daemon {
             return 1
         }
         server.start()
-        defer { server.stop() }
+        defer {
+            server.stop()
+            logger.debug("control socket closed")
+        }
 
         signalTarget = dataplane.stopSignal
         for sig in [SIGINT, SIGTERM] {

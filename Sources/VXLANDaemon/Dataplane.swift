@@ -134,7 +134,8 @@ public final class Dataplane: @unchecked Sendable {
             let drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, q[PipelineCounterLayout.slot($0)]) })
             return StatsReport.Core(lcore: core.lcore, ports: portReports, pipeline: pipeline, drops: drops)
         }
-        return StatsReport(uptimeSeconds: uptime, cores: coreReports)
+        let mempool = StatsReport.Mempool(name: pool.name, capacity: pool.capacity, available: pool.available, inUse: pool.inUse)
+        return StatsReport(uptimeSeconds: uptime, mempool: mempool, cores: coreReports)
     }
 
     public func portsReport() -> PortsReport {

@@ -7,7 +7,9 @@ import PollMode
 public enum TestEAL {
     public static func start() throws {
         try EAL.initialize(arguments: ["vxlan-tests", "--no-huge", "-m", "512", "--no-pci", "-l", "0",
-                                       "--file-prefix", "vxtest\(getpid())", "--log-level", "*:error", "--no-telemetry"])
+                                       "--no-shconf", "--file-prefix", "vxtest\(getpid())", "--log-level", "*:error", "--no-telemetry"])
+        // EAL leaves its (empty, with --no-shconf) runtime directory behind: remove it when the tests end.
+        atexit { _ = rmdir("/var/run/dpdk/vxtest\(getpid())") }
     }
 
     private static let lock = NSLock()

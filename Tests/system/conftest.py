@@ -1,0 +1,89 @@
+"""Helpers for the system tests: run vxland as a real process, talk to it with vxlanctl, stop it by PID."""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("VXLAN_BUILD_DIR", ROOT / ".build" / "debug"))
+VXLAND = BUILD / "vxland"
+VXLANCTL = BUILD / "vxlanctl"
+TOPOLOGY = ROOT / "scripts" / "netns-topology.sh"
+
+
+def pytest_configure(config):
+    for binary in (VXLAND, VXLANCTL):
+        if not binary.exists():
+            raise pytest.UsageError(f"{binary} is missing: build first (swift build)")
+
+
+class Vxland:
+    """A vxland process started by a test; stopped with SIGTERM by its own PID."""
+
+    def __init__(self, tmp_path: Path, eal_args, config_text: str, netns=None, name="vxland"):
+        self.config = tmp_path / f"{name}.yaml"
+        self.config.write_text(config_text)
+        self.socket = tmp_path / f"{name}.sock"
+        self.log_path = tmp_path / f"{name}.log"
+        self.prefix = f"vx{os.getpid()}{name}"
+        cmd = [str(VXLAND), *eal_args, "--file-prefix", self.prefix, "--log-level", "*:warning",
+               "--", "--config", str(self.config), "--socket", str(self.socket)]
+        if netns:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while not self.socket.exists():
+            if self.process.poll() is not None:
+                raise AssertionError(f"vxland exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            if time.time() > deadline:
+                self.stop()
+                raise AssertionError(f"vxland did not open its socket:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+
+    def ctl(self, *args, check=True):
+        return subprocess.run([str(VXLANCTL), *args, "--socket", str(self.socket)], capture_output=True, text=True,
+                              check=check, timeout=10)
+
+    def stats(self):
+        return json.loads(self.ctl("show", "stats", "--json").stdout)
+
+    def wait_for(self, predicate, timeout=20.0):
+        """Polls stats until predicate(stats) holds; returns the stats."""
+        deadline = time.time() + timeout
+        while True:
+            stats = self.stats()
+            if predicate(stats):
+                return stats
+            if time.time() > deadline:
+                raise AssertionError(f"condition not reached; last stats: {json.dumps(stats['totals'], indent=1)}")
+            time.sleep(0.1)
+
+    def stop(self):
+        """SIGTERM, wait, and return the exit status and the log."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError("vxland did not stop within 20 s of SIGTERM")
+        self.log.close()
+        subprocess.run(["rm", "-rf", f"/var/run/dpdk/{self.prefix}"], check=False)
+        return self.process.returncode, self.log_path.read_text()
+
+
+def port_counters(stats, port):
+    for p in stats["totals"]["ports"]:
+        if p["port"] == port:
+            return p["counters"]
+    raise KeyError(port)
+
+
+def nonzero_drops(stats):
+    return {k: v for k, v in stats["totals"]["drops"].items() if v}

@@ -1,0 +1,104 @@
+"""vxland and vxlanctl as an operator meets them: start-up errors, the control socket, a clean stop."""
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import VXLAND, VXLANCTL, Vxland
+
+NULL_CONFIG = """
+underlay: { port: net_null0, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }
+access: [ { port: net_null1, vni: 42 } ]
+vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+"""
+
+
+def hugepages_usable():
+    try:
+        free = int(Path("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages").read_text())
+    except OSError:
+        return False
+    return free >= 64 and any(line.split()[2] == "hugetlbfs" for line in Path("/proc/mounts").read_text().splitlines())
+
+
+def hugepage_files(prefix):
+    dirs = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if line.split()[2] == "hugetlbfs"]
+    return [f for d in dirs for f in os.listdir(d) if f.startswith(prefix)]
+
+
+def run_vxland(tmp_path, config_text, eal, prefix):
+    config = tmp_path / "c.yaml"
+    config.write_text(config_text)
+    return subprocess.run([str(VXLAND), *eal, "--file-prefix", prefix, "--", "--config", str(config),
+                           "--socket", str(tmp_path / "s.sock")], capture_output=True, text=True, timeout=60)
+
+
+def test_config_error_names_the_key_exits_nonzero_and_touches_no_hugepages(tmp_path):
+    prefix = f"vxbad{os.getpid()}"
+    result = run_vxland(tmp_path, NULL_CONFIG.replace('mac: "02:00:00:00:00:01" }', 'mac: "02:00:00:00:00:01", mtu: 100 }'),
+                        ["-l", "0", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1"], prefix)
+    assert result.returncode == 2
+    assert "underlay.mtu (line 2): expected an integer from 576 to 9216, got '100'" in result.stderr
+    assert hugepage_files(prefix) == []
+    assert not Path(f"/var/run/dpdk/{prefix}").exists()
+
+
+@pytest.mark.skipif(not hugepages_usable(), reason="needs free 2 MiB hugepages (hugepages-setup.sh)")
+def test_unknown_port_is_named_and_hugepage_files_are_removed(tmp_path):
+    prefix = f"vxport{os.getpid()}"
+    result = run_vxland(tmp_path, NULL_CONFIG.replace("net_null1", "net_null7"),
+                        ["-l", "0", "--no-pci", "-m", "128", "--vdev", "net_null0", "--vdev", "net_null1"], prefix)
+    assert result.returncode == 1
+    assert "access[0].port: no DPDK port named 'net_null7'; ports present: net_null0, net_null1" in result.stderr
+    assert hugepage_files(prefix) == [], "EAL had mapped hugepages; they must be gone"
+    assert not Path(f"/var/run/dpdk/{prefix}").exists()
+
+
+def test_bad_command_line_is_refused(tmp_path):
+    result = subprocess.run([str(VXLAND), "--no-huge", "--", "--config"], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "--config" in result.stderr
+    result = subprocess.run([str(VXLAND), "--", "--config", "x.yaml", "--log-level", "loud"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "--log-level 'loud' is not one of" in result.stderr
+
+
+def test_vxlanctl_without_a_daemon_says_so(tmp_path):
+    result = subprocess.run([str(VXLANCTL), "show", "stats", "--socket", str(tmp_path / "none.sock")],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 1
+    assert "cannot connect to" in result.stderr and "is vxland running" in result.stderr
+
+
+def test_control_socket_show_commands_and_clean_stop(tmp_path):
+    eal = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1,no-rx=1"]
+    daemon = Vxland(tmp_path, eal, NULL_CONFIG)
+    try:
+        mode = stat.S_IMODE(os.stat(daemon.socket).st_mode)
+        assert mode == 0o600, f"control socket must be root-only, is {oct(mode)}"
+        assert "vxland answers on" in daemon.ctl("ping").stdout
+
+        ports = json.loads(daemon.ctl("show", "ports", "--json").stdout)["ports"]
+        assert [(p["name"], p["role"], p.get("vni")) for p in ports] == [("net_null0", "underlay", None), ("net_null1", "access", 42)]
+        assert ports[0]["ip"] == "10.99.0.1/24" and ports[0]["mac"] == "02:00:00:00:00:01"
+        table = daemon.ctl("show", "ports").stdout
+        assert "net_null0" in table and "underlay" in table and "10.99.0.1/24" in table
+
+        # net_null0's receive side produces all-zero frames: not for our MAC, each dropped and counted.
+        stats = daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > 1000)
+        rx = stats["totals"]["ports"][0]["counters"]["rx_packets"]
+        assert stats["totals"]["drops"]["not_our_mac"] <= rx
+        text = daemon.ctl("show", "stats", "--per-core").stdout
+        assert "not_our_mac" in text and "lcore 1:" in text and "mbufs" in text
+
+        unknown = daemon.ctl("show", "everything", check=False)
+        assert unknown.returncode != 0
+    finally:
+        status, log = daemon.stop()
+    assert status == 0, log
+    assert not daemon.socket.exists(), "socket removed on exit"
+    assert "stopping" in log

@@ -1,0 +1,80 @@
+"""vxland between a VM namespace and the Linux kernel's own vxlan driver in a remote-hypervisor namespace."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import TOPOLOGY, Vxland, nonzero_drops, port_counters
+
+PREFIX = f"vxt{os.getpid() % 100000}-"
+VM, DP, HV = PREFIX + "vm", PREFIX + "dp", PREFIX + "hv"
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=60)
+
+
+def ping(ns, target, count, interval="0.2"):
+    result = sh("ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", interval, "-W", "2", target, check=False)
+    assert result.returncode == 0, f"ping {target} from {ns} failed:\n{result.stdout}{result.stderr}"
+    assert f"{count} packets transmitted, {count} received" in result.stdout, result.stdout
+
+
+def kernel_vxlan_counter(name):
+    return int(sh("ip", "netns", "exec", HV, "cat", f"/sys/class/net/vx42/statistics/{name}").stdout)
+
+
+@pytest.fixture
+def testbed(tmp_path):
+    config = tmp_path / "topology.yaml"
+    sh(str(TOPOLOGY), "up", PREFIX, str(config))
+    eal = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
+           "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"]
+    daemon = None
+    try:
+        daemon = Vxland(tmp_path, eal, config.read_text(), netns=DP)
+        yield daemon
+    finally:
+        if daemon:
+            status, log = daemon.stop()
+            assert status == 0, log
+        sh(str(TOPOLOGY), "down", PREFIX)
+
+
+def test_ping_both_ways_through_the_linux_vxlan_driver(testbed):
+    # First contact: ARP is broadcast, flooded by head-end replication, answered through the tunnel.
+    ping(VM, "192.168.42.2", 3)
+    ping(HV, "192.168.42.1", 3)
+
+    # Then count exactly: with the inner neighbors pinned, only ICMP crosses the overlay.
+    sh("ip", "-n", VM, "neigh", "replace", "192.168.42.2", "lladdr", "02:00:00:00:42:02", "dev", "vm0", "nud", "permanent")
+    sh("ip", "-n", HV, "neigh", "replace", "192.168.42.1", "lladdr", "02:00:00:00:42:01", "dev", "vx42", "nud", "permanent")
+    before = testbed.stats()
+    kernel_rx_before = kernel_vxlan_counter("rx_packets")
+    ping(VM, "192.168.42.2", 5)
+    ping(HV, "192.168.42.1", 5)
+    after = testbed.wait_for(lambda s: s["totals"]["pipeline"]["decapsulated"] >= before["totals"]["pipeline"]["decapsulated"] + 10)
+
+    def delta(path):
+        a, b = after, before
+        for key in path:
+            a, b = a[key], b[key]
+        return a - b
+
+    # 5 requests VM->remote plus 5 replies VM->remote are encapsulated; the same number come back decapsulated.
+    assert delta(["totals", "pipeline", "encapsulated"]) == 10
+    assert delta(["totals", "pipeline", "decapsulated"]) == 10
+    assert delta(["totals", "pipeline", "flood_copies"]) == 0
+    assert delta(["totals", "drops_total"]) == 0, nonzero_drops(after)
+    under_b, under_a = port_counters(before, "net_af_packet0"), port_counters(after, "net_af_packet0")
+    acc_b, acc_a = port_counters(before, "net_af_packet1"), port_counters(after, "net_af_packet1")
+    assert under_a["tx_packets"] - under_b["tx_packets"] == 10
+    assert under_a["rx_packets"] - under_b["rx_packets"] == 10
+    assert acc_a["rx_packets"] - acc_b["rx_packets"] == 10
+    assert acc_a["tx_packets"] - acc_b["tx_packets"] == 10
+    # ICMP echo of 56 data bytes: 98-byte inner frames, 148 bytes on the underlay.
+    assert under_a["tx_bytes"] - under_b["tx_bytes"] == 10 * 148
+    assert acc_a["tx_bytes"] - acc_b["tx_bytes"] == 10 * 98
+    # The kernel's vxlan device decapsulated every one of ours.
+    assert kernel_vxlan_counter("rx_packets") - kernel_rx_before == 10
+    assert after["mempool"]["in_use"] == 0, after["mempool"]
