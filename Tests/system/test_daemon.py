@@ -90,8 +90,7 @@ def test_control_socket_show_commands_and_clean_stop(tmp_path):
 
         # net_null0's receive side produces all-zero frames: not for our MAC, each dropped and counted.
         stats = daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > 1000)
-        rx = stats["totals"]["ports"][0]["counters"]["rx_packets"]
-        assert stats["totals"]["drops"]["not_our_mac"] <= rx
+        assert stats["totals"]["ports"][0]["counters"]["rx_packets"] > 1000
         text = daemon.ctl("show", "stats", "--per-core").stdout
         assert "not_our_mac" in text and "lcore 1:" in text and "mbufs" in text
 
