@@ -29,7 +29,9 @@ let dpdkSwiftFlags = dpdkCFlags.flatMap { ["-Xcc", $0] }
 // --no-as-needed: PMDs are plugins, but the libraries we call directly must stay linked.
 let dpdkLinkFlags = pkgConfig(["--libs", "libdpdk"]).filter { $0.hasPrefix("-l") || $0.hasPrefix("-L") }
     .flatMap { ["-Xlinker", $0] }
-let dpdkLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--no-as-needed"] + dpdkLinkFlags + ["-Xlinker", "-lnuma"])]
+// The vdev bus (rte_vdev_init: hot-plugging virtual devices) is a driver library pkg-config does not list.
+let dpdkLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--no-as-needed"] + dpdkLinkFlags
+    + ["-Xlinker", "-lrte_bus_vdev", "-Xlinker", "-lnuma"])]
 let dpdkSwift: [SwiftSetting] = [.unsafeFlags(dpdkSwiftFlags)]
 let fastSwift: [SwiftSetting] = dpdkSwift + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
@@ -69,7 +71,7 @@ let package = Package(
         .executableTarget(name: "ControlCLI",
                           dependencies: ["ControlProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "VXLANBench",
-                          dependencies: ["VXLANDaemon", "PollMode", "VXLANPipeline", "VTEPConfig", "ControlProtocol",
+                          dependencies: ["VXLANDaemon", "PollMode", "VXLANPipeline", "VTEPConfig", "ControlProtocol", "DPDKTestSupport",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
                           swiftSettings: fastSwift, linkerSettings: dpdkLinker),

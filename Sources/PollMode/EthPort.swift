@@ -201,3 +201,15 @@ public final class EthPort: @unchecked Sendable {
 extension Int {
     func clamped(to range: ClosedRange<Int>) -> Int { Swift.min(Swift.max(self, range.lowerBound), range.upperBound) }
 }
+
+/// Virtual devices created at run time (the same as `--vdev name,args` on the EAL command line).
+public enum VirtualDevice {
+    /// Creates e.g. `net_pcap1` with `rx_pcap=...`; the new port is then found by `EthPort(reference: name)`.
+    public static func create(_ name: String, arguments: String) throws {
+        let rc = rte_vdev_init(name, arguments)
+        guard rc == 0 else { throw DPDKError("creating virtual device \(name),\(arguments)", code: rc) }
+    }
+
+    /// Removes a virtual device (close its port first).
+    public static func remove(_ name: String) { _ = rte_vdev_uninit(name) }
+}

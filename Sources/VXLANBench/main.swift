@@ -1,1 +1,219 @@
-print("x")
+import ArgumentParser
+import CDPDK
+import DPDKTestSupport
+import Foundation
+import MallocInterposerSwift
+import PollMode
+import VTEPConfig
+import VXLANDaemon
+import VXLANPipeline
+
+/// Encap and decap rate of one polling core, side by side with testpmd's io forwarding over the same vdevs:
+/// net_pcap replaying crafted frames (infinite_rx=1) into the dataplane, net_null taking what it sends.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vxlan-bench",
+        abstract: "Mpps per polling core for VXLAN encap/decap, against testpmd io forwarding on the same vdevs.")
+
+    @Option(help: "Seconds measured per scenario (after one second of warm-up).") var seconds: Double = 5
+    @Option(help: "Inner frame sizes in bytes, comma-separated.") var sizes: String = "64,1500"
+    @Option(help: "testpmd binary.") var testpmd: String = "/usr/bin/dpdk-testpmd"
+    @Flag(help: "Skip the testpmd floor.") var skipTestpmd = false
+    @Flag(help: "Use 2 MiB hugepages (hugepages-setup.sh) instead of --no-huge, for both testpmd and vxland.") var hugepages = false
+    @Option(help: "Distinct inner flows in the replayed traffic.") var flows: Int = 256
+
+    func run() throws {
+        let frameSizes = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !frameSizes.isEmpty, frameSizes.allSatisfy({ (60...9000).contains($0) }) else {
+            throw ValidationError("--sizes takes frame sizes from 60 to 9000, got '\(sizes)'")
+        }
+        let work = NSTemporaryDirectory() + "vxlan-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let memory = hugepages ? ["-m", "1024"] : ["--no-huge", "-m", "2048"]
+
+        var scenarios: [Scenario] = []
+        for size in frameSizes {
+            for kind in [Scenario.Kind.encap, .decap] {
+                let path = "\(work)/\(kind)-\(size).pcap"
+                let frames = (0..<flows).map { kind.frame(innerSize: size, flow: $0) }
+                try Pcap.write(frames, to: path)
+                scenarios.append(Scenario(kind: kind, innerSize: size, pcap: path, wireSize: frames[0].count))
+            }
+        }
+
+        if !skipTestpmd {
+            for i in scenarios.indices {
+                scenarios[i].testpmdMpps = try TestpmdFloor.measure(binary: testpmd, pcap: scenarios[i].pcap, seconds: seconds,
+                                                                     memory: memory, tag: "\(getpid())\(i)")
+            }
+        }
+
+        try EAL.initialize(arguments: ["vxlan-bench", "-l", "0,1", "--no-pci", "--file-prefix", "vxbench\(getpid())",
+                                       "--log-level", "*:error", "--no-telemetry"] + memory)
+        defer { EAL.cleanup() }
+        guard let worker = EAL.workerLcores.first else { throw ValidationError("needs two lcores (a control and a polling core)") }
+        let interposed = MallocCounter.isActive
+        for i in scenarios.indices {
+            try scenarios[i].measureDataplane(on: worker, seconds: seconds, index: i)
+        }
+        report(scenarios, mallocCounted: interposed)
+    }
+
+    func report(_ scenarios: [Scenario], mallocCounted: Bool) {
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?
+            .trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+        print("\nvxlan-bench: one polling core, \(EAL.version), \(cpu), \(hugepages ? "2 MiB hugepages" : "--no-huge"), "
+              + "\(flows) flows, \(String(format: "%.0f", seconds)) s per scenario")
+        print("input: net_pcap infinite_rx=1 replay; output: net_null (no-rx=1)\n")
+        var rows = [["scenario", "inner B", "wire B in", "vxland Mpps", "testpmd io Mpps", "ratio", "Gbit/s out", "allocs/pkt"]]
+        for s in scenarios {
+            let ratio = s.testpmdMpps.map { $0 > 0 ? String(format: "%.2f", s.mpps / $0) : "-" } ?? "-"
+            rows.append([s.kind.rawValue, String(s.innerSize), String(s.wireSize), String(format: "%.2f", s.mpps),
+                         s.testpmdMpps.map { String(format: "%.2f", $0) } ?? "-", ratio,
+                         String(format: "%.2f", s.mpps * Double(s.outSize) * 8 / 1000),
+                         mallocCounted ? String(format: "%.6f", s.allocationsPerPacket) : "n/a (no LD_PRELOAD)"])
+        }
+        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
+        for r in rows { print(r.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")) }
+    }
+}
+
+struct Scenario {
+    enum Kind: String {
+        case encap, decap
+        static let vmMAC = "02:00:00:00:42:01", remoteVMMAC = "02:00:00:00:42:02"
+
+        func frame(innerSize: Int, flow: Int) -> [UInt8] {
+            switch self {
+            case .encap:
+                return Frames.innerUDP(dst: Kind.remoteVMMAC, src: Kind.vmMAC, sport: 1024 + flow, dport: 5201, size: innerSize)
+            case .decap:
+                let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
+                                            sport: 1024 + flow, dport: 5201, size: innerSize)
+                return Frames.vxlanPacket(sport: 49152 + flow, inner: inner)
+            }
+        }
+    }
+
+    let kind: Kind
+    let innerSize: Int
+    let pcap: String
+    let wireSize: Int
+    var testpmdMpps: Double?
+    var mpps = 0.0
+    var allocationsPerPacket = 0.0
+    var outSize: Int { kind == .encap ? innerSize + 50 : innerSize }
+
+    mutating func measureDataplane(on lcore: UInt32, seconds: Double, index: Int) throws {
+        let pcapName = "net_pcap_b\(index)", nullName = "net_null_b\(index)"
+        try VirtualDevice.create(pcapName, arguments: "rx_pcap=\(pcap),infinite_rx=1")
+        try VirtualDevice.create(nullName, arguments: "no-rx=1")
+        defer { VirtualDevice.remove(pcapName); VirtualDevice.remove(nullName) }
+        let (underlay, access) = kind == .encap ? (nullName, pcapName) : (pcapName, nullName)
+        let config = try ConfigParser.parse("""
+            underlay: { port: \(underlay), ip: 10.99.0.1/24, mac: "02:00:00:00:00:01", mtu: 9000 }
+            access: [ { port: \(access), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+            fdb: [ { vni: 42, mac: "\(Kind.remoteVMMAC)", remote: 10.99.0.2 } ]
+            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+            """)
+        let dataplane = try Dataplane(configuration: config, lcores: [lcore])
+        try dataplane.startPorts()
+        try dataplane.launch()
+        let counter = kind == .encap ? "encapsulated" : "decapsulated"
+        func processed() -> UInt64 { dataplane.statsReport().totals.pipeline[counter] ?? 0 }
+        usleep(1_000_000)
+        // Only the polling core runs inside the window: this thread samples (and allocates) outside it.
+        let start = processed(), t0 = Date()
+        MallocCounter.start()
+        usleep(UInt32(seconds * 1_000_000))
+        let mallocs = MallocCounter.stop()
+        let end = processed(), elapsed = Date().timeIntervalSince(t0)
+        let drops = dataplane.statsReport().totals.dropsTotal
+        dataplane.stop()
+        precondition(drops == 0, "benchmark traffic was dropped (\(drops)): the scenario is wrong")
+        mpps = Double(end - start) / elapsed / 1e6
+        allocationsPerPacket = Double(mallocs) / Double(max(1, end - start))
+        FileHandle.standardError.write("\(kind.rawValue) \(innerSize) B: \(String(format: "%.2f", mpps)) Mpps, \(mallocs) allocations in the window\n".data(using: .utf8)!)
+    }
+}
+
+/// Counts heap allocations process-wide between start and stop, when malloc-interposer is preloaded.
+enum MallocCounter {
+    static var isActive: Bool {
+        MallocInterposerSwift.initialize()
+        MallocInterposerSwift.hook()
+        // Through the Swift runtime: LLVM may delete a bare malloc/free pair.
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+        withExtendedLifetime(p) { p.deallocate() }
+        MallocInterposerSwift.unhook()
+        return MallocInterposerSwift.getStatistics().mallocCount > 0
+    }
+    static func start() { MallocInterposerSwift.initialize(); MallocInterposerSwift.hook() }
+    static func stop() -> Int {
+        MallocInterposerSwift.unhook()
+        return MallocInterposerSwift.getStatistics().mallocCount
+    }
+}
+
+/// testpmd io forwarding from the same pcap replay to net_null on one forwarding core: the floor.
+enum TestpmdFloor {
+    static func measure(binary: String, pcap: String, seconds: Double, memory: [String], tag: String) throws -> Double {
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no testpmd at \(binary) (apt-get install dpdk)") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["-l", "0,1", "--no-pci", "--file-prefix", "vxbench-tp\(tag)", "--log-level", "*:error"] + memory + [
+            "--vdev", "net_pcap0,rx_pcap=\(pcap),infinite_rx=1", "--vdev", "net_null0,no-rx=1",
+            "--", "--forward-mode=io", "--nb-cores=1", "--auto-start", "--stats-period=1", "--rxq=1", "--txq=1"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        let output = LockedText()
+        pipe.fileHandleForReading.readabilityHandler = { output.append($0.availableData) }
+        try process.run()
+        // testpmd prints one block per second; wait for start-up plus `seconds` steady samples (first is partial).
+        let wanted = Int(seconds.rounded(.up)) + 1
+        let deadline = Date().addingTimeInterval(seconds + 30)
+        var rates: [Double] = []
+        while Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.25)
+            rates = portZeroRates(output.text)
+            if rates.count >= wanted { break }
+        }
+        process.interrupt()
+        process.waitUntilExit()
+        pipe.fileHandleForReading.readabilityHandler = nil
+        try? FileManager.default.removeItem(atPath: "/var/run/dpdk/vxbench-tp\(tag)")
+        guard rates.count >= 2 else { throw ValidationError("testpmd reported no rate; output:\n\(output.text.suffix(2000))") }
+        let steady = Array(rates.dropFirst()).sorted()
+        return steady[steady.count / 2] / 1e6
+    }
+
+    /// Each period prints port 0 (the pcap, RX) then port 1 (net_null); port 0's non-zero Rx-pps values.
+    static func portZeroRates(_ text: String) -> [Double] {
+        text.split(separator: "\n").filter { $0.contains("Rx-pps:") }
+            .compactMap { $0.split(whereSeparator: { $0 == " " }).dropFirst().first.flatMap { Double($0) } }
+            .filter { $0 > 0 }
+    }
+}
+
+final class LockedText: @unchecked Sendable {
+    private var data = Data()
+    private let lock = NSLock()
+    func append(_ d: Data) { lock.lock(); data.append(d); lock.unlock() }
+    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
+}
+
+// Allocation counting needs malloc-interposer preloaded: re-run ourselves with LD_PRELOAD set once.
+let interposer = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    .appendingPathComponent("libMallocInterposerSwift.so").path
+if ProcessInfo.processInfo.environment["VXLAN_BENCH_CHILD"] == nil, FileManager.default.fileExists(atPath: interposer) {
+    setenv("VXLAN_BENCH_CHILD", "1", 1)
+    setenv("LD_PRELOAD", interposer, 1)
+    let argv = CommandLine.arguments.map { strdup($0) } + [nil]
+    execv("/proc/self/exe", argv)
+}
+unsetenv("LD_PRELOAD")   // not for testpmd
+Bench.main()

@@ -30,7 +30,8 @@ public final class ForwardingTables: @unchecked Sendable {
     }
 
     public static let templateStride = 64
-    public static let fdbKeyLength = 12
+    /// Both hashes use 16-byte keys: DPDK compares those with one vector instruction, shorter ones with memcmp.
+    public static let keyLength = 16
 
     public let roles: [PortRole]
     public let underlayPort: Int
@@ -131,15 +132,15 @@ public final class ForwardingTables: @unchecked Sendable {
         }
 
         let id = Self.serial.next()
-        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, entries.count * 2), keyLength: 4)
-        fdbHash = try Self.makeHash(name: "fdb\(id)", entries: max(1024, fdbTunnels.count * 2), keyLength: Self.fdbKeyLength)
+        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, entries.count * 2), keyLength: Self.keyLength)
+        fdbHash = try Self.makeHash(name: "fdb\(id)", entries: max(1024, fdbTunnels.count * 2), keyLength: Self.keyLength)
+        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.keyLength, alignment: 16)
+        defer { key.deallocate() }
         for (i, e) in entries.enumerated() {
-            var key = e.vni
-            let rc = rte_hash_add_key_data(vniHash, &key, UnsafeMutableRawPointer(bitPattern: i + 1))
+            Self.writeVNIKey(key, vni: e.vni)
+            let rc = rte_hash_add_key_data(vniHash, key, UnsafeMutableRawPointer(bitPattern: i + 1))
             guard rc == 0 else { throw DPDKError("adding VNI \(e.vni) to the VNI table", code: rc) }
         }
-        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.fdbKeyLength, alignment: 4)
-        defer { key.deallocate() }
         for (vni, mac, tunnel) in fdbTunnels {
             Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
             let rc = rte_hash_add_key_data(fdbHash, key, UnsafeMutableRawPointer(bitPattern: tunnel + 1))
@@ -147,11 +148,17 @@ public final class ForwardingTables: @unchecked Sendable {
         }
     }
 
-    /// FDB key: VNI (4 bytes, native order), MAC (6 bytes), 2 bytes of zero padding.
+    /// FDB key: VNI (4 bytes, native order), MAC (6 bytes), 6 bytes of zero padding.
     public static func writeFDBKey(_ key: UnsafeMutableRawPointer, vni: UInt32, mac: [UInt8]) {
+        key.initializeMemory(as: UInt8.self, repeating: 0, count: keyLength)
         key.storeBytes(of: vni, as: UInt32.self)
         for i in 0..<6 { key.storeBytes(of: mac[i], toByteOffset: 4 + i, as: UInt8.self) }
-        key.storeBytes(of: 0, toByteOffset: 10, as: UInt16.self)
+    }
+
+    /// VNI key: the VNI (4 bytes, native order), 12 bytes of zero padding.
+    public static func writeVNIKey(_ key: UnsafeMutableRawPointer, vni: UInt32) {
+        key.initializeMemory(as: UInt8.self, repeating: 0, count: keyLength)
+        key.storeBytes(of: vni, as: UInt32.self)
     }
 
     private static func makeHash(name: String, entries: Int, keyLength: Int) throws -> OpaquePointer {
@@ -178,7 +185,7 @@ public final class ForwardingTables: @unchecked Sendable {
 
     /// Tunnel index for (vni, mac), as the fast path would find it; nil when unknown.
     public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
-        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.fdbKeyLength, alignment: 4)
+        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.keyLength, alignment: 16)
         defer { key.deallocate() }
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
         var data: UnsafeMutableRawPointer?

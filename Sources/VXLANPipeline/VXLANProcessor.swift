@@ -126,10 +126,12 @@ public struct VXLANProcessor: BurstProcessor {
                 state[i] = Self.flood                      // broadcast or multicast
             } else {
                 state[i] = Self.lookup
+                // Key layout as ForwardingTables.writeFDBKey: VNI, destination MAC, zero padding.
                 let key = keys + lookups &* Self.keyStride
-                key.storeBytes(of: vni, as: UInt32.self)
-                key.storeBytes(of: frame.loadUnaligned(as: UInt32.self), toByteOffset: 4, as: UInt32.self)
-                key.storeBytes(of: frame.loadUnaligned(fromByteOffset: 4, as: UInt16.self), toByteOffset: 8, as: UInt16.self)
+                let macLow = UInt64(frame.loadUnaligned(as: UInt32.self))
+                let macHigh = UInt64(frame.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+                key.storeBytes(of: UInt64(vni) | macLow << 32, as: UInt64.self)
+                key.storeBytes(of: macHigh, toByteOffset: 8, as: UInt64.self)
                 keyOwner[lookups] = Int32(i)
                 lookups &+= 1
             }
@@ -283,7 +285,10 @@ public struct VXLANProcessor: BurstProcessor {
         if f.load(fromByteOffset: vxlan, as: UInt8.self) & VXLANLayout.flagI == 0 { return DropReason.badFlags.rawValue }
         let vni = load32(f, vxlan &+ 4) >> 8
         // Keys are packed in the order of the packets that reach the lookup.
-        (keys + keySlot &* Self.keyStride).storeBytes(of: vni, as: UInt32.self)
+        // Key layout as ForwardingTables.writeVNIKey: the VNI, zero padding.
+        let key = keys + keySlot &* Self.keyStride
+        key.storeBytes(of: UInt64(vni), as: UInt64.self)
+        key.storeBytes(of: 0 as UInt64, toByteOffset: 8, as: UInt64.self)
         aux[i] = Int32(headers)
         innerLength[i] = Int32(inner)
         return -1
