@@ -87,6 +87,10 @@ static inline int vx_mbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pk
 static inline uint8_t *vx_mbuf_append(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_append(m, len); }
 static inline void vx_prefetch0(const void *p) { rte_prefetch0(p); }
 static inline void vx_mbuf_prefetch_data(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }
+/// Prefetches, for writing, the cache line in front of the packet data that encapsulation will write into.
+static inline void vx_mbuf_prefetch_headroom_for_write(struct rte_mbuf *m) {
+    __builtin_prefetch(rte_pktmbuf_mtod(m, uint8_t *) - 64, 1, 3);
+}
 
 // --- flag constants (defined as RTE_BIT64() macros, which Swift cannot import) ---------------------
 static inline uint64_t vx_rss_ip_udp_tcp(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP | RTE_ETH_RSS_TCP; }
@@ -111,8 +115,25 @@ static inline unsigned vx_socket_id(void) { return rte_socket_id(); }
 static inline uint16_t vx_ipv4_cksum(const void *ip) { return rte_ipv4_cksum((const struct rte_ipv4_hdr *)ip); }
 /// Folded 16-bit ones'-complement sum of native-order words (0xFFFF over a header whose checksum is right).
 static inline uint16_t vx_raw_cksum(const void *buf, size_t len) { return rte_raw_cksum(buf, len); }
+// CRC32-C. rte_hash_crc chooses SSE4.2 through a static variable that a constructor in the header sets; that
+// constructor never runs for the copy of the header Swift compiles, which would leave it on the table-driven
+// software CRC. Use the instruction directly where the build targets it (-march=corei7 has SSE4.2).
+#if defined(__SSE4_2__) && defined(RTE_ARCH_X86_64)
+#include <nmmintrin.h>
+static inline uint32_t vx_hash_crc_4byte(uint32_t data, uint32_t init) { return _mm_crc32_u32(init, data); }
+static inline uint32_t vx_hash_crc_8byte(uint64_t data, uint32_t init) { return (uint32_t)_mm_crc32_u64(init, data); }
+static inline uint32_t vx_hash_crc(const void *data, uint32_t len, uint32_t init) {
+    const uint8_t *p = (const uint8_t *)data;
+    uint64_t crc = init;
+    for (; len >= 8; len -= 8, p += 8) { uint64_t w; memcpy(&w, p, 8); crc = _mm_crc32_u64(crc, w); }
+    uint32_t c = (uint32_t)crc;
+    for (; len > 0; len--, p++) c = _mm_crc32_u8(c, *p);
+    return c;
+}
+#else
 static inline uint32_t vx_hash_crc(const void *data, uint32_t len, uint32_t init) { return rte_hash_crc(data, len, init); }
 static inline uint32_t vx_hash_crc_4byte(uint32_t data, uint32_t init) { return rte_hash_crc_4byte(data, init); }
 static inline uint32_t vx_hash_crc_8byte(uint64_t data, uint32_t init) { return rte_hash_crc_8byte(data, init); }
+#endif
 
 #endif

@@ -66,7 +66,7 @@ struct Bench: ParsableCommand {
             .trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         print("\nvxlan-bench: one polling core, \(EAL.version), \(cpu), \(hugepages ? "2 MiB hugepages" : "--no-huge"), "
               + "\(flows) flows, \(String(format: "%.0f", seconds)) s per scenario")
-        print("input: net_pcap infinite_rx=1 replay; output: net_null (no-rx=1)\n")
+        print("input: net_pcap infinite_rx=1 replay; output: net_null (no-rx=1); encap traffic to \(Scenario.Kind.remoteMACs) remote MACs\n")
         var rows = [["scenario", "inner B", "wire B in", "vxland Mpps", "testpmd io Mpps", "ratio", "Gbit/s out", "allocs/pkt"]]
         for s in scenarios {
             let ratio = s.testpmdMpps.map { $0 > 0 ? String(format: "%.2f", s.mpps / $0) : "-" } ?? "-"
@@ -84,11 +84,16 @@ struct Scenario {
     enum Kind: String {
         case encap, decap
         static let vmMAC = "02:00:00:00:42:01", remoteVMMAC = "02:00:00:00:42:02"
+        /// Remote VMs the encap traffic is spread over, each with a static FDB entry.
+        static let remoteMACs = 64
+        static func remoteMAC(_ i: Int) -> String { String(format: "02:00:00:01:%02x:%02x", i >> 8, i & 0xff) }
 
         func frame(innerSize: Int, flow: Int) -> [UInt8] {
             switch self {
             case .encap:
-                return Frames.innerUDP(dst: Kind.remoteVMMAC, src: Kind.vmMAC, sport: 1024 + flow, dport: 5201, size: innerSize)
+                // Consecutive frames go to different remote VMs: the lookup path is measured, not one hot entry.
+                return Frames.innerUDP(dst: Kind.remoteMAC(flow % Kind.remoteMACs), src: Kind.vmMAC, sport: 1024 + flow,
+                                       dport: 5201, size: innerSize)
             case .decap:
                 let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
                                             sport: 1024 + flow, dport: 5201, size: innerSize)
@@ -116,7 +121,7 @@ struct Scenario {
             underlay: { port: \(underlay), ip: 10.99.0.1/24, mac: "02:00:00:00:00:01", mtu: 9000 }
             access: [ { port: \(access), vni: 42 } ]
             vnis: [ { vni: 42, flood: [10.99.0.2] } ]
-            fdb: [ { vni: 42, mac: "\(Kind.remoteVMMAC)", remote: 10.99.0.2 } ]
+            fdb: [\((0..<Kind.remoteMACs).map { "{ vni: 42, mac: \"\(Kind.remoteMAC($0))\", remote: 10.99.0.2 }" }.joined(separator: ", "))]
             neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
             """)
         let dataplane = try Dataplane(configuration: config, lcores: [lcore])

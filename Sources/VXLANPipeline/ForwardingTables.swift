@@ -52,6 +52,9 @@ public final class ForwardingTables: @unchecked Sendable {
     public let fdbHash: OpaquePointer
     /// VNI -> segment index + 1.
     public let vniHash: OpaquePointer
+    /// Bumped by the control plane whenever an entry is removed or changes its result; polling cores compare
+    /// it once per burst and flush their exact-match caches when it moved. One writer, read without locks.
+    public let generation: UnsafeMutablePointer<UInt64>
     public let underlayAddress: UInt32
     public let udpPort: UInt16
     /// Largest inner frame that fits the underlay MTU once encapsulated.
@@ -72,6 +75,8 @@ public final class ForwardingTables: @unchecked Sendable {
         self.underlayPort = underlay
         self.underlayMAC = underlayMAC
         self.underlayAddress = configuration.underlay.address.value
+        self.generation = .allocate(capacity: 1)
+        self.generation.initialize(to: 0)
         self.udpPort = configuration.underlay.udpPort
         self.maxInnerFrame = configuration.underlay.mtu - VTEPConfiguration.ipv4Overhead
 
@@ -194,6 +199,7 @@ public final class ForwardingTables: @unchecked Sendable {
     }
 
     deinit {
+        generation.deallocate()
         rte_hash_free(fdbHash)
         rte_hash_free(vniHash)
         templates.deallocate()

@@ -221,6 +221,33 @@ final class ProcessorTests: XCTestCase {
         XCTAssertEqual(pipeline(.encapsulated), 20)
     }
 
+    /// The per-core exact-match cache follows the table: after an entry changes and the generation is bumped,
+    /// the next packet uses the new entry; the VNI cache likewise.
+    func testCachesAreFlushedWhenTheTableGenerationChanges() throws {
+        try setUpPipeline(flood: ["10.99.0.2", "10.99.0.3"])
+        let inner = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC)
+        XCTAssertEqual(run(access: [inner, inner]).underlay.map { Array($0[30..<34]) }, [[10, 99, 0, 2], [10, 99, 0, 2]])
+
+        // Move the MAC behind 10.99.0.3 (tunnel 1, built for the flood list) in the shared table.
+        let moved = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPv4Address("10.99.0.3")! })
+        let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
+        defer { key.deallocate() }
+        ForwardingTables.writeFDBKey(key, vni: 42, mac: MACAddress(Self.remoteVMMAC)!.bytes)
+        XCTAssertEqual(rte_hash_add_key_data(tables.fdbHash, key, UnsafeMutableRawPointer(bitPattern: moved + 1)), 0)
+        tables.generation.pointee &+= 1
+        XCTAssertEqual(run(access: [inner]).underlay.map { Array($0[30..<34]) }, [[10, 99, 0, 3]])
+        XCTAssertEqual(tables.lookupFDB(vni: 42, mac: MACAddress(Self.remoteVMMAC)!), moved)
+
+        // VNI cache: a cached VNI removed from the table stops being accepted once the generation moves.
+        let reply = Frames.vxlanPacket(inner: Frames.innerUDP(dst: Self.vmMAC, src: Self.remoteVMMAC))
+        XCTAssertEqual(run(underlay: [reply]).access.count, 1)
+        ForwardingTables.writeVNIKey(key, vni: 42)
+        XCTAssertGreaterThanOrEqual(rte_hash_del_key(tables.vniHash, key), 0)
+        tables.generation.pointee &+= 1
+        XCTAssertEqual(run(underlay: [reply]).access.count, 0)
+        XCTAssertEqual(drops(.unknownVNI), 1)
+    }
+
     func testBurstsLargerThanThePollBurstAreHandled() throws {
         try setUpPipeline()
         let inner = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC)
