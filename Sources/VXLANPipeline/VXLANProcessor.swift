@@ -148,33 +148,17 @@ public struct VXLANProcessor: BurstProcessor {
                 // Key layout as ForwardingTables.writeFDBKey: VNI, destination MAC, zero padding.
                 let w0 = UInt64(vni) | UInt64(frame.loadUnaligned(as: UInt32.self)) << 32
                 let w1 = UInt64(frame.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-                let slot = fdbCache.slot(w0, w1)
-                let cached = fdbCache.lookup(w0, w1, slot: slot)
-                if cached >= 0 { state[i] = cached; continue }
-                state[i] = Self.lookup
                 let key = keys + lookups &* Self.keyStride
                 key.storeBytes(of: w0, as: UInt64.self)
                 key.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self)
-                keyOwner[lookups] = Int32(i)
-                cacheSlot[lookups] = Int32(truncatingIfNeeded: slot)
-                lookups &+= 1
+                if cachedOrQueued(packet: i, w0, w1, cache: fdbCache, lookups: &lookups) { continue }
             }
         }
         if lookups > 0 {
-            var hits: UInt64 = 0
-            _ = rte_hash_lookup_bulk_data(fdbHash, keyPointers, UInt32(lookups), &hits, lookupData)
-            for k in 0..<lookups {
-                let owner = Int(keyOwner[k])
-                if hits & (1 << UInt64(k)) != 0 {
-                    let tunnel = Int32(truncatingIfNeeded: Int(bitPattern: lookupData[k]) &- 1)
-                    state[owner] = tunnel
-                    let key = keys + k &* Self.keyStride
-                    fdbCache.insert(key.load(as: UInt64.self), key.load(fromByteOffset: 8, as: UInt64.self),
-                                    slot: Int(cacheSlot[k]), value: tunnel)
-                } else {
-                    state[owner] = Self.flood
-                    count(.unknownUnicast)
-                }
+            let hits = lookUpQueued(lookups, in: fdbHash, filling: fdbCache)
+            for k in 0..<lookups where hits & (1 << UInt64(k)) == 0 {
+                state[Int(keyOwner[k])] = Self.flood
+                count(.unknownUnicast)
             }
         }
         for i in 0..<n {
@@ -189,6 +173,37 @@ public struct VXLANProcessor: BurstProcessor {
                 floodToRemotes(m, segment: segment, innerLength: length, sourcePort: sourcePort, tx: tx)
             }
         }
+    }
+
+    // MARK: - Lookups
+
+    /// Resolves packet `i`'s key (two words, already written at key slot `lookups`) from the cache into
+    /// `state[i]`, or queues it for the bulk lookup. Returns true on a cache hit.
+    @inlinable @inline(__always)
+    func cachedOrQueued(packet i: Int, _ w0: UInt64, _ w1: UInt64, cache: ExactMatchCache, lookups: inout Int) -> Bool {
+        let slot = cache.slot(w0, w1)
+        let cached = cache.lookup(w0, w1, slot: slot)
+        if cached >= 0 { state[i] = cached; return true }
+        state[i] = Self.lookup
+        keyOwner[lookups] = Int32(truncatingIfNeeded: i)
+        cacheSlot[lookups] = Int32(truncatingIfNeeded: slot)
+        lookups &+= 1
+        return false
+    }
+
+    /// One rte_hash bulk lookup of the queued keys: hits get their value in `state` and go into the cache.
+    /// Returns the hit mask; the caller decides what a miss means.
+    @inlinable @inline(__always)
+    func lookUpQueued(_ lookups: Int, in hash: OpaquePointer, filling cache: ExactMatchCache) -> UInt64 {
+        var hits: UInt64 = 0
+        _ = rte_hash_lookup_bulk_data(hash, keyPointers, UInt32(lookups), &hits, lookupData)
+        for k in 0..<lookups where hits & (1 << UInt64(k)) != 0 {
+            let value = Int32(truncatingIfNeeded: Int(bitPattern: lookupData[k]) &- 1)
+            state[Int(keyOwner[k])] = value
+            let key = keys + k &* Self.keyStride
+            cache.insert(key.load(as: UInt64.self), key.load(fromByteOffset: 8, as: UInt64.self), slot: Int(cacheSlot[k]), value: value)
+        }
+        return hits
     }
 
     /// Prepends the tunnel's template, patches the per-packet fields and stages the packet on the underlay.
@@ -243,28 +258,14 @@ public struct VXLANProcessor: BurstProcessor {
                 continue
             }
             let key = keys + lookups &* Self.keyStride
-            let vni = key.load(as: UInt64.self)
-            let slot = Int(truncatingIfNeeded: vni) & vniCache.mask
-            let cached = vniCache.lookup(vni, 0, slot: slot)
-            if cached >= 0 { state[i] = cached; continue }
-            state[i] = Self.lookup
-            keyOwner[lookups] = Int32(i)
-            cacheSlot[lookups] = Int32(truncatingIfNeeded: slot)
-            lookups &+= 1
+            _ = cachedOrQueued(packet: i, key.load(as: UInt64.self), 0, cache: vniCache, lookups: &lookups)
         }
         if lookups > 0 {
-            var hits: UInt64 = 0
-            _ = rte_hash_lookup_bulk_data(vniHash, keyPointers, UInt32(lookups), &hits, lookupData)
-            for k in 0..<lookups {
+            let hits = lookUpQueued(lookups, in: vniHash, filling: vniCache)
+            for k in 0..<lookups where hits & (1 << UInt64(k)) == 0 {
                 let owner = Int(keyOwner[k])
-                if hits & (1 << UInt64(k)) != 0 {
-                    let segment = Int32(truncatingIfNeeded: Int(bitPattern: lookupData[k]) &- 1)
-                    state[owner] = segment
-                    vniCache.insert((keys + k &* Self.keyStride).load(as: UInt64.self), 0, slot: Int(cacheSlot[k]), value: segment)
-                } else {
-                    state[owner] = Self.dropped
-                    drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
-                }
+                state[owner] = Self.dropped
+                drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
             }
         }
         for i in 0..<n {
