@@ -39,8 +39,6 @@ up() {
     ip -n "$dp" link set dpund address 02:00:00:00:00:01 up
     ip -n "$hv" link set hv0 address 02:00:00:00:00:02 up
     ip -n "$hv" addr add 10.99.0.2/24 dev hv0
-    # The foundation answers no ARP on the underlay yet: the remote knows our VTEP's MAC statically.
-    ip -n "$hv" neigh replace 10.99.0.1 lladdr 02:00:00:00:00:01 dev hv0 nud permanent
     ip -n "$hv" link add vx42 type vxlan id 42 local 10.99.0.2 remote 10.99.0.1 dstport 4789 dev hv0
     ip -n "$hv" link set vx42 address 02:00:00:00:42:02 mtu 1450 up
     ip -n "$hv" addr add 192.168.42.2/24 dev vx42
@@ -65,8 +63,7 @@ vnis:
   - { vni: 42, flood: [10.99.0.2] }
 fdb:
   - { vni: 42, mac: "02:00:00:00:42:02", remote: 10.99.0.2 }
-neighbors:
-  - { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }
+# No neighbors: vxland resolves 10.99.0.2 by ARP and answers the remote's ARP for 10.99.0.1.
 CONF
 }
 

@@ -31,6 +31,9 @@
 #include <rte_jhash.h>
 #include <rte_prefetch.h>
 #include <rte_version.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_arp.h>
+#include <rte_icmp.h>
 
 typedef struct rte_mbuf vx_mbuf;
 
@@ -106,6 +109,25 @@ static inline struct rte_mempool *vx_pktmbuf_pool_create(const char *name, unsig
                                                          uint16_t data_room, int socket) {
     return rte_pktmbuf_pool_create(name, n, cache, 0, data_room, socket);
 }
+
+// --- cross-thread publication (slow path writes, polling cores read) ----------------------------
+static inline int32_t vx_load_acquire_i32(const int32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void vx_store_release_i32(int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint64_t vx_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void vx_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+// --- rings and RCU (struct rte_ring / rte_rcu_qsbr are opaque to Swift) ---------------------------
+static inline int vx_ring_enqueue(struct rte_ring *r, void *obj) { return rte_ring_enqueue(r, obj); }
+static inline unsigned vx_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n) {
+    return rte_ring_dequeue_burst(r, objs, n, NULL);
+}
+static inline unsigned vx_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+static inline void vx_qsbr_quiescent(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_quiescent(v, id); }
+static inline void vx_qsbr_online(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_thread_online(v, id); }
+static inline void vx_qsbr_offline(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_thread_offline(v, id); }
+static inline uint64_t vx_qsbr_start(struct rte_rcu_qsbr *v) { return rte_rcu_qsbr_start(v); }
+/// 1 when every online reader has passed a quiescent state since `token` was taken; never waits.
+static inline int vx_qsbr_check(struct rte_rcu_qsbr *v, uint64_t token) { return rte_rcu_qsbr_check(v, token, false); }
 
 // --- lcores -----------------------------------------------------------------------------------
 static inline unsigned vx_lcore_id(void) { return rte_lcore_id(); }

@@ -40,7 +40,7 @@ func perform<T>(_ body: () throws -> T) throws -> T {
 extension CLIError: LocalizedError { var errorDescription: String? { description } }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self])
+    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, Neighbors.self])
 
     struct Ports: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ports, their roles, links and driver totals.")
@@ -69,6 +69,23 @@ struct Show: ParsableCommand {
                 print(String(decoding: try perform { try client.call("show.stats") }, as: UTF8.self))
             } else {
                 print(Render.stats(try perform { try client.call("show.stats", as: StatsReport.self) }, perCore: perCore), terminator: "")
+            }
+        }
+    }
+}
+
+extension Show {
+    struct Neighbors: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Underlay next hops: MACs resolved by ARP or static, their state and age.")
+        @OptionGroup var connection: ConnectionOptions
+        @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
+
+        func run() throws {
+            let client = try connection.client()
+            if json {
+                print(String(decoding: try perform { try client.call("show.neighbors") }, as: UTF8.self))
+            } else {
+                print(Render.neighbors(try perform { try client.call("show.neighbors", as: NeighborsReport.self) }), terminator: "")
             }
         }
     }

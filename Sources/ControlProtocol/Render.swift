@@ -40,6 +40,15 @@ public enum Render {
         return out
     }
 
+    public static func neighbors(_ report: NeighborsReport) -> String {
+        var rows = [["IP", "MAC", "STATE", "AGE", "PROBES", "TUNNELS"]]
+        for n in report.neighbors {
+            rows.append([n.ip, n.mac ?? "-", n.state, n.ageSeconds.map { String(format1: $0) + "s" } ?? "-", String(n.probes), String(n.tunnels)])
+        }
+        let counters = report.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        return table(rows) + "\n" + counters + "\n"
+    }
+
     /// Left-aligned columns separated by two spaces.
     public static func table(_ rows: [[String]]) -> String {
         guard let header = rows.first else { return "" }

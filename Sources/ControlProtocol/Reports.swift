@@ -85,3 +85,24 @@ public struct StatsReport: Codable, Equatable, Sendable {
         totals = Totals(ports: ports, pipeline: pipeline, drops: drops, dropsTotal: drops.values.reduce(0, +))
     }
 }
+
+/// `show.neighbors`: the underlay next hops (remote VTEPs on the subnet, the gateway) and static neighbors.
+public struct NeighborsReport: Codable, Equatable, Sendable {
+    public struct Neighbor: Codable, Equatable, Sendable {
+        public var ip: String
+        public var mac: String?
+        /// `permanent` (static), `reachable`, `probing` (timed out, being confirmed), `resolving` (no MAC yet).
+        public var state: String
+        public var ageSeconds: Double?
+        public var probes: Int
+        /// Tunnels whose outer Ethernet header uses this MAC.
+        public var tunnels: Int
+        public init(ip: String, mac: String?, state: String, ageSeconds: Double?, probes: Int, tunnels: Int) {
+            self.ip = ip; self.mac = mac; self.state = state; self.ageSeconds = ageSeconds; self.probes = probes; self.tunnels = tunnels
+        }
+    }
+    public var neighbors: [Neighbor]
+    /// ARP and ICMP work done by the slow path.
+    public var counters: [String: UInt64]
+    public init(neighbors: [Neighbor], counters: [String: UInt64]) { self.neighbors = neighbors; self.counters = counters }
+}

@@ -45,7 +45,7 @@ public enum ConfigParser {
         let top = try Mapping(root, path: "", allowed: ["underlay", "access", "vnis", "fdb", "neighbors", "resources"])
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
-                            allowed: ["port", "ip", "mac", "mtu", "udp_port", "ttl"])
+                            allowed: ["port", "ip", "mac", "mtu", "udp_port", "ttl", "gateway", "neighbor_timeout"])
         var underlay = VTEPConfiguration.Underlay(
             port: try u.port("port"),
             interface: try u.parse("ip", expected: "an IPv4 address with prefix length, such as 10.99.0.1/24") { IPv4Interface($0) })
@@ -57,6 +57,15 @@ public enum ConfigParser {
         if u.optional("mtu") != nil { underlay.mtu = try u.integer("mtu", in: 576...9216) }
         if u.optional("udp_port") != nil { underlay.udpPort = UInt16(try u.integer("udp_port", in: 1...65535)) }
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
+        if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
+        if u.optional("gateway") != nil {
+            let gateway = try u.parse("gateway", expected: "an IPv4 address") { IPv4Address($0) }
+            guard underlay.interface.contains(gateway), gateway != underlay.interface.address,
+                  gateway != underlay.interface.broadcast || underlay.interface.prefixLength >= 31 else {
+                throw u.error("gateway", "\(gateway) is not another host on the underlay subnet \(underlay.interface)")
+            }
+            underlay.gateway = gateway
+        }
         let address = underlay.address
         guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast,
               underlay.interface.prefixLength == 32 || address != underlay.interface.broadcast else {
@@ -121,14 +130,18 @@ public enum ConfigParser {
             fdb.append(.init(vni: vni, mac: mac, remote: remote))
         }
 
-        // Every remote needs a next-hop MAC: the foundation resolves none by ARP yet.
+        // Every remote needs a next hop on the underlay subnet, whose MAC ARP (or a static neighbor) gives.
+        let offLink = "is not on the underlay subnet \(underlay.interface) and no underlay.gateway is configured"
         for (i, s) in segments.enumerated() {
-            for (j, ip) in s.flood.enumerated() where !neighbors.contains(where: { $0.ip == ip }) {
-                throw ConfigError("vnis[\(i)].flood[\(j)]", line: nil, "remote \(ip) has no entry under neighbors (its MAC is needed for the outer Ethernet header)")
+            for (j, ip) in s.flood.enumerated() where underlay.nextHop(for: ip) == nil {
+                throw ConfigError("vnis[\(i)].flood[\(j)]", line: nil, "remote \(ip) \(offLink)")
             }
         }
-        for (i, e) in fdb.enumerated() where !neighbors.contains(where: { $0.ip == e.remote }) {
-            throw ConfigError("fdb[\(i)].remote", line: nil, "remote \(e.remote) has no entry under neighbors (its MAC is needed for the outer Ethernet header)")
+        for (i, e) in fdb.enumerated() where underlay.nextHop(for: e.remote) == nil {
+            throw ConfigError("fdb[\(i)].remote", line: nil, "remote \(e.remote) \(offLink)")
+        }
+        for (i, n) in neighbors.enumerated() where !underlay.interface.contains(n.ip) {
+            throw ConfigError("neighbors[\(i)].ip", line: nil, "\(n.ip) is not on the underlay subnet \(underlay.interface)")
         }
 
         var resources = VTEPConfiguration.Resources()

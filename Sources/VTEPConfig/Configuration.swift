@@ -10,7 +10,16 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var mtu: Int = 1500
         public var udpPort: UInt16 = 4789
         public var ttl: UInt8 = 64
+        /// Next hop for remote VTEPs outside the underlay subnet; must be on the subnet itself.
+        public var gateway: IPv4Address?
+        /// Seconds a MAC learned by ARP is used before it is confirmed again.
+        public var neighborTimeout: Int = 300
         public var address: IPv4Address { interface.address }
+
+        /// Whom to ARP for to reach `remote`: itself when on-link, else the gateway.
+        public func nextHop(for remote: IPv4Address) -> IPv4Address? {
+            interface.contains(remote) ? remote : gateway
+        }
     }
 
     public struct AccessPort: Sendable, Equatable {
@@ -54,5 +63,11 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public static let ipv4Overhead = 36
 
     public func segment(_ vni: UInt32) -> Segment? { segments.first { $0.vni == vni } }
+    /// Every remote VTEP named by a flood list or an FDB entry.
+    public var remotes: [IPv4Address] {
+        var seen: [IPv4Address] = []
+        for r in segments.flatMap(\.flood) + fdb.map(\.remote) where !seen.contains(r) { seen.append(r) }
+        return seen
+    }
     public func neighbor(_ ip: IPv4Address) -> Neighbor? { neighbors.first { $0.ip == ip } }
 }

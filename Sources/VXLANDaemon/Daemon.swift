@@ -14,7 +14,7 @@ public struct DaemonOptions: Sendable {
 
 /// The control methods the daemon answers. `show.*` reads counters; later issues add methods that change state.
 public enum ControlMethods {
-    public static let all = ["show.ports", "show.stats", "show.config", "ping"]
+    public static let all = ["show.ports", "show.stats", "show.neighbors", "show.config", "ping"]
 
     public static func handle(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
         let encoder = JSONEncoder.control
@@ -23,6 +23,8 @@ public enum ControlMethods {
             return try encoder.encode(dataplane.portsReport())
         case "show.stats":
             return try encoder.encode(dataplane.statsReport())
+        case "show.neighbors":
+            return try encoder.encode(dataplane.neighborsReport())
         case "show.config":
             let c = dataplane.configuration
             return try encoder.encode([
@@ -106,6 +108,7 @@ public enum Daemon {
         }
         logger.info("\(dataplane.tables.tunnels.count) tunnel(s), \(configuration.fdb.count) static FDB entries; polling on lcore(s) \(lcores.map(String.init).joined(separator: ",")); control socket \(options.socketPath)")
 
+        dataplane.startSlowPath()
         if workers.isEmpty {
             logger.notice("no worker lcore given: polling on the main lcore (give EAL -l with two or more cores to keep them apart)")
             dataplane.runOnCurrentThread()

@@ -20,6 +20,9 @@ public final class Dataplane: @unchecked Sendable {
     public let roles: [PortRole]
     public let pool: PacketPool
     public let tables: ForwardingTables
+    /// ARP and ICMP for the VTEP address, next-hop resolution: the slow path, on its own thread.
+    public let underlay: UnderlayControl
+    private var slowPathThread: Thread?
     public private(set) var cores: [Core] = []
     public let stopSignal = StopSignal()
     private let started = Date()
@@ -35,11 +38,11 @@ public final class Dataplane: @unchecked Sendable {
         self.configuration = configuration
         var ports: [EthPort] = []
         var roles: [PortRole] = []
-        let underlay: EthPort
-        do { underlay = try EthPort(reference: configuration.underlay.port) } catch {
+        let underlayPort: EthPort
+        do { underlayPort = try EthPort(reference: configuration.underlay.port) } catch {
             throw SetupError("underlay.port: \(error)")
         }
-        ports.append(underlay); roles.append(.underlay)
+        ports.append(underlayPort); roles.append(.underlay)
         for (i, a) in configuration.access.enumerated() {
             let port: EthPort
             do { port = try EthPort(reference: a.port) } catch { throw SetupError("access[\(i)].port: \(error)") }
@@ -54,8 +57,9 @@ public final class Dataplane: @unchecked Sendable {
         let socket = lcores.first.map { EAL.socketOf(lcore: $0) } ?? Int32(SOCKET_ID_ANY)
         pool = try PacketPool(name: "vxland_mbufs\(Dataplane.instances.next())", count: configuration.resources.mbufs, socket: socket < 0 ? Int32(SOCKET_ID_ANY) : socket)
 
-        let mac = configuration.underlay.mac ?? MACAddress(bytes: underlay.macAddress)!
-        tables = try ForwardingTables(configuration: configuration, roles: roles, underlayMAC: mac)
+        let mac = configuration.underlay.mac ?? MACAddress(bytes: underlayPort.macAddress)!
+        tables = try ForwardingTables(configuration: configuration, roles: roles, underlayMAC: mac, readers: lcores.count)
+        underlay = try UnderlayControl(tables: tables, pool: pool, cores: lcores.count)
 
         for port in ports {
             var setup = PortSetup(queues: lcores.count)
@@ -70,7 +74,8 @@ public final class Dataplane: @unchecked Sendable {
             let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: UInt16(c)) }
             let tx = ports.map { (port: $0.id, queue: UInt16(c)) }
             let core = UnsafeMutablePointer<PollingCore<VXLANProcessor>>.allocate(capacity: 1)
-            core.initialize(to: PollingCore(processor: VXLANProcessor(tables: tables), rxQueues: rx, txQueues: tx))
+            let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c])
+            core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx))
             pollingCores.append(core)
             cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock))
         }
@@ -79,6 +84,20 @@ public final class Dataplane: @unchecked Sendable {
     /// Starts the ports. Polling happens in `launch()` (worker lcores) or `runOnCurrentThread()`.
     public func startPorts() throws {
         for port in ports { try port.start() }
+    }
+
+    /// Runs the slow path (ARP, ICMP, neighbor timers) every millisecond on a plain thread until `stop()`.
+    public func startSlowPath() {
+        let underlay = self.underlay, stop = stopSignal
+        let thread = Thread {
+            while !stop.isRequested {
+                underlay.poll(now: monotonicSeconds())
+                usleep(1000)
+            }
+        }
+        thread.name = "vxland-slowpath"
+        slowPathThread = thread
+        thread.start()
     }
 
     /// Runs each polling core on its own worker lcore until `stopSignal`.
@@ -106,6 +125,7 @@ public final class Dataplane: @unchecked Sendable {
         stopped = true
         stopSignal.request()
         if launchedOnWorkers { Lcores.waitAll() }
+        while let t = slowPathThread, !t.isFinished { usleep(1000) }
         for port in ports { port.stop() }
         for core in pollingCores {
             core.pointee.release()
@@ -114,10 +134,22 @@ public final class Dataplane: @unchecked Sendable {
             core.deallocate()
         }
         pollingCores = []
+        underlay.release()
         for port in ports { port.close() }
     }
 
     public var uptime: Double { Date().timeIntervalSince(started) }
+
+    public func neighborsReport() -> NeighborsReport {
+        let now = monotonicSeconds()
+        let c = underlay.counters.snapshot()
+        return NeighborsReport(
+            neighbors: underlay.neighbors(now: now).map {
+                NeighborsReport.Neighbor(ip: $0.ip.description, mac: $0.mac?.description, state: $0.state.rawValue,
+                                         ageSeconds: $0.age.map { ($0 * 10).rounded() / 10 }, probes: $0.probes, tunnels: $0.tunnels)
+            },
+            counters: Dictionary(uniqueKeysWithValues: UnderlayControl.Counter.allCases.map { ($0.name, c[$0.rawValue]) }))
+    }
 
     // MARK: - Reports
 

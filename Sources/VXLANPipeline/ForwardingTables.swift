@@ -17,6 +17,9 @@ public final class ForwardingTables: @unchecked Sendable {
     public struct Tunnel: Sendable, Equatable {
         public var vni: UInt32
         public var remote: IPv4Address
+        /// Whose MAC goes into the outer Ethernet header: the remote itself, or the gateway when off-link.
+        public var nextHop: IPv4Address
+        /// The headers with the next hop's MAC left zero; each published copy fills it in.
         public var template: OuterHeaderTemplate
     }
 
@@ -29,6 +32,9 @@ public final class ForwardingTables: @unchecked Sendable {
         public var accessCount: Int32
     }
 
+    /// Each tunnel has two header copies (`templates + (tunnel * 2 + copy) * templateStride`): the slow path
+    /// writes the one the cores are not using, publishes it through `activeCopy`, and rewrites the other only
+    /// after an RCU grace period.
     public static let templateStride = 64
     /// Both hashes use 16-byte keys: DPDK compares those with one vector instruction, shorter ones with memcmp.
     public static let keyLength = 16
@@ -36,11 +42,18 @@ public final class ForwardingTables: @unchecked Sendable {
     public let roles: [PortRole]
     public let underlayPort: Int
     public let underlayMAC: MACAddress
-    public let tunnels: [Tunnel]
+    public private(set) var tunnels: [Tunnel]
     public let configuration: VTEPConfiguration
 
     // Fast-path views.
     public let templates: UnsafeMutableRawPointer
+    /// Per tunnel: 0 or 1, the copy in use; -1 while its next hop's MAC is unknown (packets are dropped).
+    public let activeCopy: UnsafeMutablePointer<Int32>
+    /// Readers (polling cores) report a quiescent state once per poll round.
+    public let qsbr: OpaquePointer
+    public let maxReaders: Int
+    /// Per tunnel: the RCU token taken when a copy was last published (slow path only).
+    private var publishTokens: [UInt64?]
     public let partialSums: UnsafeMutablePointer<UInt32>
     public let segments: UnsafeMutablePointer<SegmentEntry>
     public let segmentCount: Int
@@ -60,12 +73,12 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Largest inner frame that fits the underlay MTU once encapsulated.
     public let maxInnerFrame: Int
 
-    private static let serial = SerialNumber()
 
     /// - Parameters:
     ///   - roles: local port index -> role; exactly one underlay.
     ///   - underlayMAC: source MAC of outer frames (the config's, or the port's own).
-    public init(configuration config: VTEPConfiguration, roles: [PortRole], underlayMAC: MACAddress) throws {
+    /// - Parameter readers: how many polling cores will read the tables (each registers as an RCU reader).
+    public init(configuration config: VTEPConfiguration, roles: [PortRole], underlayMAC: MACAddress, readers: Int = 1) throws {
         let configuration = config
         guard let underlay = roles.firstIndex(of: .underlay), roles.filter({ $0 == .underlay }).count == 1 else {
             throw SetupError("exactly one underlay port is required")
@@ -84,11 +97,11 @@ public final class ForwardingTables: @unchecked Sendable {
         var tunnels: [Tunnel] = []
         func tunnelIndex(_ vni: UInt32, _ remote: IPv4Address) throws -> Int {
             if let i = tunnels.firstIndex(where: { $0.vni == vni && $0.remote == remote }) { return i }
-            guard let neighbor = configuration.neighbor(remote) else {
-                throw SetupError("remote \(remote) has no neighbor entry")
+            guard let nextHop = configuration.underlay.nextHop(for: remote) else {
+                throw SetupError("remote \(remote) is off the underlay subnet and there is no gateway")
             }
-            tunnels.append(Tunnel(vni: vni, remote: remote, template: OuterHeaderTemplate(
-                sourceMAC: underlayMAC, destinationMAC: neighbor.mac, source: configuration.underlay.address,
+            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, template: OuterHeaderTemplate(
+                sourceMAC: underlayMAC, destinationMAC: .zero, source: configuration.underlay.address,
                 destination: remote, vni: vni, udpDestinationPort: configuration.underlay.udpPort,
                 ttl: configuration.underlay.ttl)))
             return tunnels.count - 1
@@ -109,14 +122,21 @@ public final class ForwardingTables: @unchecked Sendable {
         for e in configuration.fdb { fdbTunnels.append((e.vni, e.mac, try tunnelIndex(e.vni, e.remote))) }
         self.tunnels = tunnels
 
-        let templates = Self.alignedAllocate(max(1, tunnels.count) * Self.templateStride)
+        let templates = Self.alignedAllocate(max(1, tunnels.count) * 2 * Self.templateStride)
         let partialSums = Self.alignedAllocate(max(1, tunnels.count) * 4).bindMemory(to: UInt32.self, capacity: max(1, tunnels.count))
-        for (i, t) in tunnels.enumerated() {
-            t.template.bytes.withUnsafeBytes { (templates + i * Self.templateStride).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            partialSums[i] = t.template.ipv4PartialSum
-        }
+        for (i, t) in tunnels.enumerated() { partialSums[i] = t.template.ipv4PartialSum }
         self.templates = templates
         self.partialSums = partialSums
+        activeCopy = .allocate(capacity: max(1, tunnels.count))
+        activeCopy.initialize(repeating: -1, count: max(1, tunnels.count))
+        publishTokens = Array(repeating: nil, count: tunnels.count)
+        maxReaders = max(1, readers)
+        let qsbrSize = Int(rte_rcu_qsbr_get_memsize(UInt32(maxReaders)))
+        guard qsbrSize > 0, let qsbrMemory = rte_zmalloc("vxlan_qsbr", qsbrSize, UInt32(RTE_CACHE_LINE_SIZE)) else {
+            throw DPDKError.fromErrno("allocating RCU state for \(readers) reader(s)")
+        }
+        qsbr = OpaquePointer(qsbrMemory)
+        _ = rte_rcu_qsbr_init(qsbr, UInt32(maxReaders))
         segmentCount = entries.count
         segments = .allocate(capacity: max(1, entries.count))
         segments.initialize(from: entries, count: entries.count)
@@ -136,7 +156,7 @@ public final class ForwardingTables: @unchecked Sendable {
             }
         }
 
-        let id = Self.serial.next()
+        let id = dpdkObjectSerial.next()
         vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, entries.count * 2), keyLength: Self.keyLength)
         fdbHash = try Self.makeHash(name: "fdb\(id)", entries: max(1024, fdbTunnels.count * 2), keyLength: Self.keyLength)
         let key = UnsafeMutableRawPointer.allocate(byteCount: Self.keyLength, alignment: 16)
@@ -150,6 +170,10 @@ public final class ForwardingTables: @unchecked Sendable {
             Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
             let rc = rte_hash_add_key_data(fdbHash, key, UnsafeMutableRawPointer(bitPattern: tunnel + 1))
             guard rc == 0 else { throw DPDKError("adding \(mac) in VNI \(vni) to the FDB", code: rc) }
+        }
+        // Static neighbors resolve their tunnels now; the rest wait for ARP.
+        for (t, tunnel) in self.tunnels.enumerated() {
+            if let neighbor = configuration.neighbor(tunnel.nextHop) { _ = publish(mac: neighbor.mac, tunnel: t) }
         }
     }
 
@@ -188,6 +212,51 @@ public final class ForwardingTables: @unchecked Sendable {
         return p
     }
 
+    // MARK: - Slow-path updates (one writer: the control thread)
+
+    /// Registers polling core `reader` (0..<maxReaders) with RCU; it then reports quiescent states.
+    public func registerReader(_ reader: Int) {
+        _ = rte_rcu_qsbr_thread_register(qsbr, UInt32(reader))
+        vx_qsbr_online(qsbr, UInt32(reader))
+    }
+
+    public func unregisterReader(_ reader: Int) {
+        vx_qsbr_offline(qsbr, UInt32(reader))
+        _ = rte_rcu_qsbr_thread_unregister(qsbr, UInt32(reader))
+    }
+
+    /// Tunnels whose outer Ethernet destination is `nextHop`'s MAC.
+    public func tunnels(through nextHop: IPv4Address) -> [Int] {
+        tunnels.indices.filter { tunnels[$0].nextHop == nextHop }
+    }
+
+    /// The MAC the tunnel currently sends to, nil while unresolved.
+    public func publishedMAC(tunnel t: Int) -> MACAddress? {
+        let copy = vx_load_acquire_i32(activeCopy + t)
+        guard copy >= 0 else { return nil }
+        let p = templates + (t * 2 + Int(copy)) * Self.templateStride
+        return MACAddress(bytes: (0..<6).map { p.load(fromByteOffset: $0, as: UInt8.self) })
+    }
+
+    /// Points tunnel `t` at `mac` (nil: unresolved, its packets are dropped). Returns false, changing nothing,
+    /// while the cores may still be reading the copy it would overwrite; call again later.
+    public func publish(mac: MACAddress?, tunnel t: Int) -> Bool {
+        guard let mac else {
+            vx_store_release_i32(activeCopy + t, -1)
+            return true
+        }
+        if publishedMAC(tunnel: t) == mac { return true }
+        let current = vx_load_acquire_i32(activeCopy + t)
+        let next = current == 0 ? 1 : 0
+        if let token = publishTokens[t], vx_qsbr_check(qsbr, token) != 1 { return false }
+        let p = templates + (t * 2 + Int(next)) * Self.templateStride
+        tunnels[t].template.bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        for (i, b) in mac.bytes.enumerated() { p.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
+        vx_store_release_i32(activeCopy + t, Int32(next))
+        publishTokens[t] = vx_qsbr_start(qsbr)
+        return true
+    }
+
     /// Tunnel index for (vni, mac), as the fast path would find it; nil when unknown.
     public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
         let key = UnsafeMutableRawPointer.allocate(byteCount: Self.keyLength, alignment: 16)
@@ -200,6 +269,8 @@ public final class ForwardingTables: @unchecked Sendable {
 
     deinit {
         generation.deallocate()
+        activeCopy.deallocate()
+        rte_free(UnsafeMutableRawPointer(qsbr))
         rte_hash_free(fdbHash)
         rte_hash_free(vniHash)
         templates.deallocate()
@@ -211,7 +282,9 @@ public final class ForwardingTables: @unchecked Sendable {
     }
 }
 
-/// Unique names for DPDK objects (hash tables are named and names must not clash within a process).
+/// Unique names for DPDK objects (hash tables and rings are named; names must not clash within a process).
+let dpdkObjectSerial = SerialNumber()
+
 final class SerialNumber: @unchecked Sendable {
     private var value = 0
     private let lock = NSLock()

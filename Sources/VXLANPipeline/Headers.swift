@@ -16,6 +16,8 @@ public enum VXLANLayout {
     public static let etherTypeVLAN: UInt16 = 0x8100
     public static let protocolUDP: UInt8 = 17
     public static let protocolTCP: UInt8 = 6
+    public static let protocolICMP: UInt8 = 1
+    public static let etherTypeARP: UInt16 = 0x0806
 
     // Offsets from the start of the outer frame.
     public static let ipOffset = 14

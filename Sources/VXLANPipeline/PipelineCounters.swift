@@ -8,6 +8,10 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
     case floodCopies
     /// Frames flooded because their destination MAC was unknown in the VNI (counted once per frame).
     case unknownUnicast
+    /// Underlay frames for the control plane (ARP, ICMP to the VTEP address) handed to the slow path.
+    case punted
+    /// Frames the slow path asked this core to send (ARP requests and replies, ICMP echo replies).
+    case injected
 
     public var name: String {
         switch self {
@@ -15,6 +19,8 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
         case .decapsulated: "decapsulated"
         case .floodCopies: "flood_copies"
         case .unknownUnicast: "unknown_unicast"
+        case .punted: "punted"
+        case .injected: "injected"
         }
     }
 }
@@ -56,6 +62,10 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case noDestination
     /// A flood copy could not be made (mempool empty).
     case copyFailed
+    /// The remote's next hop (itself or the gateway) has no MAC yet; ARP is resolving it.
+    case neighborUnresolved
+    /// The slow path's queue from this core was full.
+    case slowPathBusy
 
     public var name: String {
         switch self {
@@ -76,6 +86,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .noHeadroom: "no_headroom"
         case .noDestination: "no_destination"
         case .copyFailed: "copy_failed"
+        case .neighborUnresolved: "neighbor_unresolved"
+        case .slowPathBusy: "slow_path_busy"
         }
     }
 }

@@ -26,6 +26,12 @@ public struct VXLANProcessor: BurstProcessor {
     /// The underlay MAC as the low 48 bits of a little-endian 8-byte load of the frame start.
     @usableFromInline let underlayMACBits: UInt64
 
+    @usableFromInline let activeCopy: UnsafeMutablePointer<Int32>
+    @usableFromInline let qsbr: OpaquePointer
+    @usableFromInline let reader: UInt32
+    /// Hand-off rings to and from the slow path (nil: control-plane frames are dropped, as in unit tests).
+    @usableFromInline let slowPath: SlowPathRings?
+    @usableFromInline let injectBuffer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     @usableFromInline let generation: UnsafeMutablePointer<UInt64>
     @usableFromInline var seenGeneration: UInt64 = 0
     /// (VNI, MAC) -> tunnel and VNI -> segment, in front of the rte_hash tables.
@@ -51,9 +57,30 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline static let dropped: Int32 = -1
     @usableFromInline static let flood: Int32 = -2
     @usableFromInline static let lookup: Int32 = -3
+}
 
-    public init(tables: ForwardingTables) {
+/// One polling core's rings to and from the slow path: single producer, single consumer each, so neither side
+/// ever waits on the other.
+public struct SlowPathRings: @unchecked Sendable {
+    public let punt: OpaquePointer
+    public let inject: OpaquePointer
+    public init(punt: OpaquePointer, inject: OpaquePointer) { self.punt = punt; self.inject = inject }
+}
+
+extension VXLANProcessor {
+
+    /// - Parameters:
+    ///   - reader: this core's index among the tables' RCU readers.
+    ///   - slowPath: where ARP and ICMP for the VTEP go, and where replies come from.
+    public init(tables: ForwardingTables, reader: Int = 0, slowPath: SlowPathRings? = nil) {
         self.tables = tables
+        activeCopy = tables.activeCopy
+        qsbr = tables.qsbr
+        self.reader = UInt32(reader)
+        self.slowPath = slowPath
+        injectBuffer = .allocate(capacity: 32)
+        injectBuffer.initialize(repeating: nil, count: 32)
+        tables.registerReader(reader)
         counterBlock = CounterBlock(count: PipelineCounterLayout.count)
         counters = counterBlock.base
         templates = tables.templates
@@ -87,6 +114,8 @@ public struct VXLANProcessor: BurstProcessor {
 
     /// Frees the scratch memory; call once the core has stopped.
     public func release() {
+        tables.unregisterReader(Int(reader))
+        injectBuffer.deallocate()
         fdbCache.deallocate(); vniCache.deallocate(); cacheSlot.deallocate()
         keys.deallocate(); keyPointers.deallocate(); lookupData.deallocate(); keyOwner.deallocate()
         state.deallocate(); aux.deallocate(); innerLength.deallocate()
@@ -99,6 +128,17 @@ public struct VXLANProcessor: BurstProcessor {
     func drop(_ m: OpaquePointer, _ reason: DropReason) {
         counters[PipelineCounterLayout.slot(reason)] &+= 1
         vx_mbuf_free(m)
+    }
+
+    /// Once per poll round: send what the slow path queued, and tell RCU this core holds no table pointers.
+    @inlinable
+    public mutating func afterPollRound(tx: TxStage) {
+        if let rings = slowPath {
+            let n = Int(vx_ring_dequeue_burst(rings.inject, injectBuffer, 32))
+            for i in 0..<n { tx.push(OpaquePointer(injectBuffer[i].unsafelyUnwrapped), to: underlayPort) }
+            if n > 0 { count(.injected, UInt64(n)) }
+        }
+        vx_qsbr_quiescent(qsbr, reader)
     }
 
     @inlinable
@@ -209,9 +249,11 @@ public struct VXLANProcessor: BurstProcessor {
     /// Prepends the tunnel's template, patches the per-packet fields and stages the packet on the underlay.
     @inlinable @inline(__always)
     func push(_ m: OpaquePointer, tunnel: Int, innerLength: Int, sourcePort: UInt16, tx: TxStage) {
+        let copy = vx_load_acquire_i32(activeCopy + tunnel)
+        if copy < 0 { drop(m, .neighborUnresolved); return }
         guard let header = vx_mbuf_prepend(m, UInt16(VXLANLayout.outerLength)) else { drop(m, .noHeadroom); return }
         let h = UnsafeMutableRawPointer(header)
-        let t = templates + tunnel &* ForwardingTables.templateStride
+        let t = templates + (tunnel &* 2 &+ Int(copy)) &* ForwardingTables.templateStride
         // 50 bytes as six 8-byte words and one 2-byte word: no call, no loop.
         h.storeBytes(of: t.load(fromByteOffset: 0, as: UInt64.self), toByteOffset: 0, as: UInt64.self)
         h.storeBytes(of: t.load(fromByteOffset: 8, as: UInt64.self), toByteOffset: 8, as: UInt64.self)
@@ -254,7 +296,7 @@ public struct VXLANProcessor: BurstProcessor {
             let reason = validate(m, index: i, keySlot: lookups)
             if reason >= 0 {
                 state[i] = Self.dropped
-                drop(m, DropReason(rawValue: reason).unsafelyUnwrapped)
+                puntOrDrop(m, DropReason(rawValue: reason).unsafelyUnwrapped)
                 continue
             }
             let key = keys + lookups &* Self.keyStride
@@ -332,6 +374,21 @@ public struct VXLANProcessor: BurstProcessor {
         aux[i] = Int32(headers)
         innerLength[i] = Int32(inner)
         return -1
+    }
+
+    /// ARP, and ICMP to the VTEP address, go to the slow path; everything else that is not VXLAN is dropped.
+    @inline(never) @usableFromInline
+    func puntOrDrop(_ m: OpaquePointer, _ reason: DropReason) {
+        if let rings = slowPath {
+            let f = vx_mbuf_data(m)
+            let forControl = (reason == .notIPv4 && load16(f, 12) == VXLANLayout.etherTypeARP)
+                || (reason == .notUDP && f.load(fromByteOffset: 23, as: UInt8.self) == VXLANLayout.protocolICMP)
+            if forControl {
+                if vx_ring_enqueue(rings.punt, UnsafeMutableRawPointer(m)) == 0 { count(.punted) } else { drop(m, .slowPathBusy) }
+                return
+            }
+        }
+        drop(m, reason)
     }
 
     /// Sends a decapsulated frame to every access port of its VNI (a copy for all but the last).

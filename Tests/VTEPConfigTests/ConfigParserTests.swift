@@ -49,6 +49,20 @@ final class ConfigParserTests: XCTestCase {
     }
 
     /// YAML 1.1 would read 12:00:00:00:00:01 unquoted as a base-60 integer; we read scalars as text.
+    /// Remotes need no static neighbor: ARP resolves them, through the gateway when they are off-link.
+    func testRemotesResolveThroughTheGatewayWhenOffLink() throws {
+        let c = try ConfigParser.parse("""
+            underlay: { port: p0, ip: 10.99.0.1/24, gateway: 10.99.0.254, neighbor_timeout: 60 }
+            vnis: [ { vni: 7, flood: [10.99.0.2, 172.16.5.5] } ]
+            """)
+        XCTAssertEqual(c.underlay.gateway, IPv4Address(10, 99, 0, 254))
+        XCTAssertEqual(c.underlay.neighborTimeout, 60)
+        XCTAssertEqual(c.underlay.nextHop(for: IPv4Address(10, 99, 0, 2)), IPv4Address(10, 99, 0, 2))
+        XCTAssertEqual(c.underlay.nextHop(for: IPv4Address(172, 16, 5, 5)), IPv4Address(10, 99, 0, 254))
+        XCTAssertEqual(c.remotes, [IPv4Address(10, 99, 0, 2), IPv4Address(172, 16, 5, 5)])
+        XCTAssertTrue(c.neighbors.isEmpty)
+    }
+
     func testUnquotedMACThatLooksLikeBase60IsAMAC() throws {
         let c = try ConfigParser.parse(Self.valid.replacingOccurrences(of: "mac: 02:00:00:00:00:01", with: "mac: 12:00:00:00:00:01"))
         XCTAssertEqual(c.underlay.mac?.description, "12:00:00:00:00:01")
@@ -70,7 +84,7 @@ final class ConfigParserTests: XCTestCase {
         assertError("- 1\n- 2", "configuration (line 1): expected a mapping of keys (underlay, access, vnis, fdb, neighbors, resources)")
         assertError("access: []", "underlay (line 1): required key is missing")
         assertError(replacing("mtu: 1500", "mtuu: 1500"),
-                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, mac, mtu, udp_port, ttl)")
+                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, mac, mtu, udp_port, ttl, gateway, neighbor_timeout)")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.300/24"),
                     "underlay.ip (line 3): expected an IPv4 address with prefix length, such as 10.99.0.1/24, got '10.99.0.300/24'")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.1"),
@@ -99,13 +113,17 @@ final class ConfigParserTests: XCTestCase {
         assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.1]"), "vnis[0].flood[0] (line 10): 10.99.0.1 is this VTEP's own address")
         assertError(replacing("flood: [10.99.0.2]", "flood: [239.1.1.1]"),
                     "vnis[0].flood[0] (line 10): 239.1.1.1 is not a unicast address (multicast underlays are not supported)")
-        assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.2, 10.99.0.7]"),
-                    "vnis[0].flood[1]: remote 10.99.0.7 has no entry under neighbors (its MAC is needed for the outer Ethernet header)")
+        assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.2, 10.98.0.7]"),
+                    "vnis[0].flood[1]: remote 10.98.0.7 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured")
+        assertError(replacing("udp_port: 4789", "udp_port: 4789\n  gateway: 10.98.0.1"),
+                    "underlay.gateway (line 7): 10.98.0.1 is not another host on the underlay subnet 10.99.0.1/24")
+        assertError(replacing("- { ip: 10.99.0.2, mac: \"02:00:00:00:00:02\" }", "- { ip: 10.98.0.2, mac: \"02:00:00:00:00:02\" }"),
+                    "neighbors[0].ip: 10.98.0.2 is not on the underlay subnet 10.99.0.1/24")
         assertError(replacing("flood: [10.99.0.2]", "flood: 10.99.0.2"), "vnis[0].flood (line 10): expected a list")
         assertError(replacing("mac: \"02:00:00:00:42:02\"", "mac: \"ff:ff:ff:ff:ff:ff\""),
                     "fdb[0].mac (line 12): ff:ff:ff:ff:ff:ff is not a unicast address (broadcast and multicast follow the flood list)")
-        assertError(replacing("remote: 10.99.0.2 }", "remote: 10.99.0.8 }"),
-                    "fdb[0].remote: remote 10.99.0.8 has no entry under neighbors (its MAC is needed for the outer Ethernet header)")
+        assertError(replacing("remote: 10.99.0.2 }", "remote: 172.16.0.8 }"),
+                    "fdb[0].remote: remote 172.16.0.8 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured")
         assertError(replacing("- { vni: 42, mac: \"02:00:00:00:42:02\", remote: 10.99.0.2 }",
                               "- { vni: 42, mac: \"02:00:00:00:42:02\", remote: 10.99.0.2 }\n  - { vni: 42, mac: \"02:00:00:00:42:02\", remote: 10.99.0.2 }"),
                     "fdb[1].mac (line 13): 02:00:00:00:42:02 already has an entry in VNI 42")

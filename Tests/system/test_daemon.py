@@ -94,6 +94,10 @@ def test_control_socket_show_commands_and_clean_stop(tmp_path):
         text = daemon.ctl("show", "stats", "--per-core").stdout
         assert "not_our_mac" in text and "lcore 1:" in text and "mbufs" in text
 
+        neighbors = json.loads(daemon.ctl("show", "neighbors", "--json").stdout)
+        assert [(n["ip"], n["state"]) for n in neighbors["neighbors"]] == [("10.99.0.2", "permanent")]
+        assert "permanent" in daemon.ctl("show", "neighbors").stdout
+
         unknown = daemon.ctl("show", "everything", check=False)
         assert unknown.returncode != 0
     finally:

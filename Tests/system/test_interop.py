@@ -1,4 +1,5 @@
 """vxland between a VM namespace and the Linux kernel's own vxlan driver in a remote-hypervisor namespace."""
+import json
 import os
 import subprocess
 
@@ -42,11 +43,24 @@ def testbed(tmp_path):
 
 
 def test_ping_both_ways_through_the_linux_vxlan_driver(testbed):
-    # First contact: ARP is broadcast, flooded by head-end replication, answered through the tunnel.
+    # Nothing is static: vxland resolves the remote VTEP by ARP and answers the kernel's ARP for 10.99.0.1.
+    # First contact on the overlay: the inner ARP is broadcast, flooded by head-end replication, answered back.
     ping(VM, "192.168.42.2", 3)
     ping(HV, "192.168.42.1", 3)
+    neighbors = json.loads(testbed.ctl("show", "neighbors", "--json").stdout)
+    assert [(n["ip"], n["mac"], n["state"]) for n in neighbors["neighbors"]] == [("10.99.0.2", "02:00:00:00:00:02", "reachable")]
 
-    # Then count exactly: with the inner neighbors pinned, only ICMP crosses the overlay.
+    # The VTEP address answers ARP and ping (operators ping VTEPs).
+    sh("ip", "-n", HV, "neigh", "flush", "dev", "hv0")
+    ping(HV, "10.99.0.1", 3)
+    learned = sh("ip", "-n", HV, "neigh", "show", "10.99.0.1", "dev", "hv0").stdout
+    assert "lladdr 02:00:00:00:00:01" in learned, learned
+    counters = json.loads(testbed.ctl("show", "neighbors", "--json").stdout)["counters"]
+    assert counters["arp_replies_sent"] >= 1 and counters["icmp_echo_replies"] == 3, counters
+
+    # Then count exactly: with the inner neighbors pinned (and the kernel's entry for our VTEP, so no ARP
+    # probe lands in the window), only ICMP crosses the overlay.
+    sh("ip", "-n", HV, "neigh", "replace", "10.99.0.1", "lladdr", "02:00:00:00:00:01", "dev", "hv0", "nud", "permanent")
     sh("ip", "-n", VM, "neigh", "replace", "192.168.42.2", "lladdr", "02:00:00:00:42:02", "dev", "vm0", "nud", "permanent")
     sh("ip", "-n", HV, "neigh", "replace", "192.168.42.1", "lladdr", "02:00:00:00:42:01", "dev", "vx42", "nud", "permanent")
     before = testbed.stats()

@@ -1,7 +1,7 @@
 """vxland on net_pcap: frames crafted with scapy go in, scapy decodes what comes out, field by field."""
 import struct
 
-from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, Raw, rdpcap, wrpcap
+from scapy.all import ARP, ICMP, IP, IPv6, TCP, UDP, Ether, Raw, rdpcap, wrpcap
 from scapy.layers.vxlan import VXLAN
 
 from conftest import Vxland, nonzero_drops, port_counters
@@ -58,8 +58,11 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
         bad_checksum,                                         # bad_ip_checksum
         Raw(truncated),                                       # truncated
         vxlan_in(Raw(b"\x02" * 10)),                          # inner_too_short
-        Ether(dst="ff:ff:ff:ff:ff:ff", src=REMOTES["10.99.0.2"]) / ARP(pdst=OUR_IP),  # not_ipv4
+        Ether(dst="33:33:00:00:00:01", src=REMOTES["10.99.0.2"]) / IPv6(dst="ff02::1") / UDP(),  # not_ipv4
         vxlan_in(reply, dst_mac="02:00:00:00:00:77"),         # not_our_mac
+        # For the slow path: an ARP request for the VTEP address and an ICMP echo to it.
+        Ether(dst="ff:ff:ff:ff:ff:ff", src=REMOTES["10.99.0.3"]) / ARP(op=1, hwsrc=REMOTES["10.99.0.3"], psrc="10.99.0.3", pdst=OUR_IP),
+        Ether(dst=OUR_MAC, src=REMOTES["10.99.0.2"]) / IP(src="10.99.0.2", dst=OUR_IP) / ICMP(type=8, id=7, seq=1) / Raw(b"ping"),
     ]
     wrpcap(str(tmp_path / "access_in.pcap"), access_in)
     wrpcap(str(tmp_path / "underlay_in.pcap"), underlay_in)
@@ -71,7 +74,7 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
     try:
         stats = daemon.wait_for(lambda s: port_counters(s, "net_pcap0")["rx_packets"] == len(underlay_in)
                                 and port_counters(s, "net_pcap1")["rx_packets"] == len(access_in)
-                                and port_counters(s, "net_pcap0")["tx_packets"] == 6)
+                                and port_counters(s, "net_pcap0")["tx_packets"] == 8)
     finally:
         status, log = daemon.stop()
     assert status == 0, log
@@ -81,8 +84,9 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
         "bad_flags": 1, "unknown_vni": 1, "wrong_destination": 1, "wrong_udp_port": 1, "not_udp": 1, "ip_fragment": 1,
         "bad_ip_checksum": 1, "truncated": 1, "inner_too_short": 1, "not_ipv4": 1, "not_our_mac": 1,
         "over_mtu": 1, "runt_frame": 1}
-    assert stats["totals"]["pipeline"] == {"encapsulated": 6, "decapsulated": 1, "flood_copies": 4, "unknown_unicast": 1}
-    assert port_counters(stats, "net_pcap0")["tx_packets"] == 6
+    assert stats["totals"]["pipeline"] == {"encapsulated": 6, "decapsulated": 1, "flood_copies": 4, "unknown_unicast": 1,
+                                           "punted": 2, "injected": 2}
+    assert port_counters(stats, "net_pcap0")["tx_packets"] == 8
     assert port_counters(stats, "net_pcap1")["tx_packets"] == 1
     assert port_counters(stats, "net_pcap1")["tx_bytes"] == len(reply)
     assert stats["mempool"]["in_use"] == 0, stats["mempool"]
@@ -91,10 +95,29 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
     access_out = rdpcap(str(tmp_path / "access_out.pcap"))
     assert [bytes(p) for p in access_out] == [bytes(reply)]
 
-    # Encapsulated: decode every outer header with scapy.
+    # The slow path's answers: an ARP reply and an ICMP echo reply from the VTEP address.
     underlay_out = rdpcap(str(tmp_path / "underlay_out.pcap"))
+    def outer_is_control(raw):   # by the outer headers only: VXLAN packets carry inner ARP and ICMP too
+        pkt = Ether(raw)
+        return pkt.type == 0x0806 or (pkt.type == 0x0800 and pkt[IP].proto == 1)
+
+    answers = [Ether(bytes(p)) for p in underlay_out if outer_is_control(bytes(p))]
+    assert len(answers) == 2
+    arp_reply = next(p for p in answers if ARP in p)
+    assert (arp_reply.dst, arp_reply.src) == (REMOTES["10.99.0.3"], OUR_MAC)
+    assert (arp_reply[ARP].op, arp_reply[ARP].hwsrc, arp_reply[ARP].psrc) == (2, OUR_MAC, OUR_IP)
+    assert (arp_reply[ARP].hwdst, arp_reply[ARP].pdst) == (REMOTES["10.99.0.3"], "10.99.0.3")
+    echo = next(p for p in answers if ICMP in p)
+    assert (echo.dst, echo.src, echo[IP].src, echo[IP].dst) == (REMOTES["10.99.0.2"], OUR_MAC, OUR_IP, "10.99.0.2")
+    assert (echo[ICMP].type, echo[ICMP].id, echo[ICMP].seq, bytes(echo[ICMP].payload)) == (0, 7, 1, b"ping")
+    for layer in (IP, ICMP):
+        fresh = echo[layer].copy()
+        del fresh.chksum
+        assert layer(bytes(fresh)).chksum == echo[layer].chksum, f"{layer.__name__} checksum of the echo reply"
+
+    # Encapsulated: decode every outer header with scapy.
     got = []
-    for raw in (bytes(p) for p in underlay_out):
+    for raw in (bytes(p) for p in underlay_out if not outer_is_control(bytes(p))):
         pkt = Ether(raw)
         ip, udp = pkt[IP], pkt[UDP]
         assert pkt.src == OUR_MAC and pkt.type == 0x0800

@@ -1,0 +1,254 @@
+import CDPDK
+import Foundation
+import PollMode
+import VTEPConfig
+
+/// The underlay's slow path, run on a control thread (never a polling core): answers ARP and ICMP echo for the
+/// VTEP address, and resolves the MAC of every next hop (remote VTEPs on the subnet, or the gateway) by ARP,
+/// retrying with back-off and confirming again after `neighbor_timeout`. Static neighbors are never replaced.
+/// Polling cores hand it frames over per-core punt rings and it answers over per-core inject rings, so the cores
+/// keep sole ownership of their queues and never wait for it.
+public final class UnderlayControl: @unchecked Sendable {
+    public enum Counter: Int, CaseIterable, Sendable {
+        case arpRequestsSent, arpRepliesSent, arpRepliesReceived, icmpEchoReplies, ignored, injectFull, allocFailed
+
+        public var name: String {
+            switch self {
+            case .arpRequestsSent: "arp_requests_sent"
+            case .arpRepliesSent: "arp_replies_sent"
+            case .arpRepliesReceived: "arp_replies_received"
+            case .icmpEchoReplies: "icmp_echo_replies"
+            case .ignored: "ignored"
+            case .injectFull: "inject_full"
+            case .allocFailed: "alloc_failed"
+            }
+        }
+    }
+
+    /// A next hop's state as `vxlanctl show neighbors` reports it.
+    public struct Neighbor: Sendable, Equatable {
+        public enum State: String, Sendable { case permanent, reachable, probing, resolving }
+        public var ip: IPv4Address
+        public var mac: MACAddress?
+        public var state: State
+        /// Seconds since the MAC was last confirmed (nil for static or never resolved).
+        public var age: Double?
+        public var probes: Int
+        public var tunnels: Int
+    }
+
+    /// Back-off between ARP requests for an unresolved next hop: 1, 2, 4, ... seconds, at most this.
+    public static let maxRetryInterval = 30.0
+    /// A reachable MAC still in use is given this many probes after its timeout before it is dropped.
+    public static let probesBeforeExpiry = 3
+
+    struct Entry {
+        var mac: MACAddress?
+        var isStatic: Bool
+        var confirmedAt: Double?
+        var nextProbe: Double = 0
+        var probes = 0
+    }
+
+    public let rings: [SlowPathRings]
+    public let counters = CounterBlock(count: Counter.allCases.count)
+    let tables: ForwardingTables
+    let pool: PacketPool
+    let ourIP: IPv4Address
+    let ourMAC: MACAddress
+    let timeout: Double
+    private var entries: [IPv4Address: Entry] = [:]
+    private var pendingPublish: Set<Int> = []
+    private let lock = NSLock()
+    private let buffer = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 32)
+
+    public init(tables: ForwardingTables, pool: PacketPool, cores: Int) throws {
+        self.tables = tables
+        self.pool = pool
+        let config = tables.configuration
+        ourIP = config.underlay.address
+        ourMAC = tables.underlayMAC
+        timeout = Double(config.underlay.neighborTimeout)
+        var rings: [SlowPathRings] = []
+        let serial = dpdkObjectSerial.next()
+        for c in 0..<cores {
+            let tag = "\(serial)_\(c)"
+            let flags = UInt32(RING_F_SP_ENQ | RING_F_SC_DEQ)
+            guard let punt = rte_ring_create("punt\(tag)", 1024, Int32(SOCKET_ID_ANY), flags),
+                  let inject = rte_ring_create("inj\(tag)", 1024, Int32(SOCKET_ID_ANY), flags) else {
+                throw DPDKError.fromErrno("creating slow-path rings for core \(c)")
+            }
+            rings.append(SlowPathRings(punt: punt, inject: inject))
+        }
+        self.rings = rings
+        for n in config.neighbors { entries[n.ip] = Entry(mac: n.mac, isStatic: true) }
+        for t in tables.tunnels where entries[t.nextHop] == nil { entries[t.nextHop] = Entry(mac: nil, isStatic: false) }
+    }
+
+    /// Frees everything left in the rings; call after the cores stopped.
+    public func release() {
+        for r in rings {
+            for ring in [r.punt, r.inject] {
+                while true {
+                    let n = Int(vx_ring_dequeue_burst(ring, buffer, 32))
+                    if n == 0 { break }
+                    for i in 0..<n { vx_mbuf_free(OpaquePointer(buffer[i]!)) }
+                }
+                rte_ring_free(ring)
+            }
+        }
+        buffer.deallocate()
+    }
+
+    func count(_ c: Counter, _ n: UInt64 = 1) { counters.base[c.rawValue] &+= n }
+
+    /// One round: handle what the cores punted, then send due ARP requests. `now` is monotonic seconds.
+    public func poll(now: Double) {
+        lock.lock(); defer { lock.unlock() }
+        for (core, r) in rings.enumerated() {
+            let n = Int(vx_ring_dequeue_burst(r.punt, buffer, 32))
+            for i in 0..<n { handle(OpaquePointer(buffer[i]!), core: core, now: now) }
+        }
+        for t in pendingPublish where tables.publish(mac: entries[tables.tunnels[t].nextHop]?.mac, tunnel: t) {
+            pendingPublish.remove(t)
+        }
+        for (ip, e) in entries where !e.isStatic {
+            var entry = e
+            if let confirmed = entry.confirmedAt, entry.mac != nil, now - confirmed < timeout { continue }
+            guard now >= entry.nextProbe else { continue }
+            if entry.mac != nil && entry.probes >= Self.probesBeforeExpiry {
+                entry.mac = nil                                   // gone: stop sending to a stale MAC
+                entry.confirmedAt = nil
+                entry.probes = 0
+                entries[ip] = entry
+                republish(ip)
+            }
+            sendRequest(for: ip)
+            entry.probes += 1
+            entry.nextProbe = now + min(pow(2, Double(entry.probes - 1)), Self.maxRetryInterval)
+            entries[ip] = entry
+        }
+    }
+
+    private func republish(_ nextHop: IPv4Address) {
+        let mac = entries[nextHop]?.mac
+        for t in tables.tunnels(through: nextHop) where !tables.publish(mac: mac, tunnel: t) { pendingPublish.insert(t) }
+    }
+
+    private func inject(_ m: OpaquePointer, core: Int) -> Bool {
+        if vx_ring_enqueue(rings[core].inject, UnsafeMutableRawPointer(m)) == 0 { return true }
+        vx_mbuf_free(m)
+        count(.injectFull)
+        return false
+    }
+
+    private func handle(_ m: OpaquePointer, core: Int, now: Double) {
+        let length = Int(vx_mbuf_data_len(m))
+        let f = vx_mbuf_data(m)
+        let type = length >= 14 ? load16(f, 12) : 0
+        if type == VXLANLayout.etherTypeARP && length >= 42 { return handleARP(m, f, core: core, now: now) }
+        if type == VXLANLayout.etherTypeIPv4 && length >= 42 { return handleICMP(m, f, length: Int(vx_mbuf_pkt_len(m)), core: core) }
+        count(.ignored)
+        vx_mbuf_free(m)
+    }
+
+    private func handleARP(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, core: Int, now: Double) {
+        // Ethernet, IPv4, 6-byte and 4-byte addresses only.
+        guard load16(f, 14) == 1, load16(f, 16) == VXLANLayout.etherTypeIPv4, f.load(fromByteOffset: 18, as: UInt8.self) == 6,
+              f.load(fromByteOffset: 19, as: UInt8.self) == 4 else { count(.ignored); vx_mbuf_free(m); return }
+        let op = load16(f, 20)
+        let senderMAC = MACAddress(bytes: (22..<28).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
+        let senderIP = IPv4Address(load32(f, 28))
+        let targetIP = IPv4Address(load32(f, 38))
+        // RFC 826: update the sender's entry if we have one (requests for us confirm it too).
+        if var e = entries[senderIP], !e.isStatic, !senderMAC.isMulticast, !senderMAC.isZero {
+            let changed = e.mac != senderMAC
+            e.mac = senderMAC
+            e.confirmedAt = now
+            e.probes = 0
+            e.nextProbe = 0
+            entries[senderIP] = e
+            if changed { republish(senderIP) }
+            if op == 2 { count(.arpRepliesReceived) }
+        }
+        guard op == 1, targetIP == ourIP else { vx_mbuf_free(m); return }
+        // Answer in place: who-has ourIP tell sender -> ourIP is-at ourMAC.
+        for (i, b) in senderMAC.bytes.enumerated() {
+            f.storeBytes(of: b, toByteOffset: i, as: UInt8.self)          // Ethernet destination
+            f.storeBytes(of: b, toByteOffset: 32 + i, as: UInt8.self)     // target hardware address
+        }
+        for (i, b) in ourMAC.bytes.enumerated() {
+            f.storeBytes(of: b, toByteOffset: 6 + i, as: UInt8.self)      // Ethernet source
+            f.storeBytes(of: b, toByteOffset: 22 + i, as: UInt8.self)     // sender hardware address
+        }
+        store16(f, 20, 2)
+        store32(f, 38, senderIP.value)
+        store32(f, 28, ourIP.value)
+        if inject(m, core: core) { count(.arpRepliesSent) }
+    }
+
+    private func handleICMP(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, length: Int, core: Int) {
+        let ihl = Int(f.load(fromByteOffset: 14, as: UInt8.self) & 0x0F) * 4
+        let ipLength = Int(load16(f, 16))
+        let icmp = 14 + ihl
+        // The fast path checked version, lengths, checksum, fragmentation and the destination.
+        guard ipLength >= ihl + 8, 14 + ipLength <= Int(vx_mbuf_data_len(m)),
+              f.load(fromByteOffset: icmp, as: UInt8.self) == 8, f.load(fromByteOffset: icmp + 1, as: UInt8.self) == 0,
+              vx_raw_cksum(f + icmp, ipLength - ihl) == 0xFFFF else { count(.ignored); vx_mbuf_free(m); return }
+        // Echo reply: swap addresses, type 0, fresh checksums.
+        for i in 0..<6 {
+            f.storeBytes(of: f.load(fromByteOffset: 6 + i, as: UInt8.self), toByteOffset: i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
+        }
+        let source = load32(f, 26)
+        store32(f, 30, source)
+        store32(f, 26, ourIP.value)
+        f.storeBytes(of: 64, toByteOffset: 22, as: UInt8.self)           // TTL
+        f.storeBytes(of: 0, toByteOffset: icmp, as: UInt8.self)
+        store16(f, icmp + 2, 0)
+        f.storeBytes(of: ~vx_raw_cksum(f + icmp, ipLength - ihl), toByteOffset: icmp + 2, as: UInt16.self)
+        store16(f, 24, 0)
+        f.storeBytes(of: ~vx_raw_cksum(f + 14, ihl), toByteOffset: 24, as: UInt16.self)
+        if length > 14 + ipLength { _ = vx_mbuf_trim(m, UInt16(length - 14 - ipLength)) }
+        if inject(m, core: core) { count(.icmpEchoReplies) }
+    }
+
+    /// Broadcasts "who has `target`? tell us".
+    private func sendRequest(for target: IPv4Address) {
+        guard let m = pool.allocate(), let p = vx_mbuf_append(m, 42) else { count(.allocFailed); return }
+        let f = UnsafeMutableRawPointer(p)
+        f.initializeMemory(as: UInt8.self, repeating: 0, count: 42)
+        for i in 0..<6 {
+            f.storeBytes(of: 0xFF, toByteOffset: i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 22 + i, as: UInt8.self)
+        }
+        store16(f, 12, VXLANLayout.etherTypeARP)
+        store16(f, 14, 1); store16(f, 16, VXLANLayout.etherTypeIPv4)
+        f.storeBytes(of: 6, toByteOffset: 18, as: UInt8.self); f.storeBytes(of: 4, toByteOffset: 19, as: UInt8.self)
+        store16(f, 20, 1)
+        store32(f, 28, ourIP.value)
+        store32(f, 38, target.value)
+        if inject(m, core: 0) { count(.arpRequestsSent) }
+    }
+
+    /// Every next hop and static neighbor, for `vxlanctl show neighbors`.
+    public func neighbors(now: Double) -> [Neighbor] {
+        lock.lock(); defer { lock.unlock() }
+        return entries.keys.sorted().map { ip in
+            let e = entries[ip]!
+            let state: Neighbor.State = e.isStatic ? .permanent
+                : e.mac == nil ? .resolving
+                : (e.confirmedAt.map { now - $0 < timeout } ?? false) ? .reachable : .probing
+            return Neighbor(ip: ip, mac: e.mac, state: state, age: e.isStatic ? nil : e.confirmedAt.map { now - $0 },
+                            probes: e.probes, tunnels: tables.tunnels(through: ip).count)
+        }
+    }
+}
+
+/// Monotonic seconds, for the slow path's timers.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

@@ -1,0 +1,179 @@
+import CDPDK
+import DPDKTestSupport
+import PollMode
+import VTEPConfig
+import XCTest
+@testable import VXLANPipeline
+
+/// The underlay slow path on net_ring ports: ARP and ICMP for the VTEP address, next-hop resolution by ARP.
+final class UnderlayControlTests: XCTestCase {
+    static let ourMAC = "02:00:00:00:00:01", remoteMAC = "02:00:00:00:00:02", gatewayMAC = "02:00:00:00:00:fe"
+
+    var pool: PacketPool!
+    var underlay: RingPort!, access: RingPort!
+    var ports: [EthPort] = []
+    var tables: ForwardingTables!
+    var control: UnderlayControl!
+    var core: PollingCore<VXLANProcessor>!
+
+    func build(extraUnderlay: String = "", flood: String = "10.99.0.2", neighbors: String = "[]") throws {
+        try TestEAL.start()
+        pool = try PacketPool(name: TestEAL.uniqueName("upool"), count: 1023, cacheSize: 0)
+        underlay = try RingPort(); access = try RingPort()
+        let config = try ConfigParser.parse("""
+            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", neighbor_timeout: 5\(extraUnderlay) }
+            access: [ { port: \(access.name), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [\(flood)] } ]
+            neighbors: \(neighbors)
+            """)
+        tables = try ForwardingTables(configuration: config, roles: [.underlay, .access(vni: 42)], underlayMAC: MACAddress(Self.ourMAC)!)
+        control = try UnderlayControl(tables: tables, pool: pool, cores: 1)
+        ports = [try EthPort(id: underlay.id), try EthPort(id: access.id)]
+        for p in ports { try p.configure(PortSetup(queues: 1), pool: pool); try p.start() }
+        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control.rings[0]),
+                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
+                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+    }
+
+    override func tearDown() {
+        guard core != nil else { return }
+        core.release(); core.processor.release()
+        control.release()
+        _ = underlay.drain(); _ = access.drain()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) in use")
+        for p in ports { p.close() }
+        underlay.destroy(); access.destroy()
+        core = nil; control = nil; tables = nil; pool = nil
+    }
+
+    /// Frames in on the underlay, a poll round, the slow path at `now`, another poll round: what went out.
+    func exchange(underlay frames: [[UInt8]] = [], access aframes: [[UInt8]] = [], now: Double) -> [[UInt8]] {
+        if !frames.isEmpty { underlay.inject(frames.map { Mbuf.make($0, pool: pool) }) }
+        if !aframes.isEmpty { access.inject(aframes.map { Mbuf.make($0, pool: pool) }) }
+        core.pollOnce()
+        control.poll(now: now)
+        core.pollOnce()
+        return underlay.drain()
+    }
+
+    func arp(op: Int, srcMAC: String, srcIP: String, dstMAC: String = "ff:ff:ff:ff:ff:ff", targetMAC: String = "00:00:00:00:00:00",
+             targetIP: String) -> [UInt8] {
+        Frames.ethernet(dst: dstMAC, src: srcMAC, type: 0x0806, payload: Frames.be16(1) + Frames.be16(0x0800) + [6, 4] + Frames.be16(op)
+                        + Frames.mac(srcMAC) + Frames.ip(srcIP) + Frames.mac(targetMAC) + Frames.ip(targetIP))
+    }
+
+    func counter(_ c: UnderlayControl.Counter) -> UInt64 { control.counters[c.rawValue] }
+    func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
+    var innerToRemote: [UInt8] { Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: "02:00:00:00:42:01") }
+
+    func testAnswersARPForTheVTEPAddressOnly() throws {
+        try build(neighbors: "[ { ip: 10.99.0.2, mac: \"\(Self.remoteMAC)\" } ]")
+        let out = exchange(underlay: [arp(op: 1, srcMAC: "02:00:00:00:00:33", srcIP: "10.99.0.33", targetIP: "10.99.0.1"),
+                                      arp(op: 1, srcMAC: "02:00:00:00:00:33", srcIP: "10.99.0.33", targetIP: "10.99.0.77")], now: 1)
+        XCTAssertEqual(out, [arp(op: 2, srcMAC: Self.ourMAC, srcIP: "10.99.0.1", dstMAC: "02:00:00:00:00:33",
+                                 targetMAC: "02:00:00:00:00:33", targetIP: "10.99.0.33")])
+        XCTAssertEqual(counter(.arpRepliesSent), 1)
+        XCTAssertEqual(core.processor.counterBlock[PipelineCounterLayout.slot(.punted)], 2)
+        XCTAssertEqual(core.processor.counterBlock[PipelineCounterLayout.slot(.injected)], 1)
+    }
+
+    func testAnswersICMPEchoToTheVTEPAddress() throws {
+        try build(neighbors: "[ { ip: 10.99.0.2, mac: \"\(Self.remoteMAC)\" } ]")
+        func icmp(type: UInt8, id: Int) -> [UInt8] {
+            var body: [UInt8] = [type, 0, 0, 0] + Frames.be16(id) + Frames.be16(1) + [UInt8](repeating: 0x61, count: 24)
+            let c = Frames.checksum(body)
+            body[2] = UInt8(c >> 8); body[3] = UInt8(c & 0xff)
+            return body
+        }
+        let request = Frames.ethernet(dst: Self.ourMAC, src: Self.remoteMAC, type: 0x0800,
+                                      payload: Frames.ipv4(src: "10.99.0.2", dst: "10.99.0.1", proto: 1, payload: icmp(type: 8, id: 77), flagsFragment: 0))
+        let out = exchange(underlay: [request], now: 1)
+        let expected = Frames.ethernet(dst: Self.remoteMAC, src: Self.ourMAC, type: 0x0800,
+                                       payload: Frames.ipv4(src: "10.99.0.1", dst: "10.99.0.2", proto: 1, payload: icmp(type: 0, id: 77), flagsFragment: 0))
+        XCTAssertEqual(out, [expected])
+        XCTAssertEqual(counter(.icmpEchoReplies), 1)
+    }
+
+    func testResolvesARemoteByARPWithBackOffThenForwards() throws {
+        try build()
+        // Unresolved: the frame is dropped and counted; the slow path asks who has 10.99.0.2.
+        var out = exchange(access: [innerToRemote], now: 0)
+        XCTAssertEqual(drops(.neighborUnresolved), 1)
+        let request = arp(op: 1, srcMAC: Self.ourMAC, srcIP: "10.99.0.1", targetIP: "10.99.0.2")
+        XCTAssertEqual(out, [request])
+        // Back-off: 1 s, then 2 s, then 4 s between requests.
+        XCTAssertEqual(exchange(now: 0.5), [])
+        XCTAssertEqual(exchange(now: 1.0), [request])
+        XCTAssertEqual(exchange(now: 2.5), [])
+        XCTAssertEqual(exchange(now: 3.0), [request])
+        XCTAssertEqual(exchange(now: 6.9), [])
+        XCTAssertEqual(exchange(now: 7.0), [request])
+        XCTAssertEqual(control.neighbors(now: 7).first?.state, .resolving)
+
+        // The reply resolves it; the next frame goes out with the learned MAC.
+        out = exchange(underlay: [arp(op: 2, srcMAC: Self.remoteMAC, srcIP: "10.99.0.2", dstMAC: Self.ourMAC,
+                                      targetMAC: Self.ourMAC, targetIP: "10.99.0.1")], now: 8)
+        XCTAssertEqual(out, [])
+        XCTAssertEqual(counter(.arpRepliesReceived), 1)
+        let n = try XCTUnwrap(control.neighbors(now: 8).first)
+        XCTAssertEqual(n.mac, MACAddress(Self.remoteMAC))
+        XCTAssertEqual(n.state, .reachable)
+        out = exchange(access: [innerToRemote], now: 8)
+        XCTAssertEqual(out.count, 1)
+        XCTAssertEqual(Array(out[0][0..<6]), Frames.mac(Self.remoteMAC))
+        XCTAssertEqual(counter(.arpRequestsSent), 4)
+    }
+
+    func testAStaleMACIsProbedThenDropped() throws {
+        try build()
+        _ = exchange(now: 0)
+        _ = exchange(underlay: [arp(op: 2, srcMAC: Self.remoteMAC, srcIP: "10.99.0.2", dstMAC: Self.ourMAC, targetMAC: Self.ourMAC,
+                                    targetIP: "10.99.0.1")], now: 10)
+        XCTAssertEqual(exchange(now: 14.9), [], "reachable for neighbor_timeout (5 s)")
+        // Timed out: probed, but still used while being confirmed.
+        XCTAssertEqual(exchange(now: 15).count, 1)
+        XCTAssertEqual(control.neighbors(now: 15).first?.state, .probing)
+        XCTAssertEqual(exchange(access: [innerToRemote], now: 15.5).count, 1, "the known MAC stays in use while probing")
+        XCTAssertEqual(exchange(now: 16).count, 1)
+        XCTAssertEqual(exchange(now: 18).count, 1)
+        // Three probes unanswered: the MAC is dropped, frames are held back until ARP answers again.
+        XCTAssertEqual(exchange(now: 22).count, 1)
+        XCTAssertEqual(control.neighbors(now: 22).first?.state, .resolving)
+        XCTAssertEqual(exchange(access: [innerToRemote], now: 22.1), [])
+        XCTAssertEqual(drops(.neighborUnresolved), 1)
+    }
+
+    func testStaticNeighborsAreNeverReplacedByARP() throws {
+        try build(neighbors: "[ { ip: 10.99.0.2, mac: \"\(Self.remoteMAC)\" } ]")
+        _ = exchange(underlay: [arp(op: 2, srcMAC: "02:66:66:66:66:66", srcIP: "10.99.0.2", dstMAC: Self.ourMAC,
+                                    targetMAC: Self.ourMAC, targetIP: "10.99.0.1")], now: 1)
+        let out = exchange(access: [innerToRemote], now: 2)
+        XCTAssertEqual(out.count, 1)
+        XCTAssertEqual(Array(out[0][0..<6]), Frames.mac(Self.remoteMAC))
+        XCTAssertEqual(control.neighbors(now: 2).first?.state, .permanent)
+        XCTAssertEqual(counter(.arpRequestsSent), 0)
+    }
+
+    func testOffLinkRemotesUseTheGatewaysMAC() throws {
+        try build(extraUnderlay: ", gateway: 10.99.0.254", flood: "172.16.0.5")
+        let out = exchange(now: 0)
+        XCTAssertEqual(out, [arp(op: 1, srcMAC: Self.ourMAC, srcIP: "10.99.0.1", targetIP: "10.99.0.254")])
+        _ = exchange(underlay: [arp(op: 2, srcMAC: Self.gatewayMAC, srcIP: "10.99.0.254", dstMAC: Self.ourMAC,
+                                    targetMAC: Self.ourMAC, targetIP: "10.99.0.1")], now: 0.1)
+        let sent = exchange(access: [innerToRemote], now: 0.2)
+        XCTAssertEqual(sent.count, 1)
+        XCTAssertEqual(Array(sent[0][0..<6]), Frames.mac(Self.gatewayMAC), "outer destination: the gateway")
+        XCTAssertEqual(Array(sent[0][30..<34]), [172, 16, 0, 5], "outer IP destination: the remote VTEP")
+    }
+
+    /// A header copy is rewritten only after every polling core has passed a quiescent state.
+    func testHeaderCopiesAreReusedOnlyAfterAGracePeriod() throws {
+        try build()
+        XCTAssertTrue(tables.publish(mac: MACAddress("02:00:00:00:00:0a"), tunnel: 0))
+        XCTAssertFalse(tables.publish(mac: MACAddress("02:00:00:00:00:0b"), tunnel: 0), "core 0 may still read the old copy")
+        XCTAssertEqual(tables.publishedMAC(tunnel: 0), MACAddress("02:00:00:00:00:0a"))
+        core.pollOnce()                                           // one round: a quiescent state
+        XCTAssertTrue(tables.publish(mac: MACAddress("02:00:00:00:00:0b"), tunnel: 0))
+        XCTAssertEqual(tables.publishedMAC(tunnel: 0), MACAddress("02:00:00:00:00:0b"))
+    }
+}
