@@ -60,10 +60,7 @@ underlay:
 access:
   - { port: net_af_packet1, vni: 42 }   # dpacc, towards the VM
 vnis:
-  - { vni: 42, flood: [10.99.0.2] }
-fdb:
-  - { vni: 42, mac: "02:00:00:00:42:02", remote: 10.99.0.2 }
-# No neighbors: vxland resolves 10.99.0.2 by ARP and answers the remote's ARP for 10.99.0.1.
+  - { vni: 42, flood: [10.99.0.2] }     # MACs are learned; 10.99.0.2's MAC is resolved by ARP
 CONF
 }
 

@@ -115,6 +115,7 @@ static inline int32_t vx_load_acquire_i32(const int32_t *p) { return __atomic_lo
 static inline void vx_store_release_i32(int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline uint64_t vx_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void vx_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void vx_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 // --- rings and RCU (struct rte_ring / rte_rcu_qsbr are opaque to Swift) ---------------------------
 static inline int vx_ring_enqueue(struct rte_ring *r, void *obj) { return rte_ring_enqueue(r, obj); }
@@ -122,6 +123,17 @@ static inline unsigned vx_ring_dequeue_burst(struct rte_ring *r, void **objs, un
     return rte_ring_dequeue_burst(r, objs, n, NULL);
 }
 static inline unsigned vx_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+/// Rings of 16-byte records (learning events): created with rte_ring_create_elem(name, 16, ...).
+static inline struct rte_ring *vx_ring16_create(const char *name, unsigned count) {
+    return rte_ring_create_elem(name, 16, count, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+}
+static inline int vx_ring16_enqueue(struct rte_ring *r, uint64_t w0, uint64_t w1) {
+    uint64_t obj[2] = { w0, w1 };
+    return rte_ring_enqueue_elem(r, obj, 16);
+}
+static inline unsigned vx_ring16_dequeue_burst(struct rte_ring *r, uint64_t *out, unsigned n) {
+    return rte_ring_dequeue_burst_elem(r, out, 16, n, NULL);
+}
 static inline void vx_qsbr_quiescent(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_quiescent(v, id); }
 static inline void vx_qsbr_online(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_thread_online(v, id); }
 static inline void vx_qsbr_offline(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_thread_offline(v, id); }

@@ -40,7 +40,7 @@ func perform<T>(_ body: () throws -> T) throws -> T {
 extension CLIError: LocalizedError { var errorDescription: String? { description } }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, Neighbors.self])
+    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, FDB.self, Neighbors.self])
 
     struct Ports: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ports, their roles, links and driver totals.")
@@ -75,6 +75,24 @@ struct Show: ParsableCommand {
 }
 
 extension Show {
+    struct FDB: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "fdb",
+                                                        abstract: "MAC table: static and learned entries, their destination and age.")
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "Only this VNI.") var vni: UInt32?
+        @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
+
+        func run() throws {
+            let client = try connection.client()
+            let params = vni.map { ["vni": String($0)] } ?? [:]
+            if json {
+                print(String(decoding: try perform { try client.call("show.fdb", params: params) }, as: UTF8.self))
+            } else {
+                print(Render.fdb(try perform { try client.call("show.fdb", params: params, as: FDBReport.self) }), terminator: "")
+            }
+        }
+    }
+
     struct Neighbors: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Underlay next hops: MACs resolved by ARP or static, their state and age.")
         @OptionGroup var connection: ConnectionOptions

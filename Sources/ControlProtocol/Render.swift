@@ -49,6 +49,19 @@ public enum Render {
         return table(rows) + "\n" + counters + "\n"
     }
 
+    public static func fdb(_ report: FDBReport) -> String {
+        var rows = [["VNI", "MAC", "DESTINATION", "TYPE", "AGE"]]
+        for e in report.entries {
+            rows.append([String(e.vni), e.mac, e.destination, e.type, e.ageSeconds.map { "\($0)s" } ?? "-"])
+        }
+        var out = table(rows) + "\n"
+        for s in report.segments {
+            out += "vni \(s.vni): learning \(s.learning ? "on" : "off"), ageing \(s.ageingSeconds)s, \(s.learned) learned"
+                + (s.maxLearned > 0 ? " of at most \(s.maxLearned) (limit reached \(s.limitReached) times)" : "") + "\n"
+        }
+        return out
+    }
+
     /// Left-aligned columns separated by two spaces.
     public static func table(_ rows: [[String]]) -> String {
         guard let header = rows.first else { return "" }

@@ -106,3 +106,35 @@ public struct NeighborsReport: Codable, Equatable, Sendable {
     public var counters: [String: UInt64]
     public init(neighbors: [Neighbor], counters: [String: UInt64]) { self.neighbors = neighbors; self.counters = counters }
 }
+
+/// `show.fdb`: MAC table entries per VNI.
+public struct FDBReport: Codable, Equatable, Sendable {
+    public struct Entry: Codable, Equatable, Sendable {
+        public var vni: UInt32
+        public var mac: String
+        /// `remote 10.99.0.2` or `port net_af_packet1`.
+        public var destination: String
+        /// `static` or `learned`.
+        public var type: String
+        /// Seconds since last seen (learned entries).
+        public var ageSeconds: UInt32?
+        public init(vni: UInt32, mac: String, destination: String, type: String, ageSeconds: UInt32?) {
+            self.vni = vni; self.mac = mac; self.destination = destination; self.type = type; self.ageSeconds = ageSeconds
+        }
+    }
+    public struct Segment: Codable, Equatable, Sendable {
+        public var vni: UInt32
+        public var learning: Bool
+        public var ageingSeconds: Int
+        public var learned: Int
+        public var maxLearned: Int
+        public var limitReached: UInt64
+        public init(vni: UInt32, learning: Bool, ageingSeconds: Int, learned: Int, maxLearned: Int, limitReached: UInt64) {
+            self.vni = vni; self.learning = learning; self.ageingSeconds = ageingSeconds; self.learned = learned
+            self.maxLearned = maxLearned; self.limitReached = limitReached
+        }
+    }
+    public var entries: [Entry]
+    public var segments: [Segment]
+    public init(entries: [Entry], segments: [Segment]) { self.entries = entries; self.segments = segments }
+}

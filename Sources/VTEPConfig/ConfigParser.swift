@@ -74,7 +74,7 @@ public enum ConfigParser {
 
         var segments: [VTEPConfiguration.Segment] = []
         for (i, node) in try top.sequence("vnis").enumerated() {
-            let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood"])
+            let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood", "learning", "ageing", "max_learned"])
             let vni = try m.vni("vni")
             if segments.contains(where: { $0.vni == vni }) { throw m.error("vni", "VNI \(vni) is declared twice") }
             var flood: [IPv4Address] = []
@@ -85,7 +85,11 @@ public enum ConfigParser {
                 if flood.contains(ip) { throw m.error(key, "\(ip) is listed twice") }
                 flood.append(ip)
             }
-            segments.append(.init(vni: vni, flood: flood))
+            var segment = VTEPConfiguration.Segment(vni: vni, flood: flood)
+            if m.optional("learning") != nil { segment.learning = try m.boolean("learning") }
+            if m.optional("ageing") != nil { segment.ageing = try m.integer("ageing", in: 10...1_000_000) }
+            if m.optional("max_learned") != nil { segment.maxLearned = try m.integer("max_learned", in: 0...16_777_215) }
+            segments.append(segment)
         }
 
         var access: [VTEPConfiguration.AccessPort] = []
@@ -146,12 +150,21 @@ public enum ConfigParser {
 
         var resources = VTEPConfiguration.Resources()
         if let r = top.optional("resources") {
-            let m = try Mapping(r, path: "resources", allowed: ["mbufs", "rx_descriptors", "tx_descriptors"])
+            let m = try Mapping(r, path: "resources", allowed: ["mbufs", "rx_descriptors", "tx_descriptors", "fdb_entries", "tunnels"])
+            if m.optional("fdb_entries") != nil { resources.fdbEntries = try m.integer("fdb_entries", in: 1024...16_777_216) }
+            if m.optional("tunnels") != nil { resources.tunnels = try m.integer("tunnels", in: 16...1_048_576) }
             if m.optional("mbufs") != nil { resources.mbufs = try m.integer("mbufs", in: 1023...16_777_215) }
             if m.optional("rx_descriptors") != nil { resources.rxDescriptors = try m.integer("rx_descriptors", in: 32...32768) }
             if m.optional("tx_descriptors") != nil { resources.txDescriptors = try m.integer("tx_descriptors", in: 32...32768) }
         }
 
+        let staticTunnels = Set(segments.flatMap { s in s.flood.map { "\(s.vni)/\($0)" } } + fdb.map { "\($0.vni)/\($0.remote)" }).count
+        if staticTunnels > resources.tunnels {
+            throw ConfigError("resources.tunnels", line: nil, "\(resources.tunnels) is fewer than the \(staticTunnels) tunnels the flood lists and FDB need")
+        }
+        if fdb.count > resources.fdbEntries / 2 {
+            throw ConfigError("resources.fdb_entries", line: nil, "\(resources.fdbEntries) leaves no room for \(fdb.count) static entries and learning")
+        }
         return VTEPConfiguration(underlay: underlay, access: access, segments: segments, fdb: fdb,
                                  neighbors: neighbors, resources: resources)
     }
@@ -242,6 +255,15 @@ struct Mapping {
                               "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
         }
         return value
+    }
+
+    func boolean(_ key: String) throws -> Bool {
+        let node = try required(key)
+        switch try text(node, key: key).lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        case let other: throw ConfigError(keyPath(key), line: Mapping.line(node), "expected true or false, got '\(other)'")
+        }
     }
 
     func vni(_ key: String) throws -> UInt32 { UInt32(try integer(key, in: 0...Int(VTEPConfiguration.maxVNI))) }

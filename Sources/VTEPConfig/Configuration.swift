@@ -31,6 +31,16 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var vni: UInt32
         /// Remote VTEPs that get a copy of broadcast, multicast and unknown-unicast frames.
         public var flood: [IPv4Address]
+        /// Learn source MACs: inner source -> outer source IP on decap, source -> access port locally.
+        public var learning: Bool = true
+        /// Seconds a learned MAC stays without being seen (static entries never age).
+        public var ageing: Int = 300
+        /// Learned entries allowed in this VNI (Linux vxlan's maxaddress); 0 means no limit.
+        public var maxLearned: Int = 0
+
+        public init(vni: UInt32, flood: [IPv4Address], learning: Bool = true, ageing: Int = 300, maxLearned: Int = 0) {
+            self.vni = vni; self.flood = flood; self.learning = learning; self.ageing = ageing; self.maxLearned = maxLearned
+        }
     }
 
     public struct FDBEntry: Sendable, Equatable {
@@ -49,6 +59,10 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var mbufs: Int = 16383
         public var rxDescriptors: Int = 1024
         public var txDescriptors: Int = 1024
+        /// FDB capacity (static and learned entries, all VNIs).
+        public var fdbEntries: Int = 65536
+        /// Tunnels ((VNI, remote VTEP) pairs), configured and learned.
+        public var tunnels: Int = 4096
     }
 
     public var underlay: Underlay

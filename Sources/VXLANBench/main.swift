@@ -126,6 +126,7 @@ struct Scenario {
             """)
         let dataplane = try Dataplane(configuration: config, lcores: [lcore])
         try dataplane.startPorts()
+        dataplane.startSlowPath()        // learning and ageing run as in production
         try dataplane.launch()
         let counter = kind == .encap ? "encapsulated" : "decapsulated"
         func processed() -> UInt64 { dataplane.statsReport().totals.pipeline[counter] ?? 0 }

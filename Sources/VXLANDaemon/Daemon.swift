@@ -14,7 +14,7 @@ public struct DaemonOptions: Sendable {
 
 /// The control methods the daemon answers. `show.*` reads counters; later issues add methods that change state.
 public enum ControlMethods {
-    public static let all = ["show.ports", "show.stats", "show.neighbors", "show.config", "ping"]
+    public static let all = ["show.ports", "show.stats", "show.fdb", "show.neighbors", "show.config", "ping"]
 
     public static func handle(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
         let encoder = JSONEncoder.control
@@ -23,6 +23,18 @@ public enum ControlMethods {
             return try encoder.encode(dataplane.portsReport())
         case "show.stats":
             return try encoder.encode(dataplane.statsReport())
+        case "show.fdb":
+            var vni: UInt32?
+            if let text = request.params["vni"] {
+                guard let v = UInt32(text), v <= VTEPConfiguration.maxVNI else {
+                    throw ControlFailure(code: "bad_params", message: "vni: '\(text)' is not a VNI (0-16777215)")
+                }
+                guard dataplane.configuration.segment(v) != nil else {
+                    throw ControlFailure(code: "bad_params", message: "vni: VNI \(v) is not configured")
+                }
+                vni = v
+            }
+            return try encoder.encode(dataplane.fdbReport(vni: vni))
         case "show.neighbors":
             return try encoder.encode(dataplane.neighborsReport())
         case "show.config":
@@ -106,7 +118,7 @@ public enum Daemon {
             let role = dataplane.roles[i] == .underlay ? "underlay \(configuration.underlay.interface)" : "access"
             logger.info("port \(i): \(port.name) (id \(port.id), \(port.capabilities.driver)) \(role), \(port.queueCount) queue(s)")
         }
-        logger.info("\(dataplane.tables.tunnels.count) tunnel(s), \(configuration.fdb.count) static FDB entries; polling on lcore(s) \(lcores.map(String.init).joined(separator: ",")); control socket \(options.socketPath)")
+        logger.info("\(dataplane.underlay.tunnelRemotes().count) tunnel(s), \(configuration.fdb.count) static FDB entries; polling on lcore(s) \(lcores.map(String.init).joined(separator: ",")); control socket \(options.socketPath)")
 
         dataplane.startSlowPath()
         if workers.isEmpty {

@@ -140,6 +140,25 @@ public final class Dataplane: @unchecked Sendable {
 
     public var uptime: Double { Date().timeIntervalSince(started) }
 
+    public func fdbReport(vni: UInt32?) -> FDBReport {
+        let hits = underlay.learnLimitHits()
+        let tunnels = underlay.tunnelRemotes()
+        let entries = underlay.fdb(vni: vni).map { item -> FDBReport.Entry in
+            let destination: String
+            switch item.entry.target {
+            case .tunnel(let t): destination = "remote " + (t < tunnels.count ? tunnels[t].description : "?")
+            case .port(let p): destination = "port " + (p < ports.count ? ports[p].name : "\(p)")
+            }
+            return FDBReport.Entry(vni: item.entry.vni, mac: item.entry.mac.description, destination: destination,
+                                   type: item.entry.isStatic ? "static" : "learned", ageSeconds: item.entry.isStatic ? nil : item.age)
+        }
+        let segments = configuration.segments.filter { vni == nil || $0.vni == vni }.map {
+            FDBReport.Segment(vni: $0.vni, learning: $0.learning, ageingSeconds: $0.ageing, learned: underlay.learnedCount(vni: $0.vni),
+                              maxLearned: $0.maxLearned, limitReached: hits[$0.vni] ?? 0)
+        }
+        return FDBReport(entries: entries, segments: segments)
+    }
+
     public func neighborsReport() -> NeighborsReport {
         let now = monotonicSeconds()
         let c = underlay.counters.snapshot()

@@ -27,3 +27,19 @@ func foldChecksum(_ sum: UInt32) -> UInt16 {
     s = (s & 0xFFFF) &+ (s >> 16)
     return UInt16(truncatingIfNeeded: s)
 }
+
+/// True when an IPv4 header of `length` bytes (a multiple of 4) has a correct checksum. Sums 32-bit words
+/// into 64 bits and folds, which gives the same ones'-complement result as RFC 1071's 16-bit sum in a fraction
+/// of the instructions (rte_raw_cksum goes 16 bits at a time).
+@inlinable @inline(__always)
+func ipv4HeaderChecksumIsValid(_ header: UnsafeMutableRawPointer, length: Int) -> Bool {
+    var sum: UInt64 = 0
+    var offset = 0
+    while offset < length {
+        sum &+= UInt64(header.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+        offset &+= 4
+    }
+    sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+    sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
+    return foldChecksum(UInt32(truncatingIfNeeded: sum)) == 0xFFFF
+}

@@ -3,9 +3,11 @@ import CDPDK
 /// A small per-core, direct-mapped cache of 16-byte keys in front of an rte_hash table, in the spirit of
 /// OVS-DPDK's exact-match cache and VPP's last-key caches: most packets in a burst share a few destinations,
 /// and one CRC plus two compares on an L1-resident line is far cheaper than a hash-table walk.
-/// Only hits are cached. The owner flushes it when the table's generation changes (entries removed or moved).
+/// Each slot holds a value and an auxiliary word. The owner flushes it when the table's generation changes.
 public struct ExactMatchCache {
-    @usableFromInline static let entryStride = 32       // key (16) + value (4) + padding
+    @usableFromInline static let entryStride = 32       // key (16) + value (4) + aux (4) + padding
+    /// An empty slot's value.
+    public static let empty: Int32 = -1
     @usableFromInline let entries: UnsafeMutableRawPointer
     @usableFromInline let mask: Int
     public let capacity: Int
@@ -22,13 +24,13 @@ public struct ExactMatchCache {
 
     public func deallocate() { entries.deallocate() }
 
-    /// Forgets everything (marks every slot empty: value -1).
+    /// Forgets everything.
     public func clear() {
         for i in 0..<capacity {
             let e = entries + i * Self.entryStride
             e.storeBytes(of: 0 as UInt64, as: UInt64.self)
             e.storeBytes(of: 0 as UInt64, toByteOffset: 8, as: UInt64.self)
-            e.storeBytes(of: -1 as Int32, toByteOffset: 16, as: Int32.self)
+            e.storeBytes(of: Self.empty, toByteOffset: 16, as: Int32.self)
         }
     }
 
@@ -37,20 +39,76 @@ public struct ExactMatchCache {
         Int(truncatingIfNeeded: vx_hash_crc_8byte(w0, UInt32(truncatingIfNeeded: w1))) & mask
     }
 
-    /// The cached value for the key (two 8-byte words), or -1.
+    /// The cached (value, aux) for the key (two 8-byte words); value is `empty` on a miss.
     @inlinable @inline(__always)
-    public func lookup(_ w0: UInt64, _ w1: UInt64, slot: Int) -> Int32 {
+    public func lookup(_ w0: UInt64, _ w1: UInt64, slot: Int) -> (value: Int32, aux: Int32) {
         let e = entries + slot &* Self.entryStride
         let value = e.load(fromByteOffset: 16, as: Int32.self)
-        if value >= 0 && e.load(as: UInt64.self) == w0 && e.load(fromByteOffset: 8, as: UInt64.self) == w1 { return value }
-        return -1
+        if value != Self.empty && e.load(as: UInt64.self) == w0 && e.load(fromByteOffset: 8, as: UInt64.self) == w1 {
+            return (value, e.load(fromByteOffset: 20, as: Int32.self))
+        }
+        return (Self.empty, 0)
     }
 
     @inlinable @inline(__always)
-    public func insert(_ w0: UInt64, _ w1: UInt64, slot: Int, value: Int32) {
+    public func insert(_ w0: UInt64, _ w1: UInt64, slot: Int, value: Int32, aux: Int32 = 0) {
         let e = entries + slot &* Self.entryStride
         e.storeBytes(of: w0, as: UInt64.self)
         e.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self)
         e.storeBytes(of: value, toByteOffset: 16, as: Int32.self)
+        e.storeBytes(of: aux, toByteOffset: 20, as: Int32.self)
     }
+}
+
+/// Up to `capacity` 16-byte keys gathered in a burst for one rte_hash bulk lookup, with, per key, the packet
+/// it belongs to and the cache slot to fill.
+public struct LookupBatch {
+    @usableFromInline static let keyStride = 16
+    public let capacity: Int
+    @usableFromInline let keys: UnsafeMutableRawPointer
+    @usableFromInline let keyPointers: UnsafeMutablePointer<UnsafeRawPointer?>
+    @usableFromInline let owner: UnsafeMutablePointer<Int32>
+    @usableFromInline let slot: UnsafeMutablePointer<Int32>
+    @usableFromInline let positions: UnsafeMutablePointer<Int32>
+    @usableFromInline let data: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    /// Kept in raw memory so the owner's hot functions stay non-mutating (a mutating `self` is reloaded
+    /// after every raw-pointer store, since such a store might alias it).
+    @usableFromInline let counter: UnsafeMutablePointer<Int>
+    @inlinable public var count: Int {
+        @inline(__always) get { counter.pointee }
+        @inline(__always) nonmutating set { counter.pointee = newValue }
+    }
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        keys = .allocate(byteCount: capacity * Self.keyStride, alignment: 64)
+        keys.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.keyStride)
+        keyPointers = .allocate(capacity: capacity)
+        for i in 0..<capacity { keyPointers[i] = UnsafeRawPointer(keys + i * Self.keyStride) }
+        owner = .allocate(capacity: capacity); owner.initialize(repeating: 0, count: capacity)
+        slot = .allocate(capacity: capacity); slot.initialize(repeating: 0, count: capacity)
+        positions = .allocate(capacity: capacity); positions.initialize(repeating: -1, count: capacity)
+        data = .allocate(capacity: capacity); data.initialize(repeating: nil, count: capacity)
+        counter = .allocate(capacity: 1); counter.initialize(to: 0)
+    }
+
+    public func deallocate() {
+        keys.deallocate(); keyPointers.deallocate(); owner.deallocate(); slot.deallocate(); positions.deallocate(); data.deallocate()
+        counter.deallocate()
+    }
+
+    @inlinable @inline(__always)
+    func add(_ w0: UInt64, _ w1: UInt64, owner packet: Int, slot cacheSlot: Int) {
+        let k = keys + count &* Self.keyStride
+        k.storeBytes(of: w0, as: UInt64.self)
+        k.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self)
+        owner[count] = Int32(truncatingIfNeeded: packet)
+        slot[count] = Int32(truncatingIfNeeded: cacheSlot)
+        counter.pointee = count &+ 1
+    }
+
+    @inlinable @inline(__always)
+    func word0(_ k: Int) -> UInt64 { (keys + k &* Self.keyStride).load(as: UInt64.self) }
+    @inlinable @inline(__always)
+    func word1(_ k: Int) -> UInt64 { (keys + k &* Self.keyStride).load(fromByteOffset: 8, as: UInt64.self) }
 }

@@ -9,11 +9,34 @@ public enum PortRole: Equatable, Sendable {
     case access(vni: UInt32)
 }
 
-/// Everything the fast path looks up, built once from the configuration and read-only afterwards: VNI and
-/// FDB hashes (DPDK rte_hash, looked up in bulk), the tunnels' header templates, flood lists and the VNI's
-/// access ports. Memory is raw and cache-aligned; the polling cores see only pointers into it.
+/// Where an FDB entry sends a frame, as the fast path stores it: a tunnel index, or a local access port.
+public enum FDBTarget: Equatable, Sendable {
+    case tunnel(Int)
+    case port(Int)
+
+    /// Tunnels are 0..<localBase; local port p is localBase + p.
+    public static let localBase: Int32 = 1 << 24
+
+    public init(raw: Int32) { self = raw >= FDBTarget.localBase ? .port(Int(raw - FDBTarget.localBase)) : .tunnel(Int(raw)) }
+
+    public var raw: Int32 {
+        switch self {
+        case .tunnel(let t): Int32(t)
+        case .port(let p): FDBTarget.localBase + Int32(p)
+        }
+    }
+}
+
+/// Everything the fast path looks up. The polling cores only read it, without locks; one writer (the slow-path
+/// thread) adds learned entries and tunnels, moves and ages entries, and publishes neighbor MACs.
+///
+/// - VNI -> segment and (VNI, MAC) -> FDB entry are DPDK `rte_hash` tables with lock-free readers; deleted FDB
+///   slots are reclaimed by DPDK only after an RCU (QSBR) grace period. An FDB entry's hash position indexes
+///   `fdbTarget` (where it sends) and `fdbLastSeen` (the second a core last saw the MAC as a source).
+/// - Each tunnel's 50 header bytes exist twice: the writer fills the copy the cores are not using, publishes it
+///   through `activeCopy`, and reuses the other copy only after a grace period.
+/// - `generation` moves whenever a lookup result changes or disappears; cores then flush their caches.
 public final class ForwardingTables: @unchecked Sendable {
-    /// One (VNI, remote VTEP) pair; its header template starts at `templates + index * templateStride`.
     public struct Tunnel: Sendable, Equatable {
         public var vni: UInt32
         public var remote: IPv4Address
@@ -23,18 +46,25 @@ public final class ForwardingTables: @unchecked Sendable {
         public var template: OuterHeaderTemplate
     }
 
-    /// Per segment (VNI): where its flood list and access ports start in the index arrays.
+    /// Per segment (VNI): where its flood list and access ports start in the index arrays, and its policy.
     public struct SegmentEntry {
         public var vni: UInt32
         public var floodStart: Int32
         public var floodCount: Int32
         public var accessStart: Int32
         public var accessCount: Int32
+        public var learning: Bool
     }
 
-    /// Each tunnel has two header copies (`templates + (tunnel * 2 + copy) * templateStride`): the slow path
-    /// writes the one the cores are not using, publishes it through `activeCopy`, and rewrites the other only
-    /// after an RCU grace period.
+    /// One FDB entry as the slow path keeps it (for ageing, limits and `show fdb`).
+    public struct FDBEntry: Sendable, Equatable {
+        public var vni: UInt32
+        public var mac: MACAddress
+        public var target: FDBTarget
+        public var isStatic: Bool
+        public var position: Int32
+    }
+
     public static let templateStride = 64
     /// Both hashes use 16-byte keys: DPDK compares those with one vector instruction, shorter ones with memcmp.
     public static let keyLength = 16
@@ -47,36 +77,43 @@ public final class ForwardingTables: @unchecked Sendable {
 
     // Fast-path views.
     public let templates: UnsafeMutableRawPointer
+    public let partialSums: UnsafeMutablePointer<UInt32>
     /// Per tunnel: 0 or 1, the copy in use; -1 while its next hop's MAC is unknown (packets are dropped).
     public let activeCopy: UnsafeMutablePointer<Int32>
-    /// Readers (polling cores) report a quiescent state once per poll round.
-    public let qsbr: OpaquePointer
-    public let maxReaders: Int
-    /// Per tunnel: the RCU token taken when a copy was last published (slow path only).
-    private var publishTokens: [UInt64?]
-    public let partialSums: UnsafeMutablePointer<UInt32>
+    /// Per tunnel: its remote VTEP address (host order), so a core can tell whether a learned MAC moved.
+    public let tunnelRemote: UnsafeMutablePointer<UInt32>
+    public let tunnelCapacity: Int
     public let segments: UnsafeMutablePointer<SegmentEntry>
     public let segmentCount: Int
     public let floodTunnels: UnsafeMutablePointer<Int32>
     public let accessPorts: UnsafeMutablePointer<Int32>
     /// For each local port: its segment index, or -1 for the underlay.
     public let portSegment: UnsafeMutablePointer<Int32>
-    /// (vni, MAC) -> tunnel index + 1.
+    /// (vni, MAC) -> position; no data in the hash itself.
     public let fdbHash: OpaquePointer
+    public let fdbCapacity: Int
+    /// By FDB position: the entry's target (`FDBTarget.raw`).
+    public let fdbTarget: UnsafeMutablePointer<Int32>
+    /// By FDB position: the second (of `clock`) a core last saw this MAC as a source.
+    public let fdbLastSeen: UnsafeMutablePointer<UInt32>
     /// VNI -> segment index + 1.
     public let vniHash: OpaquePointer
-    /// Bumped by the control plane whenever an entry is removed or changes its result; polling cores compare
-    /// it once per burst and flush their exact-match caches when it moved. One writer, read without locks.
+    /// Seconds since start, advanced by the slow path; cores stamp `fdbLastSeen` with it.
+    public let clock: UnsafeMutablePointer<UInt32>
     public let generation: UnsafeMutablePointer<UInt64>
+    public let qsbr: OpaquePointer
+    public let maxReaders: Int
     public let underlayAddress: UInt32
     public let udpPort: UInt16
     /// Largest inner frame that fits the underlay MTU once encapsulated.
     public let maxInnerFrame: Int
 
+    // Slow-path state.
+    private var publishTokens: [UInt64?]
+    private var entries: [Int32: FDBEntry] = [:]
+    private var learnedPerSegment: [Int]
+    private let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
 
-    /// - Parameters:
-    ///   - roles: local port index -> role; exactly one underlay.
-    ///   - underlayMAC: source MAC of outer frames (the config's, or the port's own).
     /// - Parameter readers: how many polling cores will read the tables (each registers as an RCU reader).
     public init(configuration config: VTEPConfiguration, roles: [PortRole], underlayMAC: MACAddress, readers: Int = 1) throws {
         let configuration = config
@@ -88,48 +125,29 @@ public final class ForwardingTables: @unchecked Sendable {
         self.underlayPort = underlay
         self.underlayMAC = underlayMAC
         self.underlayAddress = configuration.underlay.address.value
-        self.generation = .allocate(capacity: 1)
-        self.generation.initialize(to: 0)
         self.udpPort = configuration.underlay.udpPort
         self.maxInnerFrame = configuration.underlay.mtu - VTEPConfiguration.ipv4Overhead
+        tunnels = []
+        tunnelCapacity = max(configuration.resources.tunnels, 1)
+        fdbCapacity = configuration.resources.fdbEntries
 
-        // Tunnels: one per (VNI, remote) used by a flood list or an FDB entry.
-        var tunnels: [Tunnel] = []
-        func tunnelIndex(_ vni: UInt32, _ remote: IPv4Address) throws -> Int {
-            if let i = tunnels.firstIndex(where: { $0.vni == vni && $0.remote == remote }) { return i }
-            guard let nextHop = configuration.underlay.nextHop(for: remote) else {
-                throw SetupError("remote \(remote) is off the underlay subnet and there is no gateway")
-            }
-            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, template: OuterHeaderTemplate(
-                sourceMAC: underlayMAC, destinationMAC: .zero, source: configuration.underlay.address,
-                destination: remote, vni: vni, udpDestinationPort: configuration.underlay.udpPort,
-                ttl: configuration.underlay.ttl)))
-            return tunnels.count - 1
-        }
+        templates = Self.alignedAllocate(tunnelCapacity * 2 * Self.templateStride)
+        partialSums = Self.alignedAllocate(tunnelCapacity * 4).bindMemory(to: UInt32.self, capacity: tunnelCapacity)
+        activeCopy = .allocate(capacity: tunnelCapacity)
+        activeCopy.initialize(repeating: -1, count: tunnelCapacity)
+        tunnelRemote = .allocate(capacity: tunnelCapacity)
+        tunnelRemote.initialize(repeating: 0, count: tunnelCapacity)
+        publishTokens = []
+        generation = .allocate(capacity: 1)
+        generation.initialize(to: 0)
+        clock = .allocate(capacity: 1)
+        clock.initialize(to: 0)
+        fdbTarget = .allocate(capacity: fdbCapacity + 1)
+        fdbTarget.initialize(repeating: -1, count: fdbCapacity + 1)
+        fdbLastSeen = .allocate(capacity: fdbCapacity + 1)
+        fdbLastSeen.initialize(repeating: 0, count: fdbCapacity + 1)
+        learnedPerSegment = Array(repeating: 0, count: configuration.segments.count)
 
-        var flood: [Int32] = []
-        var access: [Int32] = []
-        var entries: [SegmentEntry] = []
-        for segment in configuration.segments {
-            let floodStart = flood.count
-            for remote in segment.flood { flood.append(Int32(try tunnelIndex(segment.vni, remote))) }
-            let accessStart = access.count
-            for (port, role) in roles.enumerated() where role == .access(vni: segment.vni) { access.append(Int32(port)) }
-            entries.append(SegmentEntry(vni: segment.vni, floodStart: Int32(floodStart), floodCount: Int32(flood.count - floodStart),
-                                        accessStart: Int32(accessStart), accessCount: Int32(access.count - accessStart)))
-        }
-        var fdbTunnels: [(UInt32, MACAddress, Int)] = []
-        for e in configuration.fdb { fdbTunnels.append((e.vni, e.mac, try tunnelIndex(e.vni, e.remote))) }
-        self.tunnels = tunnels
-
-        let templates = Self.alignedAllocate(max(1, tunnels.count) * 2 * Self.templateStride)
-        let partialSums = Self.alignedAllocate(max(1, tunnels.count) * 4).bindMemory(to: UInt32.self, capacity: max(1, tunnels.count))
-        for (i, t) in tunnels.enumerated() { partialSums[i] = t.template.ipv4PartialSum }
-        self.templates = templates
-        self.partialSums = partialSums
-        activeCopy = .allocate(capacity: max(1, tunnels.count))
-        activeCopy.initialize(repeating: -1, count: max(1, tunnels.count))
-        publishTokens = Array(repeating: nil, count: tunnels.count)
         maxReaders = max(1, readers)
         let qsbrSize = Int(rte_rcu_qsbr_get_memsize(UInt32(maxReaders)))
         guard qsbrSize > 0, let qsbrMemory = rte_zmalloc("vxlan_qsbr", qsbrSize, UInt32(RTE_CACHE_LINE_SIZE)) else {
@@ -137,42 +155,65 @@ public final class ForwardingTables: @unchecked Sendable {
         }
         qsbr = OpaquePointer(qsbrMemory)
         _ = rte_rcu_qsbr_init(qsbr, UInt32(maxReaders))
-        segmentCount = entries.count
-        segments = .allocate(capacity: max(1, entries.count))
-        segments.initialize(from: entries, count: entries.count)
+
+        var flood: [Int32] = []
+        var access: [Int32] = []
+        var segmentEntries: [SegmentEntry] = []
+        var pendingFlood: [(UInt32, IPv4Address)] = []
+        for segment in configuration.segments {
+            let floodStart = flood.count
+            for remote in segment.flood { pendingFlood.append((segment.vni, remote)); flood.append(Int32(pendingFlood.count - 1)) }
+            let accessStart = access.count
+            for (port, role) in roles.enumerated() where role == .access(vni: segment.vni) { access.append(Int32(port)) }
+            segmentEntries.append(SegmentEntry(vni: segment.vni, floodStart: Int32(floodStart), floodCount: Int32(flood.count - floodStart),
+                                               accessStart: Int32(accessStart), accessCount: Int32(access.count - accessStart),
+                                               learning: segment.learning))
+        }
+        segmentCount = segmentEntries.count
+        segments = .allocate(capacity: max(1, segmentEntries.count))
+        segments.initialize(from: segmentEntries, count: segmentEntries.count)
         floodTunnels = .allocate(capacity: max(1, flood.count))
         floodTunnels.initialize(from: flood, count: flood.count)
         accessPorts = .allocate(capacity: max(1, access.count))
         accessPorts.initialize(from: access, count: access.count)
         portSegment = .allocate(capacity: max(1, roles.count))
+        portSegment.initialize(repeating: -1, count: max(1, roles.count))
+
+        let id = dpdkObjectSerial.next()
+        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, segmentEntries.count * 2), keyLength: Self.keyLength)
+        fdbHash = try Self.makeHash(name: "fdb\(id)", entries: fdbCapacity, keyLength: Self.keyLength)
+        // Deleted FDB slots go back to the table only after every polling core passed a quiescent state.
+        var rcu = rte_hash_rcu_config()
+        rcu.v = qsbr
+        rcu.mode = RTE_HASH_QSBR_MODE_DQ
+        let rcuResult = rte_hash_rcu_qsbr_add(fdbHash, &rcu)
+        guard rcuResult == 0 else { throw DPDKError("attaching RCU reclamation to the FDB", code: rcuResult) }
+
         for (i, role) in roles.enumerated() {
-            switch role {
-            case .underlay: portSegment[i] = -1
-            case .access(let vni):
+            if case .access(let vni) = role {
                 guard let s = configuration.segments.firstIndex(where: { $0.vni == vni }) else {
                     throw SetupError("access port \(i) names VNI \(vni), which is not configured")
                 }
                 portSegment[i] = Int32(s)
             }
         }
-
-        let id = dpdkObjectSerial.next()
-        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, entries.count * 2), keyLength: Self.keyLength)
-        fdbHash = try Self.makeHash(name: "fdb\(id)", entries: max(1024, fdbTunnels.count * 2), keyLength: Self.keyLength)
-        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.keyLength, alignment: 16)
-        defer { key.deallocate() }
-        for (i, e) in entries.enumerated() {
+        for (i, e) in segmentEntries.enumerated() {
             Self.writeVNIKey(key, vni: e.vni)
             let rc = rte_hash_add_key_data(vniHash, key, UnsafeMutableRawPointer(bitPattern: i + 1))
             guard rc == 0 else { throw DPDKError("adding VNI \(e.vni) to the VNI table", code: rc) }
         }
-        for (vni, mac, tunnel) in fdbTunnels {
-            Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-            let rc = rte_hash_add_key_data(fdbHash, key, UnsafeMutableRawPointer(bitPattern: tunnel + 1))
-            guard rc == 0 else { throw DPDKError("adding \(mac) in VNI \(vni) to the FDB", code: rc) }
+        // Flood-list tunnels first (their indices were reserved above in order), then the static FDB.
+        for (vni, remote) in pendingFlood { _ = try addTunnelOrThrow(vni: vni, remote: remote) }
+        for e in configuration.fdb {
+            let tunnel = try addTunnelOrThrow(vni: e.vni, remote: e.remote)
+            Self.writeFDBKey(key, vni: e.vni, mac: e.mac.bytes)
+            let position = rte_hash_add_key(fdbHash, key)
+            guard position >= 0 else { throw DPDKError("adding \(e.mac) in VNI \(e.vni) to the FDB", code: position) }
+            fdbTarget[Int(position)] = FDBTarget.tunnel(tunnel).raw
+            entries[position] = FDBEntry(vni: e.vni, mac: e.mac, target: .tunnel(tunnel), isStatic: true, position: position)
         }
         // Static neighbors resolve their tunnels now; the rest wait for ARP.
-        for (t, tunnel) in self.tunnels.enumerated() {
+        for (t, tunnel) in tunnels.enumerated() {
             if let neighbor = configuration.neighbor(tunnel.nextHop) { _ = publish(mac: neighbor.mac, tunnel: t) }
         }
     }
@@ -199,7 +240,7 @@ public final class ForwardingTables: @unchecked Sendable {
             params.hash_func = nil          // DPDK's default: CRC32-C where SSE4.2 is present
             params.hash_func_init_val = 0
             params.socket_id = Int32(SOCKET_ID_ANY)
-            // Lock-free readers: lets the control plane add entries while polling cores look up.
+            // Lock-free readers: the slow path adds and removes entries while polling cores look up.
             params.extra_flag = UInt8(RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF)
             guard let hash = rte_hash_create(&params) else { throw DPDKError.fromErrno("creating hash table \(name)") }
             return hash
@@ -223,6 +264,32 @@ public final class ForwardingTables: @unchecked Sendable {
     public func unregisterReader(_ reader: Int) {
         vx_qsbr_offline(qsbr, UInt32(reader))
         _ = rte_rcu_qsbr_thread_unregister(qsbr, UInt32(reader))
+    }
+
+    /// Tells the cores that cached lookup results may be stale.
+    public func bumpGeneration() { vx_store_release_u64(generation, generation.pointee &+ 1) }
+
+    /// The tunnel for (vni, remote), created (unresolved) when new; nil when all `resources.tunnels` are used
+    /// or the remote is off-link without a gateway.
+    public func tunnel(vni: UInt32, remote: IPv4Address) -> Int? {
+        if let t = tunnels.firstIndex(where: { $0.vni == vni && $0.remote == remote }) { return t }
+        guard tunnels.count < tunnelCapacity, let nextHop = configuration.underlay.nextHop(for: remote) else { return nil }
+        let t = tunnels.count
+        let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: configuration.underlay.address,
+                                           destination: remote, vni: vni, udpDestinationPort: configuration.underlay.udpPort,
+                                           ttl: configuration.underlay.ttl)
+        tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, template: template))
+        publishTokens.append(nil)
+        partialSums[t] = template.ipv4PartialSum
+        tunnelRemote[t] = remote.value
+        return t
+    }
+
+    private func addTunnelOrThrow(vni: UInt32, remote: IPv4Address) throws -> Int {
+        guard let t = tunnel(vni: vni, remote: remote) else {
+            throw SetupError("cannot create the tunnel to \(remote) in VNI \(vni): resources.tunnels (\(tunnelCapacity)) exhausted or no route")
+        }
+        return t
     }
 
     /// Tunnels whose outer Ethernet destination is `nextHop`'s MAC.
@@ -257,22 +324,91 @@ public final class ForwardingTables: @unchecked Sendable {
         return true
     }
 
-    /// Tunnel index for (vni, mac), as the fast path would find it; nil when unknown.
-    public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
-        let key = UnsafeMutableRawPointer.allocate(byteCount: Self.keyLength, alignment: 16)
-        defer { key.deallocate() }
+    public enum LearnResult: Equatable, Sendable {
+        case added, moved, refreshed, staticEntry, limitReached, tableFull, learningOff, unknownVNI
+    }
+
+    /// Learns that `mac` in `vni` is behind `target`: adds it, or moves an entry learned elsewhere. Static
+    /// entries never move. The caller (the slow path) stamps `now` as last seen.
+    public func learn(vni: UInt32, mac: MACAddress, target: FDBTarget) -> LearnResult {
+        guard let segment = configuration.segments.firstIndex(where: { $0.vni == vni }) else { return .unknownVNI }
+        guard configuration.segments[segment].learning else { return .learningOff }
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        var data: UnsafeMutableRawPointer?
-        guard rte_hash_lookup_data(fdbHash, key, &data) >= 0, let d = data else { return nil }
-        return Int(bitPattern: d) - 1
+        let found = rte_hash_lookup(fdbHash, key)
+        if found >= 0, var entry = entries[found] {
+            fdbLastSeen[Int(found)] = clock.pointee
+            if entry.isStatic { return .staticEntry }
+            if entry.target == target { return .refreshed }
+            entry.target = target
+            entries[found] = entry
+            vx_store_release_i32(fdbTarget + Int(found), target.raw)
+            bumpGeneration()
+            return .moved
+        }
+        let limit = configuration.segments[segment].maxLearned
+        if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
+        let position = rte_hash_add_key(fdbHash, key)
+        guard position >= 0 else { return .tableFull }
+        // Target and timestamp are in place before any core can find the key (the add is a release).
+        fdbTarget[Int(position)] = target.raw
+        fdbLastSeen[Int(position)] = clock.pointee
+        entries[position] = FDBEntry(vni: vni, mac: mac, target: target, isStatic: false, position: position)
+        learnedPerSegment[segment] += 1
+        bumpGeneration()                 // cores drop their "learning pending" marks and find the new entry
+        return .added
+    }
+
+    /// Removes learned entries not seen for their VNI's ageing time. Returns how many went.
+    @discardableResult
+    public func age() -> Int {
+        let now = clock.pointee
+        var removed = 0
+        for (position, entry) in entries where !entry.isStatic {
+            guard let segment = configuration.segments.firstIndex(where: { $0.vni == entry.vni }) else { continue }
+            let seen = fdbLastSeen[Int(position)]
+            guard now &- seen >= UInt32(configuration.segments[segment].ageing) else { continue }
+            Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
+            if rte_hash_del_key(fdbHash, key) >= 0 {
+                entries[position] = nil
+                learnedPerSegment[segment] -= 1
+                removed += 1
+            }
+        }
+        if removed > 0 { bumpGeneration() }
+        return removed
+    }
+
+    /// Every FDB entry with its age in seconds (0 for static ones), for `show fdb`.
+    public func fdbEntries(vni: UInt32? = nil) -> [(entry: FDBEntry, age: UInt32)] {
+        let now = clock.pointee
+        return entries.values.filter { vni == nil || $0.vni == vni }
+            .sorted { ($0.vni, $0.mac.integer) < ($1.vni, $1.mac.integer) }
+            .map { ($0, $0.isStatic ? 0 : now &- fdbLastSeen[Int($0.position)]) }
+    }
+
+    public func learnedCount(vni: UInt32) -> Int {
+        configuration.segments.firstIndex { $0.vni == vni }.map { learnedPerSegment[$0] } ?? 0
+    }
+
+    /// Target for (vni, mac), as the fast path would find it; nil when unknown.
+    public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
+        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+        let position = rte_hash_lookup(fdbHash, key)
+        guard position >= 0, case .tunnel(let t) = FDBTarget(raw: fdbTarget[Int(position)]) else { return nil }
+        return t
     }
 
     deinit {
+        key.deallocate()
         generation.deallocate()
+        clock.deallocate()
         activeCopy.deallocate()
-        rte_free(UnsafeMutableRawPointer(qsbr))
+        tunnelRemote.deallocate()
+        fdbTarget.deallocate()
+        fdbLastSeen.deallocate()
         rte_hash_free(fdbHash)
         rte_hash_free(vniHash)
+        rte_free(UnsafeMutableRawPointer(qsbr))
         templates.deallocate()
         UnsafeMutableRawPointer(partialSums).deallocate()
         segments.deallocate()

@@ -12,6 +12,14 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
     case punted
     /// Frames the slow path asked this core to send (ARP requests and replies, ICMP echo replies).
     case injected
+    /// Frames switched between two access ports of one VNI (never tunnelled).
+    case switchedLocally
+    /// Copies of BUM frames sent to the VNI's other local access ports.
+    case localFloodCopies
+    /// New or moved source MACs reported to the slow path for learning.
+    case learnEvents
+    /// Learning events lost because the core's queue to the slow path was full (the frame itself was forwarded).
+    case learnQueueFull
 
     public var name: String {
         switch self {
@@ -21,6 +29,10 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
         case .unknownUnicast: "unknown_unicast"
         case .punted: "punted"
         case .injected: "injected"
+        case .switchedLocally: "switched_locally"
+        case .localFloodCopies: "local_flood_copies"
+        case .learnEvents: "learn_events"
+        case .learnQueueFull: "learn_queue_full"
         }
     }
 }
@@ -66,6 +78,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case neighborUnresolved
     /// The slow path's queue from this core was full.
     case slowPathBusy
+    /// Unicast whose destination MAC was learned behind the port it came in on.
+    case samePort
 
     public var name: String {
         switch self {
@@ -88,6 +102,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .copyFailed: "copy_failed"
         case .neighborUnresolved: "neighbor_unresolved"
         case .slowPathBusy: "slow_path_busy"
+        case .samePort: "same_port"
         }
     }
 }

@@ -11,6 +11,7 @@ import VTEPConfig
 public final class UnderlayControl: @unchecked Sendable {
     public enum Counter: Int, CaseIterable, Sendable {
         case arpRequestsSent, arpRepliesSent, arpRepliesReceived, icmpEchoReplies, ignored, injectFull, allocFailed
+        case learned, moved, aged, learnLimitReached, fdbFull, noTunnel
 
         public var name: String {
             switch self {
@@ -21,6 +22,12 @@ public final class UnderlayControl: @unchecked Sendable {
             case .ignored: "ignored"
             case .injectFull: "inject_full"
             case .allocFailed: "alloc_failed"
+            case .learned: "fdb_learned"
+            case .moved: "fdb_moved"
+            case .aged: "fdb_aged"
+            case .learnLimitReached: "fdb_learn_limit_reached"
+            case .fdbFull: "fdb_full"
+            case .noTunnel: "fdb_no_tunnel"
             }
         }
     }
@@ -61,6 +68,11 @@ public final class UnderlayControl: @unchecked Sendable {
     private var pendingPublish: Set<Int> = []
     private let lock = NSLock()
     private let buffer = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 32)
+    private let events = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * 64)
+    private var started: Double?
+    private var lastAgeing = 0.0
+    /// Per VNI: how often learning was refused because the VNI was at its `max_learned`.
+    private var limitHits: [UInt32: UInt64] = [:]
 
     public init(tables: ForwardingTables, pool: PacketPool, cores: Int) throws {
         self.tables = tables
@@ -75,12 +87,14 @@ public final class UnderlayControl: @unchecked Sendable {
             let tag = "\(serial)_\(c)"
             let flags = UInt32(RING_F_SP_ENQ | RING_F_SC_DEQ)
             guard let punt = rte_ring_create("punt\(tag)", 1024, Int32(SOCKET_ID_ANY), flags),
-                  let inject = rte_ring_create("inj\(tag)", 1024, Int32(SOCKET_ID_ANY), flags) else {
+                  let inject = rte_ring_create("inj\(tag)", 1024, Int32(SOCKET_ID_ANY), flags),
+                  let learn = vx_ring16_create("learn\(tag)", 4096) else {
                 throw DPDKError.fromErrno("creating slow-path rings for core \(c)")
             }
-            rings.append(SlowPathRings(punt: punt, inject: inject))
+            rings.append(SlowPathRings(punt: punt, inject: inject, learn: learn))
         }
         self.rings = rings
+        started = nil
         for n in config.neighbors { entries[n.ip] = Entry(mac: n.mac, isStatic: true) }
         for t in tables.tunnels where entries[t.nextHop] == nil { entries[t.nextHop] = Entry(mac: nil, isStatic: false) }
     }
@@ -88,6 +102,7 @@ public final class UnderlayControl: @unchecked Sendable {
     /// Frees everything left in the rings; call after the cores stopped.
     public func release() {
         for r in rings {
+            rte_ring_free(r.learn)
             for ring in [r.punt, r.inject] {
                 while true {
                     let n = Int(vx_ring_dequeue_burst(ring, buffer, 32))
@@ -98,6 +113,7 @@ public final class UnderlayControl: @unchecked Sendable {
             }
         }
         buffer.deallocate()
+        events.deallocate()
     }
 
     func count(_ c: Counter, _ n: UInt64 = 1) { counters.base[c.rawValue] &+= n }
@@ -105,9 +121,21 @@ public final class UnderlayControl: @unchecked Sendable {
     /// One round: handle what the cores punted, then send due ARP requests. `now` is monotonic seconds.
     public func poll(now: Double) {
         lock.lock(); defer { lock.unlock() }
+        // The cores' clock for FDB ageing: whole seconds since the first round.
+        if started == nil { started = now }
+        vx_store_release_u32(tables.clock, UInt32(max(0, now - started!)))
         for (core, r) in rings.enumerated() {
             let n = Int(vx_ring_dequeue_burst(r.punt, buffer, 32))
             for i in 0..<n { handle(OpaquePointer(buffer[i]!), core: core, now: now) }
+            while true {
+                let k = Int(vx_ring16_dequeue_burst(r.learn, events, 64))
+                if k == 0 { break }
+                for e in 0..<k { learn(events[2 * e], events[2 * e + 1]) }
+            }
+        }
+        if now - lastAgeing >= 1 {
+            lastAgeing = now
+            count(.aged, UInt64(tables.age()))
         }
         for t in pendingPublish where tables.publish(mac: entries[tables.tunnels[t].nextHop]?.mac, tunnel: t) {
             pendingPublish.remove(t)
@@ -128,6 +156,54 @@ public final class UnderlayControl: @unchecked Sendable {
             entry.nextProbe = now + min(pow(2, Double(entry.probes - 1)), Self.maxRetryInterval)
             entries[ip] = entry
         }
+    }
+
+    private func learn(_ w0: UInt64, _ w1: UInt64) {
+        let (vni, mac, request) = LearnEvent.decode(w0, w1)
+        let target: FDBTarget
+        switch request {
+        case .port(let p):
+            target = .port(p)
+        case .remote(let ip):
+            guard let t = tables.tunnel(vni: vni, remote: ip) else { count(.noTunnel); return }
+            target = .tunnel(t)
+            // A remote learned from traffic needs its next hop resolved like a configured one.
+            let nextHop = tables.tunnels[t].nextHop
+            if entries[nextHop] == nil { entries[nextHop] = Entry(mac: nil, isStatic: false) }
+            if tables.publishedMAC(tunnel: t) == nil, let mac = entries[nextHop]?.mac, !tables.publish(mac: mac, tunnel: t) {
+                pendingPublish.insert(t)
+            }
+        }
+        switch tables.learn(vni: vni, mac: mac, target: target) {
+        case .added: count(.learned)
+        case .moved: count(.moved)
+        case .limitReached: count(.learnLimitReached); limitHits[vni, default: 0] += 1
+        case .tableFull: count(.fdbFull)
+        case .refreshed, .staticEntry, .learningOff, .unknownVNI: break
+        }
+    }
+
+    /// Remote address of every tunnel, by index (read under the lock: learning adds tunnels).
+    public func tunnelRemotes() -> [IPv4Address] {
+        lock.lock(); defer { lock.unlock() }
+        return tables.tunnels.map(\.remote)
+    }
+
+    public func learnedCount(vni: UInt32) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        return tables.learnedCount(vni: vni)
+    }
+
+    /// Learned-entry limit hits per VNI, for `show fdb`.
+    public func learnLimitHits() -> [UInt32: UInt64] {
+        lock.lock(); defer { lock.unlock() }
+        return limitHits
+    }
+
+    /// FDB entries for `show fdb`, read under the slow path's lock (it is the tables' only writer).
+    public func fdb(vni: UInt32?) -> [(entry: ForwardingTables.FDBEntry, age: UInt32)] {
+        lock.lock(); defer { lock.unlock() }
+        return tables.fdbEntries(vni: vni)
     }
 
     private func republish(_ nextHop: IPv4Address) {

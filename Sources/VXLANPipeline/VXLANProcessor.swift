@@ -2,10 +2,53 @@ import CDPDK
 import PollMode
 import VTEPConfig
 
-/// The per-core VXLAN pipeline: frames from access ports are encapsulated towards remote VTEPs, VXLAN from the
-/// underlay is validated, decapsulated and delivered to the VNI's access ports. Each burst is handled in two
-/// passes so table lookups are done in bulk: parse and classify, look up, then rewrite and stage.
-/// Nothing here allocates, retains or dispatches dynamically per packet.
+/// One polling core's rings to and from the slow path: single producer, single consumer each, so neither side
+/// ever waits on the other.
+public struct SlowPathRings: @unchecked Sendable {
+    /// Core -> slow path: ARP, and ICMP for the VTEP address (mbufs).
+    public let punt: OpaquePointer
+    /// Slow path -> core: frames to send on the underlay (mbufs).
+    public let inject: OpaquePointer
+    /// Core -> slow path: 16-byte learning events (see `LearnEvent`).
+    public let learn: OpaquePointer
+    public init(punt: OpaquePointer, inject: OpaquePointer, learn: OpaquePointer) {
+        self.punt = punt; self.inject = inject; self.learn = learn
+    }
+}
+
+/// A source MAC seen behind a remote VTEP or a local port, as it travels from a core to the slow path:
+/// word 0 is the FDB key's first word (VNI, MAC bytes 0-3), word 1 holds MAC bytes 4-5, the kind and the value.
+public enum LearnEvent {
+    public static let remote: UInt64 = 1, local: UInt64 = 2
+
+    @inlinable @inline(__always)
+    public static func encode(key0: UInt64, key1: UInt64, kind: UInt64, value: UInt32) -> (UInt64, UInt64) {
+        (key0, key1 | kind << 16 | UInt64(value) << 32)
+    }
+
+    public static func decode(_ w0: UInt64, _ w1: UInt64) -> (vni: UInt32, mac: MACAddress, target: FDBTargetRequest) {
+        let vni = UInt32(truncatingIfNeeded: w0)
+        let low = UInt32(truncatingIfNeeded: w0 >> 32), high = UInt16(truncatingIfNeeded: w1)
+        let mac = MACAddress(bytes: [UInt8(low & 0xff), UInt8(low >> 8 & 0xff), UInt8(low >> 16 & 0xff), UInt8(low >> 24),
+                                     UInt8(high & 0xff), UInt8(high >> 8)])!
+        let value = UInt32(truncatingIfNeeded: w1 >> 32)
+        return (vni, mac, (w1 >> 16 & 0xff) == remote ? .remote(IPv4Address(value)) : .port(Int(value)))
+    }
+}
+
+/// Where a core saw a source MAC: the slow path turns a remote address into a tunnel.
+public enum FDBTargetRequest: Equatable, Sendable {
+    case remote(IPv4Address)
+    case port(Int)
+}
+
+/// The per-core VXLAN pipeline. From access ports: learn the source MAC, look up the destination, then
+/// encapsulate towards its remote VTEP, switch to another local port, or flood (local ports and, by head-end
+/// replication, the VNI's remotes). From the underlay: validate, look up the VNI, learn inner source -> outer
+/// source IP, strip the outer headers and deliver to the destination's local port or to all of the VNI's
+/// local ports; never back into the underlay (split horizon).
+/// Each burst is handled in passes so that table lookups are done in bulk (cache first, then rte_hash for the
+/// misses). Nothing here allocates, retains or dispatches dynamically per packet.
 public struct VXLANProcessor: BurstProcessor {
     public let tables: ForwardingTables
     public let counterBlock: CounterBlock
@@ -13,112 +56,106 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     @usableFromInline let templates: UnsafeMutableRawPointer
     @usableFromInline let partialSums: UnsafeMutablePointer<UInt32>
+    @usableFromInline let activeCopy: UnsafeMutablePointer<Int32>
+    @usableFromInline let tunnelRemote: UnsafeMutablePointer<UInt32>
     @usableFromInline let segments: UnsafeMutablePointer<ForwardingTables.SegmentEntry>
     @usableFromInline let floodTunnels: UnsafeMutablePointer<Int32>
     @usableFromInline let accessPorts: UnsafeMutablePointer<Int32>
     @usableFromInline let portSegment: UnsafeMutablePointer<Int32>
     @usableFromInline let fdbHash: OpaquePointer
+    @usableFromInline let fdbTarget: UnsafeMutablePointer<Int32>
+    @usableFromInline let fdbLastSeen: UnsafeMutablePointer<UInt32>
     @usableFromInline let vniHash: OpaquePointer
+    @usableFromInline let clock: UnsafeMutablePointer<UInt32>
+    @usableFromInline let generation: UnsafeMutablePointer<UInt64>
+    @usableFromInline let qsbr: OpaquePointer
+    @usableFromInline let reader: UInt32
     @usableFromInline let underlayPort: Int
     @usableFromInline let underlayAddress: UInt32
     @usableFromInline let udpPort: UInt16
     @usableFromInline let maxInnerFrame: Int
     /// The underlay MAC as the low 48 bits of a little-endian 8-byte load of the frame start.
     @usableFromInline let underlayMACBits: UInt64
-
-    @usableFromInline let activeCopy: UnsafeMutablePointer<Int32>
-    @usableFromInline let qsbr: OpaquePointer
-    @usableFromInline let reader: UInt32
-    /// Hand-off rings to and from the slow path (nil: control-plane frames are dropped, as in unit tests).
+    /// Hand-off rings to and from the slow path (nil: control frames are dropped and nothing is learned).
     @usableFromInline let slowPath: SlowPathRings?
-    @usableFromInline let injectBuffer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-    @usableFromInline let generation: UnsafeMutablePointer<UInt64>
+
     @usableFromInline var seenGeneration: UInt64 = 0
-    /// (VNI, MAC) -> tunnel and VNI -> segment, in front of the rte_hash tables.
+    /// (VNI, MAC) -> (FDB target, position) and VNI -> segment, in front of the rte_hash tables.
     @usableFromInline let fdbCache: ExactMatchCache
     @usableFromInline let vniCache: ExactMatchCache
-    /// Per lookup: the cache slot to fill when rte_hash finds the key.
-    @usableFromInline let cacheSlot: UnsafeMutablePointer<Int32>
+    @usableFromInline let destinations: LookupBatch
+    @usableFromInline let sources: LookupBatch
+    @usableFromInline let vnis: LookupBatch
 
-    // Per-burst scratch, allocated once.
-    @usableFromInline let keys: UnsafeMutableRawPointer
-    @usableFromInline let keyPointers: UnsafeMutablePointer<UnsafeRawPointer?>
-    @usableFromInline let lookupData: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-    @usableFromInline let keyOwner: UnsafeMutablePointer<Int32>
-    /// Per packet: what pass 2 does with it (see the `State` constants) or the tunnel/segment index.
+    // Per-packet scratch, allocated once.
+    /// What pass 2 does with the packet: a `State` constant, or an FDB target / segment index (>= 0).
     @usableFromInline let state: UnsafeMutablePointer<Int32>
-    /// Per packet: UDP source port (encap) or outer header length (decap).
+    /// UDP source port (encap) or outer header length (decap).
     @usableFromInline let aux: UnsafeMutablePointer<Int32>
-    /// Per packet: inner frame length.
     @usableFromInline let innerLength: UnsafeMutablePointer<Int32>
+    /// Decap: the outer source address, and the inner destination's FDB target (or `flood`).
+    @usableFromInline let outerSource: UnsafeMutablePointer<UInt32>
+    @usableFromInline let innerTarget: UnsafeMutablePointer<Int32>
+    @usableFromInline let injectBuffer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 
     @usableFromInline static let maxBurst = 64
-    @usableFromInline static let keyStride = 16
     @usableFromInline static let dropped: Int32 = -1
     @usableFromInline static let flood: Int32 = -2
     @usableFromInline static let lookup: Int32 = -3
-}
-
-/// One polling core's rings to and from the slow path: single producer, single consumer each, so neither side
-/// ever waits on the other.
-public struct SlowPathRings: @unchecked Sendable {
-    public let punt: OpaquePointer
-    public let inject: OpaquePointer
-    public init(punt: OpaquePointer, inject: OpaquePointer) { self.punt = punt; self.inject = inject }
-}
-
-extension VXLANProcessor {
+    /// Cache value for a source MAC already reported to the slow path: do not report it again.
+    @usableFromInline static let learnPending: Int32 = -2
 
     /// - Parameters:
     ///   - reader: this core's index among the tables' RCU readers.
-    ///   - slowPath: where ARP and ICMP for the VTEP go, and where replies come from.
+    ///   - slowPath: where ARP, ICMP for the VTEP and learned MACs go, and where replies come from.
     public init(tables: ForwardingTables, reader: Int = 0, slowPath: SlowPathRings? = nil) {
         self.tables = tables
-        activeCopy = tables.activeCopy
-        qsbr = tables.qsbr
-        self.reader = UInt32(reader)
-        self.slowPath = slowPath
-        injectBuffer = .allocate(capacity: 32)
-        injectBuffer.initialize(repeating: nil, count: 32)
-        tables.registerReader(reader)
         counterBlock = CounterBlock(count: PipelineCounterLayout.count)
         counters = counterBlock.base
         templates = tables.templates
         partialSums = tables.partialSums
+        activeCopy = tables.activeCopy
+        tunnelRemote = tables.tunnelRemote
         segments = tables.segments
         floodTunnels = tables.floodTunnels
         accessPorts = tables.accessPorts
         portSegment = tables.portSegment
         fdbHash = tables.fdbHash
+        fdbTarget = tables.fdbTarget
+        fdbLastSeen = tables.fdbLastSeen
         vniHash = tables.vniHash
+        clock = tables.clock
+        generation = tables.generation
+        qsbr = tables.qsbr
+        self.reader = UInt32(reader)
         underlayPort = tables.underlayPort
         underlayAddress = tables.underlayAddress
         udpPort = tables.udpPort
         maxInnerFrame = tables.maxInnerFrame
-        generation = tables.generation
+        underlayMACBits = tables.underlayMAC.bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        self.slowPath = slowPath
         fdbCache = ExactMatchCache(capacity: 512)
         vniCache = ExactMatchCache(capacity: 64)
-        cacheSlot = .allocate(capacity: Self.maxBurst); cacheSlot.initialize(repeating: 0, count: Self.maxBurst)
-        underlayMACBits = tables.underlayMAC.bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         let n = Self.maxBurst
-        keys = .allocate(byteCount: n * Self.keyStride, alignment: 64)
-        keys.initializeMemory(as: UInt8.self, repeating: 0, count: n * Self.keyStride)
-        keyPointers = .allocate(capacity: n)
-        for i in 0..<n { keyPointers[i] = UnsafeRawPointer(keys + i * Self.keyStride) }
-        lookupData = .allocate(capacity: n); lookupData.initialize(repeating: nil, count: n)
-        keyOwner = .allocate(capacity: n); keyOwner.initialize(repeating: 0, count: n)
+        destinations = LookupBatch(capacity: n)
+        sources = LookupBatch(capacity: n)
+        vnis = LookupBatch(capacity: n)
         state = .allocate(capacity: n); state.initialize(repeating: 0, count: n)
         aux = .allocate(capacity: n); aux.initialize(repeating: 0, count: n)
         innerLength = .allocate(capacity: n); innerLength.initialize(repeating: 0, count: n)
+        outerSource = .allocate(capacity: n); outerSource.initialize(repeating: 0, count: n)
+        innerTarget = .allocate(capacity: n); innerTarget.initialize(repeating: 0, count: n)
+        injectBuffer = .allocate(capacity: 32); injectBuffer.initialize(repeating: nil, count: 32)
+        tables.registerReader(reader)
     }
 
-    /// Frees the scratch memory; call once the core has stopped.
+    /// Frees the scratch memory and leaves RCU; call once the core has stopped.
     public func release() {
         tables.unregisterReader(Int(reader))
+        fdbCache.deallocate(); vniCache.deallocate()
+        destinations.deallocate(); sources.deallocate(); vnis.deallocate()
+        state.deallocate(); aux.deallocate(); innerLength.deallocate(); outerSource.deallocate(); innerTarget.deallocate()
         injectBuffer.deallocate()
-        fdbCache.deallocate(); vniCache.deallocate(); cacheSlot.deallocate()
-        keys.deallocate(); keyPointers.deallocate(); lookupData.deallocate(); keyOwner.deallocate()
-        state.deallocate(); aux.deallocate(); innerLength.deallocate()
     }
 
     @inlinable @inline(__always)
@@ -143,31 +180,142 @@ extension VXLANProcessor {
 
     @inlinable
     public mutating func process(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, fromPort port: Int, tx: TxStage) {
-        if generation.pointee != seenGeneration {
+        if vx_load_acquire_u64(generation) != seenGeneration {
             seenGeneration = generation.pointee
             fdbCache.clear()
             vniCache.clear()
         }
+        let now = clock.pointee
         var start = 0
         // Bursts larger than the scratch space (not produced by PollingCore) are handled in slices.
         while start < n {
             let slice = min(n &- start, Self.maxBurst)
             let segment = portSegment[port]
             if segment < 0 {
-                decapsulate(packets + start, count: slice, tx: tx)
+                decapsulate(packets + start, count: slice, now: now, tx: tx)
             } else {
-                encapsulate(packets + start, count: slice, segment: Int(segment), tx: tx)
+                encapsulate(packets + start, count: slice, segment: Int(segment), port: port, now: now, tx: tx)
             }
             start &+= slice
+        }
+    }
+
+    // MARK: - Lookups
+
+    /// The FDB key words for (vni, the MAC at `mac`).
+    @inlinable @inline(__always)
+    static func fdbKey(vni: UInt32, _ mac: UnsafeMutableRawPointer) -> (UInt64, UInt64) {
+        (UInt64(vni) | UInt64(mac.loadUnaligned(as: UInt32.self)) << 32, UInt64(mac.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+    }
+
+    /// Destination lookup for packet i: the cached FDB target into `targets[i]`, or queued for the bulk lookup.
+    @inlinable @inline(__always)
+    func lookUpDestination(_ i: Int, _ w0: UInt64, _ w1: UInt64, into targets: UnsafeMutablePointer<Int32>) {
+        let slot = fdbCache.slot(w0, w1)
+        let cached = fdbCache.lookup(w0, w1, slot: slot)
+        if cached.value >= 0 { targets[i] = cached.value; return }
+        targets[i] = Self.lookup
+        destinations.add(w0, w1, owner: i, slot: slot)
+    }
+
+    /// Resolves the queued destinations: hits get their target (and go into the cache), misses `flood`.
+    @inlinable @inline(__always)
+    func resolveDestinations(into targets: UnsafeMutablePointer<Int32>) -> Int {
+        let n = destinations.count
+        if n == 0 { return 0 }
+        var misses = 0
+        _ = rte_hash_lookup_bulk(fdbHash, destinations.keyPointers, UInt32(n), destinations.positions)
+        for k in 0..<n {
+            let owner = Int(destinations.owner[k])
+            let position = destinations.positions[k]
+            if position >= 0 {
+                let target = vx_load_acquire_i32(fdbTarget + Int(position))
+                targets[owner] = target
+                fdbCache.insert(destinations.word0(k), destinations.word1(k), slot: Int(destinations.slot[k]), value: target, aux: position)
+            } else {
+                targets[owner] = Self.flood
+                misses &+= 1
+            }
+        }
+        destinations.count = 0
+        return misses
+    }
+
+    /// Source learning for packet i seen behind `expected` (local port target, or a tunnel whose remote is
+    /// `remote`): refreshes a known entry, or queues the MAC for a bulk check.
+    @inlinable @inline(__always)
+    func checkSource(_ i: Int, _ w0: UInt64, _ w1: UInt64, expected: Int32, remote: UInt32, now: UInt32) {
+        if w0 >> 32 == 0 && w1 == 0 { return }                 // 00:00:00:00:00:00 is never learned
+        let slot = fdbCache.slot(w0, w1)
+        let cached = fdbCache.lookup(w0, w1, slot: slot)
+        if cached.value == Self.learnPending { return }
+        if cached.value >= 0 && matches(cached.value, expected: expected, remote: remote) {
+            refresh(position: cached.aux, now: now)
+            return
+        }
+        sources.add(w0, w1, owner: i, slot: slot)
+    }
+
+    @inlinable @inline(__always)
+    func matches(_ target: Int32, expected: Int32, remote: UInt32) -> Bool {
+        if expected >= 0 { return target == expected }
+        return target < FDBTarget.localBase && tunnelRemote[Int(target)] == remote
+    }
+
+    @inlinable @inline(__always)
+    func refresh(position: Int32, now: UInt32) {
+        // Written at most once a second per entry, so the line is rarely shared between cores.
+        if fdbLastSeen[Int(position)] != now { fdbLastSeen[Int(position)] = now }
+    }
+
+    /// Checks the queued sources in bulk; reports new or moved ones to the slow path.
+    /// - Parameters: expected: local-port target, or -1 for "behind the packet's outer source" (`outerSource`).
+    @inlinable @inline(__always)
+    func resolveSources(expected: Int32, now: UInt32) {
+        let n = sources.count
+        if n == 0 { return }
+        _ = rte_hash_lookup_bulk(fdbHash, sources.keyPointers, UInt32(n), sources.positions)
+        for k in 0..<n {
+            let owner = Int(sources.owner[k])
+            let remote = expected >= 0 ? 0 : outerSource[owner]
+            let position = sources.positions[k]
+            if position >= 0 {
+                let target = vx_load_acquire_i32(fdbTarget + Int(position))
+                if matches(target, expected: expected, remote: remote) {
+                    fdbCache.insert(sources.word0(k), sources.word1(k), slot: Int(sources.slot[k]), value: target, aux: position)
+                    refresh(position: position, now: now)
+                    continue
+                }
+            }
+            // Several packets of a burst may carry the same new source: report it once.
+            if fdbCache.lookup(sources.word0(k), sources.word1(k), slot: Int(sources.slot[k])).value == Self.learnPending { continue }
+            report(sources.word0(k), sources.word1(k), expected: expected, remote: remote, slot: Int(sources.slot[k]))
+        }
+        sources.count = 0
+    }
+
+    @inline(never) @usableFromInline
+    func report(_ w0: UInt64, _ w1: UInt64, expected: Int32, remote: UInt32, slot: Int) {
+        guard let rings = slowPath else { return }
+        let event = expected >= 0
+            ? LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.local, value: UInt32(expected - FDBTarget.localBase))
+            : LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.remote, value: remote)
+        if vx_ring16_enqueue(rings.learn, event.0, event.1) == 0 {
+            count(.learnEvents)
+            fdbCache.insert(w0, w1, slot: slot, value: Self.learnPending)
+        } else {
+            count(.learnQueueFull)
         }
     }
 
     // MARK: - Access -> underlay
 
     @inlinable
-    func encapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, segment: Int, tx: TxStage) {
-        let vni = segments[segment].vni
-        var lookups = 0
+    func encapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, segment: Int, port: Int, now: UInt32, tx: TxStage) {
+        let entry = segments[segment]
+        let vni = entry.vni
+        let learning = entry.learning && slowPath != nil
+        let here = FDBTarget.localBase &+ Int32(truncatingIfNeeded: port)
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
@@ -178,72 +326,39 @@ extension VXLANProcessor {
             }
             if length > maxInnerFrame { state[i] = Self.dropped; drop(m, .overMTU); continue }
             let frame = vx_mbuf_data(m)
-            // Pass 2 writes 50 bytes in front of the frame: that line is cold, so ask for it now.
+            // Pass 2 may write 50 bytes in front of the frame: that line is cold, so ask for it now.
             vx_mbuf_prefetch_headroom_for_write(m)
             let hash = vx_mbuf_has_rss_hash(m) != 0 ? vx_mbuf_rss_hash(m) : innerFlowHash(frame, length: length)
             aux[i] = Int32(vxlanSourcePort(flowHash: hash))
+            if learning && frame.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
+                let (s0, s1) = Self.fdbKey(vni: vni, frame + 6)
+                checkSource(i, s0, s1, expected: here, remote: 0, now: now)
+            }
             if frame.load(as: UInt8.self) & 1 == 1 {
                 state[i] = Self.flood                      // broadcast or multicast
             } else {
-                // Key layout as ForwardingTables.writeFDBKey: VNI, destination MAC, zero padding.
-                let w0 = UInt64(vni) | UInt64(frame.loadUnaligned(as: UInt32.self)) << 32
-                let w1 = UInt64(frame.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
-                let key = keys + lookups &* Self.keyStride
-                key.storeBytes(of: w0, as: UInt64.self)
-                key.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self)
-                if cachedOrQueued(packet: i, w0, w1, cache: fdbCache, lookups: &lookups) { continue }
+                let (d0, d1) = Self.fdbKey(vni: vni, frame)
+                lookUpDestination(i, d0, d1, into: state)
             }
         }
-        if lookups > 0 {
-            let hits = lookUpQueued(lookups, in: fdbHash, filling: fdbCache)
-            for k in 0..<lookups where hits & (1 << UInt64(k)) == 0 {
-                state[Int(keyOwner[k])] = Self.flood
-                count(.unknownUnicast)
-            }
-        }
+        let unknown = resolveDestinations(into: state)
+        if unknown > 0 { count(.unknownUnicast, UInt64(unknown)) }
+        resolveSources(expected: here, now: now)
         for i in 0..<n {
             let s = state[i]
             if s == Self.dropped { continue }
             let m = packets[i].unsafelyUnwrapped
-            let length = Int(innerLength[i])
-            let sourcePort = UInt16(truncatingIfNeeded: aux[i])
-            if s >= 0 {
-                push(m, tunnel: Int(s), innerLength: length, sourcePort: sourcePort, tx: tx)
+            if s == Self.flood {
+                flood(m, segment: segment, ingress: port, innerLength: Int(innerLength[i]), sourcePort: UInt16(truncatingIfNeeded: aux[i]), tx: tx)
+            } else if s < FDBTarget.localBase {
+                push(m, tunnel: Int(s), innerLength: Int(innerLength[i]), sourcePort: UInt16(truncatingIfNeeded: aux[i]), tx: tx)
+            } else if s == here {
+                drop(m, .samePort)
             } else {
-                floodToRemotes(m, segment: segment, innerLength: length, sourcePort: sourcePort, tx: tx)
+                tx.push(m, to: Int(s &- FDBTarget.localBase))
+                count(.switchedLocally)
             }
         }
-    }
-
-    // MARK: - Lookups
-
-    /// Resolves packet `i`'s key (two words, already written at key slot `lookups`) from the cache into
-    /// `state[i]`, or queues it for the bulk lookup. Returns true on a cache hit.
-    @inlinable @inline(__always)
-    func cachedOrQueued(packet i: Int, _ w0: UInt64, _ w1: UInt64, cache: ExactMatchCache, lookups: inout Int) -> Bool {
-        let slot = cache.slot(w0, w1)
-        let cached = cache.lookup(w0, w1, slot: slot)
-        if cached >= 0 { state[i] = cached; return true }
-        state[i] = Self.lookup
-        keyOwner[lookups] = Int32(truncatingIfNeeded: i)
-        cacheSlot[lookups] = Int32(truncatingIfNeeded: slot)
-        lookups &+= 1
-        return false
-    }
-
-    /// One rte_hash bulk lookup of the queued keys: hits get their value in `state` and go into the cache.
-    /// Returns the hit mask; the caller decides what a miss means.
-    @inlinable @inline(__always)
-    func lookUpQueued(_ lookups: Int, in hash: OpaquePointer, filling cache: ExactMatchCache) -> UInt64 {
-        var hits: UInt64 = 0
-        _ = rte_hash_lookup_bulk_data(hash, keyPointers, UInt32(lookups), &hits, lookupData)
-        for k in 0..<lookups where hits & (1 << UInt64(k)) != 0 {
-            let value = Int32(truncatingIfNeeded: Int(bitPattern: lookupData[k]) &- 1)
-            state[Int(keyOwner[k])] = value
-            let key = keys + k &* Self.keyStride
-            cache.insert(key.load(as: UInt64.self), key.load(fromByteOffset: 8, as: UInt64.self), slot: Int(cacheSlot[k]), value: value)
-        }
-        return hits
     }
 
     /// Prepends the tunnel's template, patches the per-packet fields and stages the packet on the underlay.
@@ -267,49 +382,83 @@ extension VXLANProcessor {
         count(.encapsulated)
     }
 
-    /// Head-end replication: one copy per remote in the VNI's flood list; the original goes to the last one.
+    /// BUM from an access port: a copy to every other local port of the VNI, and by head-end replication one
+    /// to every remote in its flood list. The original goes out last.
     @inline(never) @usableFromInline
-    func floodToRemotes(_ m: OpaquePointer, segment: Int, innerLength: Int, sourcePort: UInt16, tx: TxStage) {
+    func flood(_ m: OpaquePointer, segment: Int, ingress: Int, innerLength: Int, sourcePort: UInt16, tx: TxStage) {
         let entry = segments[segment]
-        let remotes = Int(entry.floodCount)
-        if remotes == 0 { drop(m, .noDestination); return }
-        for r in 0..<remotes {
-            let tunnel = Int(floodTunnels[Int(entry.floodStart) &+ r])
-            let last = r == remotes &- 1
-            guard let copy = last ? m : rte_pktmbuf_copy(m, vx_mbuf_pool(m), 0, UInt32.max) else {
+        let localCount = Int(entry.accessCount), remoteCount = Int(entry.floodCount)
+        let destinations = remoteCount &+ localCount &- 1        // the ingress port is one of the local ones
+        if destinations <= 0 { drop(m, .noDestination); return }
+        var sent = 0
+        for d in 0..<(localCount &+ remoteCount) {
+            let isLocal = d < localCount
+            let port = isLocal ? Int(accessPorts[Int(entry.accessStart) &+ d]) : -1
+            if isLocal && port == ingress { continue }
+            sent &+= 1
+            let packet: OpaquePointer
+            if sent == destinations {
+                packet = m
+            } else if let c = rte_pktmbuf_copy(m, vx_mbuf_pool(m), 0, UInt32.max) {
+                packet = c
+            } else {
                 counters[PipelineCounterLayout.slot(.copyFailed)] &+= 1
                 continue
             }
-            count(.floodCopies)
-            push(copy, tunnel: tunnel, innerLength: innerLength, sourcePort: sourcePort, tx: tx)
+            if isLocal {
+                tx.push(packet, to: port)
+                count(.localFloodCopies)
+            } else {
+                count(.floodCopies)
+                push(packet, tunnel: Int(floodTunnels[Int(entry.floodStart) &+ d &- localCount]), innerLength: innerLength,
+                     sourcePort: sourcePort, tx: tx)
+            }
         }
     }
 
     // MARK: - Underlay -> access
 
     @inlinable
-    func decapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, tx: TxStage) {
-        var lookups = 0
+    func decapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, now: UInt32, tx: TxStage) {
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
-            let reason = validate(m, index: i, keySlot: lookups)
+            let reason = validate(m, index: i)
             if reason >= 0 {
                 state[i] = Self.dropped
                 puntOrDrop(m, DropReason(rawValue: reason).unsafelyUnwrapped)
                 continue
             }
-            let key = keys + lookups &* Self.keyStride
-            _ = cachedOrQueued(packet: i, key.load(as: UInt64.self), 0, cache: vniCache, lookups: &lookups)
-        }
-        if lookups > 0 {
-            let hits = lookUpQueued(lookups, in: vniHash, filling: vniCache)
-            for k in 0..<lookups where hits & (1 << UInt64(k)) == 0 {
-                let owner = Int(keyOwner[k])
-                state[owner] = Self.dropped
-                drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
+            let w0 = UInt64(UInt32(bitPattern: state[i]))   // validate left the VNI there
+            let slot = vniCache.slot(w0, 0)
+            let cached = vniCache.lookup(w0, 0, slot: slot)
+            if cached.value >= 0 {
+                state[i] = cached.value
+                classifyInner(m, index: i, segment: cached.value, now: now)
+                continue
             }
+            state[i] = Self.lookup
+            vnis.add(w0, 0, owner: i, slot: slot)
         }
+        if vnis.count > 0 {
+            var hits: UInt64 = 0
+            _ = rte_hash_lookup_bulk_data(vniHash, vnis.keyPointers, UInt32(vnis.count), &hits, vnis.data)
+            for k in 0..<vnis.count {
+                let owner = Int(vnis.owner[k])
+                if hits & (1 << UInt64(k)) != 0 {
+                    let segment = Int32(truncatingIfNeeded: Int(bitPattern: vnis.data[k]) &- 1)
+                    state[owner] = segment
+                    vniCache.insert(vnis.word0(k), 0, slot: Int(vnis.slot[k]), value: segment)
+                    classifyInner(packets[owner].unsafelyUnwrapped, index: owner, segment: segment, now: now)
+                } else {
+                    state[owner] = Self.dropped
+                    drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
+                }
+            }
+            vnis.count = 0
+        }
+        _ = resolveDestinations(into: innerTarget)
+        resolveSources(expected: -1, now: now)
         for i in 0..<n {
             let s = state[i]
             if s < 0 { continue }
@@ -318,14 +467,39 @@ extension VXLANProcessor {
             _ = vx_mbuf_adj(m, UInt16(truncatingIfNeeded: aux[i]))
             let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])
             if excess > 0 { _ = vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) }
-            deliver(m, segment: Int(s), tx: tx)
+            let target = innerTarget[i]
+            // Split horizon: a decapsulated frame only ever goes to local ports of its own VNI.
+            if target >= FDBTarget.localBase && portSegment[Int(target &- FDBTarget.localBase)] == s {
+                tx.push(m, to: Int(target &- FDBTarget.localBase))
+                count(.decapsulated)
+            } else {
+                deliver(m, segment: Int(s), tx: tx)
+            }
+        }
+    }
+
+    /// Inner addresses of a frame in a known segment: the destination picks the local port (lookup queued when
+    /// not cached), the source is learned behind the outer source address.
+    @inlinable @inline(__always)
+    func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32) {
+        let entry = segments[Int(segment)]
+        let inner = vx_mbuf_data(m) + Int(aux[i])
+        if entry.learning && slowPath != nil && inner.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
+            let (s0, s1) = Self.fdbKey(vni: entry.vni, inner + 6)
+            checkSource(i, s0, s1, expected: -1, remote: outerSource[i], now: now)
+        }
+        if inner.load(as: UInt8.self) & 1 == 1 || entry.accessCount <= 1 {
+            innerTarget[i] = Self.flood                    // one local port, or BUM: no lookup needed
+        } else {
+            let (d0, d1) = Self.fdbKey(vni: entry.vni, inner)
+            lookUpDestination(i, d0, d1, into: innerTarget)
         }
     }
 
     /// Checks one underlay frame; returns a DropReason raw value, or -1 when it is VXLAN for us, in which case
-    /// its VNI key, outer header length and inner length are recorded for pass 2.
+    /// its VNI (in `state[i]`), outer header length, inner length and outer source are recorded.
     @inlinable @inline(__always)
-    func validate(_ m: OpaquePointer, index i: Int, keySlot: Int) -> Int {
+    func validate(_ m: OpaquePointer, index i: Int) -> Int {
         let dataLength = Int(vx_mbuf_data_len(m))
         let packetLength = Int(vx_mbuf_pkt_len(m))
         if dataLength < VXLANLayout.ethernetLength { return DropReason.truncated.rawValue }
@@ -344,10 +518,7 @@ extension VXLANProcessor {
         if VXLANLayout.ethernetLength &+ ipLength > packetLength || VXLANLayout.ethernetLength &+ ihl > dataLength {
             return DropReason.truncated.rawValue
         }
-        // rte_raw_cksum returns the folded sum; over a correct header (checksum included) it is 0xFFFF.
-        if vx_raw_cksum(f + VXLANLayout.ipOffset, ihl) != 0xFFFF {
-            return DropReason.badIPChecksum.rawValue
-        }
+        if !ipv4HeaderChecksumIsValid(f + VXLANLayout.ipOffset, length: ihl) { return DropReason.badIPChecksum.rawValue }
         if load16(f, 20) & 0x3FFF != 0 { return DropReason.ipFragment.rawValue }
         if load32(f, VXLANLayout.ipDestinationOffset) != underlayAddress { return DropReason.wrongDestination.rawValue }
         if f.load(fromByteOffset: 23, as: UInt8.self) != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
@@ -365,14 +536,10 @@ extension VXLANProcessor {
         }
         let vxlan = udp &+ VXLANLayout.udpLength
         if f.load(fromByteOffset: vxlan, as: UInt8.self) & VXLANLayout.flagI == 0 { return DropReason.badFlags.rawValue }
-        let vni = load32(f, vxlan &+ 4) >> 8
-        // Keys are packed in the order of the packets that reach the lookup.
-        // Key layout as ForwardingTables.writeVNIKey: the VNI, zero padding.
-        let key = keys + keySlot &* Self.keyStride
-        key.storeBytes(of: UInt64(vni), as: UInt64.self)
-        key.storeBytes(of: 0 as UInt64, toByteOffset: 8, as: UInt64.self)
+        state[i] = Int32(bitPattern: load32(f, vxlan &+ 4) >> 8)
         aux[i] = Int32(headers)
         innerLength[i] = Int32(inner)
+        outerSource[i] = load32(f, VXLANLayout.ipSourceOffset)
         return -1
     }
 
@@ -395,8 +562,7 @@ extension VXLANProcessor {
     @inlinable @inline(__always)
     func deliver(_ m: OpaquePointer, segment: Int, tx: TxStage) {
         let entry = segments[segment]
-        let ports = Int(entry.accessCount)
-        if ports == 1 {
+        if entry.accessCount == 1 {
             tx.push(m, to: Int(accessPorts[Int(entry.accessStart)]))
             count(.decapsulated)
             return

@@ -80,3 +80,22 @@ final class HeaderTests: XCTestCase {
         XCTAssertNotEqual(hash(arp1), hash(arp2), "non-IP frames hash by their MAC addresses")
     }
 }
+
+final class ChecksumTests: XCTestCase {
+    /// The 32-bit-word check agrees with RFC 1071 on random headers, with and without options.
+    func testIPv4ChecksumCheckAgreesWithRFC1071() {
+        var generator = SystemRandomNumberGenerator()
+        for trial in 0..<5000 {
+            let words = 5 + trial % 11
+            var header = (0..<(words * 4)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            header[10] = 0; header[11] = 0
+            let c = Frames.checksum(header)
+            header[10] = UInt8(c >> 8); header[11] = UInt8(c & 0xff)
+            let valid = header.withUnsafeMutableBytes { ipv4HeaderChecksumIsValid($0.baseAddress!, length: $0.count) }
+            XCTAssertTrue(valid, "header \(header)")
+            header[Int.random(in: 0..<header.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+            let corrupt = header.withUnsafeMutableBytes { ipv4HeaderChecksumIsValid($0.baseAddress!, length: $0.count) }
+            XCTAssertFalse(corrupt && Frames.checksum(header) != 0, "corruption not caught: \(header)")
+        }
+    }
+}

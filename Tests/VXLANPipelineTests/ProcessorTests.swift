@@ -221,29 +221,30 @@ final class ProcessorTests: XCTestCase {
         XCTAssertEqual(pipeline(.encapsulated), 20)
     }
 
-    /// The per-core exact-match cache follows the table: after an entry changes and the generation is bumped,
-    /// the next packet uses the new entry; the VNI cache likewise.
+    /// The per-core exact-match cache follows the table: after a learned entry moves (which bumps the
+    /// generation), the next packet uses the new target; the VNI cache likewise.
     func testCachesAreFlushedWhenTheTableGenerationChanges() throws {
         try setUpPipeline(flood: ["10.99.0.2", "10.99.0.3"])
-        let inner = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC)
+        let mover = MACAddress("02:00:00:00:42:77")!
+        let inner = Frames.innerUDP(dst: mover.description, src: Self.vmMAC)
+        let toFirst = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPv4Address("10.99.0.2")! })
+        let toSecond = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPv4Address("10.99.0.3")! })
+        XCTAssertEqual(tables.learn(vni: 42, mac: mover, target: .tunnel(toFirst)), .added)
         XCTAssertEqual(run(access: [inner, inner]).underlay.map { Array($0[30..<34]) }, [[10, 99, 0, 2], [10, 99, 0, 2]])
-
-        // Move the MAC behind 10.99.0.3 (tunnel 1, built for the flood list) in the shared table.
-        let moved = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPv4Address("10.99.0.3")! })
-        let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
-        defer { key.deallocate() }
-        ForwardingTables.writeFDBKey(key, vni: 42, mac: MACAddress(Self.remoteVMMAC)!.bytes)
-        XCTAssertEqual(rte_hash_add_key_data(tables.fdbHash, key, UnsafeMutableRawPointer(bitPattern: moved + 1)), 0)
-        tables.generation.pointee &+= 1
+        XCTAssertEqual(tables.learn(vni: 42, mac: mover, target: .tunnel(toSecond)), .moved)
         XCTAssertEqual(run(access: [inner]).underlay.map { Array($0[30..<34]) }, [[10, 99, 0, 3]])
-        XCTAssertEqual(tables.lookupFDB(vni: 42, mac: MACAddress(Self.remoteVMMAC)!), moved)
+        XCTAssertEqual(tables.lookupFDB(vni: 42, mac: mover), toSecond)
+        XCTAssertEqual(tables.learn(vni: 42, mac: MACAddress(Self.remoteVMMAC)!, target: .tunnel(toSecond)), .staticEntry,
+                       "static entries never move")
 
         // VNI cache: a cached VNI removed from the table stops being accepted once the generation moves.
         let reply = Frames.vxlanPacket(inner: Frames.innerUDP(dst: Self.vmMAC, src: Self.remoteVMMAC))
         XCTAssertEqual(run(underlay: [reply]).access.count, 1)
+        let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
+        defer { key.deallocate() }
         ForwardingTables.writeVNIKey(key, vni: 42)
         XCTAssertGreaterThanOrEqual(rte_hash_del_key(tables.vniHash, key), 0)
-        tables.generation.pointee &+= 1
+        tables.bumpGeneration()
         XCTAssertEqual(run(underlay: [reply]).access.count, 0)
         XCTAssertEqual(drops(.unknownVNI), 1)
     }

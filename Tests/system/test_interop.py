@@ -47,6 +47,13 @@ def test_ping_both_ways_through_the_linux_vxlan_driver(testbed):
     # First contact on the overlay: the inner ARP is broadcast, flooded by head-end replication, answered back.
     ping(VM, "192.168.42.2", 3)
     ping(HV, "192.168.42.1", 3)
+    # Nothing in vxland's FDB is static: the remote VM was learned behind the kernel's VTEP, the VM behind its port.
+    fdb = json.loads(testbed.ctl("show", "fdb", "--json").stdout)
+    learned = {(e["mac"], e["destination"], e["type"]) for e in fdb["entries"]}
+    assert learned == {("02:00:00:00:42:02", "remote 10.99.0.2", "learned"), ("02:00:00:00:42:01", "port net_af_packet1", "learned")}, fdb
+    assert "learned" in testbed.ctl("show", "fdb", "--vni", "42").stdout
+    refused = testbed.ctl("show", "fdb", "--vni", "43", check=False)
+    assert refused.returncode != 0 and "VNI 43 is not configured" in refused.stderr
     neighbors = json.loads(testbed.ctl("show", "neighbors", "--json").stdout)
     assert [(n["ip"], n["mac"], n["state"]) for n in neighbors["neighbors"]] == [("10.99.0.2", "02:00:00:00:00:02", "reachable")]
 

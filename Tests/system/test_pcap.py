@@ -84,8 +84,10 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
         "bad_flags": 1, "unknown_vni": 1, "wrong_destination": 1, "wrong_udp_port": 1, "not_udp": 1, "ip_fragment": 1,
         "bad_ip_checksum": 1, "truncated": 1, "inner_too_short": 1, "not_ipv4": 1, "not_our_mac": 1,
         "over_mtu": 1, "runt_frame": 1}
+    # One learning event: the VM's MAC on the access port (the remote VM's entry is static).
     assert stats["totals"]["pipeline"] == {"encapsulated": 6, "decapsulated": 1, "flood_copies": 4, "unknown_unicast": 1,
-                                           "punted": 2, "injected": 2}
+                                           "punted": 2, "injected": 2, "learn_events": 1, "learn_queue_full": 0,
+                                           "local_flood_copies": 0, "switched_locally": 0}
     assert port_counters(stats, "net_pcap0")["tx_packets"] == 8
     assert port_counters(stats, "net_pcap1")["tx_packets"] == 1
     assert port_counters(stats, "net_pcap1")["tx_bytes"] == len(reply)
