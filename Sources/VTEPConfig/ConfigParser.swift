@@ -45,7 +45,7 @@ public enum ConfigParser {
         let top = try Mapping(root, path: "", allowed: ["underlay", "access", "vnis", "fdb", "neighbors", "resources"])
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
-                            allowed: ["port", "ip", "mac", "mtu", "udp_port", "ttl", "gateway", "neighbor_timeout"])
+                            allowed: ["port", "ip", "mac", "mtu", "udp_port", "ttl", "gateway", "neighbor_timeout", "strict"])
         var underlay = VTEPConfiguration.Underlay(
             port: try u.port("port"),
             interface: try u.parse("ip", expected: "an IPv4 address with prefix length, such as 10.99.0.1/24") { IPv4Interface($0) })
@@ -57,6 +57,7 @@ public enum ConfigParser {
         if u.optional("mtu") != nil { underlay.mtu = try u.integer("mtu", in: 576...9216) }
         if u.optional("udp_port") != nil { underlay.udpPort = UInt16(try u.integer("udp_port", in: 1...65535)) }
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
+        if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
         if u.optional("gateway") != nil {
             let gateway = try u.parse("gateway", expected: "an IPv4 address") { IPv4Address($0) }

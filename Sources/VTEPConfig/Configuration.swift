@@ -14,6 +14,8 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var gateway: IPv4Address?
         /// Seconds a MAC learned by ARP is used before it is confirmed again.
         public var neighborTimeout: Int = 300
+        /// Drop VXLAN whose reserved bits are not zero (RFC 7348 says ignore them; Linux and OVS drop).
+        public var strict: Bool = false
         public var address: IPv4Address { interface.address }
 
         /// Whom to ARP for to reach `remote`: itself when on-link, else the gateway.

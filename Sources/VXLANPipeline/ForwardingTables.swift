@@ -105,6 +105,7 @@ public final class ForwardingTables: @unchecked Sendable {
     public let maxReaders: Int
     public let underlayAddress: UInt32
     public let udpPort: UInt16
+    public let strict: Bool
     /// Largest inner frame that fits the underlay MTU once encapsulated.
     public let maxInnerFrame: Int
 
@@ -126,6 +127,7 @@ public final class ForwardingTables: @unchecked Sendable {
         self.underlayMAC = underlayMAC
         self.underlayAddress = configuration.underlay.address.value
         self.udpPort = configuration.underlay.udpPort
+        self.strict = configuration.underlay.strict
         self.maxInnerFrame = configuration.underlay.mtu - VTEPConfiguration.ipv4Overhead
         tunnels = []
         tunnelCapacity = max(configuration.resources.tunnels, 1)

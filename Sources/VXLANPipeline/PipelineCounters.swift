@@ -59,6 +59,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case wrongUDPPort
     /// VXLAN header without the I flag.
     case badFlags
+    /// VXLAN header with reserved bits set, in strict mode.
+    case reservedBits
     /// VNI not configured here.
     case unknownVNI
     /// Inner frame shorter than an Ethernet header.
@@ -93,6 +95,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .notUDP: "not_udp"
         case .wrongUDPPort: "wrong_udp_port"
         case .badFlags: "bad_flags"
+        case .reservedBits: "reserved_bits"
         case .unknownVNI: "unknown_vni"
         case .innerTooShort: "inner_too_short"
         case .runtFrame: "runt_frame"

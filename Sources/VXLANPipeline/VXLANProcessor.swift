@@ -73,6 +73,7 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let underlayPort: Int
     @usableFromInline let underlayAddress: UInt32
     @usableFromInline let udpPort: UInt16
+    @usableFromInline let strict: Bool
     @usableFromInline let maxInnerFrame: Int
     /// The underlay MAC as the low 48 bits of a little-endian 8-byte load of the frame start.
     @usableFromInline let underlayMACBits: UInt64
@@ -131,6 +132,7 @@ public struct VXLANProcessor: BurstProcessor {
         underlayPort = tables.underlayPort
         underlayAddress = tables.underlayAddress
         udpPort = tables.udpPort
+        strict = tables.strict
         maxInnerFrame = tables.maxInnerFrame
         underlayMACBits = tables.underlayMAC.bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         self.slowPath = slowPath
@@ -536,6 +538,10 @@ public struct VXLANProcessor: BurstProcessor {
         }
         let vxlan = udp &+ VXLANLayout.udpLength
         if f.load(fromByteOffset: vxlan, as: UInt8.self) & VXLANLayout.flagI == 0 { return DropReason.badFlags.rawValue }
+        // Strict: flags exactly I, reserved bytes 1-3 and 7 zero.
+        if strict && (load32(f, vxlan) != 0x0800_0000 || f.load(fromByteOffset: vxlan &+ 7, as: UInt8.self) != 0) {
+            return DropReason.reservedBits.rawValue
+        }
         state[i] = Int32(bitPattern: load32(f, vxlan &+ 4) >> 8)
         aux[i] = Int32(headers)
         innerLength[i] = Int32(inner)

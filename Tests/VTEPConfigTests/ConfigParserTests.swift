@@ -84,7 +84,7 @@ final class ConfigParserTests: XCTestCase {
         assertError("- 1\n- 2", "configuration (line 1): expected a mapping of keys (underlay, access, vnis, fdb, neighbors, resources)")
         assertError("access: []", "underlay (line 1): required key is missing")
         assertError(replacing("mtu: 1500", "mtuu: 1500"),
-                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, mac, mtu, udp_port, ttl, gateway, neighbor_timeout)")
+                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, mac, mtu, udp_port, ttl, gateway, neighbor_timeout, strict)")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.300/24"),
                     "underlay.ip (line 3): expected an IPv4 address with prefix length, such as 10.99.0.1/24, got '10.99.0.300/24'")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.1"),
@@ -130,6 +130,9 @@ final class ConfigParserTests: XCTestCase {
         assertError(replacing("- { ip: 10.99.0.2, mac: \"02:00:00:00:00:02\" }", "- { ip: 10.99.0.2 }"),
                     "neighbors[0].mac (line 14): required key is missing")
         assertError(Self.valid + "\nresources: { mbufs: 10 }", "resources.mbufs (line 15): expected an integer from 1023 to 16777215, got '10'")
+        assertError(replacing("udp_port: 4789", "udp_port: 4789\n  strict: maybe"), "underlay.strict (line 7): expected true or false, got 'maybe'")
+        assertError(replacing("- { vni: 42, flood: [10.99.0.2] }", "- { vni: 42, flood: [10.99.0.2], ageing: 5 }"),
+                    "vnis[0].ageing (line 10): expected an integer from 10 to 1000000, got '5'")
         assertError(Self.valid + "\nextra: 1", "extra (line 15): unknown key (expected one of: underlay, access, vnis, fdb, neighbors, resources)")
     }
 

@@ -19,13 +19,13 @@ final class ProcessorTests: XCTestCase {
     var core: PollingCore<VXLANProcessor>!
     var tables: ForwardingTables!
 
-    func setUpPipeline(mtu: Int = 1500, flood: [String] = ["10.99.0.2"], underlayTxSize: UInt32 = 1024) throws {
+    func setUpPipeline(mtu: Int = 1500, flood: [String] = ["10.99.0.2"], underlayTxSize: UInt32 = 1024, strict: Bool = false) throws {
         try TestEAL.start()
         pool = try PacketPool(name: TestEAL.uniqueName("pool"), count: 2047, cacheSize: 0)
         underlay = try RingPort(txSize: underlayTxSize)
         access = try RingPort()
         let yaml = """
-            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", mtu: \(mtu), ttl: 64 }
+            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", mtu: \(mtu), ttl: 64, strict: \(strict) }
             access: [ { port: \(access.name), vni: 42 } ]
             vnis: [ { vni: 42, flood: [\(flood.joined(separator: ", "))] }, { vni: 7, flood: [] } ]
             fdb: [ { vni: 42, mac: "\(Self.remoteVMMAC)", remote: 10.99.0.2 } ]
@@ -177,6 +177,16 @@ final class ProcessorTests: XCTestCase {
         let inner = Frames.innerUDP(dst: Self.vmMAC, src: Self.remoteVMMAC)
         let out = run(underlay: [Frames.vxlanPacket(flags: 0x08 | 0x80, inner: inner)])
         XCTAssertEqual(out.access, [inner], "RFC 7348: reserved bits are ignored by the receiver")
+    }
+
+    func testStrictModeDropsReservedBits() throws {
+        try setUpPipeline(strict: true)
+        let inner = Frames.innerUDP(dst: Self.vmMAC, src: Self.remoteVMMAC)
+        var reservedVNIByte = Frames.vxlanPacket(inner: inner)
+        reservedVNIByte[49] = 1                                  // VXLAN byte 7
+        let out = run(underlay: [Frames.vxlanPacket(flags: 0x0C, inner: inner), reservedVNIByte, Frames.vxlanPacket(inner: inner)])
+        XCTAssertEqual(out.access, [inner])
+        XCTAssertEqual(drops(.reservedBits), 2)
     }
 
     /// Each malformed or foreign underlay frame is dropped under its own reason and disturbs nothing else.
