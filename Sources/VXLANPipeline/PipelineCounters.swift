@@ -8,6 +8,8 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
     case floodCopies
     /// Frames flooded because their destination MAC was unknown in the VNI (counted once per frame).
     case unknownUnicast
+    /// Frames from access ports flooded (broadcast, multicast, unknown unicast), once per frame.
+    case flooded
     /// Underlay frames for the control plane (ARP, ICMP to the VTEP address) handed to the slow path.
     case punted
     /// Frames the slow path asked this core to send (ARP requests and replies, ICMP echo replies).
@@ -27,6 +29,7 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
         case .decapsulated: "decapsulated"
         case .floodCopies: "flood_copies"
         case .unknownUnicast: "unknown_unicast"
+        case .flooded: "flooded"
         case .punted: "punted"
         case .injected: "injected"
         case .switchedLocally: "switched_locally"

@@ -392,6 +392,7 @@ public struct VXLANProcessor: BurstProcessor {
         let localCount = Int(entry.accessCount), remoteCount = Int(entry.floodCount)
         let destinations = remoteCount &+ localCount &- 1        // the ingress port is one of the local ones
         if destinations <= 0 { drop(m, .noDestination); return }
+        count(.flooded)
         var sent = 0
         for d in 0..<(localCount &+ remoteCount) {
             let isLocal = d < localCount

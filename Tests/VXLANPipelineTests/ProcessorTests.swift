@@ -113,6 +113,7 @@ final class ProcessorTests: XCTestCase {
         XCTAssertEqual(pipeline(.encapsulated), 2)
         XCTAssertEqual(pipeline(.floodCopies), 2)
         XCTAssertEqual(pipeline(.unknownUnicast), 0)
+        XCTAssertEqual(pipeline(.flooded), 1)
     }
 
     func testUnknownUnicastIsFlooded() throws {

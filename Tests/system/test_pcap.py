@@ -87,7 +87,7 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
     # One learning event: the VM's MAC on the access port (the remote VM's entry is static).
     assert stats["totals"]["pipeline"] == {"encapsulated": 6, "decapsulated": 1, "flood_copies": 4, "unknown_unicast": 1,
                                            "punted": 2, "injected": 2, "learn_events": 1, "learn_queue_full": 0,
-                                           "local_flood_copies": 0, "switched_locally": 0}
+                                           "local_flood_copies": 0, "switched_locally": 0, "flooded": 2}
     assert port_counters(stats, "net_pcap0")["tx_packets"] == 8
     assert port_counters(stats, "net_pcap1")["tx_packets"] == 1
     assert port_counters(stats, "net_pcap1")["tx_bytes"] == len(reply)
