@@ -12,7 +12,11 @@
 #   (remote hypervisors)            vx42: the Linux kernel's vxlan device, VNI 42, 192.168.42.N/24,
 #                                   MAC 02:00:00:00:42:0N, flooding to vxland and to every other remote
 #
-# Usage: netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING]]   (REMOTES 1-8, default 1)
+# With MODE "vlans", vxland's access port is tagged (VLAN 10 -> VNI 42, VLAN 20 -> VNI 43), vm0 carries tagged
+# frames (192.168.42.1 on VLAN 10, 192.168.43.1 on VLAN 20, crafted by the test), and every remote also has vx43
+# (VNI 43, 192.168.43.N/24).
+#
+# Usage: netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING [MODE]]]   (REMOTES 1-8, default 1)
 #        netns-topology.sh down PREFIX
 set -euo pipefail
 action="${1:?usage: netns-topology.sh up|down PREFIX [CONFIG_OUT [REMOTES [AGEING]]]}"
@@ -35,7 +39,7 @@ quiet_ipv6() {   # no router solicitations, MLD or DAD traffic: only what the te
 plain() { ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || ip netns exec "$1" ethtool -K "$2" tx off >/dev/null; }
 
 up() {
-    local config="${1:?CONFIG_OUT is required for up}" remotes="${2:-1}" ageing="${3:-300}"
+    local config="${1:?CONFIG_OUT is required for up}" remotes="${2:-1}" ageing="${3:-300}" mode="${4:-untagged}"
     [[ "$remotes" =~ ^[1-8]$ ]] || { echo "netns-topology: REMOTES must be 1-8, got '$remotes'" >&2; exit 2; }
     down
     ip netns add "$vm"; ip netns add "$dp"; ip netns add "$ul"
@@ -46,7 +50,9 @@ up() {
     ip link add vm0 netns "$vm" type veth peer name dpacc netns "$dp"
     ip link add dpund netns "$dp" type veth peer name p0 netns "$ul"
     ip -n "$vm" link set vm0 address 02:00:00:00:42:01 mtu 1450 up
-    ip -n "$vm" addr add 192.168.42.1/24 dev vm0
+    # In "vlans" mode the VM's side is tagged frames on vm0 itself (sent and read by the test with scapy):
+    # not every kernel has 802.1Q devices, and the VTEP under test only sees the frames.
+    [[ "$mode" == vlans ]] || ip -n "$vm" addr add 192.168.42.1/24 dev vm0
     ip -n "$dp" link set dpacc up
     ip -n "$dp" link set dpund address 02:00:00:00:00:01 up
     ip -n "$ul" link set p0 master br0 up
@@ -64,6 +70,12 @@ up() {
         ip -n "$hv" link set vx42 address "02:00:00:00:42:0$n" mtu 1450 up
         ip -n "$hv" addr add "192.168.42.$n/24" dev vx42
         plain "$hv" hv0; plain "$hv" vx42; plain "$ul" "p$i"
+        if [[ "$mode" == vlans ]]; then
+            ip -n "$hv" link add vx43 type vxlan id 43 local "10.99.0.$n" remote 10.99.0.1 dstport 4789 dev hv0
+            ip -n "$hv" link set vx43 address "02:00:00:00:43:0$n" mtu 1450 up
+            ip -n "$hv" addr add "192.168.43.$n/24" dev vx43
+            plain "$hv" vx43
+        fi
         flood+="${flood:+, }10.99.0.$n"
     done
     # Every kernel VTEP floods to all the others too (vxland never sends decapsulated traffic back: split horizon).
@@ -71,9 +83,16 @@ up() {
         local j hv; hv=$(hv_name "$i")
         for (( j = 1; j <= remotes; j++ )); do
             (( i == j )) || ip netns exec "$hv" bridge fdb append 00:00:00:00:00:00 dev vx42 dst "10.99.0.$(( j + 1 ))"
+            (( i == j )) || [[ "$mode" != vlans ]] || ip netns exec "$hv" bridge fdb append 00:00:00:00:00:00 dev vx43 dst "10.99.0.$(( j + 1 ))"
         done
     done
 
+    local access="- { port: net_af_packet1, vni: 42 }   # dpacc, towards the VM"
+    local vnis="- { vni: 42, flood: [$flood], ageing: $ageing }"
+    if [[ "$mode" == vlans ]]; then
+        access="- { port: net_af_packet1, vlans: [ { vlan: 10, vni: 42 }, { vlan: 20, vni: 43 } ] }   # dpacc, tagged"
+        vnis+=$'\n'"  - { vni: 43, flood: [$flood], ageing: $ageing }"
+    fi
     cat > "$config" <<CONF
 # vxland's configuration for the namespace test bed (scripts/netns-topology.sh)
 underlay:
@@ -83,15 +102,15 @@ underlay:
   mtu: 1500
   udp_port: 4789
 access:
-  - { port: net_af_packet1, vni: 42 }   # dpacc, towards the VM
+  $access
 vnis:
   # MACs are learned; the remotes' MACs are resolved by ARP. Nothing here is static.
-  - { vni: 42, flood: [$flood], ageing: $ageing }
+  $vnis
 CONF
 }
 
 case "$action" in
-    up) up "${3:-}" "${4:-1}" "${5:-300}" ;;
+    up) up "${3:-}" "${4:-1}" "${5:-300}" "${6:-untagged}" ;;
     down) down ;;
-    *) echo "usage: netns-topology.sh up|down PREFIX [CONFIG_OUT [REMOTES [AGEING]]]" >&2; exit 2 ;;
+    *) echo "usage: netns-topology.sh up|down PREFIX [CONFIG_OUT [REMOTES [AGEING [MODE]]]]" >&2; exit 2 ;;
 esac

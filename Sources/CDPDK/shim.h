@@ -89,6 +89,10 @@ static inline uint8_t *vx_mbuf_adj(struct rte_mbuf *m, uint16_t len) { return (u
 static inline int vx_mbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(m, len); }
 static inline uint8_t *vx_mbuf_append(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_append(m, len); }
 static inline void vx_prefetch0(const void *p) { rte_prefetch0(p); }
+/// Removes the outer 802.1Q tag (moving the MACs up 4 bytes); non-zero when the frame carries none.
+static inline int vx_vlan_strip(struct rte_mbuf *m) { return rte_vlan_strip(m); }
+/// Inserts an 802.1Q tag with `tci`; non-zero without 4 bytes of headroom or when the mbuf is shared.
+static inline int vx_vlan_insert(struct rte_mbuf *m, uint16_t tci) { m->vlan_tci = tci; return rte_vlan_insert(&m); }
 static inline void vx_mbuf_prefetch_data(struct rte_mbuf *m) { rte_prefetch0(rte_pktmbuf_mtod(m, void *)); }
 /// Prefetches, for writing, the cache line in front of the packet data that encapsulation will write into.
 static inline void vx_mbuf_prefetch_headroom_for_write(struct rte_mbuf *m) {

@@ -8,6 +8,8 @@ public struct PortsReport: Codable, Equatable, Sendable {
         /// `underlay` or `access`.
         public var role: String
         public var vni: UInt32?
+        /// A tagged access port's VLAN -> VNI map.
+        public var vlans: [String: UInt32]?
         public var mac: String
         public var ip: String?
         public var linkUp: Bool
@@ -17,9 +19,11 @@ public struct PortsReport: Codable, Equatable, Sendable {
         /// The driver's own totals (rte_eth_stats), a cross-check of the per-core counters.
         public var hardware: [String: UInt64]
 
-        public init(index: Int, name: String, portId: Int, driver: String, role: String, vni: UInt32?, mac: String, ip: String?,
+        public init(index: Int, name: String, portId: Int, driver: String, role: String, vni: UInt32?, vlans: [String: UInt32]? = nil,
+                    mac: String, ip: String?,
                     linkUp: Bool, speedMbps: UInt32, queues: Int, txOffloads: [String], hardware: [String: UInt64]) {
             self.index = index; self.name = name; self.portId = portId; self.driver = driver; self.role = role; self.vni = vni
+            self.vlans = vlans
             self.mac = mac; self.ip = ip; self.linkUp = linkUp; self.speedMbps = speedMbps; self.queues = queues
             self.txOffloads = txOffloads; self.hardware = hardware
         }

@@ -95,15 +95,37 @@ public enum ConfigParser {
 
         var access: [VTEPConfiguration.AccessPort] = []
         for (i, node) in try top.sequence("access").enumerated() {
-            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni"])
+            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans"])
             let port = try m.port("port")
             if port == underlay.port { throw m.error("port", "'\(port)' is already the underlay port") }
             if access.contains(where: { $0.port == port }) { throw m.error("port", "'\(port)' is listed twice") }
-            let vni = try m.vni("vni")
-            guard segments.contains(where: { $0.vni == vni }) else {
-                throw m.error("vni", "VNI \(vni) is not declared under vnis")
+            switch (m.optional("vni"), m.optional("vlans")) {
+            case (.some, .some):
+                throw m.error("vlans", "give either vni (an untagged port) or vlans (a tagged port), not both")
+            case (.none, .none):
+                throw m.error("vni", "required key is missing (or give vlans for a tagged port)")
+            case (.some, .none):
+                let vni = try m.vni("vni")
+                guard segments.contains(where: { $0.vni == vni }) else {
+                    throw m.error("vni", "VNI \(vni) is not declared under vnis")
+                }
+                access.append(.init(port: port, vni: vni))
+            case (.none, .some):
+                var mappings: [VTEPConfiguration.VLANMapping] = []
+                let list = try m.sequence("vlans")
+                if list.isEmpty { throw m.error("vlans", "expected at least one { vlan, vni } mapping") }
+                for (j, v) in list.enumerated() {
+                    let vm = try Mapping(v, path: "access[\(i)].vlans[\(j)]", allowed: ["vlan", "vni"])
+                    let vlan = UInt16(try vm.integer("vlan", in: 1...4094))
+                    let vni = try vm.vni("vni")
+                    if mappings.contains(where: { $0.vlan == vlan }) { throw vm.error("vlan", "VLAN \(vlan) is mapped twice") }
+                    guard segments.contains(where: { $0.vni == vni }) else {
+                        throw vm.error("vni", "VNI \(vni) is not declared under vnis")
+                    }
+                    mappings.append(.init(vlan: vlan, vni: vni))
+                }
+                access.append(.init(port: port, vlans: mappings))
             }
-            access.append(.init(port: port, vni: vni))
         }
 
         var neighbors: [VTEPConfiguration.Neighbor] = []

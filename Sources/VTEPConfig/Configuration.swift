@@ -24,9 +24,22 @@ public struct VTEPConfiguration: Sendable, Equatable {
         }
     }
 
+    /// An access port: untagged (the whole port in one VNI), or 802.1Q-tagged with each VLAN in its own VNI.
     public struct AccessPort: Sendable, Equatable {
         public var port: String
+        /// The VNI of untagged frames; nil for a tagged port.
+        public var vni: UInt32?
+        /// VLAN id -> VNI for a tagged port (the tag is removed on encapsulation and restored on decapsulation).
+        public var vlans: [VLANMapping]
+
+        public init(port: String, vni: UInt32) { self.port = port; self.vni = vni; self.vlans = [] }
+        public init(port: String, vlans: [VLANMapping]) { self.port = port; self.vni = nil; self.vlans = vlans }
+    }
+
+    public struct VLANMapping: Sendable, Equatable {
+        public var vlan: UInt16
         public var vni: UInt32
+        public init(vlan: UInt16, vni: UInt32) { self.vlan = vlan; self.vni = vni }
     }
 
     public struct Segment: Sendable, Equatable {

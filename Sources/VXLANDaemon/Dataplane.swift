@@ -49,7 +49,8 @@ public final class Dataplane: @unchecked Sendable {
             if ports.contains(where: { $0.id == port.id }) {
                 throw SetupError("access[\(i)].port: '\(a.port)' is port \(port.id), which is already in use")
             }
-            ports.append(port); roles.append(.access(vni: a.vni))
+            ports.append(port)
+            roles.append(a.vni.map { PortRole.access(vni: $0) } ?? .tagged(a.vlans))
         }
         self.ports = ports
         self.roles = roles
@@ -147,7 +148,9 @@ public final class Dataplane: @unchecked Sendable {
             let destination: String
             switch item.entry.target {
             case .tunnel(let t): destination = "remote " + (t < tunnels.count ? tunnels[t].description : "?")
-            case .port(let p): destination = "port " + (p < ports.count ? ports[p].name : "\(p)")
+            case .local(let e):
+                let (port, vlan) = tables.endpoint(e)
+                destination = "port " + (port < ports.count ? ports[port].name : "\(port)") + (vlan == 0 ? "" : " vlan \(vlan)")
             }
             return FDBReport.Entry(vni: item.entry.vni, mac: item.entry.mac.description, destination: destination,
                                    type: item.entry.isStatic ? "static" : "learned", ageSeconds: item.entry.isStatic ? nil : item.age)
@@ -195,10 +198,12 @@ public final class Dataplane: @unchecked Sendable {
             let link = port.link
             let role = roles[index]
             var vni: UInt32? = nil
+            var vlans: [String: UInt32]? = nil
             if case .access(let v) = role { vni = v }
+            if case .tagged(let mappings) = role { vlans = Dictionary(uniqueKeysWithValues: mappings.map { (String($0.vlan), $0.vni) }) }
             return PortsReport.Port(
                 index: index, name: port.name, portId: Int(port.id), driver: port.capabilities.driver,
-                role: role == .underlay ? "underlay" : "access", vni: vni,
+                role: role == .underlay ? "underlay" : "access", vni: vni, vlans: vlans,
                 mac: (role == .underlay ? tables.underlayMAC : MACAddress(bytes: port.macAddress)!).description,
                 ip: role == .underlay ? configuration.underlay.interface.description : nil,
                 linkUp: link.up, speedMbps: link.speedMbps, queues: port.queueCount,

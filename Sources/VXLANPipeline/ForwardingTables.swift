@@ -6,23 +6,27 @@ import VTEPConfig
 /// The role of each local port, in the order the dataplane numbered them.
 public enum PortRole: Equatable, Sendable {
     case underlay
+    /// Untagged: the whole port is one VNI.
     case access(vni: UInt32)
+    /// 802.1Q: each mapped VLAN is its own VNI; other frames are dropped.
+    case tagged([VTEPConfiguration.VLANMapping])
 }
 
-/// Where an FDB entry sends a frame, as the fast path stores it: a tunnel index, or a local access port.
+/// Where an FDB entry sends a frame, as the fast path stores it: a tunnel index, or a local endpoint (an access
+/// port, or one VLAN of a tagged access port).
 public enum FDBTarget: Equatable, Sendable {
     case tunnel(Int)
-    case port(Int)
+    case local(Int)
 
-    /// Tunnels are 0..<localBase; local port p is localBase + p.
+    /// Tunnels are 0..<localBase; local endpoint e is localBase + e.
     public static let localBase: Int32 = 1 << 24
 
-    public init(raw: Int32) { self = raw >= FDBTarget.localBase ? .port(Int(raw - FDBTarget.localBase)) : .tunnel(Int(raw)) }
+    public init(raw: Int32) { self = raw >= FDBTarget.localBase ? .local(Int(raw - FDBTarget.localBase)) : .tunnel(Int(raw)) }
 
     public var raw: Int32 {
         switch self {
         case .tunnel(let t): Int32(t)
-        case .port(let p): FDBTarget.localBase + Int32(p)
+        case .local(let e): FDBTarget.localBase + Int32(e)
         }
     }
 }
@@ -86,9 +90,18 @@ public final class ForwardingTables: @unchecked Sendable {
     public let segments: UnsafeMutablePointer<SegmentEntry>
     public let segmentCount: Int
     public let floodTunnels: UnsafeMutablePointer<Int32>
+    /// Per segment, from `accessStart`: the local endpoints in it.
     public let accessPorts: UnsafeMutablePointer<Int32>
-    /// For each local port: its segment index, or -1 for the underlay.
-    public let portSegment: UnsafeMutablePointer<Int32>
+    /// Local endpoints: (port, VLAN; 0 = untagged) pairs, each in one segment.
+    public let endpointPort: UnsafeMutablePointer<Int32>
+    public let endpointVLAN: UnsafeMutablePointer<UInt16>
+    public let endpointSegment: UnsafeMutablePointer<Int32>
+    public let endpointCount: Int
+    /// For each local port: its endpoint when untagged, `PortKind.underlay` or `PortKind.tagged`.
+    public let portEndpoint: UnsafeMutablePointer<Int32>
+    /// For tagged ports: `vlanEndpoint[port * 4096 + vid]`, -1 when the VLAN is not mapped.
+    public let vlanEndpoint: UnsafeMutablePointer<Int32>
+    public enum PortKind { public static let underlay: Int32 = -1, tagged: Int32 = -2 }
     /// (vni, MAC) -> position; no data in the hash itself.
     public let fdbHash: OpaquePointer
     public let fdbCapacity: Int
@@ -158,6 +171,15 @@ public final class ForwardingTables: @unchecked Sendable {
         qsbr = OpaquePointer(qsbrMemory)
         _ = rte_rcu_qsbr_init(qsbr, UInt32(maxReaders))
 
+        // Local endpoints in port order: an untagged port is one, a tagged port one per mapped VLAN.
+        var endpoints: [(port: Int, vlan: UInt16, vni: UInt32)] = []
+        for (port, role) in roles.enumerated() {
+            switch role {
+            case .underlay: break
+            case .access(let vni): endpoints.append((port, 0, vni))
+            case .tagged(let mappings): for m in mappings { endpoints.append((port, m.vlan, m.vni)) }
+            }
+        }
         var flood: [Int32] = []
         var access: [Int32] = []
         var segmentEntries: [SegmentEntry] = []
@@ -166,7 +188,7 @@ public final class ForwardingTables: @unchecked Sendable {
             let floodStart = flood.count
             for remote in segment.flood { pendingFlood.append((segment.vni, remote)); flood.append(Int32(pendingFlood.count - 1)) }
             let accessStart = access.count
-            for (port, role) in roles.enumerated() where role == .access(vni: segment.vni) { access.append(Int32(port)) }
+            for (e, endpoint) in endpoints.enumerated() where endpoint.vni == segment.vni { access.append(Int32(e)) }
             segmentEntries.append(SegmentEntry(vni: segment.vni, floodStart: Int32(floodStart), floodCount: Int32(flood.count - floodStart),
                                                accessStart: Int32(accessStart), accessCount: Int32(access.count - accessStart),
                                                learning: segment.learning))
@@ -178,8 +200,28 @@ public final class ForwardingTables: @unchecked Sendable {
         floodTunnels.initialize(from: flood, count: flood.count)
         accessPorts = .allocate(capacity: max(1, access.count))
         accessPorts.initialize(from: access, count: access.count)
-        portSegment = .allocate(capacity: max(1, roles.count))
-        portSegment.initialize(repeating: -1, count: max(1, roles.count))
+        endpointCount = endpoints.count
+        endpointPort = .allocate(capacity: max(1, endpoints.count))
+        endpointVLAN = .allocate(capacity: max(1, endpoints.count))
+        endpointSegment = .allocate(capacity: max(1, endpoints.count))
+        portEndpoint = .allocate(capacity: max(1, roles.count))
+        portEndpoint.initialize(repeating: PortKind.underlay, count: max(1, roles.count))
+        vlanEndpoint = .allocate(capacity: max(1, roles.count) * 4096)
+        vlanEndpoint.initialize(repeating: -1, count: max(1, roles.count) * 4096)
+        for (e, endpoint) in endpoints.enumerated() {
+            guard let s = configuration.segments.firstIndex(where: { $0.vni == endpoint.vni }) else {
+                throw SetupError("access port \(endpoint.port) names VNI \(endpoint.vni), which is not configured")
+            }
+            endpointPort[e] = Int32(endpoint.port)
+            endpointVLAN[e] = endpoint.vlan
+            endpointSegment[e] = Int32(s)
+            if endpoint.vlan == 0 {
+                portEndpoint[endpoint.port] = Int32(e)
+            } else {
+                portEndpoint[endpoint.port] = PortKind.tagged
+                vlanEndpoint[endpoint.port * 4096 + Int(endpoint.vlan)] = Int32(e)
+            }
+        }
 
         let id = dpdkObjectSerial.next()
         vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, segmentEntries.count * 2), keyLength: Self.keyLength)
@@ -191,14 +233,6 @@ public final class ForwardingTables: @unchecked Sendable {
         let rcuResult = rte_hash_rcu_qsbr_add(fdbHash, &rcu)
         guard rcuResult == 0 else { throw DPDKError("attaching RCU reclamation to the FDB", code: rcuResult) }
 
-        for (i, role) in roles.enumerated() {
-            if case .access(let vni) = role {
-                guard let s = configuration.segments.firstIndex(where: { $0.vni == vni }) else {
-                    throw SetupError("access port \(i) names VNI \(vni), which is not configured")
-                }
-                portSegment[i] = Int32(s)
-            }
-        }
         for (i, e) in segmentEntries.enumerated() {
             Self.writeVNIKey(key, vni: e.vni)
             let rc = rte_hash_add_key_data(vniHash, key, UnsafeMutableRawPointer(bitPattern: i + 1))
@@ -388,6 +422,9 @@ public final class ForwardingTables: @unchecked Sendable {
             .map { ($0, $0.isStatic ? 0 : now &- fdbLastSeen[Int($0.position)]) }
     }
 
+    /// The port and VLAN (0: untagged) of local endpoint `e`.
+    public func endpoint(_ e: Int) -> (port: Int, vlan: UInt16) { (Int(endpointPort[e]), endpointVLAN[e]) }
+
     public func learnedCount(vni: UInt32) -> Int {
         configuration.segments.firstIndex { $0.vni == vni }.map { learnedPerSegment[$0] } ?? 0
     }
@@ -416,7 +453,8 @@ public final class ForwardingTables: @unchecked Sendable {
         segments.deallocate()
         floodTunnels.deallocate()
         accessPorts.deallocate()
-        portSegment.deallocate()
+        endpointPort.deallocate(); endpointVLAN.deallocate(); endpointSegment.deallocate()
+        portEndpoint.deallocate(); vlanEndpoint.deallocate()
     }
 }
 

@@ -85,6 +85,10 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case slowPathBusy
     /// Unicast whose destination MAC was learned behind the port it came in on.
     case samePort
+    /// Access frame on a VLAN the port does not map (or tagged on an untagged port, or untagged on a tagged one).
+    case vlanNotMapped
+    /// Decapsulated frame carrying an 802.1Q tag (RFC 7348: discard unless configured).
+    case innerVLAN
 
     public var name: String {
         switch self {
@@ -109,6 +113,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .neighborUnresolved: "neighbor_unresolved"
         case .slowPathBusy: "slow_path_busy"
         case .samePort: "same_port"
+        case .vlanNotMapped: "vlan_not_mapped"
+        case .innerVLAN: "inner_vlan"
         }
     }
 }

@@ -162,8 +162,8 @@ public final class UnderlayControl: @unchecked Sendable {
         let (vni, mac, request) = LearnEvent.decode(w0, w1)
         let target: FDBTarget
         switch request {
-        case .port(let p):
-            target = .port(p)
+        case .port(let e):
+            target = .local(e)
         case .remote(let ip):
             guard let t = tables.tunnel(vni: vni, remote: ip) else { count(.noTunnel); return }
             target = .tunnel(t)

@@ -61,7 +61,11 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let segments: UnsafeMutablePointer<ForwardingTables.SegmentEntry>
     @usableFromInline let floodTunnels: UnsafeMutablePointer<Int32>
     @usableFromInline let accessPorts: UnsafeMutablePointer<Int32>
-    @usableFromInline let portSegment: UnsafeMutablePointer<Int32>
+    @usableFromInline let endpointPort: UnsafeMutablePointer<Int32>
+    @usableFromInline let endpointVLAN: UnsafeMutablePointer<UInt16>
+    @usableFromInline let endpointSegment: UnsafeMutablePointer<Int32>
+    @usableFromInline let portEndpoint: UnsafeMutablePointer<Int32>
+    @usableFromInline let vlanEndpoint: UnsafeMutablePointer<Int32>
     @usableFromInline let fdbHash: OpaquePointer
     @usableFromInline let fdbTarget: UnsafeMutablePointer<Int32>
     @usableFromInline let fdbLastSeen: UnsafeMutablePointer<UInt32>
@@ -97,6 +101,8 @@ public struct VXLANProcessor: BurstProcessor {
     /// Decap: the outer source address, and the inner destination's FDB target (or `flood`).
     @usableFromInline let outerSource: UnsafeMutablePointer<UInt32>
     @usableFromInline let innerTarget: UnsafeMutablePointer<Int32>
+    /// Encap: the local endpoint each frame came from.
+    @usableFromInline let ingress: UnsafeMutablePointer<Int32>
     @usableFromInline let injectBuffer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 
     @usableFromInline static let maxBurst = 64
@@ -120,7 +126,11 @@ public struct VXLANProcessor: BurstProcessor {
         segments = tables.segments
         floodTunnels = tables.floodTunnels
         accessPorts = tables.accessPorts
-        portSegment = tables.portSegment
+        endpointPort = tables.endpointPort
+        endpointVLAN = tables.endpointVLAN
+        endpointSegment = tables.endpointSegment
+        portEndpoint = tables.portEndpoint
+        vlanEndpoint = tables.vlanEndpoint
         fdbHash = tables.fdbHash
         fdbTarget = tables.fdbTarget
         fdbLastSeen = tables.fdbLastSeen
@@ -147,6 +157,7 @@ public struct VXLANProcessor: BurstProcessor {
         innerLength = .allocate(capacity: n); innerLength.initialize(repeating: 0, count: n)
         outerSource = .allocate(capacity: n); outerSource.initialize(repeating: 0, count: n)
         innerTarget = .allocate(capacity: n); innerTarget.initialize(repeating: 0, count: n)
+        ingress = .allocate(capacity: n); ingress.initialize(repeating: 0, count: n)
         injectBuffer = .allocate(capacity: 32); injectBuffer.initialize(repeating: nil, count: 32)
         tables.registerReader(reader)
     }
@@ -157,6 +168,7 @@ public struct VXLANProcessor: BurstProcessor {
         fdbCache.deallocate(); vniCache.deallocate()
         destinations.deallocate(); sources.deallocate(); vnis.deallocate()
         state.deallocate(); aux.deallocate(); innerLength.deallocate(); outerSource.deallocate(); innerTarget.deallocate()
+        ingress.deallocate()
         injectBuffer.deallocate()
     }
 
@@ -192,11 +204,11 @@ public struct VXLANProcessor: BurstProcessor {
         // Bursts larger than the scratch space (not produced by PollingCore) are handled in slices.
         while start < n {
             let slice = min(n &- start, Self.maxBurst)
-            let segment = portSegment[port]
-            if segment < 0 {
+            let kind = portEndpoint[port]
+            if kind == ForwardingTables.PortKind.underlay {
                 decapsulate(packets + start, count: slice, now: now, tx: tx)
             } else {
-                encapsulate(packets + start, count: slice, segment: Int(segment), port: port, now: now, tx: tx)
+                encapsulate(packets + start, count: slice, port: port, endpoint: kind, now: now, tx: tx)
             }
             start &+= slice
         }
@@ -271,15 +283,17 @@ public struct VXLANProcessor: BurstProcessor {
     }
 
     /// Checks the queued sources in bulk; reports new or moved ones to the slow path.
-    /// - Parameters: expected: local-port target, or -1 for "behind the packet's outer source" (`outerSource`).
+    /// - Parameter local: true for access frames (expected behind their ingress endpoint), false for decapsulated
+    ///   ones (expected behind a tunnel to their outer source).
     @inlinable @inline(__always)
-    func resolveSources(expected: Int32, now: UInt32) {
+    func resolveSources(expected local: Int32, now: UInt32) {
         let n = sources.count
         if n == 0 { return }
         _ = rte_hash_lookup_bulk(fdbHash, sources.keyPointers, UInt32(n), sources.positions)
         for k in 0..<n {
             let owner = Int(sources.owner[k])
-            let remote = expected >= 0 ? 0 : outerSource[owner]
+            let expected = local >= 0 ? FDBTarget.localBase &+ ingress[owner] : -1
+            let remote = local >= 0 ? 0 : outerSource[owner]
             let position = sources.positions[k]
             if position >= 0 {
                 let target = vx_load_acquire_i32(fdbTarget + Int(position))
@@ -312,55 +326,78 @@ public struct VXLANProcessor: BurstProcessor {
 
     // MARK: - Access -> underlay
 
+    /// Access -> underlay. `endpoint` is the port's endpoint when it is untagged, `PortKind.tagged` otherwise
+    /// (each frame's VLAN then picks it).
     @inlinable
-    func encapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, segment: Int, port: Int, now: UInt32, tx: TxStage) {
-        let entry = segments[segment]
-        let vni = entry.vni
-        let learning = entry.learning && slowPath != nil
-        let here = FDBTarget.localBase &+ Int32(truncatingIfNeeded: port)
+    func encapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, port: Int, endpoint portEndpoint: Int32,
+                     now: UInt32, tx: TxStage) {
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
-            let length = Int(vx_mbuf_pkt_len(m))
-            innerLength[i] = Int32(truncatingIfNeeded: length)
-            if length < VXLANLayout.minimumInnerFrame || Int(vx_mbuf_data_len(m)) < VXLANLayout.minimumInnerFrame {
+            if Int(vx_mbuf_data_len(m)) < VXLANLayout.minimumInnerFrame {
                 state[i] = Self.dropped; drop(m, .runtFrame); continue
             }
+            // Which endpoint (and so which VNI): the port's, or its VLAN's, with the tag removed.
+            var endpoint = portEndpoint
+            let tagged = load16(vx_mbuf_data(m), 12) == VXLANLayout.etherTypeVLAN
+            if endpoint >= 0 {
+                if tagged { state[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
+            } else {
+                let vid = tagged && vx_mbuf_data_len(m) >= 18 ? Int(load16(vx_mbuf_data(m), 14) & 0x0FFF) : 0
+                endpoint = vid == 0 ? -1 : vlanEndpoint[port &* 4096 &+ vid]
+                if endpoint < 0 || vx_vlan_strip(m) != 0 { state[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
+            }
+            ingress[i] = endpoint
+            let segment = Int(endpointSegment[Int(endpoint)])
+            let entry = segments[segment]
+            let length = Int(vx_mbuf_pkt_len(m))
+            innerLength[i] = Int32(truncatingIfNeeded: length)
+            if length < VXLANLayout.minimumInnerFrame { state[i] = Self.dropped; drop(m, .runtFrame); continue }
             if length > maxInnerFrame { state[i] = Self.dropped; drop(m, .overMTU); continue }
             let frame = vx_mbuf_data(m)
             // Pass 2 may write 50 bytes in front of the frame: that line is cold, so ask for it now.
             vx_mbuf_prefetch_headroom_for_write(m)
             let hash = vx_mbuf_has_rss_hash(m) != 0 ? vx_mbuf_rss_hash(m) : innerFlowHash(frame, length: length)
             aux[i] = Int32(vxlanSourcePort(flowHash: hash))
-            if learning && frame.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
-                let (s0, s1) = Self.fdbKey(vni: vni, frame + 6)
-                checkSource(i, s0, s1, expected: here, remote: 0, now: now)
+            if entry.learning && slowPath != nil && frame.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
+                let (s0, s1) = Self.fdbKey(vni: entry.vni, frame + 6)
+                checkSource(i, s0, s1, expected: FDBTarget.localBase &+ endpoint, remote: 0, now: now)
             }
             if frame.load(as: UInt8.self) & 1 == 1 {
                 state[i] = Self.flood                      // broadcast or multicast
             } else {
-                let (d0, d1) = Self.fdbKey(vni: vni, frame)
+                let (d0, d1) = Self.fdbKey(vni: entry.vni, frame)
                 lookUpDestination(i, d0, d1, into: state)
             }
         }
         let unknown = resolveDestinations(into: state)
         if unknown > 0 { count(.unknownUnicast, UInt64(unknown)) }
-        resolveSources(expected: here, now: now)
+        resolveSources(expected: 0, now: now)
         for i in 0..<n {
             let s = state[i]
             if s == Self.dropped { continue }
             let m = packets[i].unsafelyUnwrapped
+            let from = ingress[i]
             if s == Self.flood {
-                flood(m, segment: segment, ingress: port, innerLength: Int(innerLength[i]), sourcePort: UInt16(truncatingIfNeeded: aux[i]), tx: tx)
+                flood(m, segment: Int(endpointSegment[Int(from)]), ingress: from, innerLength: Int(innerLength[i]),
+                      sourcePort: UInt16(truncatingIfNeeded: aux[i]), tx: tx)
             } else if s < FDBTarget.localBase {
                 push(m, tunnel: Int(s), innerLength: Int(innerLength[i]), sourcePort: UInt16(truncatingIfNeeded: aux[i]), tx: tx)
-            } else if s == here {
+            } else if s &- FDBTarget.localBase == from {
                 drop(m, .samePort)
             } else {
-                tx.push(m, to: Int(s &- FDBTarget.localBase))
+                send(m, toEndpoint: s &- FDBTarget.localBase, tx: tx)
                 count(.switchedLocally)
             }
         }
+    }
+
+    /// Stages a frame on a local endpoint, adding its VLAN tag when it has one.
+    @inlinable @inline(__always)
+    func send(_ m: OpaquePointer, toEndpoint e: Int32, tx: TxStage) {
+        let vlan = endpointVLAN[Int(e)]
+        if vlan != 0 && vx_vlan_insert(m, vlan) != 0 { drop(m, .noHeadroom); return }
+        tx.push(m, to: Int(endpointPort[Int(e)]))
     }
 
     /// Prepends the tunnel's template, patches the per-packet fields and stages the packet on the underlay.
@@ -387,7 +424,7 @@ public struct VXLANProcessor: BurstProcessor {
     /// BUM from an access port: a copy to every other local port of the VNI, and by head-end replication one
     /// to every remote in its flood list. The original goes out last.
     @inline(never) @usableFromInline
-    func flood(_ m: OpaquePointer, segment: Int, ingress: Int, innerLength: Int, sourcePort: UInt16, tx: TxStage) {
+    func flood(_ m: OpaquePointer, segment: Int, ingress: Int32, innerLength: Int, sourcePort: UInt16, tx: TxStage) {
         let entry = segments[segment]
         let localCount = Int(entry.accessCount), remoteCount = Int(entry.floodCount)
         let destinations = remoteCount &+ localCount &- 1        // the ingress port is one of the local ones
@@ -396,8 +433,8 @@ public struct VXLANProcessor: BurstProcessor {
         var sent = 0
         for d in 0..<(localCount &+ remoteCount) {
             let isLocal = d < localCount
-            let port = isLocal ? Int(accessPorts[Int(entry.accessStart) &+ d]) : -1
-            if isLocal && port == ingress { continue }
+            let endpoint = isLocal ? accessPorts[Int(entry.accessStart) &+ d] : -1
+            if isLocal && endpoint == ingress { continue }
             sent &+= 1
             let packet: OpaquePointer
             if sent == destinations {
@@ -409,7 +446,7 @@ public struct VXLANProcessor: BurstProcessor {
                 continue
             }
             if isLocal {
-                tx.push(packet, to: port)
+                send(packet, toEndpoint: endpoint, tx: tx)
                 count(.localFloodCopies)
             } else {
                 count(.floodCopies)
@@ -472,8 +509,8 @@ public struct VXLANProcessor: BurstProcessor {
             if excess > 0 { _ = vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) }
             let target = innerTarget[i]
             // Split horizon: a decapsulated frame only ever goes to local ports of its own VNI.
-            if target >= FDBTarget.localBase && portSegment[Int(target &- FDBTarget.localBase)] == s {
-                tx.push(m, to: Int(target &- FDBTarget.localBase))
+            if target >= FDBTarget.localBase && endpointSegment[Int(target &- FDBTarget.localBase)] == s {
+                send(m, toEndpoint: target &- FDBTarget.localBase, tx: tx)
                 count(.decapsulated)
             } else {
                 deliver(m, segment: Int(s), tx: tx)
@@ -539,6 +576,7 @@ public struct VXLANProcessor: BurstProcessor {
         }
         let vxlan = udp &+ VXLANLayout.udpLength
         if f.load(fromByteOffset: vxlan, as: UInt8.self) & VXLANLayout.flagI == 0 { return DropReason.badFlags.rawValue }
+        if load16(f, headers &+ 12) == VXLANLayout.etherTypeVLAN { return DropReason.innerVLAN.rawValue }
         // Strict: flags exactly I, reserved bytes 1-3 and 7 zero.
         if strict && (load32(f, vxlan) != 0x0800_0000 || f.load(fromByteOffset: vxlan &+ 7, as: UInt8.self) != 0) {
             return DropReason.reservedBits.rawValue
@@ -570,7 +608,7 @@ public struct VXLANProcessor: BurstProcessor {
     func deliver(_ m: OpaquePointer, segment: Int, tx: TxStage) {
         let entry = segments[segment]
         if entry.accessCount == 1 {
-            tx.push(m, to: Int(accessPorts[Int(entry.accessStart)]))
+            send(m, toEndpoint: accessPorts[Int(entry.accessStart)], tx: tx)
             count(.decapsulated)
             return
         }
@@ -587,7 +625,7 @@ public struct VXLANProcessor: BurstProcessor {
                 counters[PipelineCounterLayout.slot(.copyFailed)] &+= 1
                 continue
             }
-            tx.push(copy, to: Int(accessPorts[Int(entry.accessStart) &+ p]))
+            send(copy, toEndpoint: accessPorts[Int(entry.accessStart) &+ p], tx: tx)
         }
         count(.decapsulated)
     }

@@ -63,6 +63,25 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertTrue(c.neighbors.isEmpty)
     }
 
+    func testTaggedAccessPortsMapEachVLANToAVNI() throws {
+        let c = try ConfigParser.parse("""
+            underlay: { port: p0, ip: 10.99.0.1/24 }
+            access: [ { port: p1, vlans: [ { vlan: 10, vni: 42 }, { vlan: 20, vni: 43 } ] }, { port: p2, vni: 42 } ]
+            vnis: [ { vni: 42 }, { vni: 43 } ]
+            """)
+        XCTAssertEqual(c.access, [.init(port: "p1", vlans: [.init(vlan: 10, vni: 42), .init(vlan: 20, vni: 43)]), .init(port: "p2", vni: 42)])
+        let base = "underlay: { port: p0, ip: 10.99.0.1/24 }\nvnis: [ { vni: 42 } ]\n"
+        assertError(base + "access: [ { port: p1, vni: 42, vlans: [ { vlan: 10, vni: 42 } ] } ]",
+                    "access[0].vlans (line 3): give either vni (an untagged port) or vlans (a tagged port), not both")
+        assertError(base + "access: [ { port: p1, vlans: [ { vlan: 4095, vni: 42 } ] } ]",
+                    "access[0].vlans[0].vlan (line 3): expected an integer from 1 to 4094, got '4095'")
+        assertError(base + "access: [ { port: p1, vlans: [ { vlan: 10, vni: 42 }, { vlan: 10, vni: 42 } ] } ]",
+                    "access[0].vlans[1].vlan (line 3): VLAN 10 is mapped twice")
+        assertError(base + "access: [ { port: p1, vlans: [ { vlan: 10, vni: 7 } ] } ]",
+                    "access[0].vlans[0].vni (line 3): VNI 7 is not declared under vnis")
+        assertError(base + "access: [ { port: p1 } ]", "access[0].vni (line 3): required key is missing (or give vlans for a tagged port)")
+    }
+
     func testUnquotedMACThatLooksLikeBase60IsAMAC() throws {
         let c = try ConfigParser.parse(Self.valid.replacingOccurrences(of: "mac: 02:00:00:00:00:01", with: "mac: 12:00:00:00:00:01"))
         XCTAssertEqual(c.underlay.mac?.description, "12:00:00:00:00:01")

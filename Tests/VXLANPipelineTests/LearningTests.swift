@@ -100,14 +100,14 @@ final class LearningTests: XCTestCase {
         let broadcast = frame(from: Self.vmA, to: "ff:ff:ff:ff:ff:ff")
         var out = run(a: [broadcast])
         XCTAssertEqual(out.b, [broadcast]); XCTAssertEqual(out.a, []); XCTAssertEqual(out.underlay.count, 1)
-        XCTAssertEqual(entry(Self.vmA)?.target, .port(1))
+        XCTAssertEqual(entry(Self.vmA)?.target, .local(0))
         XCTAssertEqual(pipeline(.localFloodCopies), 1)
         // B to A: switched between the access ports, never tunnelled.
         let unicast = frame(from: Self.vmB, to: Self.vmA)
         out = run(b: [unicast])
         XCTAssertEqual(out.a, [unicast]); XCTAssertEqual(out.b, []); XCTAssertEqual(out.underlay, [])
         XCTAssertEqual(pipeline(.switchedLocally), 1)
-        XCTAssertEqual(entry(Self.vmB)?.target, .port(2))
+        XCTAssertEqual(entry(Self.vmB)?.target, .local(1))
         // From the tunnel to A: delivered to A's port only.
         let fromFar = frame(from: Self.remoteVM, to: Self.vmA)
         out = run(underlay: [fromRemote(fromFar)])
@@ -121,7 +121,7 @@ final class LearningTests: XCTestCase {
     func testAMACThatMovesFollows() throws {
         try build()
         run(a: [frame(from: Self.vmA, to: "ff:ff:ff:ff:ff:ff")])
-        XCTAssertEqual(entry(Self.vmA)?.target, .port(1))
+        XCTAssertEqual(entry(Self.vmA)?.target, .local(0))
         run(underlay: [fromRemote(frame(from: Self.vmA, to: "ff:ff:ff:ff:ff:ff"))])      // now behind 10.99.0.5
         guard case .tunnel(let t)? = entry(Self.vmA)?.target else { return XCTFail("not moved") }
         XCTAssertEqual(tables.tunnels[t].remote, IPv4Address("10.99.0.5"))

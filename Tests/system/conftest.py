@@ -63,6 +63,17 @@ class Vxland:
                 raise AssertionError(f"condition not reached; last stats: {json.dumps(stats['totals'], indent=1)}")
             time.sleep(0.1)
 
+    def wait_until_neighbors_reachable(self, timeout=10.0):
+        """Waits for ARP to resolve every next hop (a first frame to an unresolved one is dropped, by design)."""
+        deadline = time.time() + timeout
+        while True:
+            neighbors = json.loads(self.ctl("show", "neighbors", "--json").stdout)["neighbors"]
+            if neighbors and all(n["state"] in ("reachable", "permanent") for n in neighbors):
+                return neighbors
+            if time.time() > deadline:
+                raise AssertionError(f"next hops not resolved: {neighbors}")
+            time.sleep(0.05)
+
     def stop(self):
         """SIGTERM, wait, and return the exit status and the log."""
         if self.process.poll() is None:
