@@ -28,11 +28,11 @@ def kernel_vxlan_counter(name):
 @pytest.fixture
 def testbed(tmp_path):
     config = tmp_path / "topology.yaml"
-    sh(str(TOPOLOGY), "up", PREFIX, str(config))
     eal = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
            "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"]
     daemon = None
     try:
+        sh(str(TOPOLOGY), "up", PREFIX, str(config))
         daemon = Vxland(tmp_path, eal, config.read_text(), netns=DP)
         yield daemon
     finally:

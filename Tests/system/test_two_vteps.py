@@ -35,9 +35,9 @@ def fdb(daemon):
 def testbed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("two-vteps")
     config = tmp / "topology.yaml"
-    sh(str(TOPOLOGY), "up", PREFIX, str(config), "2", str(AGEING))
     daemon = None
     try:
+        sh(str(TOPOLOGY), "up", PREFIX, str(config), "2", str(AGEING))
         daemon = Vxland(tmp, ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
                               "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"],
                         config.read_text(), netns=PREFIX + "dp")

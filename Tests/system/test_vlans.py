@@ -15,9 +15,9 @@ def sh(*args, check=True):
 
 def test_two_vlans_on_one_port_reach_two_vnis(tmp_path):
     config = tmp_path / "topology.yaml"
-    sh(str(TOPOLOGY), "up", PREFIX, str(config), "1", "300", "vlans")
     daemon = None
     try:
+        sh(str(TOPOLOGY), "up", PREFIX, str(config), "1", "300", "vlans")
         daemon = Vxland(tmp_path, ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
                                    "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"],
                         config.read_text(), netns=PREFIX + "dp")
