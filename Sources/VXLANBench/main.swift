@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Skip the testpmd floor.") var skipTestpmd = false
     @Flag(help: "Use 2 MiB hugepages (hugepages-setup.sh) instead of --no-huge, for both testpmd and vxland.") var hugepages = false
     @Option(help: "Distinct inner flows in the replayed traffic.") var flows: Int = 256
+    @Option(help: "Measurements per scenario (testpmd too); the best is reported, as the least disturbed by other load.")
+    var repeats: Int = 3
 
     func run() throws {
         let frameSizes = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -44,8 +46,11 @@ struct Bench: ParsableCommand {
 
         if !skipTestpmd {
             for i in scenarios.indices {
-                scenarios[i].testpmdMpps = try TestpmdFloor.measure(binary: testpmd, pcap: scenarios[i].pcap, seconds: seconds,
-                                                                     memory: memory, tag: "\(getpid())\(i)")
+                for r in 0..<max(1, repeats) {
+                    let rate = try TestpmdFloor.measure(binary: testpmd, pcap: scenarios[i].pcap, seconds: seconds,
+                                                        memory: memory, tag: "\(getpid())\(i)_\(r)")
+                    scenarios[i].testpmdMpps = max(scenarios[i].testpmdMpps ?? 0, rate)
+                }
             }
         }
 
@@ -55,7 +60,7 @@ struct Bench: ParsableCommand {
         guard let worker = EAL.workerLcores.first else { throw ValidationError("needs two lcores (a control and a polling core)") }
         let interposed = MallocCounter.isActive
         for i in scenarios.indices {
-            try scenarios[i].measureDataplane(on: worker, seconds: seconds, index: i)
+            for r in 0..<max(1, repeats) { try scenarios[i].measureDataplane(on: worker, seconds: seconds, index: i * 100 + r) }
         }
         report(scenarios, mallocCounted: interposed)
     }
@@ -65,7 +70,7 @@ struct Bench: ParsableCommand {
             .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?
             .trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         print("\nvxlan-bench: one polling core, \(EAL.version), \(cpu), \(hugepages ? "2 MiB hugepages" : "--no-huge"), "
-              + "\(flows) flows, \(String(format: "%.0f", seconds)) s per scenario")
+              + "\(flows) flows, best of \(max(1, repeats)) x \(String(format: "%.0f", seconds)) s per scenario (testpmd likewise)")
         print("input: net_pcap infinite_rx=1 replay; output: net_null (no-rx=1); encap traffic to \(Scenario.Kind.remoteMACs) remote MACs\n")
         var rows = [["scenario", "inner B", "wire B in", "vxland Mpps", "testpmd io Mpps", "ratio", "Gbit/s out", "allocs/pkt"]]
         for s in scenarios {
@@ -140,8 +145,9 @@ struct Scenario {
         let drops = dataplane.statsReport().totals.dropsTotal
         dataplane.stop()
         precondition(drops == 0, "benchmark traffic was dropped (\(drops)): the scenario is wrong")
-        mpps = Double(end - start) / elapsed / 1e6
-        allocationsPerPacket = Double(mallocs) / Double(max(1, end - start))
+        let rate = Double(end - start) / elapsed / 1e6
+        if rate > mpps { mpps = rate }
+        allocationsPerPacket = max(allocationsPerPacket, Double(mallocs) / Double(max(1, end - start)))
         FileHandle.standardError.write("\(kind.rawValue) \(innerSize) B: \(String(format: "%.2f", mpps)) Mpps, \(mallocs) allocations in the window\n".data(using: .utf8)!)
     }
 }

@@ -331,6 +331,11 @@ public struct VXLANProcessor: BurstProcessor {
     @inlinable
     func encapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, port: Int, endpoint portEndpoint: Int32,
                      now: UInt32, tx: TxStage) {
+        // An untagged port's segment is the same for the whole burst: read it once.
+        let fixedSegment = portEndpoint >= 0 ? Int(endpointSegment[Int(portEndpoint)]) : -1
+        let fixedEntry = segments[max(fixedSegment, 0)]
+        // Last-key check (as VPP does): a burst from one VM mostly repeats its source MAC; check it once.
+        var lastSource: (UInt64, UInt64, Int32) = (0, 0, -1)
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
@@ -348,8 +353,7 @@ public struct VXLANProcessor: BurstProcessor {
                 if endpoint < 0 || vx_vlan_strip(m) != 0 { state[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
             }
             ingress[i] = endpoint
-            let segment = Int(endpointSegment[Int(endpoint)])
-            let entry = segments[segment]
+            let entry = fixedSegment >= 0 ? fixedEntry : segments[Int(endpointSegment[Int(endpoint)])]
             let length = Int(vx_mbuf_pkt_len(m))
             innerLength[i] = Int32(truncatingIfNeeded: length)
             if length < VXLANLayout.minimumInnerFrame { state[i] = Self.dropped; drop(m, .runtFrame); continue }
@@ -361,7 +365,10 @@ public struct VXLANProcessor: BurstProcessor {
             aux[i] = Int32(vxlanSourcePort(flowHash: hash))
             if entry.learning && slowPath != nil && frame.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
                 let (s0, s1) = Self.fdbKey(vni: entry.vni, frame + 6)
-                checkSource(i, s0, s1, expected: FDBTarget.localBase &+ endpoint, remote: 0, now: now)
+                if s0 != lastSource.0 || s1 != lastSource.1 || endpoint != lastSource.2 {
+                    checkSource(i, s0, s1, expected: FDBTarget.localBase &+ endpoint, remote: 0, now: now)
+                    lastSource = (s0, s1, endpoint)
+                }
             }
             if frame.load(as: UInt8.self) & 1 == 1 {
                 state[i] = Self.flood                      // broadcast or multicast
@@ -460,6 +467,9 @@ public struct VXLANProcessor: BurstProcessor {
 
     @inlinable
     func decapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, now: UInt32, tx: TxStage) {
+        // Last-key checks: consecutive packets mostly share the VNI and the inner source.
+        var lastVNI: UInt64 = .max, lastSegment: Int32 = -1
+        var lastSource: (UInt64, UInt64, UInt32) = (0, 0, 0)
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
@@ -470,11 +480,18 @@ public struct VXLANProcessor: BurstProcessor {
                 continue
             }
             let w0 = UInt64(UInt32(bitPattern: state[i]))   // validate left the VNI there
+            if w0 == lastVNI {
+                state[i] = lastSegment
+                classifyInner(m, index: i, segment: lastSegment, now: now, lastSource: &lastSource)
+                continue
+            }
             let slot = vniCache.slot(w0, 0)
             let cached = vniCache.lookup(w0, 0, slot: slot)
             if cached.value >= 0 {
                 state[i] = cached.value
-                classifyInner(m, index: i, segment: cached.value, now: now)
+                lastVNI = w0
+                lastSegment = cached.value
+                classifyInner(m, index: i, segment: cached.value, now: now, lastSource: &lastSource)
                 continue
             }
             state[i] = Self.lookup
@@ -489,7 +506,7 @@ public struct VXLANProcessor: BurstProcessor {
                     let segment = Int32(truncatingIfNeeded: Int(bitPattern: vnis.data[k]) &- 1)
                     state[owner] = segment
                     vniCache.insert(vnis.word0(k), 0, slot: Int(vnis.slot[k]), value: segment)
-                    classifyInner(packets[owner].unsafelyUnwrapped, index: owner, segment: segment, now: now)
+                    classifyInner(packets[owner].unsafelyUnwrapped, index: owner, segment: segment, now: now, lastSource: &lastSource)
                 } else {
                     state[owner] = Self.dropped
                     drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
@@ -521,12 +538,16 @@ public struct VXLANProcessor: BurstProcessor {
     /// Inner addresses of a frame in a known segment: the destination picks the local port (lookup queued when
     /// not cached), the source is learned behind the outer source address.
     @inlinable @inline(__always)
-    func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32) {
+    func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32, lastSource: inout (UInt64, UInt64, UInt32)) {
         let entry = segments[Int(segment)]
         let inner = vx_mbuf_data(m) + Int(aux[i])
         if entry.learning && slowPath != nil && inner.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
             let (s0, s1) = Self.fdbKey(vni: entry.vni, inner + 6)
-            checkSource(i, s0, s1, expected: -1, remote: outerSource[i], now: now)
+            let remote = outerSource[i]
+            if s0 != lastSource.0 || s1 != lastSource.1 || remote != lastSource.2 {
+                checkSource(i, s0, s1, expected: -1, remote: remote, now: now)
+                lastSource = (s0, s1, remote)
+            }
         }
         if inner.load(as: UInt8.self) & 1 == 1 || entry.accessCount <= 1 {
             innerTarget[i] = Self.flood                    // one local port, or BUM: no lookup needed
