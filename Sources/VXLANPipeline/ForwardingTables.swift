@@ -195,7 +195,10 @@ public final class ForwardingTables: @unchecked Sendable {
         }
         segmentCount = segmentEntries.count
         segments = .allocate(capacity: max(1, segmentEntries.count))
-        segments.initialize(from: segmentEntries, count: segmentEntries.count)
+        // Never uninitialised, even with no VNI (the fast path may read slot 0 speculatively).
+        let padded = segmentEntries.isEmpty
+            ? [SegmentEntry(vni: 0, floodStart: 0, floodCount: 0, accessStart: 0, accessCount: 0, learning: false)] : segmentEntries
+        segments.initialize(from: padded, count: padded.count)
         floodTunnels = .allocate(capacity: max(1, flood.count))
         floodTunnels.initialize(from: flood, count: flood.count)
         accessPorts = .allocate(capacity: max(1, access.count))
