@@ -23,49 +23,56 @@ public enum TestEAL {
     }
 }
 
-/// A net_ring port whose RX ring the test fills and whose TX ring the test drains.
+/// A net_ring port whose RX rings the test fills and whose TX rings the test drains (one ring per queue).
 public final class RingPort {
     public let name: String
     public let id: UInt16
-    let rxRing: OpaquePointer
-    let txRing: OpaquePointer
+    let rxRings: [OpaquePointer]
+    let txRings: [OpaquePointer]
 
-    /// - Parameter txSize: TX ring size (a power of two); a small one makes `rte_eth_tx_burst` refuse packets.
-    public init(txSize: UInt32 = 1024) throws {
+    /// - Parameters:
+    ///   - txSize: TX ring size (a power of two); a small one makes `rte_eth_tx_burst` refuse packets.
+    ///   - queues: RX and TX queues (one ring each).
+    public init(txSize: UInt32 = 1024, queues: Int = 1) throws {
         let tag = TestEAL.uniqueName("r")
         name = "net_ring_\(tag)"
-        guard let rx = rte_ring_create("rx_\(tag)", 1024, Int32(SOCKET_ID_ANY), UInt32(RING_F_SP_ENQ | RING_F_SC_DEQ)),
-              let tx = rte_ring_create("tx_\(tag)", txSize, Int32(SOCKET_ID_ANY), UInt32(RING_F_SP_ENQ | RING_F_SC_DEQ)) else {
-            throw DPDKError.fromErrno("creating rings for \(name)")
+        var rx: [OpaquePointer?] = [], tx: [OpaquePointer?] = []
+        for q in 0..<queues {
+            guard let r = rte_ring_create("rx\(q)_\(tag)", 1024, Int32(SOCKET_ID_ANY), UInt32(RING_F_SP_ENQ | RING_F_SC_DEQ)),
+                  let t = rte_ring_create("tx\(q)_\(tag)", txSize, Int32(SOCKET_ID_ANY), UInt32(RING_F_SP_ENQ | RING_F_SC_DEQ)) else {
+                throw DPDKError.fromErrno("creating rings for \(name)")
+            }
+            rx.append(r); tx.append(t)
         }
-        rxRing = rx; txRing = tx
-        var rxs: OpaquePointer? = rx
-        var txs: OpaquePointer? = tx
-        let port = rte_eth_from_rings(tag, &rxs, 1, &txs, 1, 0)   // the PMD names it net_ring_<tag>
+        rxRings = rx.map { $0! }; txRings = tx.map { $0! }
+        let port = rte_eth_from_rings(tag, &rx, UInt32(queues), &tx, UInt32(queues), 0)   // the PMD names it net_ring_<tag>
         guard port >= 0 else { throw DPDKError.fromErrno("creating ring port \(name)") }
         id = UInt16(port)
     }
 
-    /// Queues mbufs as if the wire had delivered them.
-    public func inject(_ packets: [OpaquePointer]) {
+    /// Queues mbufs on RX queue `queue` as if the wire had delivered them.
+    public func inject(_ packets: [OpaquePointer], queue: Int = 0) {
         var objects: [UnsafeMutableRawPointer?] = packets.map { UnsafeMutableRawPointer($0) }
-        let n = rte_ring_enqueue_burst(rxRing, &objects, UInt32(objects.count), nil)
+        let n = rte_ring_enqueue_burst(rxRings[queue], &objects, UInt32(objects.count), nil)
         precondition(n == packets.count, "RX ring full")
     }
 
-    /// Everything the port transmitted since the last call, as bytes; the mbufs are freed.
-    public func drain() -> [[UInt8]] {
+    /// Everything transmitted on TX queue `queue` (all queues when nil) since the last call; the mbufs are freed.
+    public func drain(queue: Int? = nil) -> [[UInt8]] {
         var frames: [[UInt8]] = []
         var objects = [UnsafeMutableRawPointer?](repeating: nil, count: 64)
-        while true {
-            let n = Int(rte_ring_dequeue_burst(txRing, &objects, 64, nil))
-            if n == 0 { return frames }
-            for i in 0..<n {
-                let m = OpaquePointer(objects[i]!)
-                frames.append(Mbuf.bytes(m))
-                vx_mbuf_free(m)
+        for ring in queue.map({ [txRings[$0]] }) ?? txRings {
+            while true {
+                let n = Int(rte_ring_dequeue_burst(ring, &objects, 64, nil))
+                if n == 0 { break }
+                for i in 0..<n {
+                    let m = OpaquePointer(objects[i]!)
+                    frames.append(Mbuf.bytes(m))
+                    vx_mbuf_free(m)
+                }
             }
         }
+        return frames
     }
 
     /// Removes the port (closing it) and its rings.
@@ -74,8 +81,7 @@ public final class RingPort {
             _ = rte_eth_dev_stop(id)
             _ = rte_eth_dev_close(id)
         }
-        rte_ring_free(rxRing)
-        rte_ring_free(txRing)
+        for r in rxRings + txRings { rte_ring_free(r) }
     }
 }
 

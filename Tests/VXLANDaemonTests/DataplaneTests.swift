@@ -60,6 +60,36 @@ final class DataplaneTests: XCTestCase {
         XCTAssertEqual(dataplane.pool.available, dataplane.pool.capacity, "mbufs leaked")
     }
 
+    /// Two polling cores: each reads and sends on its own queue of every port, counts on its own, and the
+    /// slow path's RCU publication waits for both.
+    func testTwoPollingCoresEachOwnTheirQueues() throws {
+        try TestEAL.start()
+        let u = try RingPort(queues: 2), a = try RingPort(queues: 2)
+        defer { u.destroy(); a.destroy() }
+        let dataplane = try Dataplane(configuration: try config(underlay: u.name, access: [a.name]), lcores: [0, 1])
+        try dataplane.startPorts()
+        let inner = Frames.innerUDP(dst: "02:00:00:00:42:02", src: "02:00:00:00:42:01")
+        a.inject((0..<3).map { _ in Mbuf.make(inner, pool: dataplane.pool) }, queue: 0)
+        a.inject((0..<5).map { _ in Mbuf.make(inner, pool: dataplane.pool) }, queue: 1)
+        dataplane.pollOnce()
+        XCTAssertEqual(u.drain(queue: 0).count, 3, "core 0 sends on queue 0")
+        XCTAssertEqual(u.drain(queue: 1).count, 5, "core 1 sends on queue 1")
+        let stats = dataplane.statsReport()
+        XCTAssertEqual(stats.cores.map { $0.ports[1].counters["rx_packets"] }, [3, 5])
+        XCTAssertEqual(stats.totals.ports[1].counters["rx_packets"], 8)
+        XCTAssertEqual(stats.totals.pipeline["encapsulated"], 8)
+
+        // A header copy is reused only once both cores passed a quiescent state.
+        let tables = dataplane.tables
+        XCTAssertTrue(tables.publish(mac: MACAddress("02:00:00:00:00:0a"), tunnel: 0))
+        XCTAssertFalse(tables.publish(mac: MACAddress("02:00:00:00:00:0b"), tunnel: 0))
+        dataplane.pollOnce()                                        // both cores: one round each
+        XCTAssertTrue(tables.publish(mac: MACAddress("02:00:00:00:00:0b"), tunnel: 0))
+
+        dataplane.stop()
+        XCTAssertEqual(dataplane.pool.available, dataplane.pool.capacity, "mbufs leaked")
+    }
+
     func testAPortThatDoesNotExistIsNamed() throws {
         try TestEAL.start()
         let u = try RingPort()
