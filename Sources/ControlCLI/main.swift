@@ -39,6 +39,17 @@ func perform<T>(_ body: () throws -> T) throws -> T {
 
 extension CLIError: LocalizedError { var errorDescription: String? { description } }
 
+/// The shape of every `show` command: the daemon's JSON as it is with `--json`, else the report rendered.
+func show<Report: Decodable>(_ method: String, params: [String: String] = [:], connection: ConnectionOptions, json: Bool,
+                             as type: Report.Type, render: (Report) -> String) throws {
+    let client = try connection.client()
+    if json {
+        print(String(decoding: try perform { try client.call(method, params: params) }, as: UTF8.self))
+    } else {
+        print(render(try perform { try client.call(method, params: params, as: Report.self) }), terminator: "")
+    }
+}
+
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, FDB.self, Neighbors.self])
 
@@ -48,12 +59,7 @@ struct Show: ParsableCommand {
         @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
 
         func run() throws {
-            let client = try connection.client()
-            if json {
-                print(String(decoding: try perform { try client.call("show.ports") }, as: UTF8.self))
-            } else {
-                print(Render.ports(try perform { try client.call("show.ports", as: PortsReport.self) }), terminator: "")
-            }
+            try show("show.ports", connection: connection, json: json, as: PortsReport.self, render: Render.ports)
         }
     }
 
@@ -64,12 +70,7 @@ struct Show: ParsableCommand {
         @Flag(name: .customLong("per-core"), help: "Also show each polling core's counters.") var perCore = false
 
         func run() throws {
-            let client = try connection.client()
-            if json {
-                print(String(decoding: try perform { try client.call("show.stats") }, as: UTF8.self))
-            } else {
-                print(Render.stats(try perform { try client.call("show.stats", as: StatsReport.self) }, perCore: perCore), terminator: "")
-            }
+            try show("show.stats", connection: connection, json: json, as: StatsReport.self) { Render.stats($0, perCore: perCore) }
         }
     }
 }
@@ -83,13 +84,8 @@ extension Show {
         @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
 
         func run() throws {
-            let client = try connection.client()
-            let params = vni.map { ["vni": String($0)] } ?? [:]
-            if json {
-                print(String(decoding: try perform { try client.call("show.fdb", params: params) }, as: UTF8.self))
-            } else {
-                print(Render.fdb(try perform { try client.call("show.fdb", params: params, as: FDBReport.self) }), terminator: "")
-            }
+            try show("show.fdb", params: vni.map { ["vni": String($0)] } ?? [:], connection: connection, json: json,
+                     as: FDBReport.self, render: Render.fdb)
         }
     }
 
@@ -99,12 +95,7 @@ extension Show {
         @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
 
         func run() throws {
-            let client = try connection.client()
-            if json {
-                print(String(decoding: try perform { try client.call("show.neighbors") }, as: UTF8.self))
-            } else {
-                print(Render.neighbors(try perform { try client.call("show.neighbors", as: NeighborsReport.self) }), terminator: "")
-            }
+            try show("show.neighbors", connection: connection, json: json, as: NeighborsReport.self, render: Render.neighbors)
         }
     }
 }

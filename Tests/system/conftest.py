@@ -1,4 +1,5 @@
 """Helpers for the system tests: run vxland as a real process, talk to it with vxlanctl, stop it by PID."""
+import contextlib
 import json
 import os
 import signal
@@ -87,6 +88,27 @@ class Vxland:
         self.log.close()
         subprocess.run(["rm", "-rf", f"/var/run/dpdk/{self.prefix}"], check=False)
         return self.process.returncode, self.log_path.read_text()
+
+
+AF_PACKET_EAL = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
+                 "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"]
+
+
+@contextlib.contextmanager
+def netns_testbed(tmp_path: Path, prefix: str, *topology_args: str):
+    """The namespace test bed (scripts/netns-topology.sh) with vxland running between its ports; torn down
+    afterwards, even when it was only half built."""
+    config = tmp_path / "topology.yaml"
+    daemon = None
+    try:
+        subprocess.run([str(TOPOLOGY), "up", prefix, str(config), *topology_args], check=True, capture_output=True, timeout=60)
+        daemon = Vxland(tmp_path, AF_PACKET_EAL, config.read_text(), netns=prefix + "dp")
+        yield daemon
+    finally:
+        if daemon:
+            status, log = daemon.stop()
+            assert status == 0, log
+        subprocess.run([str(TOPOLOGY), "down", prefix], check=False, capture_output=True, timeout=60)
 
 
 def port_counters(stats, port):

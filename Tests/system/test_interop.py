@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import TOPOLOGY, Vxland, nonzero_drops, port_counters
+from conftest import netns_testbed, nonzero_drops, port_counters
 
 PREFIX = f"vxt{os.getpid() % 100000}-"
 VM, DP, HV = PREFIX + "vm", PREFIX + "dp", PREFIX + "hv"
@@ -27,19 +27,8 @@ def kernel_vxlan_counter(name):
 
 @pytest.fixture
 def testbed(tmp_path):
-    config = tmp_path / "topology.yaml"
-    eal = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
-           "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"]
-    daemon = None
-    try:
-        sh(str(TOPOLOGY), "up", PREFIX, str(config))
-        daemon = Vxland(tmp_path, eal, config.read_text(), netns=DP)
+    with netns_testbed(tmp_path, PREFIX) as daemon:
         yield daemon
-    finally:
-        if daemon:
-            status, log = daemon.stop()
-            assert status == 0, log
-        sh(str(TOPOLOGY), "down", PREFIX)
 
 
 def test_ping_both_ways_through_the_linux_vxlan_driver(testbed):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import TOPOLOGY, Vxland, port_counters
+from conftest import netns_testbed, port_counters
 
 PREFIX = f"vy{os.getpid() % 100000}-"
 VM, HV1, HV2 = PREFIX + "vm", PREFIX + "hv", PREFIX + "hv2"
@@ -33,20 +33,8 @@ def fdb(daemon):
 
 @pytest.fixture(scope="module")
 def testbed(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("two-vteps")
-    config = tmp / "topology.yaml"
-    daemon = None
-    try:
-        sh(str(TOPOLOGY), "up", PREFIX, str(config), "2", str(AGEING))
-        daemon = Vxland(tmp, ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
-                              "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"],
-                        config.read_text(), netns=PREFIX + "dp")
+    with netns_testbed(tmp_path_factory.mktemp("two-vteps"), PREFIX, "2", str(AGEING)) as daemon:
         yield daemon
-    finally:
-        if daemon:
-            status, log = daemon.stop()
-            assert status == 0, log
-        sh(str(TOPOLOGY), "down", PREFIX)
 
 
 def test_flooding_reaches_both_remotes_and_everything_is_learned(testbed):

@@ -4,7 +4,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import TOPOLOGY, Vxland
+from conftest import netns_testbed
 
 PREFIX = f"vz{os.getpid() % 100000}-"
 
@@ -14,13 +14,7 @@ def sh(*args, check=True):
 
 
 def test_two_vlans_on_one_port_reach_two_vnis(tmp_path):
-    config = tmp_path / "topology.yaml"
-    daemon = None
-    try:
-        sh(str(TOPOLOGY), "up", PREFIX, str(config), "1", "300", "vlans")
-        daemon = Vxland(tmp_path, ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
-                                   "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"],
-                        config.read_text(), netns=PREFIX + "dp")
+    with netns_testbed(tmp_path, PREFIX, "1", "300", "vlans") as daemon:
         daemon.wait_until_neighbors_reachable()
         # The VM (scapy, tagged frames) ARPs for and pings the remote VM of each VNI; Linux answers on vx42 / vx43.
         vm = sh("ip", "netns", "exec", PREFIX + "vm", "/usr/bin/python3", str(Path(__file__).with_name("vlan_vm.py")))
@@ -42,8 +36,3 @@ def test_two_vlans_on_one_port_reach_two_vnis(tmp_path):
         assert ports[1]["vlans"] == {"10": 42, "20": 43}
         stats = daemon.stats()
         assert stats["totals"]["drops"]["vlan_not_mapped"] == 0 and stats["totals"]["drops"]["inner_vlan"] == 0
-    finally:
-        if daemon:
-            status, log = daemon.stop()
-            assert status == 0, log
-        sh(str(TOPOLOGY), "down", PREFIX)
