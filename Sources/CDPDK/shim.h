@@ -127,16 +127,16 @@ static inline unsigned vx_ring_dequeue_burst(struct rte_ring *r, void **objs, un
     return rte_ring_dequeue_burst(r, objs, n, NULL);
 }
 static inline unsigned vx_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
-/// Rings of 16-byte records (learning events): created with rte_ring_create_elem(name, 16, ...).
-static inline struct rte_ring *vx_ring16_create(const char *name, unsigned count) {
-    return rte_ring_create_elem(name, 16, count, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+/// Rings of 32-byte records (learning events): created with rte_ring_create_elem(name, 32, ...).
+static inline struct rte_ring *vx_ring32_create(const char *name, unsigned count) {
+    return rte_ring_create_elem(name, 32, count, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
 }
-static inline int vx_ring16_enqueue(struct rte_ring *r, uint64_t w0, uint64_t w1) {
-    uint64_t obj[2] = { w0, w1 };
-    return rte_ring_enqueue_elem(r, obj, 16);
+static inline int vx_ring32_enqueue(struct rte_ring *r, uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3) {
+    uint64_t obj[4] = { w0, w1, w2, w3 };
+    return rte_ring_enqueue_elem(r, obj, 32);
 }
-static inline unsigned vx_ring16_dequeue_burst(struct rte_ring *r, uint64_t *out, unsigned n) {
-    return rte_ring_dequeue_burst_elem(r, out, 16, n, NULL);
+static inline unsigned vx_ring32_dequeue_burst(struct rte_ring *r, uint64_t *out, unsigned n) {
+    return rte_ring_dequeue_burst_elem(r, out, 32, n, NULL);
 }
 static inline void vx_qsbr_quiescent(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_quiescent(v, id); }
 static inline void vx_qsbr_online(struct rte_rcu_qsbr *v, unsigned id) { rte_rcu_qsbr_thread_online(v, id); }
@@ -144,6 +144,23 @@ static inline void vx_qsbr_offline(struct rte_rcu_qsbr *v, unsigned id) { rte_rc
 static inline uint64_t vx_qsbr_start(struct rte_rcu_qsbr *v) { return rte_rcu_qsbr_start(v); }
 /// 1 when every online reader has passed a quiescent state since `token` was taken; never waits.
 static inline int vx_qsbr_check(struct rte_rcu_qsbr *v, uint64_t token) { return rte_rcu_qsbr_check(v, token, false); }
+
+// --- IPv6 checksums ---------------------------------------------------------------------------
+/// Folded ones'-complement sum of `len` bytes at `off` in the packet (across segments), native word order.
+static inline uint16_t vx_mbuf_raw_cksum(const struct rte_mbuf *m, uint32_t off, uint32_t len) {
+    uint16_t sum = 0;
+    if (rte_raw_cksum_mbuf(m, off, len, &sum) != 0) return 0;
+    return sum;
+}
+/// 0 when the UDP (or ICMPv6) checksum of the IPv6 packet at `l3_off` (next header at `l4_off`) is right.
+static inline int vx_ipv6_l4_cksum_verify(const struct rte_mbuf *m, uint16_t l3_off, uint16_t l4_off) {
+    const struct rte_ipv6_hdr *ip6 = rte_pktmbuf_mtod_offset(m, const struct rte_ipv6_hdr *, l3_off);
+    return rte_ipv6_udptcp_cksum_mbuf_verify(m, ip6, l4_off);
+}
+/// The UDP/ICMPv6 checksum for the IPv6 header at `ip6` and its upper layer at `l4` (contiguous).
+static inline uint16_t vx_ipv6_l4_cksum(const void *ip6, const void *l4) {
+    return rte_ipv6_udptcp_cksum((const struct rte_ipv6_hdr *)ip6, l4);
+}
 
 // --- lcores -----------------------------------------------------------------------------------
 static inline unsigned vx_lcore_id(void) { return rte_lcore_id(); }

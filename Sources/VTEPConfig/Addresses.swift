@@ -79,3 +79,109 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address as the low 48 bits of an integer, first byte most significant.
     public var integer: UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IPv6 address, 16 bytes in network order. Parsed and printed by the C library (RFC 4291/5952 forms).
+public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 16 else { return nil }
+        self.bytes = bytes
+    }
+
+    public init?(_ text: some StringProtocol) {
+        var raw = in6_addr()
+        guard String(text).withCString({ inet_pton(AF_INET6, $0, &raw) }) == 1 else { return nil }
+        bytes = withUnsafeBytes(of: raw) { Array($0) }
+    }
+
+    public var description: String {
+        var raw = in6_addr()
+        withUnsafeMutableBytes(of: &raw) { $0.copyBytes(from: bytes) }
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        _ = inet_ntop(AF_INET6, &raw, &buffer, socklen_t(buffer.count))
+        return String(cString: buffer)
+    }
+
+    public var isMulticast: Bool { bytes[0] == 0xFF }
+    public var isUnspecified: Bool { bytes.allSatisfy { $0 == 0 } }
+    public var isLinkLocal: Bool { bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80 }
+    /// The solicited-node multicast address Neighbor Discovery sends solicitations to (ff02::1:ffXX:XXXX).
+    public var solicitedNode: IPv6Address {
+        IPv6Address(bytes: [0xFF, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xFF, bytes[13], bytes[14], bytes[15]])!
+    }
+    /// The two 8-byte halves as native-order loads of the bytes (how the fast path compares addresses).
+    public var words: (UInt64, UInt64) {
+        bytes.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    }
+    public static func < (a: IPv6Address, b: IPv6Address) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+}
+
+/// An IPv6 interface address with its prefix length, as in `fd00::1/64`.
+public struct IPv6Interface: Hashable, Sendable, CustomStringConvertible {
+    public var address: IPv6Address
+    public var prefixLength: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPv6Address(parts[0]),
+              parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let length = Int(parts[1]), (1...128).contains(length) else { return nil }
+        self.address = address; self.prefixLength = length
+    }
+
+    public func contains(_ other: IPv6Address) -> Bool {
+        for i in 0..<16 {
+            let bits = min(8, max(0, prefixLength - i * 8))
+            if bits == 0 { return true }
+            let mask: UInt8 = bits == 8 ? 0xFF : ~(0xFF >> bits)
+            if address.bytes[i] & mask != other.bytes[i] & mask { return false }
+        }
+        return true
+    }
+
+    public var description: String { "\(address)/\(prefixLength)" }
+}
+
+/// A remote VTEP or neighbor address of either family (a VNI may mix them).
+public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
+    case v4(IPv4Address)
+    case v6(IPv6Address)
+
+    public init?(_ text: some StringProtocol) {
+        if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
+    }
+
+    public var description: String {
+        switch self {
+        case .v4(let a): a.description
+        case .v6(let a): a.description
+        }
+    }
+
+    public var isMulticast: Bool {
+        switch self {
+        case .v4(let a): a.isMulticast
+        case .v6(let a): a.isMulticast
+        }
+    }
+
+    public var isUnspecified: Bool {
+        switch self {
+        case .v4(let a): a.isUnspecified || a.isLimitedBroadcast
+        case .v6(let a): a.isUnspecified
+        }
+    }
+
+    public static func < (a: IPAddress, b: IPAddress) -> Bool {
+        switch (a, b) {
+        case (.v4(let x), .v4(let y)): x < y
+        case (.v6(let x), .v6(let y)): x < y
+        case (.v4, .v6): true
+        case (.v6, .v4): false
+        }
+    }
+}

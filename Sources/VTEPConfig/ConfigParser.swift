@@ -45,10 +45,16 @@ public enum ConfigParser {
         let top = try Mapping(root, path: "", allowed: ["underlay", "access", "vnis", "fdb", "neighbors", "resources"])
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
-                            allowed: ["port", "ip", "mac", "mtu", "udp_port", "ttl", "gateway", "neighbor_timeout", "strict"])
+                            allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict"])
+        guard u.optional("ip") != nil || u.optional("ip6") != nil else {
+            throw u.error("ip", "required key is missing (give ip, ip6 or both)")
+        }
         var underlay = VTEPConfiguration.Underlay(
             port: try u.port("port"),
-            interface: try u.parse("ip", expected: "an IPv4 address with prefix length, such as 10.99.0.1/24") { IPv4Interface($0) })
+            interface: u.optional("ip") == nil ? nil
+                : try u.parse("ip", expected: "an IPv4 address with prefix length, such as 10.99.0.1/24") { IPv4Interface($0) },
+            interface6: u.optional("ip6") == nil ? nil
+                : try u.parse("ip6", expected: "an IPv6 address with prefix length, such as fd00::1/64") { IPv6Interface($0) })
         if let _ = u.optional("mac") {
             let mac = try u.parse("mac", expected: "a MAC address such as 02:00:00:00:00:01") { MACAddress($0) }
             guard !mac.isMulticast, !mac.isZero else { throw u.error("mac", "\(mac) is not a unicast address") }
@@ -61,16 +67,30 @@ public enum ConfigParser {
         if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
         if u.optional("gateway") != nil {
             let gateway = try u.parse("gateway", expected: "an IPv4 address") { IPv4Address($0) }
-            guard underlay.interface.contains(gateway), gateway != underlay.interface.address,
-                  gateway != underlay.interface.broadcast || underlay.interface.prefixLength >= 31 else {
-                throw u.error("gateway", "\(gateway) is not another host on the underlay subnet \(underlay.interface)")
+            guard let interface = underlay.interface else { throw u.error("gateway", "an IPv4 gateway needs an IPv4 ip") }
+            guard interface.contains(gateway), gateway != interface.address,
+                  gateway != interface.broadcast || interface.prefixLength >= 31 else {
+                throw u.error("gateway", "\(gateway) is not another host on the underlay subnet \(interface)")
             }
             underlay.gateway = gateway
         }
-        let address = underlay.address
-        guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast,
-              underlay.interface.prefixLength == 32 || address != underlay.interface.broadcast else {
-            throw u.error("ip", "\(underlay.interface) cannot be a VTEP address")
+        if u.optional("gateway6") != nil {
+            let gateway = try u.parse("gateway6", expected: "an IPv6 address") { IPv6Address($0) }
+            guard let interface6 = underlay.interface6 else { throw u.error("gateway6", "an IPv6 gateway needs an ip6") }
+            guard gateway != interface6.address, !gateway.isMulticast, interface6.contains(gateway) || gateway.isLinkLocal else {
+                throw u.error("gateway6", "\(gateway) is not another host on the underlay prefix \(interface6)")
+            }
+            underlay.gateway6 = gateway
+        }
+        if let interface = underlay.interface {
+            let address = interface.address
+            guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast,
+                  interface.prefixLength == 32 || address != interface.broadcast else {
+                throw u.error("ip", "\(interface) cannot be a VTEP address")
+            }
+        }
+        if let interface6 = underlay.interface6, interface6.address.isMulticast || interface6.address.isUnspecified {
+            throw u.error("ip6", "\(interface6) cannot be a VTEP address")
         }
 
         var segments: [VTEPConfiguration.Segment] = []
@@ -78,10 +98,10 @@ public enum ConfigParser {
             let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood", "learning", "ageing", "max_learned"])
             let vni = try m.vni("vni")
             if segments.contains(where: { $0.vni == vni }) { throw m.error("vni", "VNI \(vni) is declared twice") }
-            var flood: [IPv4Address] = []
+            var flood: [IPAddress] = []
             for (j, f) in try m.sequence("flood").enumerated() {
                 let key = "flood[\(j)]"
-                let ip = try m.parseScalar(f, key: key, expected: "an IPv4 address") { IPv4Address($0) }
+                let ip = try m.parseScalar(f, key: key, expected: "an IPv4 or IPv6 address") { IPAddress($0) }
                 try checkRemote(ip, underlay: underlay, m: m, key: key)
                 if flood.contains(ip) { throw m.error(key, "\(ip) is listed twice") }
                 flood.append(ip)
@@ -131,7 +151,7 @@ public enum ConfigParser {
         var neighbors: [VTEPConfiguration.Neighbor] = []
         for (i, node) in try top.sequence("neighbors").enumerated() {
             let m = try Mapping(node, path: "neighbors[\(i)]", allowed: ["ip", "mac"])
-            let ip = try m.parse("ip", expected: "an IPv4 address") { IPv4Address($0) }
+            let ip = try m.parse("ip", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
             let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:00:02") { MACAddress($0) }
             guard !mac.isMulticast, !mac.isZero else { throw m.error("mac", "\(mac) is not a unicast address") }
             if neighbors.contains(where: { $0.ip == ip }) { throw m.error("ip", "\(ip) is listed twice") }
@@ -149,7 +169,7 @@ public enum ConfigParser {
             guard !mac.isMulticast, !mac.isZero else {
                 throw m.error("mac", "\(mac) is not a unicast address (broadcast and multicast follow the flood list)")
             }
-            let remote = try m.parse("remote", expected: "an IPv4 address") { IPv4Address($0) }
+            let remote = try m.parse("remote", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
             try checkRemote(remote, underlay: underlay, m: m, key: "remote")
             if fdb.contains(where: { $0.vni == vni && $0.mac == mac }) {
                 throw m.error("mac", "\(mac) already has an entry in VNI \(vni)")
@@ -158,17 +178,29 @@ public enum ConfigParser {
         }
 
         // Every remote needs a next hop on the underlay subnet, whose MAC ARP (or a static neighbor) gives.
-        let offLink = "is not on the underlay subnet \(underlay.interface) and no underlay.gateway is configured"
+        func offLink(_ remote: IPAddress) -> String {
+            switch remote {
+            case .v4: underlay.interface.map { "remote \(remote) is not on the underlay subnet \($0) and no underlay.gateway is configured" }
+                ?? "remote \(remote) is IPv4 but the VTEP has no IPv4 address (underlay.ip)"
+            case .v6: underlay.interface6.map { "remote \(remote) is not on the underlay prefix \($0) and no underlay.gateway6 is configured" }
+                ?? "remote \(remote) is IPv6 but the VTEP has no IPv6 address (underlay.ip6)"
+            }
+        }
         for (i, s) in segments.enumerated() {
             for (j, ip) in s.flood.enumerated() where underlay.nextHop(for: ip) == nil {
-                throw ConfigError("vnis[\(i)].flood[\(j)]", line: nil, "remote \(ip) \(offLink)")
+                throw ConfigError("vnis[\(i)].flood[\(j)]", line: nil, offLink(ip))
             }
         }
         for (i, e) in fdb.enumerated() where underlay.nextHop(for: e.remote) == nil {
-            throw ConfigError("fdb[\(i)].remote", line: nil, "remote \(e.remote) \(offLink)")
+            throw ConfigError("fdb[\(i)].remote", line: nil, offLink(e.remote))
         }
-        for (i, n) in neighbors.enumerated() where !underlay.interface.contains(n.ip) {
-            throw ConfigError("neighbors[\(i)].ip", line: nil, "\(n.ip) is not on the underlay subnet \(underlay.interface)")
+        for (i, n) in neighbors.enumerated() {
+            let onLink: Bool
+            switch n.ip {
+            case .v4(let a): onLink = underlay.interface?.contains(a) ?? false
+            case .v6(let a): onLink = (underlay.interface6?.contains(a) ?? false) || (a.isLinkLocal && underlay.interface6 != nil)
+            }
+            if !onLink { throw ConfigError("neighbors[\(i)].ip", line: nil, "\(n.ip) is not on an underlay subnet of this VTEP") }
         }
 
         var resources = VTEPConfiguration.Resources()
@@ -192,9 +224,11 @@ public enum ConfigParser {
                                  neighbors: neighbors, resources: resources)
     }
 
-    private static func checkRemote(_ ip: IPv4Address, underlay: VTEPConfiguration.Underlay, m: Mapping, key: String) throws {
-        if ip == underlay.address { throw m.error(key, "\(ip) is this VTEP's own address") }
-        if ip.isMulticast || ip.isUnspecified || ip.isLimitedBroadcast {
+    private static func checkRemote(_ ip: IPAddress, underlay: VTEPConfiguration.Underlay, m: Mapping, key: String) throws {
+        if ip == .v4(underlay.address) || underlay.address6.map({ ip == .v6($0) }) == true {
+            throw m.error(key, "\(ip) is this VTEP's own address")
+        }
+        if ip.isMulticast || ip.isUnspecified {
             throw m.error(key, "\(ip) is not a unicast address (multicast underlays are not supported)")
         }
     }

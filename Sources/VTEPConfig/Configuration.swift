@@ -3,7 +3,10 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public struct Underlay: Sendable, Equatable {
         /// DPDK port name (`net_af_packet0`, `0000:01:00.0`) or numeric port id.
         public var port: String
-        public var interface: IPv4Interface
+        /// The VTEP's IPv4 address, if it has one (it needs an IPv4 or an IPv6 address, and may have both).
+        public var interface: IPv4Interface?
+        /// The VTEP's IPv6 address, if it has one.
+        public var interface6: IPv6Interface?
         /// Source MAC of outer frames; nil means the port's own address.
         public var mac: MACAddress?
         /// IP MTU of the underlay: outer IPv4 header + UDP + VXLAN + inner frame must fit.
@@ -12,15 +15,32 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var ttl: UInt8 = 64
         /// Next hop for remote VTEPs outside the underlay subnet; must be on the subnet itself.
         public var gateway: IPv4Address?
+        /// The same for IPv6 remotes outside the IPv6 prefix.
+        public var gateway6: IPv6Address?
         /// Seconds a MAC learned by ARP is used before it is confirmed again.
         public var neighborTimeout: Int = 300
         /// Drop VXLAN whose reserved bits are not zero (RFC 7348 says ignore them; Linux and OVS drop).
         public var strict: Bool = false
-        public var address: IPv4Address { interface.address }
+        /// The VTEP's addresses as operators write them: "10.99.0.1/24", "fd00::1/64" or both.
+        public var addressesDescription: String {
+            [interface?.description, interface6?.description].compactMap { $0 }.joined(separator: ", ")
+        }
 
-        /// Whom to ARP for to reach `remote`: itself when on-link, else the gateway.
-        public func nextHop(for remote: IPv4Address) -> IPv4Address? {
-            interface.contains(remote) ? remote : gateway
+        /// The IPv4 VTEP address (0.0.0.0 when the VTEP has none: no IPv4 packet is then ours).
+        public var address: IPv4Address { interface?.address ?? IPv4Address(0) }
+        public var address6: IPv6Address? { interface6?.address }
+
+        /// Whose MAC to resolve (ARP or Neighbor Discovery) to reach `remote`: itself when on-link, else the
+        /// gateway of its family; nil when the VTEP has no address of that family or no route.
+        public func nextHop(for remote: IPAddress) -> IPAddress? {
+            switch remote {
+            case .v4(let a):
+                guard let interface else { return nil }
+                return interface.contains(a) ? remote : gateway.map(IPAddress.v4)
+            case .v6(let a):
+                guard let interface6 else { return nil }
+                return interface6.contains(a) ? remote : gateway6.map(IPAddress.v6)
+            }
         }
     }
 
@@ -44,8 +64,8 @@ public struct VTEPConfiguration: Sendable, Equatable {
 
     public struct Segment: Sendable, Equatable {
         public var vni: UInt32
-        /// Remote VTEPs that get a copy of broadcast, multicast and unknown-unicast frames.
-        public var flood: [IPv4Address]
+        /// Remote VTEPs that get a copy of broadcast, multicast and unknown-unicast frames (either family).
+        public var flood: [IPAddress]
         /// Learn source MACs: inner source -> outer source IP on decap, source -> access port locally.
         public var learning: Bool = true
         /// Seconds a learned MAC stays without being seen (static entries never age).
@@ -53,7 +73,7 @@ public struct VTEPConfiguration: Sendable, Equatable {
         /// Learned entries allowed in this VNI (Linux vxlan's maxaddress); 0 means no limit.
         public var maxLearned: Int = 0
 
-        public init(vni: UInt32, flood: [IPv4Address], learning: Bool = true, ageing: Int = 300, maxLearned: Int = 0) {
+        public init(vni: UInt32, flood: [IPAddress], learning: Bool = true, ageing: Int = 300, maxLearned: Int = 0) {
             self.vni = vni; self.flood = flood; self.learning = learning; self.ageing = ageing; self.maxLearned = maxLearned
         }
     }
@@ -61,11 +81,11 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public struct FDBEntry: Sendable, Equatable {
         public var vni: UInt32
         public var mac: MACAddress
-        public var remote: IPv4Address
+        public var remote: IPAddress
     }
 
     public struct Neighbor: Sendable, Equatable {
-        public var ip: IPv4Address
+        public var ip: IPAddress
         public var mac: MACAddress
     }
 
@@ -90,13 +110,15 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public static let maxVNI: UInt32 = 0xFF_FFFF
     /// Outer IPv4 (20) + UDP (8) + VXLAN (8): what encapsulation adds to the inner frame at the IP layer.
     public static let ipv4Overhead = 36
+    /// Outer IPv6 (40) + UDP (8) + VXLAN (8).
+    public static let ipv6Overhead = 56
 
     public func segment(_ vni: UInt32) -> Segment? { segments.first { $0.vni == vni } }
     /// Every remote VTEP named by a flood list or an FDB entry.
-    public var remotes: [IPv4Address] {
-        var seen: [IPv4Address] = []
+    public var remotes: [IPAddress] {
+        var seen: [IPAddress] = []
         for r in segments.flatMap(\.flood) + fdb.map(\.remote) where !seen.contains(r) { seen.append(r) }
         return seen
     }
-    public func neighbor(_ ip: IPv4Address) -> Neighbor? { neighbors.first { $0.ip == ip } }
+    public func neighbor(_ ip: IPAddress) -> Neighbor? { neighbors.first { $0.ip == ip } }
 }

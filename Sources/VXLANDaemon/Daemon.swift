@@ -40,7 +40,7 @@ public enum ControlMethods {
         case "show.config":
             let c = dataplane.configuration
             return try encoder.encode([
-                "underlay": "\(c.underlay.port) \(c.underlay.interface) mtu \(c.underlay.mtu) udp \(c.underlay.udpPort) ttl \(c.underlay.ttl)",
+                "underlay": "\(c.underlay.port) \(c.underlay.addressesDescription) mtu \(c.underlay.mtu) udp \(c.underlay.udpPort) ttl \(c.underlay.ttl)",
                 "vnis": c.segments.map { "\($0.vni) flood [\($0.flood.map(\.description).joined(separator: ", "))]" }.joined(separator: "; "),
                 "fdb_entries": String(c.fdb.count),
             ])
@@ -115,7 +115,7 @@ public enum Daemon {
         }
 
         for (i, port) in dataplane.ports.enumerated() {
-            let role = dataplane.roles[i] == .underlay ? "underlay \(configuration.underlay.interface)" : "access"
+            let role = dataplane.roles[i] == .underlay ? "underlay \(configuration.underlay.addressesDescription)" : "access"
             logger.info("port \(i): \(port.name) (id \(port.id), \(port.capabilities.driver)) \(role), \(port.queueCount) queue(s)")
         }
         logger.info("\(dataplane.underlay.tunnelRemotes().count) tunnel(s), \(configuration.fdb.count) static FDB entries; polling on lcore(s) \(lcores.map(String.init).joined(separator: ",")); control socket \(options.socketPath)")

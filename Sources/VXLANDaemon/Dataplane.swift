@@ -205,7 +205,7 @@ public final class Dataplane: @unchecked Sendable {
                 index: index, name: port.name, portId: Int(port.id), driver: port.capabilities.driver,
                 role: role == .underlay ? "underlay" : "access", vni: vni, vlans: vlans,
                 mac: (role == .underlay ? tables.underlayMAC : MACAddress(bytes: port.macAddress)!).description,
-                ip: role == .underlay ? configuration.underlay.interface.description : nil,
+                ip: role == .underlay ? configuration.underlay.addressesDescription : nil,
                 linkUp: link.up, speedMbps: link.speedMbps, queues: port.queueCount,
                 txOffloads: port.enabledTxOffloads == vx_tx_offload_multi_segs() ? ["multi_segs"] : (port.enabledTxOffloads == 0 ? [] : ["0x" + String(port.enabledTxOffloads, radix: 16)]),
                 hardware: ["rx_packets": hw.rxPackets, "tx_packets": hw.txPackets, "rx_bytes": hw.rxBytes, "tx_bytes": hw.txBytes,

@@ -43,11 +43,13 @@ public enum FDBTarget: Equatable, Sendable {
 public final class ForwardingTables: @unchecked Sendable {
     public struct Tunnel: Sendable, Equatable {
         public var vni: UInt32
-        public var remote: IPv4Address
+        public var remote: IPAddress
         /// Whose MAC goes into the outer Ethernet header: the remote itself, or the gateway when off-link.
-        public var nextHop: IPv4Address
-        /// The headers with the next hop's MAC left zero; each published copy fills it in.
-        public var template: OuterHeaderTemplate
+        public var nextHop: IPAddress
+        /// The headers (50 bytes over IPv4, 70 over IPv6) with the next hop's MAC left zero; each published copy
+        /// fills it in.
+        public var header: [UInt8]
+        public var isIPv6: Bool
     }
 
     /// Per segment (VNI): where its flood list and access ports start in the index arrays, and its policy.
@@ -69,7 +71,7 @@ public final class ForwardingTables: @unchecked Sendable {
         public var position: Int32
     }
 
-    public static let templateStride = 64
+    public static let templateStride = 128
     /// Both hashes use 16-byte keys: DPDK compares those with one vector instruction, shorter ones with memcmp.
     public static let keyLength = 16
 
@@ -86,6 +88,9 @@ public final class ForwardingTables: @unchecked Sendable {
     public let activeCopy: UnsafeMutablePointer<Int32>
     /// Per tunnel: its remote VTEP address (host order), so a core can tell whether a learned MAC moved.
     public let tunnelRemote: UnsafeMutablePointer<UInt32>
+    /// Per tunnel: 1 for an IPv6 tunnel, whose remote is in `tunnelRemote6` (two words per tunnel).
+    public let tunnelIsIPv6: UnsafeMutablePointer<UInt8>
+    public let tunnelRemote6: UnsafeMutablePointer<UInt64>
     public let tunnelCapacity: Int
     public let segments: UnsafeMutablePointer<SegmentEntry>
     public let segmentCount: Int
@@ -117,10 +122,13 @@ public final class ForwardingTables: @unchecked Sendable {
     public let qsbr: OpaquePointer
     public let maxReaders: Int
     public let underlayAddress: UInt32
+    /// The IPv6 VTEP address as two native-order words, when there is one.
+    public let underlayAddress6: (UInt64, UInt64)?
     public let udpPort: UInt16
     public let strict: Bool
-    /// Largest inner frame that fits the underlay MTU once encapsulated.
+    /// Largest inner frame that fits the underlay MTU once encapsulated (IPv4 and IPv6 outer headers).
     public let maxInnerFrame: Int
+    public let maxInnerFrame6: Int
 
     // Slow-path state.
     private var publishTokens: [UInt64?]
@@ -142,6 +150,8 @@ public final class ForwardingTables: @unchecked Sendable {
         self.udpPort = configuration.underlay.udpPort
         self.strict = configuration.underlay.strict
         self.maxInnerFrame = configuration.underlay.mtu - VTEPConfiguration.ipv4Overhead
+        self.maxInnerFrame6 = configuration.underlay.mtu - VTEPConfiguration.ipv6Overhead
+        self.underlayAddress6 = configuration.underlay.address6?.words
         tunnels = []
         tunnelCapacity = max(configuration.resources.tunnels, 1)
         fdbCapacity = configuration.resources.fdbEntries
@@ -152,6 +162,10 @@ public final class ForwardingTables: @unchecked Sendable {
         activeCopy.initialize(repeating: -1, count: tunnelCapacity)
         tunnelRemote = .allocate(capacity: tunnelCapacity)
         tunnelRemote.initialize(repeating: 0, count: tunnelCapacity)
+        tunnelIsIPv6 = .allocate(capacity: tunnelCapacity)
+        tunnelIsIPv6.initialize(repeating: 0, count: tunnelCapacity)
+        tunnelRemote6 = .allocate(capacity: tunnelCapacity * 2)
+        tunnelRemote6.initialize(repeating: 0, count: tunnelCapacity * 2)
         publishTokens = []
         generation = .allocate(capacity: 1)
         generation.initialize(to: 0)
@@ -183,7 +197,7 @@ public final class ForwardingTables: @unchecked Sendable {
         var flood: [Int32] = []
         var access: [Int32] = []
         var segmentEntries: [SegmentEntry] = []
-        var pendingFlood: [(UInt32, IPv4Address)] = []
+        var pendingFlood: [(UInt32, IPAddress)] = []
         for segment in configuration.segments {
             let floodStart = flood.count
             for remote in segment.flood { pendingFlood.append((segment.vni, remote)); flood.append(Int32(pendingFlood.count - 1)) }
@@ -310,21 +324,32 @@ public final class ForwardingTables: @unchecked Sendable {
 
     /// The tunnel for (vni, remote), created (unresolved) when new; nil when all `resources.tunnels` are used
     /// or the remote is off-link without a gateway.
-    public func tunnel(vni: UInt32, remote: IPv4Address) -> Int? {
+    public func tunnel(vni: UInt32, remote: IPAddress) -> Int? {
         if let t = tunnels.firstIndex(where: { $0.vni == vni && $0.remote == remote }) { return t }
         guard tunnels.count < tunnelCapacity, let nextHop = configuration.underlay.nextHop(for: remote) else { return nil }
         let t = tunnels.count
-        let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: configuration.underlay.address,
-                                           destination: remote, vni: vni, udpDestinationPort: configuration.underlay.udpPort,
-                                           ttl: configuration.underlay.ttl)
-        tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, template: template))
+        let u = configuration.underlay
+        switch remote {
+        case .v4(let address):
+            let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: u.address,
+                                               destination: address, vni: vni, udpDestinationPort: u.udpPort, ttl: u.ttl)
+            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false))
+            partialSums[t] = template.ipv4PartialSum
+            tunnelRemote[t] = address.value
+        case .v6(let address):
+            guard let source = u.address6 else { return nil }
+            let template = OuterHeaderTemplate6(sourceMAC: underlayMAC, destinationMAC: .zero, source: source,
+                                                destination: address, vni: vni, udpDestinationPort: u.udpPort, hopLimit: u.ttl)
+            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true))
+            partialSums[t] = template.udpPartialSum
+            tunnelIsIPv6[t] = 1
+            (tunnelRemote6[2 * t], tunnelRemote6[2 * t + 1]) = address.words
+        }
         publishTokens.append(nil)
-        partialSums[t] = template.ipv4PartialSum
-        tunnelRemote[t] = remote.value
         return t
     }
 
-    private func addTunnelOrThrow(vni: UInt32, remote: IPv4Address) throws -> Int {
+    private func addTunnelOrThrow(vni: UInt32, remote: IPAddress) throws -> Int {
         guard let t = tunnel(vni: vni, remote: remote) else {
             throw SetupError("cannot create the tunnel to \(remote) in VNI \(vni): resources.tunnels (\(tunnelCapacity)) exhausted or no route")
         }
@@ -332,7 +357,7 @@ public final class ForwardingTables: @unchecked Sendable {
     }
 
     /// Tunnels whose outer Ethernet destination is `nextHop`'s MAC.
-    public func tunnels(through nextHop: IPv4Address) -> [Int] {
+    public func tunnels(through nextHop: IPAddress) -> [Int] {
         tunnels.indices.filter { tunnels[$0].nextHop == nextHop }
     }
 
@@ -356,7 +381,7 @@ public final class ForwardingTables: @unchecked Sendable {
         let next = current == 0 ? 1 : 0
         if let token = publishTokens[t], vx_qsbr_check(qsbr, token) != 1 { return false }
         let p = templates + (t * 2 + Int(next)) * Self.templateStride
-        tunnels[t].template.bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        tunnels[t].header.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         for (i, b) in mac.bytes.enumerated() { p.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
         vx_store_release_i32(activeCopy + t, Int32(next))
         publishTokens[t] = vx_qsbr_start(qsbr)
@@ -446,6 +471,8 @@ public final class ForwardingTables: @unchecked Sendable {
         clock.deallocate()
         activeCopy.deallocate()
         tunnelRemote.deallocate()
+        tunnelIsIPv6.deallocate()
+        tunnelRemote6.deallocate()
         fdbTarget.deallocate()
         fdbLastSeen.deallocate()
         rte_hash_free(fdbHash)

@@ -18,6 +18,17 @@ public enum VXLANLayout {
     public static let protocolTCP: UInt8 = 6
     public static let protocolICMP: UInt8 = 1
     public static let etherTypeARP: UInt16 = 0x0806
+    public static let protocolICMPv6: UInt8 = 58
+
+    /// Outer Ethernet + IPv6 + UDP + VXLAN.
+    public static let outerLength6 = 70
+    // Offsets in an IPv6-encapsulated frame.
+    public static let ip6PayloadLengthOffset = 18
+    public static let ip6SourceOffset = 22
+    public static let ip6DestinationOffset = 38
+    public static let udp6Offset = 54
+    public static let udp6LengthOffset = 58
+    public static let udp6ChecksumOffset = 60
 
     // Offsets from the start of the outer frame.
     public static let ipOffset = 14
@@ -35,6 +46,53 @@ public enum VXLANLayout {
     /// Don't Fragment: a VTEP must not fragment, so the underlay reports (or drops) what does not fit.
     public static let ipFlagDF: UInt16 = 0x4000
     public static let sourcePortBase: UInt16 = 49152
+}
+
+/// Outer headers over IPv6 for one tunnel: 70 bytes, built once. Per packet: flow label, payload length, UDP
+/// source port, UDP length and the UDP checksum, which IPv6 requires (RFC 8200): a precomputed sum of the
+/// constant fields (pseudo-header addresses and next header, destination port, VXLAN header) plus the
+/// per-packet fields and the inner frame.
+public struct OuterHeaderTemplate6: Equatable, Sendable {
+    public var bytes: [UInt8]
+    /// Folded sum (native word order, as rte_raw_cksum gives it) of the constant checksummed fields.
+    public var udpPartialSum: UInt32
+
+    public init(sourceMAC: MACAddress, destinationMAC: MACAddress, source: IPv6Address, destination: IPv6Address,
+                vni: UInt32, udpDestinationPort: UInt16, hopLimit: UInt8) {
+        var b = [UInt8](repeating: 0, count: VXLANLayout.outerLength6)
+        b.replaceSubrange(0..<6, with: destinationMAC.bytes)
+        b.replaceSubrange(6..<12, with: sourceMAC.bytes)
+        b[12] = 0x86; b[13] = 0xDD
+        b[14] = 0x60                                        // version 6; traffic class 0; flow label per packet
+        b[20] = VXLANLayout.protocolUDP
+        b[21] = hopLimit
+        b.replaceSubrange(22..<38, with: source.bytes)
+        b.replaceSubrange(38..<54, with: destination.bytes)
+        b[56] = UInt8(udpDestinationPort >> 8); b[57] = UInt8(udpDestinationPort & 0xff)
+        b[62] = VXLANLayout.flagI
+        b[66] = UInt8(vni >> 16 & 0xff); b[67] = UInt8(vni >> 8 & 0xff); b[68] = UInt8(vni & 0xff)
+        bytes = b
+        // Addresses, next header (as a 16-bit word), destination port, VXLAN header.
+        let constant = Array(b[22..<54]) + [0, VXLANLayout.protocolUDP] + Array(b[56..<58]) + Array(b[62..<70])
+        udpPartialSum = constant.withUnsafeBytes { UInt32(vx_raw_cksum($0.baseAddress!, $0.count)) }
+    }
+
+    /// Writes the per-packet fields; `innerSum` is the inner frame's folded sum in native word order.
+    @inlinable @inline(__always)
+    public static func patch(_ header: UnsafeMutableRawPointer, innerLength: Int, sourcePort: UInt16, flowHash: UInt32,
+                             partialSum: UInt32, innerSum: UInt16) {
+        let udpLength = UInt16(truncatingIfNeeded: innerLength &+ 16)
+        store32(header, 14, 0x6000_0000 | (flowHash & 0xF_FFFF))
+        store16(header, VXLANLayout.ip6PayloadLengthOffset, udpLength)
+        store16(header, VXLANLayout.udp6Offset, sourcePort)
+        store16(header, VXLANLayout.udp6LengthOffset, udpLength)
+        // Pseudo-header length and the UDP length field are the same value: it counts twice.
+        var sum = partialSum &+ UInt32(udpLength.byteSwapped) &* 2 &+ UInt32(sourcePort.byteSwapped) &+ UInt32(innerSum)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        var checksum = ~foldChecksum(sum)
+        if checksum == 0 { checksum = 0xFFFF }              // RFC 8200: a computed 0 is sent as all ones
+        header.storeBytes(of: checksum, toByteOffset: VXLANLayout.udp6ChecksumOffset, as: UInt16.self)
+    }
 }
 
 /// The outer headers for one tunnel (one VNI towards one remote VTEP), built once at configuration time.

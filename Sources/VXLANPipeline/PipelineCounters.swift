@@ -45,15 +45,17 @@ public enum DropReason: Int, CaseIterable, Sendable {
     // Underlay receive (decapsulation)
     /// Shorter than the outer headers plus a 14-byte inner Ethernet header, or IP/UDP lengths that overrun the frame.
     case truncated
-    /// Underlay frame that is not IPv4 (ARP, IPv6, LLDP, ...).
-    case notIPv4
+    /// Underlay frame that is neither IP nor ARP (LLDP, ...).
+    case notIP
     /// Unicast to another Ethernet address (the underlay port is promiscuous).
     case notOurMAC
     /// IPv4 header with a bad version, header length or total length.
     case badIPHeader
     case badIPChecksum
-    /// IPv4 fragment: a VTEP neither fragments nor reassembles (RFC 7348).
+    /// IP fragment: a VTEP neither fragments nor reassembles (RFC 7348).
     case ipFragment
+    /// IPv6 VXLAN with a zero or wrong UDP checksum (RFC 8200 requires one).
+    case badUDPChecksum
     /// IPv4 destination that is not this VTEP's address.
     case wrongDestination
     /// IPv4 to us that is not UDP.
@@ -93,11 +95,12 @@ public enum DropReason: Int, CaseIterable, Sendable {
     public var name: String {
         switch self {
         case .truncated: "truncated"
-        case .notIPv4: "not_ipv4"
+        case .notIP: "not_ip"
         case .notOurMAC: "not_our_mac"
         case .badIPHeader: "bad_ip_header"
         case .badIPChecksum: "bad_ip_checksum"
         case .ipFragment: "ip_fragment"
+        case .badUDPChecksum: "bad_udp_checksum"
         case .wrongDestination: "wrong_destination"
         case .notUDP: "not_udp"
         case .wrongUDPPort: "wrong_udp_port"

@@ -11,6 +11,7 @@ import VTEPConfig
 public final class UnderlayControl: @unchecked Sendable {
     public enum Counter: Int, CaseIterable, Sendable {
         case arpRequestsSent, arpRepliesSent, arpRepliesReceived, icmpEchoReplies, ignored, injectFull, allocFailed
+        case ndSolicitationsSent, ndAdvertisementsSent, ndAdvertisementsReceived, icmpv6EchoReplies
         case learned, moved, aged, learnLimitReached, fdbFull, noTunnel
 
         public var name: String {
@@ -22,6 +23,10 @@ public final class UnderlayControl: @unchecked Sendable {
             case .ignored: "ignored"
             case .injectFull: "inject_full"
             case .allocFailed: "alloc_failed"
+            case .ndSolicitationsSent: "nd_solicitations_sent"
+            case .ndAdvertisementsSent: "nd_advertisements_sent"
+            case .ndAdvertisementsReceived: "nd_advertisements_received"
+            case .icmpv6EchoReplies: "icmpv6_echo_replies"
             case .learned: "fdb_learned"
             case .moved: "fdb_moved"
             case .aged: "fdb_aged"
@@ -35,7 +40,7 @@ public final class UnderlayControl: @unchecked Sendable {
     /// A next hop's state as `vxlanctl show neighbors` reports it.
     public struct Neighbor: Sendable, Equatable {
         public enum State: String, Sendable { case permanent, reachable, probing, resolving }
-        public var ip: IPv4Address
+        public var ip: IPAddress
         public var mac: MACAddress?
         public var state: State
         /// Seconds since the MAC was last confirmed (nil for static or never resolved).
@@ -62,13 +67,14 @@ public final class UnderlayControl: @unchecked Sendable {
     let tables: ForwardingTables
     let pool: PacketPool
     let ourIP: IPv4Address
+    let ourIP6: IPv6Address?
     let ourMAC: MACAddress
     let timeout: Double
-    private var entries: [IPv4Address: Entry] = [:]
+    private var entries: [IPAddress: Entry] = [:]
     private var pendingPublish: Set<Int> = []
     private let lock = NSLock()
     private let buffer = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 32)
-    private let events = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * 64)
+    private let events = UnsafeMutablePointer<UInt64>.allocate(capacity: 4 * 64)
     private var started: Double?
     private var lastAgeing = 0.0
     /// Per VNI: how often learning was refused because the VNI was at its `max_learned`.
@@ -79,6 +85,7 @@ public final class UnderlayControl: @unchecked Sendable {
         self.pool = pool
         let config = tables.configuration
         ourIP = config.underlay.address
+        ourIP6 = config.underlay.address6
         ourMAC = tables.underlayMAC
         timeout = Double(config.underlay.neighborTimeout)
         var rings: [SlowPathRings] = []
@@ -88,7 +95,7 @@ public final class UnderlayControl: @unchecked Sendable {
             let flags = UInt32(RING_F_SP_ENQ | RING_F_SC_DEQ)
             guard let punt = rte_ring_create("punt\(tag)", 1024, Int32(SOCKET_ID_ANY), flags),
                   let inject = rte_ring_create("inj\(tag)", 1024, Int32(SOCKET_ID_ANY), flags),
-                  let learn = vx_ring16_create("learn\(tag)", 4096) else {
+                  let learn = vx_ring32_create("learn\(tag)", 4096) else {
                 throw DPDKError.fromErrno("creating slow-path rings for core \(c)")
             }
             rings.append(SlowPathRings(punt: punt, inject: inject, learn: learn))
@@ -128,9 +135,9 @@ public final class UnderlayControl: @unchecked Sendable {
             let n = Int(vx_ring_dequeue_burst(r.punt, buffer, 32))
             for i in 0..<n { handle(OpaquePointer(buffer[i]!), core: core, now: now) }
             while true {
-                let k = Int(vx_ring16_dequeue_burst(r.learn, events, 64))
+                let k = Int(vx_ring32_dequeue_burst(r.learn, events, 64))
                 if k == 0 { break }
-                for e in 0..<k { learn(events[2 * e], events[2 * e + 1]) }
+                for e in 0..<k { learn(events + 4 * e) }
             }
         }
         if now - lastAgeing >= 1 {
@@ -151,15 +158,18 @@ public final class UnderlayControl: @unchecked Sendable {
                 entries[ip] = entry
                 republish(ip)
             }
-            sendRequest(for: ip)
+            switch ip {
+            case .v4(let a): sendRequest(for: a)
+            case .v6(let a): sendSolicitation(for: a)
+            }
             entry.probes += 1
             entry.nextProbe = now + min(pow(2, Double(entry.probes - 1)), Self.maxRetryInterval)
             entries[ip] = entry
         }
     }
 
-    private func learn(_ w0: UInt64, _ w1: UInt64) {
-        let (vni, mac, request) = LearnEvent.decode(w0, w1)
+    private func learn(_ event: UnsafeMutablePointer<UInt64>) {
+        let (vni, mac, request) = LearnEvent.decode(event)
         let target: FDBTarget
         switch request {
         case .port(let e):
@@ -184,7 +194,7 @@ public final class UnderlayControl: @unchecked Sendable {
     }
 
     /// Remote address of every tunnel, by index (read under the lock: learning adds tunnels).
-    public func tunnelRemotes() -> [IPv4Address] {
+    public func tunnelRemotes() -> [IPAddress] {
         lock.lock(); defer { lock.unlock() }
         return tables.tunnels.map(\.remote)
     }
@@ -206,7 +216,7 @@ public final class UnderlayControl: @unchecked Sendable {
         return tables.fdbEntries(vni: vni)
     }
 
-    private func republish(_ nextHop: IPv4Address) {
+    private func republish(_ nextHop: IPAddress) {
         let mac = entries[nextHop]?.mac
         for t in tables.tunnels(through: nextHop) where !tables.publish(mac: mac, tunnel: t) { pendingPublish.insert(t) }
     }
@@ -224,6 +234,7 @@ public final class UnderlayControl: @unchecked Sendable {
         let type = length >= 14 ? load16(f, 12) : 0
         if type == VXLANLayout.etherTypeARP && length >= 42 { return handleARP(m, f, core: core, now: now) }
         if type == VXLANLayout.etherTypeIPv4 && length >= 42 { return handleICMP(m, f, length: Int(vx_mbuf_pkt_len(m)), core: core) }
+        if type == VXLANLayout.etherTypeIPv6 && length >= 62 { return handleICMPv6(m, f, core: core, now: now) }
         count(.ignored)
         vx_mbuf_free(m)
     }
@@ -234,7 +245,7 @@ public final class UnderlayControl: @unchecked Sendable {
               f.load(fromByteOffset: 19, as: UInt8.self) == 4 else { count(.ignored); vx_mbuf_free(m); return }
         let op = load16(f, 20)
         let senderMAC = MACAddress(bytes: (22..<28).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
-        let senderIP = IPv4Address(load32(f, 28))
+        let senderIP = IPAddress.v4(IPv4Address(load32(f, 28)))
         let targetIP = IPv4Address(load32(f, 38))
         // RFC 826: update the sender's entry if we have one (requests for us confirm it too).
         if var e = entries[senderIP], !e.isStatic, !senderMAC.isMulticast, !senderMAC.isZero {
@@ -247,7 +258,7 @@ public final class UnderlayControl: @unchecked Sendable {
             if changed { republish(senderIP) }
             if op == 2 { count(.arpRepliesReceived) }
         }
-        guard op == 1, targetIP == ourIP else { vx_mbuf_free(m); return }
+        guard op == 1, targetIP == ourIP, !ourIP.isUnspecified else { vx_mbuf_free(m); return }
         // Answer in place: who-has ourIP tell sender -> ourIP is-at ourMAC.
         for (i, b) in senderMAC.bytes.enumerated() {
             f.storeBytes(of: b, toByteOffset: i, as: UInt8.self)          // Ethernet destination
@@ -258,7 +269,7 @@ public final class UnderlayControl: @unchecked Sendable {
             f.storeBytes(of: b, toByteOffset: 22 + i, as: UInt8.self)     // sender hardware address
         }
         store16(f, 20, 2)
-        store32(f, 38, senderIP.value)
+        store32(f, 38, load32(f, 28))
         store32(f, 28, ourIP.value)
         if inject(m, core: core) { count(.arpRepliesSent) }
     }
@@ -306,6 +317,129 @@ public final class UnderlayControl: @unchecked Sendable {
         store32(f, 28, ourIP.value)
         store32(f, 38, target.value)
         if inject(m, core: 0) { count(.arpRequestsSent) }
+    }
+
+    /// Learns a next hop's MAC (RFC 826 / RFC 4861: only for addresses we already track).
+    private func confirm(_ ip: IPAddress, mac: MACAddress, now: Double) -> Bool {
+        guard var e = entries[ip], !e.isStatic, !mac.isMulticast, !mac.isZero else { return false }
+        let changed = e.mac != mac
+        e.mac = mac
+        e.confirmedAt = now
+        e.probes = 0
+        e.nextProbe = 0
+        entries[ip] = e
+        if changed { republish(ip) }
+        return true
+    }
+
+    /// ICMPv6 to the VTEP (or to its solicited-node group): Neighbor Solicitation and Advertisement, echo.
+    private func handleICMPv6(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, core: Int, now: Double) {
+        let dataLength = Int(vx_mbuf_data_len(m))
+        let payload = Int(load16(f, 18))
+        guard let ours = ourIP6, f.load(fromByteOffset: 14, as: UInt8.self) >> 4 == 6,
+              f.load(fromByteOffset: 20, as: UInt8.self) == VXLANLayout.protocolICMPv6, payload >= 8, 54 + payload <= dataLength,
+              vx_ipv6_l4_cksum_verify(m, 14, 54) == 0 else { count(.ignored); vx_mbuf_free(m); return }
+        let type = f.load(fromByteOffset: 54, as: UInt8.self)
+        let source = IPv6Address(bytes: (22..<38).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
+        let hopLimit = f.load(fromByteOffset: 21, as: UInt8.self)
+        switch type {
+        case 135 where hopLimit == 255 && payload >= 24:                 // Neighbor Solicitation
+            let target = IPv6Address(bytes: (62..<78).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
+            if let mac = linkLayerOption(f, from: 78, end: 54 + payload, type: 1), !source.isUnspecified {
+                _ = confirm(.v6(source), mac: mac, now: now)
+            }
+            guard target == ours else { break }
+            // Advertise: to the solicitor (all nodes when it has no address yet), solicited and override.
+            let destination = source.isUnspecified ? IPv6Address("ff02::1")! : source
+            let destinationMAC = source.isUnspecified ? MACAddress(bytes: [0x33, 0x33, 0, 0, 0, 1])!
+                : MACAddress(bytes: (6..<12).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
+            vx_mbuf_free(m)
+            sendAdvertisement(to: destination, mac: destinationMAC, solicited: !source.isUnspecified)
+            return
+        case 136 where hopLimit == 255 && payload >= 24:                 // Neighbor Advertisement
+            let target = IPv6Address(bytes: (62..<78).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
+            let mac = linkLayerOption(f, from: 78, end: 54 + payload, type: 2)
+                ?? MACAddress(bytes: (6..<12).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
+            if confirm(.v6(target), mac: mac, now: now) { count(.ndAdvertisementsReceived) }
+        case 128 where Array(UnsafeRawBufferPointer(start: f + 38, count: 16)) == ours.bytes:   // echo request to us
+            for i in 0..<6 {
+                f.storeBytes(of: f.load(fromByteOffset: 6 + i, as: UInt8.self), toByteOffset: i, as: UInt8.self)
+                f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
+            }
+            for i in 0..<16 {
+                f.storeBytes(of: source.bytes[i], toByteOffset: 38 + i, as: UInt8.self)
+                f.storeBytes(of: ours.bytes[i], toByteOffset: 22 + i, as: UInt8.self)
+            }
+            f.storeBytes(of: 64, toByteOffset: 21, as: UInt8.self)
+            f.storeBytes(of: 129, toByteOffset: 54, as: UInt8.self)
+            store16(f, 56, 0)
+            f.storeBytes(of: vx_ipv6_l4_cksum(f + 14, f + 54), toByteOffset: 56, as: UInt16.self)
+            let excess = Int(vx_mbuf_pkt_len(m)) - (54 + payload)
+            if excess > 0 { _ = vx_mbuf_trim(m, UInt16(excess)) }
+            if inject(m, core: core) { count(.icmpv6EchoReplies) }
+            return
+        default:
+            count(.ignored)
+        }
+        vx_mbuf_free(m)
+    }
+
+    /// The MAC in a Source (1) or Target (2) Link-Layer Address option, if present.
+    private func linkLayerOption(_ f: UnsafeMutableRawPointer, from start: Int, end: Int, type: UInt8) -> MACAddress? {
+        var offset = start
+        while offset + 8 <= end {
+            let length = Int(f.load(fromByteOffset: offset + 1, as: UInt8.self)) * 8
+            if length == 0 { return nil }
+            if f.load(fromByteOffset: offset, as: UInt8.self) == type && length >= 8 {
+                return MACAddress(bytes: (offset + 2..<offset + 8).map { f.load(fromByteOffset: $0, as: UInt8.self) })
+            }
+            offset += length
+        }
+        return nil
+    }
+
+    /// Builds an ICMPv6 ND message (hop limit 255): 14 + 40 + 24 + 8 bytes with one link-layer option.
+    private func sendND(type: UInt8, flags: UInt8, to destination: IPv6Address, mac destinationMAC: MACAddress,
+                        target: IPv6Address, option: UInt8) -> Bool {
+        guard let ours = ourIP6, let m = pool.allocate(), let p = vx_mbuf_append(m, 86) else { count(.allocFailed); return false }
+        let f = UnsafeMutableRawPointer(p)
+        f.initializeMemory(as: UInt8.self, repeating: 0, count: 86)
+        for i in 0..<6 {
+            f.storeBytes(of: destinationMAC.bytes[i], toByteOffset: i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 80 + i, as: UInt8.self)
+        }
+        store16(f, 12, VXLANLayout.etherTypeIPv6)
+        store32(f, 14, 0x6000_0000)
+        store16(f, 18, 32)
+        f.storeBytes(of: VXLANLayout.protocolICMPv6, toByteOffset: 20, as: UInt8.self)
+        f.storeBytes(of: 255, toByteOffset: 21, as: UInt8.self)
+        for i in 0..<16 {
+            f.storeBytes(of: ours.bytes[i], toByteOffset: 22 + i, as: UInt8.self)
+            f.storeBytes(of: destination.bytes[i], toByteOffset: 38 + i, as: UInt8.self)
+            f.storeBytes(of: target.bytes[i], toByteOffset: 62 + i, as: UInt8.self)
+        }
+        f.storeBytes(of: type, toByteOffset: 54, as: UInt8.self)
+        f.storeBytes(of: flags, toByteOffset: 58, as: UInt8.self)
+        f.storeBytes(of: option, toByteOffset: 78, as: UInt8.self)
+        f.storeBytes(of: 1, toByteOffset: 79, as: UInt8.self)
+        f.storeBytes(of: vx_ipv6_l4_cksum(f + 14, f + 54), toByteOffset: 56, as: UInt16.self)
+        return inject(m, core: 0)
+    }
+
+    /// Multicasts "who has `target`?" to its solicited-node group.
+    private func sendSolicitation(for target: IPv6Address) {
+        let group = target.solicitedNode
+        let mac = MACAddress(bytes: [0x33, 0x33] + Array(group.bytes[12..<16]))!
+        if sendND(type: 135, flags: 0, to: group, mac: mac, target: target, option: 1) { count(.ndSolicitationsSent) }
+    }
+
+    private func sendAdvertisement(to destination: IPv6Address, mac: MACAddress, solicited: Bool) {
+        guard let ours = ourIP6 else { return }
+        // Flags: Solicited (0x40) when answering an address, Override (0x20).
+        if sendND(type: 136, flags: solicited ? 0x60 : 0x20, to: destination, mac: mac, target: ours, option: 2) {
+            count(.ndAdvertisementsSent)
+        }
     }
 
     /// Every next hop and static neighbor, for `vxlanctl show neighbors`.

@@ -9,36 +9,46 @@ public struct SlowPathRings: @unchecked Sendable {
     public let punt: OpaquePointer
     /// Slow path -> core: frames to send on the underlay (mbufs).
     public let inject: OpaquePointer
-    /// Core -> slow path: 16-byte learning events (see `LearnEvent`).
+    /// Core -> slow path: 32-byte learning events (see `LearnEvent`).
     public let learn: OpaquePointer
     public init(punt: OpaquePointer, inject: OpaquePointer, learn: OpaquePointer) {
         self.punt = punt; self.inject = inject; self.learn = learn
     }
 }
 
-/// A source MAC seen behind a remote VTEP or a local port, as it travels from a core to the slow path:
-/// word 0 is the FDB key's first word (VNI, MAC bytes 0-3), word 1 holds MAC bytes 4-5, the kind and the value.
+/// A source MAC seen behind a remote VTEP or a local endpoint, as it travels from a core to the slow path in
+/// 32 bytes: word 0 is the FDB key's first word (VNI, MAC bytes 0-3), word 1 holds MAC bytes 4-5, the kind and
+/// a 32-bit value (IPv4 address or endpoint), words 2-3 an IPv6 address.
 public enum LearnEvent {
-    public static let remote: UInt64 = 1, local: UInt64 = 2
+    public static let remote: UInt64 = 1, local: UInt64 = 2, remote6: UInt64 = 3
 
     @inlinable @inline(__always)
-    public static func encode(key0: UInt64, key1: UInt64, kind: UInt64, value: UInt32) -> (UInt64, UInt64) {
-        (key0, key1 | kind << 16 | UInt64(value) << 32)
+    public static func encode(key0: UInt64, key1: UInt64, kind: UInt64, value: UInt32, v6: (UInt64, UInt64) = (0, 0))
+        -> (UInt64, UInt64, UInt64, UInt64) {
+        (key0, key1 | kind << 16 | UInt64(value) << 32, v6.0, v6.1)
     }
 
-    public static func decode(_ w0: UInt64, _ w1: UInt64) -> (vni: UInt32, mac: MACAddress, target: FDBTargetRequest) {
+    public static func decode(_ e: UnsafeMutablePointer<UInt64>) -> (vni: UInt32, mac: MACAddress, target: FDBTargetRequest) {
+        let w0 = e[0], w1 = e[1]
         let vni = UInt32(truncatingIfNeeded: w0)
         let low = UInt32(truncatingIfNeeded: w0 >> 32), high = UInt16(truncatingIfNeeded: w1)
         let mac = MACAddress(bytes: [UInt8(low & 0xff), UInt8(low >> 8 & 0xff), UInt8(low >> 16 & 0xff), UInt8(low >> 24),
                                      UInt8(high & 0xff), UInt8(high >> 8)])!
         let value = UInt32(truncatingIfNeeded: w1 >> 32)
-        return (vni, mac, (w1 >> 16 & 0xff) == remote ? .remote(IPv4Address(value)) : .port(Int(value)))
+        switch w1 >> 16 & 0xff {
+        case remote: return (vni, mac, .remote(.v4(IPv4Address(value))))
+        case remote6:
+            var bytes = [UInt8](repeating: 0, count: 16)
+            withUnsafeBytes(of: (e[2], e[3])) { for i in 0..<16 { bytes[i] = $0[i] } }
+            return (vni, mac, .remote(.v6(IPv6Address(bytes: bytes)!)))
+        default: return (vni, mac, .port(Int(value)))
+        }
     }
 }
 
 /// Where a core saw a source MAC: the slow path turns a remote address into a tunnel.
 public enum FDBTargetRequest: Equatable, Sendable {
-    case remote(IPv4Address)
+    case remote(IPAddress)
     case port(Int)
 }
 
@@ -58,6 +68,8 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let partialSums: UnsafeMutablePointer<UInt32>
     @usableFromInline let activeCopy: UnsafeMutablePointer<Int32>
     @usableFromInline let tunnelRemote: UnsafeMutablePointer<UInt32>
+    @usableFromInline let tunnelIsIPv6: UnsafeMutablePointer<UInt8>
+    @usableFromInline let tunnelRemote6: UnsafeMutablePointer<UInt64>
     @usableFromInline let segments: UnsafeMutablePointer<ForwardingTables.SegmentEntry>
     @usableFromInline let floodTunnels: UnsafeMutablePointer<Int32>
     @usableFromInline let accessPorts: UnsafeMutablePointer<Int32>
@@ -76,9 +88,12 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let reader: UInt32
     @usableFromInline let underlayPort: Int
     @usableFromInline let underlayAddress: UInt32
+    @usableFromInline let hasAddress6: Bool
+    @usableFromInline let underlayAddress6: (UInt64, UInt64)
     @usableFromInline let udpPort: UInt16
     @usableFromInline let strict: Bool
     @usableFromInline let maxInnerFrame: Int
+    @usableFromInline let maxInnerFrame6: Int
     /// The underlay MAC as the low 48 bits of a little-endian 8-byte load of the frame start.
     @usableFromInline let underlayMACBits: UInt64
     /// Hand-off rings to and from the slow path (nil: control frames are dropped and nothing is learned).
@@ -100,6 +115,9 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let innerLength: UnsafeMutablePointer<Int32>
     /// Decap: the outer source address, and the inner destination's FDB target (or `flood`).
     @usableFromInline let outerSource: UnsafeMutablePointer<UInt32>
+    /// Decap over IPv6: the outer source (two words per packet), and whether the packet came over IPv6.
+    @usableFromInline let outerSource6: UnsafeMutablePointer<UInt64>
+    @usableFromInline let outerIsIPv6: UnsafeMutablePointer<UInt8>
     @usableFromInline let innerTarget: UnsafeMutablePointer<Int32>
     /// Encap: the local endpoint each frame came from.
     @usableFromInline let ingress: UnsafeMutablePointer<Int32>
@@ -123,6 +141,8 @@ public struct VXLANProcessor: BurstProcessor {
         partialSums = tables.partialSums
         activeCopy = tables.activeCopy
         tunnelRemote = tables.tunnelRemote
+        tunnelIsIPv6 = tables.tunnelIsIPv6
+        tunnelRemote6 = tables.tunnelRemote6
         segments = tables.segments
         floodTunnels = tables.floodTunnels
         accessPorts = tables.accessPorts
@@ -141,9 +161,12 @@ public struct VXLANProcessor: BurstProcessor {
         self.reader = UInt32(reader)
         underlayPort = tables.underlayPort
         underlayAddress = tables.underlayAddress
+        hasAddress6 = tables.underlayAddress6 != nil
+        underlayAddress6 = tables.underlayAddress6 ?? (0, 0)
         udpPort = tables.udpPort
         strict = tables.strict
         maxInnerFrame = tables.maxInnerFrame
+        maxInnerFrame6 = tables.maxInnerFrame6
         underlayMACBits = tables.underlayMAC.bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         self.slowPath = slowPath
         fdbCache = ExactMatchCache(capacity: 512)
@@ -156,6 +179,8 @@ public struct VXLANProcessor: BurstProcessor {
         aux = .allocate(capacity: n); aux.initialize(repeating: 0, count: n)
         innerLength = .allocate(capacity: n); innerLength.initialize(repeating: 0, count: n)
         outerSource = .allocate(capacity: n); outerSource.initialize(repeating: 0, count: n)
+        outerSource6 = .allocate(capacity: 2 * n); outerSource6.initialize(repeating: 0, count: 2 * n)
+        outerIsIPv6 = .allocate(capacity: n); outerIsIPv6.initialize(repeating: 0, count: n)
         innerTarget = .allocate(capacity: n); innerTarget.initialize(repeating: 0, count: n)
         ingress = .allocate(capacity: n); ingress.initialize(repeating: 0, count: n)
         injectBuffer = .allocate(capacity: 32); injectBuffer.initialize(repeating: nil, count: 32)
@@ -168,7 +193,7 @@ public struct VXLANProcessor: BurstProcessor {
         fdbCache.deallocate(); vniCache.deallocate()
         destinations.deallocate(); sources.deallocate(); vnis.deallocate()
         state.deallocate(); aux.deallocate(); innerLength.deallocate(); outerSource.deallocate(); innerTarget.deallocate()
-        ingress.deallocate()
+        ingress.deallocate(); outerSource6.deallocate(); outerIsIPv6.deallocate()
         injectBuffer.deallocate()
     }
 
@@ -258,22 +283,29 @@ public struct VXLANProcessor: BurstProcessor {
     /// Source learning for packet i seen behind `expected` (local port target, or a tunnel whose remote is
     /// `remote`): refreshes a known entry, or queues the MAC for a bulk check.
     @inlinable @inline(__always)
-    func checkSource(_ i: Int, _ w0: UInt64, _ w1: UInt64, expected: Int32, remote: UInt32, now: UInt32) {
+    func checkSource(_ i: Int, _ w0: UInt64, _ w1: UInt64, expected: Int32, now: UInt32) {
         if w0 >> 32 == 0 && w1 == 0 { return }                 // 00:00:00:00:00:00 is never learned
         let slot = fdbCache.slot(w0, w1)
         let cached = fdbCache.lookup(w0, w1, slot: slot)
         if cached.value == Self.learnPending { return }
-        if cached.value >= 0 && matches(cached.value, expected: expected, remote: remote) {
+        if cached.value >= 0 && matches(cached.value, expected: expected, packet: i) {
             refresh(position: cached.aux, now: now)
             return
         }
         sources.add(w0, w1, owner: i, slot: slot)
     }
 
+    /// Whether a source's FDB target is where packet i says it is: its ingress endpoint (`expected`), or for a
+    /// decapsulated packet (expected -1) a tunnel to the packet's outer source address.
     @inlinable @inline(__always)
-    func matches(_ target: Int32, expected: Int32, remote: UInt32) -> Bool {
+    func matches(_ target: Int32, expected: Int32, packet i: Int) -> Bool {
         if expected >= 0 { return target == expected }
-        return target < FDBTarget.localBase && tunnelRemote[Int(target)] == remote
+        if target >= FDBTarget.localBase { return false }
+        let t = Int(target)
+        if outerIsIPv6[i] != 0 {
+            return tunnelIsIPv6[t] != 0 && tunnelRemote6[2 &* t] == outerSource6[2 &* i] && tunnelRemote6[2 &* t &+ 1] == outerSource6[2 &* i &+ 1]
+        }
+        return tunnelIsIPv6[t] == 0 && tunnelRemote[t] == outerSource[i]
     }
 
     @inlinable @inline(__always)
@@ -293,11 +325,10 @@ public struct VXLANProcessor: BurstProcessor {
         for k in 0..<n {
             let owner = Int(sources.owner[k])
             let expected = local >= 0 ? FDBTarget.localBase &+ ingress[owner] : -1
-            let remote = local >= 0 ? 0 : outerSource[owner]
             let position = sources.positions[k]
             if position >= 0 {
                 let target = vx_load_acquire_i32(fdbTarget + Int(position))
-                if matches(target, expected: expected, remote: remote) {
+                if matches(target, expected: expected, packet: owner) {
                     fdbCache.insert(sources.word0(k), sources.word1(k), slot: Int(sources.slot[k]), value: target, aux: position)
                     refresh(position: position, now: now)
                     continue
@@ -305,18 +336,20 @@ public struct VXLANProcessor: BurstProcessor {
             }
             // Several packets of a burst may carry the same new source: report it once.
             if fdbCache.lookup(sources.word0(k), sources.word1(k), slot: Int(sources.slot[k])).value == Self.learnPending { continue }
-            report(sources.word0(k), sources.word1(k), expected: expected, remote: remote, slot: Int(sources.slot[k]))
+            report(sources.word0(k), sources.word1(k), expected: expected, packet: owner, slot: Int(sources.slot[k]))
         }
         sources.count = 0
     }
 
     @inline(never) @usableFromInline
-    func report(_ w0: UInt64, _ w1: UInt64, expected: Int32, remote: UInt32, slot: Int) {
+    func report(_ w0: UInt64, _ w1: UInt64, expected: Int32, packet i: Int, slot: Int) {
         guard let rings = slowPath else { return }
         let event = expected >= 0
             ? LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.local, value: UInt32(expected - FDBTarget.localBase))
-            : LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.remote, value: remote)
-        if vx_ring16_enqueue(rings.learn, event.0, event.1) == 0 {
+            : outerIsIPv6[i] != 0
+                ? LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.remote6, value: 0, v6: (outerSource6[2 * i], outerSource6[2 * i + 1]))
+                : LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.remote, value: outerSource[i])
+        if vx_ring32_enqueue(rings.learn, event.0, event.1, event.2, event.3) == 0 {
             count(.learnEvents)
             fdbCache.insert(w0, w1, slot: slot, value: Self.learnPending)
         } else {
@@ -362,11 +395,11 @@ public struct VXLANProcessor: BurstProcessor {
             // Pass 2 may write 50 bytes in front of the frame: that line is cold, so ask for it now.
             vx_mbuf_prefetch_headroom_for_write(m)
             let hash = vx_mbuf_has_rss_hash(m) != 0 ? vx_mbuf_rss_hash(m) : innerFlowHash(frame, length: length)
-            aux[i] = Int32(vxlanSourcePort(flowHash: hash))
+            aux[i] = Int32(bitPattern: hash)
             if entry.learning && slowPath != nil && frame.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
                 let (s0, s1) = Self.fdbKey(vni: entry.vni, frame + 6)
                 if s0 != lastSource.0 || s1 != lastSource.1 || endpoint != lastSource.2 {
-                    checkSource(i, s0, s1, expected: FDBTarget.localBase &+ endpoint, remote: 0, now: now)
+                    checkSource(i, s0, s1, expected: FDBTarget.localBase &+ endpoint, now: now)
                     lastSource = (s0, s1, endpoint)
                 }
             }
@@ -387,9 +420,9 @@ public struct VXLANProcessor: BurstProcessor {
             let from = ingress[i]
             if s == Self.flood {
                 flood(m, segment: Int(endpointSegment[Int(from)]), ingress: from, innerLength: Int(innerLength[i]),
-                      sourcePort: UInt16(truncatingIfNeeded: aux[i]), tx: tx)
+                      flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             } else if s < FDBTarget.localBase {
-                push(m, tunnel: Int(s), innerLength: Int(innerLength[i]), sourcePort: UInt16(truncatingIfNeeded: aux[i]), tx: tx)
+                push(m, tunnel: Int(s), innerLength: Int(innerLength[i]), flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             } else if s &- FDBTarget.localBase == from {
                 drop(m, .samePort)
             } else {
@@ -409,9 +442,11 @@ public struct VXLANProcessor: BurstProcessor {
 
     /// Prepends the tunnel's template, patches the per-packet fields and stages the packet on the underlay.
     @inlinable @inline(__always)
-    func push(_ m: OpaquePointer, tunnel: Int, innerLength: Int, sourcePort: UInt16, tx: TxStage) {
+    func push(_ m: OpaquePointer, tunnel: Int, innerLength: Int, flowHash: UInt32, tx: TxStage) {
         let copy = vx_load_acquire_i32(activeCopy + tunnel)
         if copy < 0 { drop(m, .neighborUnresolved); return }
+        if tunnelIsIPv6[tunnel] != 0 { return push6(m, tunnel: tunnel, copy: Int(copy), innerLength: innerLength, flowHash: flowHash, tx: tx) }
+        let sourcePort = vxlanSourcePort(flowHash: flowHash)
         guard let header = vx_mbuf_prepend(m, UInt16(VXLANLayout.outerLength)) else { drop(m, .noHeadroom); return }
         let h = UnsafeMutableRawPointer(header)
         let t = templates + (tunnel &* 2 &+ Int(copy)) &* ForwardingTables.templateStride
@@ -428,10 +463,24 @@ public struct VXLANProcessor: BurstProcessor {
         count(.encapsulated)
     }
 
+    /// The same over IPv6: 70 bytes, and a UDP checksum over the whole packet (RFC 8200).
+    @inline(never) @usableFromInline
+    func push6(_ m: OpaquePointer, tunnel: Int, copy: Int, innerLength: Int, flowHash: UInt32, tx: TxStage) {
+        if innerLength > maxInnerFrame6 { drop(m, .overMTU); return }
+        guard let header = vx_mbuf_prepend(m, UInt16(VXLANLayout.outerLength6)) else { drop(m, .noHeadroom); return }
+        let h = UnsafeMutableRawPointer(header)
+        h.copyMemory(from: templates + (tunnel &* 2 &+ copy) &* ForwardingTables.templateStride, byteCount: VXLANLayout.outerLength6)
+        let innerSum = vx_mbuf_raw_cksum(m, UInt32(VXLANLayout.outerLength6), UInt32(innerLength))
+        OuterHeaderTemplate6.patch(h, innerLength: innerLength, sourcePort: vxlanSourcePort(flowHash: flowHash), flowHash: flowHash,
+                                   partialSum: partialSums[tunnel], innerSum: innerSum)
+        tx.push(m, to: underlayPort)
+        count(.encapsulated)
+    }
+
     /// BUM from an access port: a copy to every other local port of the VNI, and by head-end replication one
     /// to every remote in its flood list. The original goes out last.
     @inline(never) @usableFromInline
-    func flood(_ m: OpaquePointer, segment: Int, ingress: Int32, innerLength: Int, sourcePort: UInt16, tx: TxStage) {
+    func flood(_ m: OpaquePointer, segment: Int, ingress: Int32, innerLength: Int, flowHash: UInt32, tx: TxStage) {
         let entry = segments[segment]
         let localCount = Int(entry.accessCount), remoteCount = Int(entry.floodCount)
         let destinations = remoteCount &+ localCount &- 1        // the ingress port is one of the local ones
@@ -458,7 +507,7 @@ public struct VXLANProcessor: BurstProcessor {
             } else {
                 count(.floodCopies)
                 push(packet, tunnel: Int(floodTunnels[Int(entry.floodStart) &+ d &- localCount]), innerLength: innerLength,
-                     sourcePort: sourcePort, tx: tx)
+                     flowHash: flowHash, tx: tx)
             }
         }
     }
@@ -469,7 +518,7 @@ public struct VXLANProcessor: BurstProcessor {
     func decapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, now: UInt32, tx: TxStage) {
         // Last-key checks: consecutive packets mostly share the VNI and the inner source.
         var lastVNI: UInt64 = .max, lastSegment: Int32 = -1
-        var lastSource: (UInt64, UInt64, UInt32) = (0, 0, 0)
+        var lastSource: (UInt64, UInt64, UInt64, UInt64, UInt8) = (0, 0, 0, 0, 0)
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
@@ -538,15 +587,17 @@ public struct VXLANProcessor: BurstProcessor {
     /// Inner addresses of a frame in a known segment: the destination picks the local port (lookup queued when
     /// not cached), the source is learned behind the outer source address.
     @inlinable @inline(__always)
-    func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32, lastSource: inout (UInt64, UInt64, UInt32)) {
+    func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32,
+                       lastSource: inout (UInt64, UInt64, UInt64, UInt64, UInt8)) {
         let entry = segments[Int(segment)]
         let inner = vx_mbuf_data(m) + Int(aux[i])
         if entry.learning && slowPath != nil && inner.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
             let (s0, s1) = Self.fdbKey(vni: entry.vni, inner + 6)
-            let remote = outerSource[i]
-            if s0 != lastSource.0 || s1 != lastSource.1 || remote != lastSource.2 {
-                checkSource(i, s0, s1, expected: -1, remote: remote, now: now)
-                lastSource = (s0, s1, remote)
+            let v6 = outerIsIPv6[i]
+            let (r0, r1) = v6 != 0 ? (outerSource6[2 &* i], outerSource6[2 &* i &+ 1]) : (UInt64(outerSource[i]), 0)
+            if s0 != lastSource.0 || s1 != lastSource.1 || r0 != lastSource.2 || r1 != lastSource.3 || v6 &+ 1 != lastSource.4 {
+                checkSource(i, s0, s1, expected: -1, now: now)
+                lastSource = (s0, s1, r0, r1, v6 &+ 1)
             }
         }
         if inner.load(as: UInt8.self) & 1 == 1 || entry.accessCount <= 1 {
@@ -570,7 +621,9 @@ public struct VXLANProcessor: BurstProcessor {
         if first & 1 == 0 && (f.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF) != underlayMACBits {
             return DropReason.notOurMAC.rawValue
         }
-        if load16(f, 12) != VXLANLayout.etherTypeIPv4 { return DropReason.notIPv4.rawValue }
+        let type = load16(f, 12)
+        if type == VXLANLayout.etherTypeIPv6 { return validate6(m, f, index: i, dataLength: dataLength, packetLength: packetLength) }
+        if type != VXLANLayout.etherTypeIPv4 { return DropReason.notIP.rawValue }
         if dataLength < VXLANLayout.ethernetLength &+ VXLANLayout.ipv4Length { return DropReason.truncated.rawValue }
         let versionIHL = f.load(fromByteOffset: 14, as: UInt8.self)
         let ihl = Int(versionIHL & 0x0F) &* 4
@@ -584,11 +637,52 @@ public struct VXLANProcessor: BurstProcessor {
         if load32(f, VXLANLayout.ipDestinationOffset) != underlayAddress { return DropReason.wrongDestination.rawValue }
         if f.load(fromByteOffset: 23, as: UInt8.self) != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
         let udp = VXLANLayout.ethernetLength &+ ihl
-        let headers = udp &+ VXLANLayout.udpLength &+ VXLANLayout.vxlanLength
         if ipLength < ihl &+ VXLANLayout.udpLength || dataLength < udp &+ VXLANLayout.udpLength { return DropReason.truncated.rawValue }
+        let reason = validateVXLAN(f, index: i, udp: udp, ipPayload: ipLength &- ihl, dataLength: dataLength)
+        if reason < 0 {
+            outerSource[i] = load32(f, VXLANLayout.ipSourceOffset)
+            outerIsIPv6[i] = 0
+        }
+        return reason
+    }
+
+    /// The IPv6 half of `validate`: fixed header, no extension headers, our address, a UDP checksum that is
+    /// present and right (RFC 8200).
+    @inline(never) @usableFromInline
+    func validate6(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, index i: Int, dataLength: Int, packetLength: Int) -> Int {
+        let fixed = VXLANLayout.ethernetLength &+ 40
+        if dataLength < fixed { return DropReason.truncated.rawValue }
+        if f.load(fromByteOffset: 14, as: UInt8.self) >> 4 != 6 { return DropReason.badIPHeader.rawValue }
+        let payload = Int(load16(f, 18))
+        if fixed &+ payload > packetLength { return DropReason.truncated.rawValue }
+        let next = f.load(fromByteOffset: 20, as: UInt8.self)
+        if next == 44 { return DropReason.ipFragment.rawValue }
+        if !hasAddress6 || f.loadUnaligned(fromByteOffset: VXLANLayout.ip6DestinationOffset, as: UInt64.self) != underlayAddress6.0
+            || f.loadUnaligned(fromByteOffset: VXLANLayout.ip6DestinationOffset &+ 8, as: UInt64.self) != underlayAddress6.1 {
+            return DropReason.wrongDestination.rawValue
+        }
+        if next != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
+        if payload < VXLANLayout.udpLength || dataLength < fixed &+ VXLANLayout.udpLength { return DropReason.truncated.rawValue }
+        if load16(f, VXLANLayout.udp6Offset &+ 2) != udpPort { return DropReason.wrongUDPPort.rawValue }
+        if load16(f, VXLANLayout.udp6ChecksumOffset) == 0 || vx_ipv6_l4_cksum_verify(m, 14, UInt16(fixed)) != 0 {
+            return DropReason.badUDPChecksum.rawValue
+        }
+        let reason = validateVXLAN(f, index: i, udp: fixed, ipPayload: payload, dataLength: dataLength)
+        if reason < 0 {
+            outerSource6[2 &* i] = f.loadUnaligned(fromByteOffset: VXLANLayout.ip6SourceOffset, as: UInt64.self)
+            outerSource6[2 &* i &+ 1] = f.loadUnaligned(fromByteOffset: VXLANLayout.ip6SourceOffset &+ 8, as: UInt64.self)
+            outerIsIPv6[i] = 1
+        }
+        return reason
+    }
+
+    /// UDP length, VXLAN flags and the inner frame, for either outer family (`udp`: offset of the UDP header).
+    @inlinable @inline(__always)
+    func validateVXLAN(_ f: UnsafeMutableRawPointer, index i: Int, udp: Int, ipPayload: Int, dataLength: Int) -> Int {
+        let headers = udp &+ VXLANLayout.udpLength &+ VXLANLayout.vxlanLength
         if load16(f, udp &+ 2) != udpPort { return DropReason.wrongUDPPort.rawValue }
         let udpLength = Int(load16(f, udp &+ 4))
-        if udpLength > ipLength &- ihl || udpLength < VXLANLayout.udpLength &+ VXLANLayout.vxlanLength || dataLength < headers {
+        if udpLength > ipPayload || udpLength < VXLANLayout.udpLength &+ VXLANLayout.vxlanLength || dataLength < headers {
             return DropReason.truncated.rawValue
         }
         let inner = udpLength &- VXLANLayout.udpLength &- VXLANLayout.vxlanLength
@@ -605,7 +699,6 @@ public struct VXLANProcessor: BurstProcessor {
         state[i] = Int32(bitPattern: load32(f, vxlan &+ 4) >> 8)
         aux[i] = Int32(headers)
         innerLength[i] = Int32(inner)
-        outerSource[i] = load32(f, VXLANLayout.ipSourceOffset)
         return -1
     }
 
@@ -614,8 +707,13 @@ public struct VXLANProcessor: BurstProcessor {
     func puntOrDrop(_ m: OpaquePointer, _ reason: DropReason) {
         if let rings = slowPath {
             let f = vx_mbuf_data(m)
-            let forControl = (reason == .notIPv4 && load16(f, 12) == VXLANLayout.etherTypeARP)
-                || (reason == .notUDP && f.load(fromByteOffset: 23, as: UInt8.self) == VXLANLayout.protocolICMP)
+            let type = load16(f, 12)
+            // ICMPv6 may be addressed to the VTEP's solicited-node group rather than to it (Neighbor Discovery).
+            let forControl = (reason == .notIP && type == VXLANLayout.etherTypeARP)
+                || (reason == .notUDP && type == VXLANLayout.etherTypeIPv4
+                    && f.load(fromByteOffset: 23, as: UInt8.self) == VXLANLayout.protocolICMP)
+                || ((reason == .notUDP || reason == .wrongDestination) && type == VXLANLayout.etherTypeIPv6 && hasAddress6
+                    && vx_mbuf_data_len(m) >= 54 && f.load(fromByteOffset: 20, as: UInt8.self) == VXLANLayout.protocolICMPv6)
             if forControl {
                 if vx_ring_enqueue(rings.punt, UnsafeMutableRawPointer(m)) == 0 { count(.punted) } else { drop(m, .slowPathBusy) }
                 return

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Builds test frames field by field, written independently of the pipeline's header templates so that
 /// a mistake in one is not repeated in the other.
 public enum Frames {
@@ -53,5 +57,54 @@ public enum Frames {
                  payload: ipv4(src: srcIP, dst: dstIP, proto: proto,
                                payload: udp(sport: sport, dport: dport, payload: vxlan(vni: vni, flags: flags, inner: inner)),
                                flagsFragment: flagsFragment, corruptChecksum: corruptChecksum))
+    }
+
+    // MARK: IPv6
+
+    public static func ip6(_ s: String) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 16)
+        var addr = in6_addr()
+        precondition(inet_pton(AF_INET6, s, &addr) == 1, "bad IPv6 address \(s)")
+        withUnsafeBytes(of: addr) { for i in 0..<16 { out[i] = $0[i] } }
+        return out
+    }
+
+    /// An upper-layer checksum over the IPv6 pseudo-header (RFC 8200 section 8.1).
+    public static func checksum6(src: String, dst: String, next: UInt8, upper: [UInt8]) -> UInt16 {
+        let length = upper.count
+        let pseudo = ip6(src) + ip6(dst) + [UInt8(length >> 24 & 0xff), UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff),
+                                            UInt8(length & 0xff), 0, 0, 0, next]
+        let c = checksum(pseudo + upper)
+        return c == 0 ? 0xFFFF : c
+    }
+
+    public static func ipv6(src: String, dst: String, next: UInt8, payload: [UInt8], hopLimit: UInt8 = 64, flow: Int = 0) -> [UInt8] {
+        return [0x60, UInt8(flow >> 16 & 0x0f), UInt8(flow >> 8 & 0xff), UInt8(flow & 0xff)] + be16(payload.count) + [next, hopLimit]
+            + ip6(src) + ip6(dst) + payload
+    }
+
+    /// UDP over IPv6 with its checksum filled in (or `checksum` as given).
+    public static func udp6(src: String, dst: String, sport: Int, dport: Int, payload: [UInt8], checksum fixed: UInt16? = nil) -> [UInt8] {
+        var u = be16(sport) + be16(dport) + be16(8 + payload.count) + [0, 0] + payload
+        let c = fixed ?? checksum6(src: src, dst: dst, next: 17, upper: u)
+        u[6] = UInt8(c >> 8); u[7] = UInt8(c & 0xff)
+        return u
+    }
+
+    public static func vxlanPacket6(outerDst: String = "02:00:00:00:00:01", outerSrc: String = "02:00:00:00:00:06",
+                                    srcIP: String = "fd00::2", dstIP: String = "fd00::1", vni: Int = 42, inner: [UInt8],
+                                    checksum: UInt16? = nil) -> [UInt8] {
+        ethernet(dst: outerDst, src: outerSrc, type: 0x86DD,
+                 payload: ipv6(src: srcIP, dst: dstIP, next: 17,
+                               payload: udp6(src: srcIP, dst: dstIP, sport: 50000, dport: 4789, payload: vxlan(vni: vni, inner: inner),
+                                             checksum: checksum)))
+    }
+
+    /// An ICMPv6 message with its checksum.
+    public static func icmp6(src: String, dst: String, type: UInt8, code: UInt8 = 0, body: [UInt8]) -> [UInt8] {
+        var m = [type, code, 0, 0] + body
+        let c = checksum6(src: src, dst: dst, next: 58, upper: m)
+        m[2] = UInt8(c >> 8); m[3] = UInt8(c & 0xff)
+        return m
     }
 }

@@ -28,9 +28,9 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(c.underlay.udpPort, 4789)
         XCTAssertEqual(c.underlay.ttl, 64)
         XCTAssertEqual(c.access, [.init(port: "net_af_packet1", vni: 42)])
-        XCTAssertEqual(c.segments, [.init(vni: 42, flood: [IPv4Address(10, 99, 0, 2)])])
-        XCTAssertEqual(c.fdb, [.init(vni: 42, mac: MACAddress("02:00:00:00:42:02")!, remote: IPv4Address(10, 99, 0, 2))])
-        XCTAssertEqual(c.neighbors, [.init(ip: IPv4Address(10, 99, 0, 2), mac: MACAddress("02:00:00:00:00:02")!)])
+        XCTAssertEqual(c.segments, [.init(vni: 42, flood: [.v4(IPv4Address(10, 99, 0, 2))])])
+        XCTAssertEqual(c.fdb, [.init(vni: 42, mac: MACAddress("02:00:00:00:42:02")!, remote: .v4(IPv4Address(10, 99, 0, 2)))])
+        XCTAssertEqual(c.neighbors, [.init(ip: .v4(IPv4Address(10, 99, 0, 2)), mac: MACAddress("02:00:00:00:00:02")!)])
     }
 
     func testJSONIsAcceptedToo() throws {
@@ -57,9 +57,9 @@ final class ConfigParserTests: XCTestCase {
             """)
         XCTAssertEqual(c.underlay.gateway, IPv4Address(10, 99, 0, 254))
         XCTAssertEqual(c.underlay.neighborTimeout, 60)
-        XCTAssertEqual(c.underlay.nextHop(for: IPv4Address(10, 99, 0, 2)), IPv4Address(10, 99, 0, 2))
-        XCTAssertEqual(c.underlay.nextHop(for: IPv4Address(172, 16, 5, 5)), IPv4Address(10, 99, 0, 254))
-        XCTAssertEqual(c.remotes, [IPv4Address(10, 99, 0, 2), IPv4Address(172, 16, 5, 5)])
+        XCTAssertEqual(c.underlay.nextHop(for: IPAddress("10.99.0.2")!), IPAddress("10.99.0.2"))
+        XCTAssertEqual(c.underlay.nextHop(for: IPAddress("172.16.5.5")!), IPAddress("10.99.0.254"))
+        XCTAssertEqual(c.remotes, [IPAddress("10.99.0.2")!, IPAddress("172.16.5.5")!])
         XCTAssertTrue(c.neighbors.isEmpty)
     }
 
@@ -80,6 +80,32 @@ final class ConfigParserTests: XCTestCase {
         assertError(base + "access: [ { port: p1, vlans: [ { vlan: 10, vni: 7 } ] } ]",
                     "access[0].vlans[0].vni (line 3): VNI 7 is not declared under vnis")
         assertError(base + "access: [ { port: p1 } ]", "access[0].vni (line 3): required key is missing (or give vlans for a tagged port)")
+    }
+
+    /// An IPv6-only VTEP, and a dual-stack one with remotes of both families in one VNI.
+    func testIPv6AndDualStackUnderlays() throws {
+        let v6 = try ConfigParser.parse("""
+            underlay: { port: p0, ip6: "fd00::1/64", gateway6: "fd00::fe" }
+            vnis: [ { vni: 7, flood: ["fd00::2", "2001:db8::9"] } ]
+            neighbors: [ { ip: "fd00::2", mac: "02:00:00:00:00:02" } ]
+            """)
+        XCTAssertNil(v6.underlay.interface)
+        XCTAssertEqual(v6.underlay.address6, IPv6Address("fd00::1"))
+        XCTAssertEqual(v6.underlay.nextHop(for: IPAddress("2001:db8::9")!), IPAddress("fd00::fe"))
+        XCTAssertEqual(v6.neighbors.first?.ip, IPAddress("fd00::2"))
+        let dual = try ConfigParser.parse("""
+            underlay: { port: p0, ip: 10.99.0.1/24, ip6: "fd00::1/64" }
+            vnis: [ { vni: 7, flood: [10.99.0.2, "fd00::2"] } ]
+            """)
+        XCTAssertEqual(dual.segments[0].flood, [IPAddress("10.99.0.2")!, IPAddress("fd00::2")!])
+        XCTAssertEqual(dual.underlay.addressesDescription, "10.99.0.1/24, fd00::1/64")
+        assertError("underlay: { port: p0 }", "underlay.ip (line 1): required key is missing (give ip, ip6 or both)")
+        assertError("underlay: { port: p0, ip6: \"fd00::1\" }",
+                    "underlay.ip6 (line 1): expected an IPv6 address with prefix length, such as fd00::1/64, got 'fd00::1'")
+        assertError("underlay: { port: p0, ip6: \"fd00::1/64\" }\nvnis: [ { vni: 7, flood: [\"fd01::2\"] } ]",
+                    "vnis[0].flood[0]: remote fd01::2 is not on the underlay prefix fd00::1/64 and no underlay.gateway6 is configured")
+        XCTAssertEqual(IPv6Address("fd00::1")?.solicitedNode.description, "ff02::1:ff00:1")
+        XCTAssertNil(IPv6Address("fd00::1::2"))
     }
 
     func testUnquotedMACThatLooksLikeBase60IsAMAC() throws {
@@ -103,7 +129,7 @@ final class ConfigParserTests: XCTestCase {
         assertError("- 1\n- 2", "configuration (line 1): expected a mapping of keys (underlay, access, vnis, fdb, neighbors, resources)")
         assertError("access: []", "underlay (line 1): required key is missing")
         assertError(replacing("mtu: 1500", "mtuu: 1500"),
-                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, mac, mtu, udp_port, ttl, gateway, neighbor_timeout, strict)")
+                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, ip6, mac, mtu, udp_port, ttl, gateway, gateway6, neighbor_timeout, strict)")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.300/24"),
                     "underlay.ip (line 3): expected an IPv4 address with prefix length, such as 10.99.0.1/24, got '10.99.0.300/24'")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.1"),
@@ -132,12 +158,14 @@ final class ConfigParserTests: XCTestCase {
         assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.1]"), "vnis[0].flood[0] (line 10): 10.99.0.1 is this VTEP's own address")
         assertError(replacing("flood: [10.99.0.2]", "flood: [239.1.1.1]"),
                     "vnis[0].flood[0] (line 10): 239.1.1.1 is not a unicast address (multicast underlays are not supported)")
+        assertError(replacing("flood: [10.99.0.2]", "flood: [fd00::2]"),
+                    "vnis[0].flood[0]: remote fd00::2 is IPv6 but the VTEP has no IPv6 address (underlay.ip6)")
         assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.2, 10.98.0.7]"),
                     "vnis[0].flood[1]: remote 10.98.0.7 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured")
         assertError(replacing("udp_port: 4789", "udp_port: 4789\n  gateway: 10.98.0.1"),
                     "underlay.gateway (line 7): 10.98.0.1 is not another host on the underlay subnet 10.99.0.1/24")
         assertError(replacing("- { ip: 10.99.0.2, mac: \"02:00:00:00:00:02\" }", "- { ip: 10.98.0.2, mac: \"02:00:00:00:00:02\" }"),
-                    "neighbors[0].ip: 10.98.0.2 is not on the underlay subnet 10.99.0.1/24")
+                    "neighbors[0].ip: 10.98.0.2 is not on an underlay subnet of this VTEP")
         assertError(replacing("flood: [10.99.0.2]", "flood: 10.99.0.2"), "vnis[0].flood (line 10): expected a list")
         assertError(replacing("mac: \"02:00:00:00:42:02\"", "mac: \"ff:ff:ff:ff:ff:ff\""),
                     "fdb[0].mac (line 12): ff:ff:ff:ff:ff:ff is not a unicast address (broadcast and multicast follow the flood list)")

@@ -82,7 +82,7 @@ final class LearningTests: XCTestCase {
         XCTAssertTrue(out.underlay.isEmpty, "split horizon: nothing decapsulated goes back into the underlay")
         let learned = try XCTUnwrap(entry(Self.remoteVM))
         guard case .tunnel(let t) = learned.target else { return XCTFail("\(learned)") }
-        XCTAssertEqual(tables.tunnels[t].remote, IPv4Address("10.99.0.5"))
+        XCTAssertEqual(tables.tunnels[t].remote, IPAddress("10.99.0.5"))
         XCTAssertFalse(learned.isStatic)
         XCTAssertEqual(slow(.learned), 1)
         // Now known: unicast to it is tunnelled to 10.99.0.5, not flooded to the configured 10.99.0.2.
@@ -124,7 +124,7 @@ final class LearningTests: XCTestCase {
         XCTAssertEqual(entry(Self.vmA)?.target, .local(0))
         run(underlay: [fromRemote(frame(from: Self.vmA, to: "ff:ff:ff:ff:ff:ff"))])      // now behind 10.99.0.5
         guard case .tunnel(let t)? = entry(Self.vmA)?.target else { return XCTFail("not moved") }
-        XCTAssertEqual(tables.tunnels[t].remote, IPv4Address("10.99.0.5"))
+        XCTAssertEqual(tables.tunnels[t].remote, IPAddress("10.99.0.5"))
         XCTAssertEqual(slow(.moved), 1)
         let out = run(b: [frame(from: Self.vmB, to: Self.vmA)])
         XCTAssertEqual(out.a, [], "no longer local")

@@ -207,7 +207,7 @@ final class ProcessorTests: XCTestCase {
             (.truncated, Array(good.prefix(60))),
             (.truncated, Array(good.prefix(10))),
             (.innerTooShort, Frames.vxlanPacket(inner: Array(inner.prefix(13)))),
-            (.notIPv4, Frames.ethernet(dst: "ff:ff:ff:ff:ff:ff", src: "02:00:00:00:00:02", type: 0x0806, payload: [UInt8](repeating: 0, count: 28))),
+            (.notIP, Frames.ethernet(dst: "ff:ff:ff:ff:ff:ff", src: "02:00:00:00:00:02", type: 0x0806, payload: [UInt8](repeating: 0, count: 28))),
             (.notOurMAC, Frames.vxlanPacket(outerDst: "02:00:00:00:00:77", inner: inner)),
             (.badIPHeader, { var p = good; p[14] = 0x65; return p }()),
         ]
@@ -238,8 +238,8 @@ final class ProcessorTests: XCTestCase {
         try setUpPipeline(flood: ["10.99.0.2", "10.99.0.3"])
         let mover = MACAddress("02:00:00:00:42:77")!
         let inner = Frames.innerUDP(dst: mover.description, src: Self.vmMAC)
-        let toFirst = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPv4Address("10.99.0.2")! })
-        let toSecond = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPv4Address("10.99.0.3")! })
+        let toFirst = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPAddress("10.99.0.2")! })
+        let toSecond = try XCTUnwrap(tables.tunnels.firstIndex { $0.remote == IPAddress("10.99.0.3")! })
         XCTAssertEqual(tables.learn(vni: 42, mac: mover, target: .tunnel(toFirst)), .added)
         XCTAssertEqual(run(access: [inner, inner]).underlay.map { Array($0[30..<34]) }, [[10, 99, 0, 2], [10, 99, 0, 2]])
         XCTAssertEqual(tables.learn(vni: 42, mac: mover, target: .tunnel(toSecond)), .moved)
@@ -294,7 +294,7 @@ final class ProcessorTests: XCTestCase {
         XCTAssertEqual(port(1, .rxPackets), 1000)
         XCTAssertEqual(UInt64(forwarded), pipeline(.decapsulated), "one access port: each decapsulated frame sent once")
         // Every underlay frame: decapsulated or dropped (no slow path here, so nothing is punted).
-        let underlayDrops: [DropReason] = [.truncated, .notIPv4, .notOurMAC, .badIPHeader, .badIPChecksum, .ipFragment,
+        let underlayDrops: [DropReason] = [.truncated, .notIP, .notOurMAC, .badIPHeader, .badIPChecksum, .ipFragment,
                                            .wrongDestination, .notUDP, .wrongUDPPort, .badFlags, .unknownVNI, .innerTooShort,
                                            .reservedBits, .innerVLAN]
         XCTAssertEqual(pipeline(.decapsulated) + underlayDrops.reduce(0) { $0 + drops($1) }, 3000)

@@ -58,7 +58,7 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
         bad_checksum,                                         # bad_ip_checksum
         Raw(truncated),                                       # truncated
         vxlan_in(Raw(b"\x02" * 10)),                          # inner_too_short
-        Ether(dst="33:33:00:00:00:01", src=REMOTES["10.99.0.2"]) / IPv6(dst="ff02::1") / UDP(),  # not_ipv4
+        Ether(dst="01:80:c2:00:00:0e", src=REMOTES["10.99.0.2"], type=0x88CC) / Raw(b"\x02\x07\x04" + b"\0" * 40),  # not_ip (LLDP)
         vxlan_in(reply, dst_mac="02:00:00:00:00:77"),         # not_our_mac
         # For the slow path: an ARP request for the VTEP address and an ICMP echo to it.
         Ether(dst="ff:ff:ff:ff:ff:ff", src=REMOTES["10.99.0.3"]) / ARP(op=1, hwsrc=REMOTES["10.99.0.3"], psrc="10.99.0.3", pdst=OUR_IP),
@@ -82,7 +82,7 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
     # Counters: each malformed input under its own reason, nothing else.
     assert nonzero_drops(stats) == {
         "bad_flags": 1, "unknown_vni": 1, "wrong_destination": 1, "wrong_udp_port": 1, "not_udp": 1, "ip_fragment": 1,
-        "bad_ip_checksum": 1, "truncated": 1, "inner_too_short": 1, "not_ipv4": 1, "not_our_mac": 1,
+        "bad_ip_checksum": 1, "truncated": 1, "inner_too_short": 1, "not_ip": 1, "not_our_mac": 1,
         "over_mtu": 1, "runt_frame": 1}
     # One learning event: the VM's MAC on the access port (the remote VM's entry is static).
     assert stats["totals"]["pipeline"] == {"encapsulated": 6, "decapsulated": 1, "flood_copies": 4, "unknown_unicast": 1,

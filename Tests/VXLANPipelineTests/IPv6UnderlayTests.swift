@@ -1,0 +1,145 @@
+import CDPDK
+import DPDKTestSupport
+import PollMode
+import VTEPConfig
+import XCTest
+@testable import VXLANPipeline
+
+/// A dual-stack VTEP (10.99.0.1 and fd00::1) with an IPv4 and an IPv6 remote in one VNI, on net_ring.
+final class IPv6UnderlayTests: XCTestCase {
+    static let ourMAC = "02:00:00:00:00:01", v6RemoteMAC = "02:00:00:00:00:06", vm = "02:00:00:00:42:01", far = "02:00:00:00:77:01"
+
+    var pool: PacketPool!
+    var underlay: RingPort!, access: RingPort!
+    var ports: [EthPort] = []
+    var tables: ForwardingTables!
+    var control: UnderlayControl!
+    var core: PollingCore<VXLANProcessor>!
+
+    func build(neighbors: String) throws {
+        try TestEAL.start()
+        pool = try PacketPool(name: TestEAL.uniqueName("v6pool"), count: 1023, cacheSize: 0)
+        underlay = try RingPort(); access = try RingPort()
+        let config = try ConfigParser.parse("""
+            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "\(Self.ourMAC)", mtu: 1500 }
+            access: [ { port: \(access.name), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2, "fd00::2"] } ]
+            neighbors: \(neighbors)
+            """)
+        tables = try ForwardingTables(configuration: config, roles: [.underlay, .access(vni: 42)], underlayMAC: MACAddress(Self.ourMAC)!)
+        control = try UnderlayControl(tables: tables, pool: pool, cores: 1)
+        ports = [try EthPort(id: underlay.id), try EthPort(id: access.id)]
+        for p in ports { try p.configure(PortSetup(queues: 1), pool: pool); try p.start() }
+        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control.rings[0]),
+                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
+                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+    }
+
+    func buildResolved() throws {
+        try build(neighbors: "[ { ip: 10.99.0.2, mac: \"02:00:00:00:00:02\" }, { ip: \"fd00::2\", mac: \"\(Self.v6RemoteMAC)\" } ]")
+    }
+
+    override func tearDown() {
+        guard core != nil else { return }
+        core.release(); core.processor.release()
+        control.release()
+        _ = underlay.drain(); _ = access.drain()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) in use")
+        for p in ports { p.close() }
+        underlay.destroy(); access.destroy()
+        core = nil; control = nil; tables = nil; pool = nil
+    }
+
+    func run(underlay u: [[UInt8]] = [], access a: [[UInt8]] = [], now: Double = 1) -> (u: [[UInt8]], a: [[UInt8]]) {
+        if !u.isEmpty { underlay.inject(u.map { Mbuf.make($0, pool: pool) }) }
+        if !a.isEmpty { access.inject(a.map { Mbuf.make($0, pool: pool) }) }
+        core.pollOnce()
+        control.poll(now: now)
+        core.pollOnce()
+        return (underlay.drain(), access.drain())
+    }
+
+    func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
+
+    /// Dual stack in one VNI: a broadcast goes out once over IPv4 and once over IPv6; the IPv6 copy has the
+    /// RFC 7348 layout over IPv6 and a UDP checksum that an independent computation confirms.
+    func testFloodingReachesAnIPv4AndAnIPv6Remote() throws {
+        try buildResolved()
+        let inner = Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: Self.vm, size: 77)       // odd length on purpose
+        let out = run(access: [inner]).u
+        XCTAssertEqual(out.count, 2)
+        let v6 = try XCTUnwrap(out.first { $0[12] == 0x86 })
+        XCTAssertEqual(out.first { $0[12] == 0x08 }?.count, inner.count + 50)
+        XCTAssertEqual(v6.count, inner.count + 70)
+        let sport = Int(v6[54]) << 8 | Int(v6[55])
+        XCTAssert((49152...65535).contains(sport))
+        let flow = Int(v6[15] & 0x0f) << 16 | Int(v6[16]) << 8 | Int(v6[17])
+        let expected = Frames.ethernet(dst: Self.v6RemoteMAC, src: Self.ourMAC, type: 0x86DD,
+                                       payload: Frames.ipv6(src: "fd00::1", dst: "fd00::2", next: 17,
+                                                            payload: Frames.udp6(src: "fd00::1", dst: "fd00::2", sport: sport, dport: 4789,
+                                                                                 payload: Frames.vxlan(vni: 42, inner: inner)),
+                                                            flow: flow))
+        XCTAssertEqual(v6, expected, "outer IPv6/UDP/VXLAN, with the checksum computed independently")
+    }
+
+    func testIPv6VXLANIsValidatedAndDecapsulated() throws {
+        try buildResolved()
+        let inner = Frames.innerUDP(dst: Self.vm, src: Self.far, size: 90)
+        let good = Frames.vxlanPacket6(inner: inner)
+        var badChecksum = good
+        badChecksum[61] ^= 0x55
+        let out = run(underlay: [good, Frames.vxlanPacket6(inner: inner, checksum: 0), badChecksum,
+                                 Frames.vxlanPacket6(dstIP: "fd00::9", inner: inner), Frames.vxlanPacket6(vni: 99, inner: inner)])
+        XCTAssertEqual(out.a, [inner])
+        XCTAssertEqual(drops(.badUDPChecksum), 2, "zero and wrong checksums over IPv6 are dropped (RFC 8200)")
+        XCTAssertEqual(drops(.wrongDestination), 1)
+        XCTAssertEqual(drops(.unknownVNI), 1)
+        // Learned behind the IPv6 remote, and unicast to it goes out over IPv6.
+        let learned = tables.fdbEntries(vni: 42).first { $0.entry.mac == MACAddress(Self.far)! }?.entry.target
+        guard case .tunnel(let t)? = learned else { return XCTFail("not learned: \(String(describing: learned))") }
+        XCTAssertEqual(tables.tunnels[t].remote, IPAddress("fd00::2"))
+        let reply = run(access: [Frames.innerUDP(dst: Self.far, src: Self.vm)]).u
+        XCTAssertEqual(reply.count, 1)
+        XCTAssertEqual(Array(reply[0][12...13]), [0x86, 0xDD])
+    }
+
+    func testNeighborDiscoveryResolvesAndAnswers() throws {
+        try build(neighbors: "[ { ip: 10.99.0.2, mac: \"02:00:00:00:00:02\" } ]")
+        // fd00::2 is unresolved: the slow path solicits it at its solicited-node group, hop limit 255.
+        let out = run(now: 0).u
+        let solicitation = try XCTUnwrap(out.first { $0.count > 54 && $0[12] == 0x86 })
+        XCTAssertEqual(Array(solicitation[0..<6]), [0x33, 0x33, 0xff, 0, 0, 2])
+        XCTAssertEqual(solicitation, Frames.ethernet(dst: "33:33:ff:00:00:02", src: Self.ourMAC, type: 0x86DD,
+            payload: Frames.ipv6(src: "fd00::1", dst: "ff02::1:ff00:2", next: 58,
+                                 payload: Frames.icmp6(src: "fd00::1", dst: "ff02::1:ff00:2", type: 135,
+                                                       body: [0, 0, 0, 0] + Frames.ip6("fd00::2") + [1, 1] + Frames.mac(Self.ourMAC)),
+                                 hopLimit: 255)))
+        // The remote advertises itself: resolved.
+        let advert = Frames.ethernet(dst: Self.ourMAC, src: Self.v6RemoteMAC, type: 0x86DD,
+            payload: Frames.ipv6(src: "fd00::2", dst: "fd00::1", next: 58,
+                                 payload: Frames.icmp6(src: "fd00::2", dst: "fd00::1", type: 136,
+                                                       body: [0x60, 0, 0, 0] + Frames.ip6("fd00::2") + [2, 1] + Frames.mac(Self.v6RemoteMAC)),
+                                 hopLimit: 255))
+        _ = run(underlay: [advert], now: 0.1)
+        XCTAssertEqual(control.neighbors(now: 0.2).first { $0.ip == IPAddress("fd00::2") }?.mac, MACAddress(Self.v6RemoteMAC))
+        // Someone solicits our address: we advertise it, solicited and override, to the solicitor.
+        let solicit = Frames.ethernet(dst: "33:33:ff:00:00:01", src: "02:00:00:00:00:07", type: 0x86DD,
+            payload: Frames.ipv6(src: "fd00::7", dst: "ff02::1:ff00:1", next: 58,
+                                 payload: Frames.icmp6(src: "fd00::7", dst: "ff02::1:ff00:1", type: 135,
+                                                       body: [0, 0, 0, 0] + Frames.ip6("fd00::1") + [1, 1] + Frames.mac("02:00:00:00:00:07")),
+                                 hopLimit: 255))
+        let answer = run(underlay: [solicit], now: 0.3).u
+        XCTAssertEqual(answer, [Frames.ethernet(dst: "02:00:00:00:00:07", src: Self.ourMAC, type: 0x86DD,
+            payload: Frames.ipv6(src: "fd00::1", dst: "fd00::7", next: 58,
+                                 payload: Frames.icmp6(src: "fd00::1", dst: "fd00::7", type: 136,
+                                                       body: [0x60, 0, 0, 0] + Frames.ip6("fd00::1") + [2, 1] + Frames.mac(Self.ourMAC)),
+                                 hopLimit: 255))])
+        // And ping6 to the VTEP address is answered.
+        let echo = Frames.ethernet(dst: Self.ourMAC, src: Self.v6RemoteMAC, type: 0x86DD,
+            payload: Frames.ipv6(src: "fd00::2", dst: "fd00::1", next: 58,
+                                 payload: Frames.icmp6(src: "fd00::2", dst: "fd00::1", type: 128, body: [0, 9, 0, 1] + Array("ping".utf8))))
+        XCTAssertEqual(run(underlay: [echo], now: 0.4).u, [Frames.ethernet(dst: Self.v6RemoteMAC, src: Self.ourMAC, type: 0x86DD,
+            payload: Frames.ipv6(src: "fd00::1", dst: "fd00::2", next: 58,
+                                 payload: Frames.icmp6(src: "fd00::1", dst: "fd00::2", type: 129, body: [0, 9, 0, 1] + Array("ping".utf8))))])
+    }
+}
