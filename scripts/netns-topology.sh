@@ -16,6 +16,9 @@
 # frames (192.168.42.1 on VLAN 10, 192.168.43.1 on VLAN 20, crafted by the test), and every remote also has vx43
 # (VNI 43, 192.168.43.N/24).
 #
+# With MODE "ipv6", the underlay is IPv6: vxland is fd00::1, remote N is fd00::N. With MODE "dual", vxland has
+# both addresses and the remotes alternate: remote 1 over IPv4 (10.99.0.2), remote 2 over IPv6 (fd00::3), ...
+#
 # Usage: netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING [MODE]]]   (REMOTES 1-8, default 1)
 #        netns-topology.sh down PREFIX
 set -euo pipefail
@@ -49,7 +52,8 @@ up() {
 
     ip link add vm0 netns "$vm" type veth peer name dpacc netns "$dp"
     ip link add dpund netns "$dp" type veth peer name p0 netns "$ul"
-    ip -n "$vm" link set vm0 address 02:00:00:00:42:01 mtu 1450 up
+    local vm_mtu=1450; [[ "$mode" == ipv6 || "$mode" == dual ]] && vm_mtu=1430
+    ip -n "$vm" link set vm0 address 02:00:00:00:42:01 mtu "$vm_mtu" up
     # In "vlans" mode the VM's side is tagged frames on vm0 itself (sent and read by the test with scapy):
     # not every kernel has 802.1Q devices, and the VTEP under test only sees the frames.
     [[ "$mode" == vlans ]] || ip -n "$vm" addr add 192.168.42.1/24 dev vm0
@@ -65,9 +69,21 @@ up() {
         ip link add hv0 netns "$hv" type veth peer name "p$i" netns "$ul"
         ip -n "$ul" link set "p$i" master br0 up
         ip -n "$hv" link set hv0 address "02:00:00:00:00:0$n" up
-        ip -n "$hv" addr add "10.99.0.$n/24" dev hv0
-        ip -n "$hv" link add vx42 type vxlan id 42 local "10.99.0.$n" remote 10.99.0.1 dstport 4789 dev hv0
-        ip -n "$hv" link set vx42 address "02:00:00:00:42:0$n" mtu 1450 up
+        local local_ip="10.99.0.$n" vtep=10.99.0.1
+        if [[ "$mode" == ipv6 || ( "$mode" == dual && $(( i % 2 )) == 0 ) ]]; then
+            # IPv6 underlay on this remote: no DAD delay, no router discovery; IPv6 stays off inside the overlay.
+            ip netns exec "$hv" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.hv0.disable_ipv6=0 \
+                net.ipv6.conf.hv0.accept_ra=0
+            ip -n "$hv" -6 addr add "fd00::$n/64" dev hv0 nodad
+            local_ip="fd00::$n" vtep=fd00::1
+        else
+            ip -n "$hv" addr add "10.99.0.$n/24" dev hv0
+        fi
+        ip -n "$hv" link add vx42 type vxlan id 42 local "$local_ip" remote "$vtep" dstport 4789 dev hv0
+        ip netns exec "$hv" sysctl -qw net.ipv6.conf.vx42.disable_ipv6=1
+        # The overlay MTU: 1500 less 50 bytes of VXLAN over IPv4, or 70 over IPv6.
+        local overlay_mtu=1450; [[ "$local_ip" == fd00::* ]] && overlay_mtu=1430
+        ip -n "$hv" link set vx42 address "02:00:00:00:42:0$n" mtu "$overlay_mtu" up
         ip -n "$hv" addr add "192.168.42.$n/24" dev vx42
         plain "$hv" hv0; plain "$hv" vx42; plain "$ul" "p$i"
         if [[ "$mode" == vlans ]]; then
@@ -76,17 +92,21 @@ up() {
             ip -n "$hv" addr add "192.168.43.$n/24" dev vx43
             plain "$hv" vx43
         fi
-        flood+="${flood:+, }10.99.0.$n"
+        if [[ "$local_ip" == fd00::* ]]; then flood+="${flood:+, }\"$local_ip\""; else flood+="${flood:+, }$local_ip"; fi
     done
     # Every kernel VTEP floods to all the others too (vxland never sends decapsulated traffic back: split horizon).
     for (( i = 1; i <= remotes; i++ )); do
         local j hv; hv=$(hv_name "$i")
         for (( j = 1; j <= remotes; j++ )); do
+            [[ "$mode" == ipv6 || "$mode" == dual ]] && continue      # kernel-to-kernel flooding: IPv4 test beds only
             (( i == j )) || ip netns exec "$hv" bridge fdb append 00:00:00:00:00:00 dev vx42 dst "10.99.0.$(( j + 1 ))"
             (( i == j )) || [[ "$mode" != vlans ]] || ip netns exec "$hv" bridge fdb append 00:00:00:00:00:00 dev vx43 dst "10.99.0.$(( j + 1 ))"
         done
     done
 
+    local addresses="ip: 10.99.0.1/24"
+    [[ "$mode" == ipv6 ]] && addresses='ip6: "fd00::1/64"'
+    [[ "$mode" == dual ]] && addresses=$'ip: 10.99.0.1/24\n  ip6: "fd00::1/64"'
     local access="- { port: net_af_packet1, vni: 42 }   # dpacc, towards the VM"
     local vnis="- { vni: 42, flood: [$flood], ageing: $ageing }"
     if [[ "$mode" == vlans ]]; then
@@ -97,7 +117,7 @@ up() {
 # vxland's configuration for the namespace test bed (scripts/netns-topology.sh)
 underlay:
   port: net_af_packet0          # dpund
-  ip: 10.99.0.1/24
+  $addresses
   mac: 02:00:00:00:00:01
   mtu: 1500
   udp_port: 4789
