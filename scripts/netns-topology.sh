@@ -98,8 +98,9 @@ up() {
     for (( i = 1; i <= remotes; i++ )); do
         local j hv; hv=$(hv_name "$i")
         for (( j = 1; j <= remotes; j++ )); do
-            [[ "$mode" == ipv6 || "$mode" == dual ]] && continue      # kernel-to-kernel flooding: IPv4 test beds only
-            (( i == j )) || ip netns exec "$hv" bridge fdb append 00:00:00:00:00:00 dev vx42 dst "10.99.0.$(( j + 1 ))"
+            [[ "$mode" == dual ]] && continue        # remotes of different families cannot reach each other
+            local peer="10.99.0.$(( j + 1 ))"; [[ "$mode" == ipv6 ]] && peer="fd00::$(( j + 1 ))"
+            (( i == j )) || ip netns exec "$hv" bridge fdb append 00:00:00:00:00:00 dev vx42 dst "$peer"
             (( i == j )) || [[ "$mode" != vlans ]] || ip netns exec "$hv" bridge fdb append 00:00:00:00:00:00 dev vx43 dst "10.99.0.$(( j + 1 ))"
         done
     done

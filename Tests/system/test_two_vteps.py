@@ -1,5 +1,6 @@
 """vxland and two Linux kernel VTEPs on one underlay bridge, nothing static but the kernels' own vxlan devices:
-flooding to both remotes, learning, iperf3 across the overlay, and ageing once traffic stops."""
+flooding to both remotes, learning, iperf3 across the overlay, and ageing once traffic stops; over an IPv4 and
+over an IPv6 underlay."""
 import json
 import os
 import subprocess
@@ -9,9 +10,8 @@ import pytest
 
 from conftest import netns_testbed, port_counters
 
-PREFIX = f"vy{os.getpid() % 100000}-"
-VM, HV1, HV2 = PREFIX + "vm", PREFIX + "hv", PREFIX + "hv2"
 AGEING = 10
+UNDERLAYS = {"ipv4": ("untagged", "10.99.0.2", "10.99.0.3"), "ipv6": ("ipv6", "fd00::2", "fd00::3")}
 
 
 def sh(*args, check=True, timeout=60):
@@ -31,13 +31,22 @@ def fdb(daemon):
     return {(e["mac"], e["destination"]) for e in json.loads(daemon.ctl("show", "fdb", "--json").stdout)["entries"]}
 
 
-@pytest.fixture(scope="module")
-def testbed(tmp_path_factory):
-    with netns_testbed(tmp_path_factory.mktemp("two-vteps"), PREFIX, "2", str(AGEING)) as daemon:
-        yield daemon
+class Bed:
+    def __init__(self, daemon, prefix, remotes):
+        self.daemon, self.remotes = daemon, remotes
+        self.vm, self.hv1, self.hv2 = prefix + "vm", prefix + "hv", prefix + "hv2"
 
 
-def test_flooding_reaches_both_remotes_and_everything_is_learned(testbed):
+@pytest.fixture(scope="module", params=sorted(UNDERLAYS))
+def bed(request, tmp_path_factory):
+    mode, first, second = UNDERLAYS[request.param]
+    prefix = f"v{request.param[-1]}{os.getpid() % 100000}-"
+    with netns_testbed(tmp_path_factory.mktemp("two-vteps"), prefix, "2", str(AGEING), mode) as daemon:
+        yield Bed(daemon, prefix, (first, second))
+
+
+def test_flooding_reaches_both_remotes_and_everything_is_learned(bed):
+    testbed, VM, HV1, HV2 = bed.daemon, bed.vm, bed.hv1, bed.hv2
     before = testbed.stats()["totals"]["pipeline"]["flood_copies"]
     hv2_before = vx42_rx(HV2)
     # The VM's ARP for 192.168.42.2 is broadcast: one copy to each remote VTEP.
@@ -49,14 +58,15 @@ def test_flooding_reaches_both_remotes_and_everything_is_learned(testbed):
     ping(HV2, "192.168.42.1")
     ping(HV1, "192.168.42.3")           # kernel to kernel, straight over the underlay bridge
     entries = fdb(testbed)
-    assert ("02:00:00:00:42:02", "remote 10.99.0.2") in entries
-    assert ("02:00:00:00:42:03", "remote 10.99.0.3") in entries
+    assert ("02:00:00:00:42:02", f"remote {bed.remotes[0]}") in entries
+    assert ("02:00:00:00:42:03", f"remote {bed.remotes[1]}") in entries
     assert ("02:00:00:00:42:01", "port net_af_packet1") in entries
     neighbors = {n["ip"]: n["state"] for n in json.loads(testbed.ctl("show", "neighbors", "--json").stdout)["neighbors"]}
-    assert neighbors == {"10.99.0.2": "reachable", "10.99.0.3": "reachable"}
+    assert neighbors == {bed.remotes[0]: "reachable", bed.remotes[1]: "reachable"}
 
 
-def test_iperf3_tcp_and_udp_across_the_overlay(testbed):
+def test_iperf3_tcp_and_udp_across_the_overlay(bed):
+    testbed, VM, HV1 = bed.daemon, bed.vm, bed.hv1
     before = testbed.stats()
     for mode in (["-t", "3"], ["-u", "-b", "50M", "-t", "3"]):
         server = subprocess.Popen(["ip", "netns", "exec", HV1, "iperf3", "-s", "-1", "-p", "5201"],
@@ -93,9 +103,10 @@ def test_iperf3_tcp_and_udp_across_the_overlay(testbed):
     assert after["mempool"]["in_use"] == 0, after["mempool"]
 
 
-def test_learned_entries_age_out_when_traffic_stops(testbed):
-    ping(VM, "192.168.42.3", 1)
-    assert any(dest == "remote 10.99.0.3" for _, dest in fdb(testbed))
+def test_learned_entries_age_out_when_traffic_stops(bed):
+    testbed = bed.daemon
+    ping(bed.vm, "192.168.42.3", 1)
+    assert any(dest == f"remote {bed.remotes[1]}" for _, dest in fdb(testbed))
     deadline = time.time() + AGEING + 15
     while time.time() < deadline and fdb(testbed):
         time.sleep(1)
