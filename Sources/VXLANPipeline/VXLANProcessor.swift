@@ -531,7 +531,7 @@ public struct VXLANProcessor: BurstProcessor {
             let w0 = UInt64(UInt32(bitPattern: state[i]))   // validate left the VNI there
             if w0 == lastVNI {
                 state[i] = lastSegment
-                classifyInner(m, index: i, segment: lastSegment, now: now, lastSource: &lastSource)
+                lastSource = classifyInner(m, index: i, segment: lastSegment, now: now, lastSource: lastSource)
                 continue
             }
             let slot = vniCache.slot(w0, 0)
@@ -540,7 +540,7 @@ public struct VXLANProcessor: BurstProcessor {
                 state[i] = cached.value
                 lastVNI = w0
                 lastSegment = cached.value
-                classifyInner(m, index: i, segment: cached.value, now: now, lastSource: &lastSource)
+                lastSource = classifyInner(m, index: i, segment: cached.value, now: now, lastSource: lastSource)
                 continue
             }
             state[i] = Self.lookup
@@ -555,7 +555,8 @@ public struct VXLANProcessor: BurstProcessor {
                     let segment = Int32(truncatingIfNeeded: Int(bitPattern: vnis.data[k]) &- 1)
                     state[owner] = segment
                     vniCache.insert(vnis.word0(k), 0, slot: Int(vnis.slot[k]), value: segment)
-                    classifyInner(packets[owner].unsafelyUnwrapped, index: owner, segment: segment, now: now, lastSource: &lastSource)
+                    lastSource = classifyInner(packets[owner].unsafelyUnwrapped, index: owner, segment: segment, now: now,
+                                               lastSource: lastSource)
                 } else {
                     state[owner] = Self.dropped
                     drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
@@ -565,6 +566,8 @@ public struct VXLANProcessor: BurstProcessor {
         }
         _ = resolveDestinations(into: innerTarget)
         resolveSources(expected: -1, now: now)
+        // Memo of the last segment with a single untagged endpoint: its frames go straight to that port.
+        var memoSegment: Int32 = -1, memoPort = -1
         for i in 0..<n {
             let s = state[i]
             if s < 0 { continue }
@@ -574,6 +577,22 @@ public struct VXLANProcessor: BurstProcessor {
             let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])
             if excess > 0 { _ = vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) }
             let target = innerTarget[i]
+            if target == Self.flood {
+                if s != memoSegment {
+                    let entry = segments[Int(s)]
+                    memoSegment = s
+                    memoPort = -1
+                    if entry.accessCount == 1 {
+                        let e = Int(accessPorts[Int(entry.accessStart)])
+                        if endpointVLAN[e] == 0 { memoPort = Int(endpointPort[e]) }
+                    }
+                }
+                if memoPort >= 0 {
+                    tx.push(m, to: memoPort)
+                    count(.decapsulated)
+                    continue
+                }
+            }
             // Split horizon: a decapsulated frame only ever goes to local ports of its own VNI.
             if target >= FDBTarget.localBase && endpointSegment[Int(target &- FDBTarget.localBase)] == s {
                 send(m, toEndpoint: target &- FDBTarget.localBase, tx: tx)
@@ -588,7 +607,8 @@ public struct VXLANProcessor: BurstProcessor {
     /// not cached), the source is learned behind the outer source address.
     @inlinable @inline(__always)
     func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32,
-                       lastSource: inout (UInt64, UInt64, UInt64, UInt64, UInt8)) {
+                       lastSource: (UInt64, UInt64, UInt64, UInt64, UInt8)) -> (UInt64, UInt64, UInt64, UInt64, UInt8) {
+        var lastSource = lastSource
         let entry = segments[Int(segment)]
         let inner = vx_mbuf_data(m) + Int(aux[i])
         if entry.learning && slowPath != nil && inner.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
@@ -606,6 +626,7 @@ public struct VXLANProcessor: BurstProcessor {
             let (d0, d1) = Self.fdbKey(vni: entry.vni, inner)
             lookUpDestination(i, d0, d1, into: innerTarget)
         }
+        return lastSource
     }
 
     /// Checks one underlay frame; returns a DropReason raw value, or -1 when it is VXLAN for us, in which case
