@@ -111,6 +111,21 @@ def netns_testbed(tmp_path: Path, prefix: str, *topology_args: str):
         subprocess.run([str(TOPOLOGY), "down", prefix], check=False, capture_output=True, timeout=60)
 
 
+def sh(*args, check=True, timeout=60):
+    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def ping(ns, target, count=3):
+    """Pings from namespace `ns`; every echo must be answered."""
+    result = sh("ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.2", "-W", "2", target, check=False)
+    assert f"{count} packets transmitted, {count} received" in result.stdout, f"{ns} -> {target}:\n{result.stdout}{result.stderr}"
+
+
+def vx42_rx(ns):
+    """Packets the kernel's vxlan device in `ns` received."""
+    return int(sh("ip", "netns", "exec", ns, "cat", "/sys/class/net/vx42/statistics/rx_packets").stdout)
+
+
 def port_counters(stats, port):
     for p in stats["totals"]["ports"]:
         if p["port"] == port:

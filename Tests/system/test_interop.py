@@ -1,24 +1,13 @@
 """vxland between a VM namespace and the Linux kernel's own vxlan driver in a remote-hypervisor namespace."""
 import json
 import os
-import subprocess
 
 import pytest
 
-from conftest import netns_testbed, nonzero_drops, port_counters
+from conftest import netns_testbed, nonzero_drops, ping, port_counters, sh
 
 PREFIX = f"vxt{os.getpid() % 100000}-"
 VM, DP, HV = PREFIX + "vm", PREFIX + "dp", PREFIX + "hv"
-
-
-def sh(*args, check=True):
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=60)
-
-
-def ping(ns, target, count, interval="0.2"):
-    result = sh("ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", interval, "-W", "2", target, check=False)
-    assert result.returncode == 0, f"ping {target} from {ns} failed:\n{result.stdout}{result.stderr}"
-    assert f"{count} packets transmitted, {count} received" in result.stdout, result.stdout
 
 
 def kernel_vxlan_counter(name):

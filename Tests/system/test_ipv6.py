@@ -2,25 +2,11 @@
 vxlan devices. Nothing static: Neighbor Discovery resolves the remotes, MACs are learned."""
 import json
 import os
-import subprocess
 
-from conftest import netns_testbed
+from conftest import netns_testbed, ping, sh, vx42_rx
 
 PREFIX6 = f"w6{os.getpid() % 100000}-"
 PREFIXD = f"wd{os.getpid() % 100000}-"
-
-
-def sh(*args, check=True):
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=60)
-
-
-def ping(ns, target, count=3):
-    result = sh("ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.2", "-W", "2", target, check=False)
-    assert f"{count} packets transmitted, {count} received" in result.stdout, f"{ns} -> {target}:\n{result.stdout}{result.stderr}"
-
-
-def vx42_rx(ns):
-    return int(sh("ip", "netns", "exec", ns, "cat", "/sys/class/net/vx42/statistics/rx_packets").stdout)
 
 
 def test_ipv6_underlay(tmp_path):

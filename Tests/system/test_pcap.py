@@ -1,7 +1,7 @@
 """vxland on net_pcap: frames crafted with scapy go in, scapy decodes what comes out, field by field."""
 import struct
 
-from scapy.all import ARP, ICMP, IP, IPv6, TCP, UDP, Ether, Raw, rdpcap, wrpcap
+from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, Raw, rdpcap, wrpcap
 from scapy.layers.vxlan import VXLAN
 
 from conftest import Vxland, nonzero_drops, port_counters

@@ -8,23 +8,10 @@ import time
 
 import pytest
 
-from conftest import netns_testbed, port_counters
+from conftest import netns_testbed, ping, port_counters, sh, vx42_rx
 
 AGEING = 10
 UNDERLAYS = {"ipv4": ("untagged", "10.99.0.2", "10.99.0.3"), "ipv6": ("ipv6", "fd00::2", "fd00::3")}
-
-
-def sh(*args, check=True, timeout=60):
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def ping(ns, target, count=3):
-    result = sh("ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.2", "-W", "2", target, check=False)
-    assert f"{count} packets transmitted, {count} received" in result.stdout, f"{ns} -> {target}:\n{result.stdout}{result.stderr}"
-
-
-def vx42_rx(ns):
-    return int(sh("ip", "netns", "exec", ns, "cat", "/sys/class/net/vx42/statistics/rx_packets").stdout)
 
 
 def fdb(daemon):

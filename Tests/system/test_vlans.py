@@ -1,16 +1,11 @@
 """A tagged access port: VLAN 10 and VLAN 20 of one VM port reach two VNIs on the Linux kernel's VTEP."""
 import json
 import os
-import subprocess
 from pathlib import Path
 
-from conftest import netns_testbed
+from conftest import netns_testbed, sh
 
 PREFIX = f"vz{os.getpid() % 100000}-"
-
-
-def sh(*args, check=True):
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=60)
 
 
 def test_two_vlans_on_one_port_reach_two_vnis(tmp_path):
