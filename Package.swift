@@ -75,8 +75,9 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
                           swiftSettings: fastSwift, linkerSettings: dpdkLinker),
-        // Shared by the DPDK tests: one process-wide EAL, net_ring ports, an independent frame builder.
-        .target(name: "DPDKTestSupport", dependencies: ["CDPDK", "PollMode"], path: "Tests/DPDKTestSupport",
+        // Shared by the DPDK tests: one process-wide EAL, net_ring ports, an independent frame builder, and a
+        // harness that runs the pipeline on ring ports.
+        .target(name: "DPDKTestSupport", dependencies: ["CDPDK", "PollMode", "VXLANPipeline", "VTEPConfig"], path: "Tests/DPDKTestSupport",
                 swiftSettings: dpdkSwift,
                 // rte_eth_from_rings lives in the net_ring PMD, which is otherwise loaded as a plugin.
                 linkerSettings: dpdkLinker + [.unsafeFlags(["-Xlinker", "-lrte_net_ring"])]),

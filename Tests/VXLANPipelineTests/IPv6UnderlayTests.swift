@@ -9,30 +9,17 @@ import XCTest
 final class IPv6UnderlayTests: XCTestCase {
     static let ourMAC = "02:00:00:00:00:01", v6RemoteMAC = "02:00:00:00:00:06", vm = "02:00:00:00:42:01", far = "02:00:00:00:77:01"
 
-    var pool: PacketPool!
-    var underlay: RingPort!, access: RingPort!
-    var ports: [EthPort] = []
-    var tables: ForwardingTables!
-    var control: UnderlayControl!
-    var core: PollingCore<VXLANProcessor>!
+    var h: PipelineHarness!
+    var tables: ForwardingTables { h.tables }
+    var control: UnderlayControl { h.control! }
 
     func build(neighbors: String) throws {
-        try TestEAL.start()
-        pool = try PacketPool(name: TestEAL.uniqueName("v6pool"), count: 1023, cacheSize: 0)
-        underlay = try RingPort(); access = try RingPort()
-        let config = try ConfigParser.parse("""
-            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "\(Self.ourMAC)", mtu: 1500 }
-            access: [ { port: \(access.name), vni: 42 } ]
+        h = try PipelineHarness(accessPorts: 1, poolSize: 1023) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "\(Self.ourMAC)", mtu: 1500 }
+            access: [ { port: \(names[1]), vni: 42 } ]
             vnis: [ { vni: 42, flood: [10.99.0.2, "fd00::2"] } ]
             neighbors: \(neighbors)
-            """)
-        tables = try ForwardingTables(configuration: config, roles: [.underlay, .access(vni: 42)], underlayMAC: MACAddress(Self.ourMAC)!)
-        control = try UnderlayControl(tables: tables, pool: pool, cores: 1)
-        ports = [try EthPort(id: underlay.id), try EthPort(id: access.id)]
-        for p in ports { try p.configure(PortSetup(queues: 1), pool: pool); try p.start() }
-        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control.rings[0]),
-                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
-                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+            """ }
     }
 
     func buildResolved() throws {
@@ -40,26 +27,18 @@ final class IPv6UnderlayTests: XCTestCase {
     }
 
     override func tearDown() {
-        guard core != nil else { return }
-        core.release(); core.processor.release()
-        control.release()
-        _ = underlay.drain(); _ = access.drain()
-        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) in use")
-        for p in ports { p.close() }
-        underlay.destroy(); access.destroy()
-        core = nil; control = nil; tables = nil; pool = nil
+        guard let h else { return }
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        self.h = nil
     }
 
     func run(underlay u: [[UInt8]] = [], access a: [[UInt8]] = [], now: Double = 1) -> (u: [[UInt8]], a: [[UInt8]]) {
-        if !u.isEmpty { underlay.inject(u.map { Mbuf.make($0, pool: pool) }) }
-        if !a.isEmpty { access.inject(a.map { Mbuf.make($0, pool: pool) }) }
-        core.pollOnce()
-        control.poll(now: now)
-        core.pollOnce()
-        return (underlay.drain(), access.drain())
+        let out = h.run([0: u, 1: a], now: now)
+        return (out[0], out[1])
     }
 
-    func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
+    func drops(_ r: DropReason) -> UInt64 { h.drops(r) }
 
     /// Dual stack in one VNI: a broadcast goes out once over IPv4 and once over IPv6; the IPv6 copy has the
     /// RFC 7348 layout over IPv6 and a UDP checksum that an independent computation confirms.

@@ -11,44 +11,26 @@ final class LearningTests: XCTestCase {
     static let ourMAC = "02:00:00:00:00:01"
     static let vmA = "02:00:00:00:0a:01", vmB = "02:00:00:00:0b:01", remoteVM = "02:00:00:00:77:01"
 
-    var pool: PacketPool!
-    var underlay: RingPort!, portA: RingPort!, portB: RingPort!
-    var ports: [EthPort] = []
-    var tables: ForwardingTables!
-    var control: UnderlayControl!
-    var core: PollingCore<VXLANProcessor>!
+    var h: PipelineHarness!
+    var tables: ForwardingTables { h.tables }
+    var control: UnderlayControl { h.control! }
     var clock = 0.0
 
     func build(vni: String = "ageing: 30", flood: String = "10.99.0.2") throws {
-        try TestEAL.start()
-        pool = try PacketPool(name: TestEAL.uniqueName("lpool"), count: 2047, cacheSize: 0)
-        underlay = try RingPort(); portA = try RingPort(); portB = try RingPort()
-        let config = try ConfigParser.parse("""
-            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
-            access: [ { port: \(portA.name), vni: 42 }, { port: \(portB.name), vni: 42 } ]
+        h = try PipelineHarness(accessPorts: 2) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
+            access: [ { port: \(names[1]), vni: 42 }, { port: \(names[2]), vni: 42 } ]
             vnis: [ { vni: 42, flood: [\(flood)], \(vni) } ]
             neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }, { ip: 10.99.0.5, mac: "02:00:00:00:00:05" } ]
-            """)
-        tables = try ForwardingTables(configuration: config, roles: [.underlay, .access(vni: 42), .access(vni: 42)],
-                                      underlayMAC: MACAddress(Self.ourMAC)!)
-        control = try UnderlayControl(tables: tables, pool: pool, cores: 1)
-        ports = [try EthPort(id: underlay.id), try EthPort(id: portA.id), try EthPort(id: portB.id)]
-        for p in ports { try p.configure(PortSetup(queues: 1), pool: pool); try p.start() }
-        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control.rings[0]),
-                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
-                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+            """ }
         control.poll(now: clock)
     }
 
     override func tearDown() {
-        guard core != nil else { return }
-        core.release(); core.processor.release()
-        control.release()
-        for r in [underlay, portA, portB] { _ = r!.drain() }
-        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) in use")
-        for p in ports { p.close() }
-        for r in [underlay, portA, portB] { r!.destroy() }
-        core = nil; control = nil; tables = nil; pool = nil
+        guard let h else { return }
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        self.h = nil
     }
 
     struct Out { var underlay: [[UInt8]]; var a: [[UInt8]]; var b: [[UInt8]] }
@@ -56,14 +38,9 @@ final class LearningTests: XCTestCase {
     /// Frames in, a poll round, the slow path (learning) `after` seconds later, another round; what went out.
     @discardableResult
     func run(underlay u: [[UInt8]] = [], a: [[UInt8]] = [], b: [[UInt8]] = [], after: Double = 0.01) -> Out {
-        if !u.isEmpty { underlay.inject(u.map { Mbuf.make($0, pool: pool) }) }
-        if !a.isEmpty { portA.inject(a.map { Mbuf.make($0, pool: pool) }) }
-        if !b.isEmpty { portB.inject(b.map { Mbuf.make($0, pool: pool) }) }
-        core.pollOnce()
         clock += after
-        control.poll(now: clock)
-        core.pollOnce()
-        return Out(underlay: underlay.drain(), a: portA.drain(), b: portB.drain())
+        let out = h.run([0: u, 1: a, 2: b], now: clock)
+        return Out(underlay: out[0], a: out[1], b: out[2])
     }
 
     func frame(from src: String, to dst: String, size: Int = 64) -> [UInt8] { Frames.innerUDP(dst: dst, src: src, size: size) }
@@ -71,7 +48,7 @@ final class LearningTests: XCTestCase {
         Frames.vxlanPacket(outerSrc: "02:00:00:00:00:05", srcIP: vtep, inner: inner)
     }
     func entry(_ mac: String) -> ForwardingTables.FDBEntry? { tables.fdbEntries(vni: 42).first { $0.entry.mac == MACAddress(mac)! }?.entry }
-    func pipeline(_ c: PipelineCounter) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(c)] }
+    func pipeline(_ c: PipelineCounter) -> UInt64 { h.pipeline(c) }
     func slow(_ c: UnderlayControl.Counter) -> UInt64 { control.counters[c.rawValue] }
 
     func testRemoteMACsAreLearnedBehindTheOuterSourceAndUsed() throws {
@@ -115,7 +92,7 @@ final class LearningTests: XCTestCase {
         // A frame for A arriving on A's own port is dropped and counted.
         out = run(a: [frame(from: Self.vmB, to: Self.vmA)])
         XCTAssertEqual(out.a, []); XCTAssertEqual(out.b, []); XCTAssertEqual(out.underlay, [])
-        XCTAssertEqual(core.processor.counterBlock[PipelineCounterLayout.slot(DropReason.samePort)], 1)
+        XCTAssertEqual(h.drops(.samePort), 1)
     }
 
     func testAMACThatMovesFollows() throws {

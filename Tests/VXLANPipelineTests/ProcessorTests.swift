@@ -12,62 +12,41 @@ final class ProcessorTests: XCTestCase {
     static let vmMAC = "02:00:00:00:42:01"
     static let remoteVMMAC = "02:00:00:00:42:02"
 
-    var pool: PacketPool!
-    var underlay: RingPort!
-    var access: RingPort!
-    var ports: [EthPort] = []
-    var core: PollingCore<VXLANProcessor>!
-    var tables: ForwardingTables!
+    var h: PipelineHarness!
+    var tables: ForwardingTables { h.tables }
+    var pool: PacketPool { h.pool }
+    var underlay: RingPort { h.rings[0] }
+    var access: RingPort { h.rings[1] }
 
     func setUpPipeline(mtu: Int = 1500, flood: [String] = ["10.99.0.2"], underlayTxSize: UInt32 = 1024, strict: Bool = false) throws {
-        try TestEAL.start()
-        pool = try PacketPool(name: TestEAL.uniqueName("pool"), count: 2047, cacheSize: 0)
-        underlay = try RingPort(txSize: underlayTxSize)
-        access = try RingPort()
-        let yaml = """
-            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", mtu: \(mtu), ttl: 64, strict: \(strict) }
-            access: [ { port: \(access.name), vni: 42 } ]
+        h = try PipelineHarness(accessPorts: 1, slowPath: false, underlayTxSize: underlayTxSize) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", mtu: \(mtu), ttl: 64, strict: \(strict) }
+            access: [ { port: \(names[1]), vni: 42 } ]
             vnis: [ { vni: 42, flood: [\(flood.joined(separator: ", "))] }, { vni: 7, flood: [] } ]
             fdb: [ { vni: 42, mac: "\(Self.remoteVMMAC)", remote: 10.99.0.2 } ]
             neighbors:
               - { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }
               - { ip: 10.99.0.3, mac: "02:00:00:00:00:03" }
-            """
-        let config = try ConfigParser.parse(yaml)
-        tables = try ForwardingTables(configuration: config, roles: [.underlay, .access(vni: 42)], underlayMAC: MACAddress(Self.ourMAC)!)
-        ports = [try EthPort(id: underlay.id), try EthPort(id: access.id)]
-        for p in ports {
-            try p.configure(PortSetup(queues: 1), pool: pool)
-            try p.start()
-        }
-        core = PollingCore(processor: VXLANProcessor(tables: tables),
-                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
-                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+            """ }
     }
 
     override func tearDown() {
-        guard core != nil else { return }
-        _ = underlay.drain(); _ = access.drain()
-        core.release()
-        core.processor.release()
-        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) still in use")
-        for p in ports { p.close() }
-        underlay.destroy(); access.destroy()
-        core = nil; tables = nil; pool = nil
+        guard let h else { return }
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        self.h = nil
     }
 
     /// Injects frames on one side, runs one poll round, returns what each side transmitted.
     func run(access frames: [[UInt8]] = [], underlay uframes: [[UInt8]] = []) -> (underlay: [[UInt8]], access: [[UInt8]]) {
-        if !frames.isEmpty { access.inject(frames.map { Mbuf.make($0, pool: pool) }) }
-        if !uframes.isEmpty { underlay.inject(uframes.map { Mbuf.make($0, pool: pool) }) }
-        core.pollOnce()
-        return (underlay.drain(), access.drain())
+        let out = h.run([0: uframes, 1: frames])
+        return (out[0], out[1])
     }
 
-    func pipeline(_ c: PipelineCounter) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(c)] }
-    func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
-    func port(_ index: Int, _ c: PortCounter) -> UInt64 { core.portCounters[PortCounter.slot(port: index, c)] }
-    var totalDrops: UInt64 { DropReason.allCases.reduce(0) { $0 + drops($1) } }
+    func pipeline(_ c: PipelineCounter) -> UInt64 { h.pipeline(c) }
+    func drops(_ r: DropReason) -> UInt64 { h.drops(r) }
+    func port(_ index: Int, _ c: PortCounter) -> UInt64 { h.port(index, c) }
+    var totalDrops: UInt64 { h.totalDrops }
 
     /// Checks an encapsulated frame field by field; returns its outer UDP source port.
     @discardableResult
@@ -307,7 +286,7 @@ final class ProcessorTests: XCTestCase {
         let inner = Frames.innerUDP(dst: Self.remoteVMMAC, src: Self.vmMAC)
         access.inject((0..<100).map { _ in Mbuf.make(inner, pool: pool) })
         var sent: [[UInt8]] = []
-        for _ in 0..<5 { core.pollOnce(); sent += underlay.drain() }
+        for _ in 0..<5 { h.core.pollOnce(); sent += underlay.drain() }
         XCTAssertEqual(sent.count, 100)
         XCTAssertEqual(pipeline(.encapsulated), 100)
     }

@@ -9,51 +9,30 @@ import XCTest
 final class UnderlayControlTests: XCTestCase {
     static let ourMAC = "02:00:00:00:00:01", remoteMAC = "02:00:00:00:00:02", gatewayMAC = "02:00:00:00:00:fe"
 
-    var pool: PacketPool!
-    var underlay: RingPort!, access: RingPort!
-    var ports: [EthPort] = []
-    var tables: ForwardingTables!
-    var control: UnderlayControl!
-    var core: PollingCore<VXLANProcessor>!
+    var h: PipelineHarness!
+    var tables: ForwardingTables { h.tables }
+    var control: UnderlayControl { h.control! }
 
     func build(extraUnderlay: String = "", flood: String = "10.99.0.2", neighbors: String = "[]") throws {
-        try TestEAL.start()
-        pool = try PacketPool(name: TestEAL.uniqueName("upool"), count: 1023, cacheSize: 0)
-        underlay = try RingPort(); access = try RingPort()
-        let config = try ConfigParser.parse("""
-            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", neighbor_timeout: 5\(extraUnderlay) }
-            access: [ { port: \(access.name), vni: 42 } ]
+        h = try PipelineHarness(accessPorts: 1, poolSize: 1023) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", neighbor_timeout: 5\(extraUnderlay) }
+            access: [ { port: \(names[1]), vni: 42 } ]
             vnis: [ { vni: 42, flood: [\(flood)] } ]
             neighbors: \(neighbors)
-            """)
-        tables = try ForwardingTables(configuration: config, roles: [.underlay, .access(vni: 42)], underlayMAC: MACAddress(Self.ourMAC)!)
-        control = try UnderlayControl(tables: tables, pool: pool, cores: 1)
-        ports = [try EthPort(id: underlay.id), try EthPort(id: access.id)]
-        for p in ports { try p.configure(PortSetup(queues: 1), pool: pool); try p.start() }
-        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control.rings[0]),
-                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
-                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+            """ }
     }
 
     override func tearDown() {
-        guard core != nil else { return }
-        core.release(); core.processor.release()
-        control.release()
-        _ = underlay.drain(); _ = access.drain()
-        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) in use")
-        for p in ports { p.close() }
-        underlay.destroy(); access.destroy()
-        core = nil; control = nil; tables = nil; pool = nil
+        guard let h else { return }
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        self.h = nil
     }
 
-    /// Frames in on the underlay, a poll round, the slow path at `now`, another poll round: what went out.
+    /// Frames in on the underlay (and access), a poll round, the slow path at `now`, another round: what the
+    /// underlay sent.
     func exchange(underlay frames: [[UInt8]] = [], access aframes: [[UInt8]] = [], now: Double) -> [[UInt8]] {
-        if !frames.isEmpty { underlay.inject(frames.map { Mbuf.make($0, pool: pool) }) }
-        if !aframes.isEmpty { access.inject(aframes.map { Mbuf.make($0, pool: pool) }) }
-        core.pollOnce()
-        control.poll(now: now)
-        core.pollOnce()
-        return underlay.drain()
+        h.run([0: frames, 1: aframes], now: now)[0]
     }
 
     func arp(op: Int, srcMAC: String, srcIP: String, dstMAC: String = "ff:ff:ff:ff:ff:ff", targetMAC: String = "00:00:00:00:00:00",
@@ -63,7 +42,7 @@ final class UnderlayControlTests: XCTestCase {
     }
 
     func counter(_ c: UnderlayControl.Counter) -> UInt64 { control.counters[c.rawValue] }
-    func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
+    func drops(_ r: DropReason) -> UInt64 { h.drops(r) }
     var innerToRemote: [UInt8] { Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: "02:00:00:00:42:01") }
 
     func testAnswersARPForTheVTEPAddressOnly() throws {
@@ -73,8 +52,8 @@ final class UnderlayControlTests: XCTestCase {
         XCTAssertEqual(out, [arp(op: 2, srcMAC: Self.ourMAC, srcIP: "10.99.0.1", dstMAC: "02:00:00:00:00:33",
                                  targetMAC: "02:00:00:00:00:33", targetIP: "10.99.0.33")])
         XCTAssertEqual(counter(.arpRepliesSent), 1)
-        XCTAssertEqual(core.processor.counterBlock[PipelineCounterLayout.slot(.punted)], 2)
-        XCTAssertEqual(core.processor.counterBlock[PipelineCounterLayout.slot(.injected)], 1)
+        XCTAssertEqual(h.pipeline(.punted), 2)
+        XCTAssertEqual(h.pipeline(.injected), 1)
     }
 
     func testAnswersICMPEchoToTheVTEPAddress() throws {
@@ -172,7 +151,7 @@ final class UnderlayControlTests: XCTestCase {
         XCTAssertTrue(tables.publish(mac: MACAddress("02:00:00:00:00:0a"), tunnel: 0))
         XCTAssertFalse(tables.publish(mac: MACAddress("02:00:00:00:00:0b"), tunnel: 0), "core 0 may still read the old copy")
         XCTAssertEqual(tables.publishedMAC(tunnel: 0), MACAddress("02:00:00:00:00:0a"))
-        core.pollOnce()                                           // one round: a quiescent state
+        h.core.pollOnce()                                         // one round: a quiescent state
         XCTAssertTrue(tables.publish(mac: MACAddress("02:00:00:00:00:0b"), tunnel: 0))
         XCTAssertEqual(tables.publishedMAC(tunnel: 0), MACAddress("02:00:00:00:00:0b"))
     }

@@ -9,61 +9,37 @@ import XCTest
 final class VLANTests: XCTestCase {
     static let ourMAC = "02:00:00:00:00:01", vm = "02:00:00:00:0a:01", vmB = "02:00:00:00:0b:01", far = "02:00:00:00:77:01"
 
-    var pool: PacketPool!
-    var underlay: RingPort!, trunk: RingPort!, plain: RingPort!
-    var ports: [EthPort] = []
-    var tables: ForwardingTables!
-    var control: UnderlayControl!
-    var core: PollingCore<VXLANProcessor>!
+    var h: PipelineHarness!
+    var tables: ForwardingTables { h.tables }
 
     override func setUpWithError() throws {
-        try TestEAL.start()
-        pool = try PacketPool(name: TestEAL.uniqueName("vpool"), count: 1023, cacheSize: 0)
-        underlay = try RingPort(); trunk = try RingPort(); plain = try RingPort()
-        let config = try ConfigParser.parse("""
-            underlay: { port: \(underlay.name), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
+        h = try PipelineHarness(accessPorts: 2, poolSize: 1023) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
             access:
-              - { port: \(trunk.name), vlans: [ { vlan: 10, vni: 42 }, { vlan: 20, vni: 43 } ] }
-              - { port: \(plain.name), vni: 42 }
+              - { port: \(names[1]), vlans: [ { vlan: 10, vni: 42 }, { vlan: 20, vni: 43 } ] }
+              - { port: \(names[2]), vni: 42 }
             vnis: [ { vni: 42, flood: [10.99.0.2] }, { vni: 43, flood: [10.99.0.2] } ]
             neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
-            """)
-        tables = try ForwardingTables(configuration: config, roles: [.underlay, .tagged(config.access[0].vlans), .access(vni: 42)],
-                                      underlayMAC: MACAddress(Self.ourMAC)!)
-        control = try UnderlayControl(tables: tables, pool: pool, cores: 1)
-        ports = [try EthPort(id: underlay.id), try EthPort(id: trunk.id), try EthPort(id: plain.id)]
-        for p in ports { try p.configure(PortSetup(queues: 1), pool: pool); try p.start() }
-        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control.rings[0]),
-                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
-                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
-        control.poll(now: 0)
+            """ }
+        h.control!.poll(now: 0)
     }
 
     override func tearDown() {
-        guard core != nil else { return }
-        core.release(); core.processor.release()
-        control.release()
-        for r in [underlay, trunk, plain] { _ = r!.drain() }
-        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked: \(pool.inUse) in use")
-        for p in ports { p.close() }
-        for r in [underlay, trunk, plain] { r!.destroy() }
-        core = nil; control = nil; tables = nil; pool = nil
+        guard let h else { return }
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        self.h = nil
     }
 
     func run(underlay u: [[UInt8]] = [], trunk t: [[UInt8]] = [], plain p: [[UInt8]] = []) -> (u: [[UInt8]], t: [[UInt8]], p: [[UInt8]]) {
-        if !u.isEmpty { underlay.inject(u.map { Mbuf.make($0, pool: pool) }) }
-        if !t.isEmpty { trunk.inject(t.map { Mbuf.make($0, pool: pool) }) }
-        if !p.isEmpty { plain.inject(p.map { Mbuf.make($0, pool: pool) }) }
-        core.pollOnce()
-        control.poll(now: 0.1)
-        core.pollOnce()
-        return (underlay.drain(), trunk.drain(), plain.drain())
+        let out = h.run([0: u, 1: t, 2: p], now: 0.1)
+        return (out[0], out[1], out[2])
     }
 
     /// `frame` with an 802.1Q tag for `vlan` after the MACs.
     func tagged(_ frame: [UInt8], vlan: Int) -> [UInt8] { Array(frame[0..<12]) + [0x81, 0x00] + Frames.be16(vlan) + Array(frame[12...]) }
     func vni(_ packet: [UInt8]) -> Int { Int(packet[46]) << 16 | Int(packet[47]) << 8 | Int(packet[48]) }
-    func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
+    func drops(_ r: DropReason) -> UInt64 { h.drops(r) }
 
     func testEachVLANGoesToItsVNIWithTheTagRemoved() {
         let ten = Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: Self.vm, sport: 10)

@@ -1,0 +1,74 @@
+import CDPDK
+import PollMode
+import VTEPConfig
+import VXLANPipeline
+
+/// The pipeline on net_ring ports, driven by hand: port 0 is the underlay, the others are access ports in
+/// configuration order. Frames go in through RX rings; `run` does a poll round, a slow-path round (when there
+/// is a slow path) and another poll round, and returns what each port sent.
+public final class PipelineHarness {
+    public let pool: PacketPool
+    public let rings: [RingPort]
+    public let ports: [EthPort]
+    public let tables: ForwardingTables
+    public let control: UnderlayControl?
+    public var core: PollingCore<VXLANProcessor>
+    private var released = false
+
+    /// - Parameters:
+    ///   - accessPorts: how many access ports to create.
+    ///   - config: the YAML, given the ports' DPDK names (underlay first).
+    ///   - slowPath: run an `UnderlayControl` (ARP, ND, learning), or drop control frames as a bare processor does.
+    public init(accessPorts: Int, poolSize: Int = 2047, slowPath: Bool = true, underlayTxSize: UInt32 = 1024,
+                config: ([String]) -> String) throws {
+        try TestEAL.start()
+        pool = try PacketPool(name: TestEAL.uniqueName("hpool"), count: poolSize, cacheSize: 0)
+        var rings = [try RingPort(txSize: underlayTxSize)]
+        for _ in 0..<accessPorts { rings.append(try RingPort()) }
+        self.rings = rings
+        let configuration = try ConfigParser.parse(config(rings.map(\.name)))
+        let roles: [PortRole] = [.underlay] + configuration.access.map { a in a.vni.map { PortRole.access(vni: $0) } ?? .tagged(a.vlans) }
+        let mac = configuration.underlay.mac ?? MACAddress("02:00:00:00:00:01")!
+        tables = try ForwardingTables(configuration: configuration, roles: roles, underlayMAC: mac)
+        control = slowPath ? try UnderlayControl(tables: tables, pool: pool, cores: 1) : nil
+        ports = try rings.map { try EthPort(id: $0.id) }
+        for p in ports {
+            try p.configure(PortSetup(queues: 1), pool: pool)
+            try p.start()
+        }
+        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control?.rings[0]),
+                           rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
+                           txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+    }
+
+    /// Injects `frames[port]` (mbufs from the harness's pool), runs a round, returns each port's output.
+    public func run(_ frames: [Int: [[UInt8]]] = [:], now: Double = 0) -> [[[UInt8]]] {
+        for (port, list) in frames where !list.isEmpty { rings[port].inject(list.map { Mbuf.make($0, pool: pool) }) }
+        core.pollOnce()
+        if let control {
+            control.poll(now: now)
+            core.pollOnce()
+        }
+        return rings.map { $0.drain() }
+    }
+
+    public func pipeline(_ c: PipelineCounter) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(c)] }
+    public func drops(_ r: DropReason) -> UInt64 { core.processor.counterBlock[PipelineCounterLayout.slot(r)] }
+    public var totalDrops: UInt64 { DropReason.allCases.reduce(0) { $0 + drops($1) } }
+    public func port(_ index: Int, _ c: PortCounter) -> UInt64 { core.portCounters[PortCounter.slot(port: index, c)] }
+
+    /// Releases everything; returns the pool's (available, capacity) just before it goes, for the leak check.
+    @discardableResult
+    public func release() -> (available: Int, capacity: Int) {
+        guard !released else { return (pool.capacity, pool.capacity) }
+        released = true
+        core.release()
+        core.processor.release()
+        control?.release()
+        for r in rings { _ = r.drain() }
+        let state = (pool.available, pool.capacity)
+        for p in ports { p.close() }
+        for r in rings { r.destroy() }
+        return state
+    }
+}
