@@ -248,16 +248,7 @@ public final class UnderlayControl: @unchecked Sendable {
         let senderIP = IPAddress.v4(IPv4Address(load32(f, 28)))
         let targetIP = IPv4Address(load32(f, 38))
         // RFC 826: update the sender's entry if we have one (requests for us confirm it too).
-        if var e = entries[senderIP], !e.isStatic, !senderMAC.isMulticast, !senderMAC.isZero {
-            let changed = e.mac != senderMAC
-            e.mac = senderMAC
-            e.confirmedAt = now
-            e.probes = 0
-            e.nextProbe = 0
-            entries[senderIP] = e
-            if changed { republish(senderIP) }
-            if op == 2 { count(.arpRepliesReceived) }
-        }
+        if confirm(senderIP, mac: senderMAC, now: now) && op == 2 { count(.arpRepliesReceived) }
         guard op == 1, targetIP == ourIP, !ourIP.isUnspecified else { vx_mbuf_free(m); return }
         // Answer in place: who-has ourIP tell sender -> ourIP is-at ourMAC.
         for (i, b) in senderMAC.bytes.enumerated() {
