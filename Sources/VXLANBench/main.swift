@@ -21,6 +21,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Skip the testpmd floor.") var skipTestpmd = false
     @Flag(help: "Use 2 MiB hugepages (hugepages-setup.sh) instead of --no-huge, for both testpmd and vxland.") var hugepages = false
     @Option(help: "Distinct inner flows in the replayed traffic.") var flows: Int = 256
+    @Flag(inversion: .prefixedNo, help: "Also measure over an IPv6 underlay (UDP checksum per packet).") var ipv6 = true
     @Option(help: "Measurements per scenario (testpmd too); the best is reported, as the least disturbed by other load.")
     var repeats: Int = 3
 
@@ -36,7 +37,7 @@ struct Bench: ParsableCommand {
 
         var scenarios: [Scenario] = []
         for size in frameSizes {
-            for kind in [Scenario.Kind.encap, .decap] {
+            for kind in [Scenario.Kind.encap, .decap] + (ipv6 ? [.encap6, .decap6] : []) {
                 let path = "\(work)/\(kind)-\(size).pcap"
                 let frames = (0..<flows).map { kind.frame(innerSize: size, flow: $0) }
                 try Pcap.write(frames, to: path)
@@ -87,7 +88,7 @@ struct Bench: ParsableCommand {
 
 struct Scenario {
     enum Kind: String {
-        case encap, decap
+        case encap, decap, encap6, decap6
         static let vmMAC = "02:00:00:00:42:01", remoteVMMAC = "02:00:00:00:42:02"
         /// Remote VMs the encap traffic is spread over, each with a static FDB entry.
         static let remoteMACs = 64
@@ -99,10 +100,16 @@ struct Scenario {
                 // Consecutive frames go to different remote VMs: the lookup path is measured, not one hot entry.
                 return Frames.innerUDP(dst: Kind.remoteMAC(flow % Kind.remoteMACs), src: Kind.vmMAC, sport: 1024 + flow,
                                        dport: 5201, size: innerSize)
+            case .encap6:
+                return Kind.encap.frame(innerSize: innerSize, flow: flow)
             case .decap:
                 let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
                                             sport: 1024 + flow, dport: 5201, size: innerSize)
                 return Frames.vxlanPacket(sport: 49152 + flow, inner: inner)
+            case .decap6:
+                let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
+                                            sport: 1024 + flow, dport: 5201, size: innerSize)
+                return Frames.vxlanPacket6(outerSrc: "02:00:00:00:00:02", inner: inner)
             }
         }
     }
@@ -114,26 +121,28 @@ struct Scenario {
     var testpmdMpps: Double?
     var mpps = 0.0
     var allocationsPerPacket = 0.0
-    var outSize: Int { kind == .encap ? innerSize + 50 : innerSize }
+    var isEncap: Bool { kind == .encap || kind == .encap6 }
+    var outSize: Int { kind == .encap ? innerSize + 50 : kind == .encap6 ? innerSize + 70 : innerSize }
 
     mutating func measureDataplane(on lcore: UInt32, seconds: Double, index: Int) throws {
         let pcapName = "net_pcap_b\(index)", nullName = "net_null_b\(index)"
         try VirtualDevice.create(pcapName, arguments: "rx_pcap=\(pcap),infinite_rx=1")
         try VirtualDevice.create(nullName, arguments: "no-rx=1")
         defer { VirtualDevice.remove(pcapName); VirtualDevice.remove(nullName) }
-        let (underlay, access) = kind == .encap ? (nullName, pcapName) : (pcapName, nullName)
+        let (underlay, access) = isEncap ? (nullName, pcapName) : (pcapName, nullName)
+        let remote = kind == .encap6 || kind == .decap6 ? "\"fd00::2\"" : "10.99.0.2"
         let config = try ConfigParser.parse("""
-            underlay: { port: \(underlay), ip: 10.99.0.1/24, mac: "02:00:00:00:00:01", mtu: 9000 }
+            underlay: { port: \(underlay), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01", mtu: 9000 }
             access: [ { port: \(access), vni: 42 } ]
-            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
-            fdb: [\((0..<Kind.remoteMACs).map { "{ vni: 42, mac: \"\(Kind.remoteMAC($0))\", remote: 10.99.0.2 }" }.joined(separator: ", "))]
-            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+            vnis: [ { vni: 42, flood: [\(remote)] } ]
+            fdb: [\((0..<Kind.remoteMACs).map { "{ vni: 42, mac: \"\(Kind.remoteMAC($0))\", remote: \(remote) }" }.joined(separator: ", "))]
+            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }, { ip: "fd00::2", mac: "02:00:00:00:00:02" } ]
             """)
         let dataplane = try Dataplane(configuration: config, lcores: [lcore])
         try dataplane.startPorts()
         dataplane.startSlowPath()        // learning and ageing run as in production
         try dataplane.launch()
-        let counter = kind == .encap ? "encapsulated" : "decapsulated"
+        let counter = isEncap ? "encapsulated" : "decapsulated"
         func processed() -> UInt64 { dataplane.statsReport().totals.pipeline[counter] ?? 0 }
         usleep(1_000_000)
         // Only the polling core runs inside the window: this thread samples (and allocates) outside it.
