@@ -43,3 +43,32 @@ func ipv4HeaderChecksumIsValid(_ header: UnsafeMutableRawPointer, length: Int) -
     sum = (sum & 0xFFFF_FFFF) &+ (sum >> 32)
     return foldChecksum(UInt32(truncatingIfNeeded: sum)) == 0xFFFF
 }
+
+/// The folded ones'-complement sum of `length` bytes in native word order, as rte_raw_cksum gives it, eight
+/// bytes per step with end-around carry (2^64 and 2^16 are both 1 modulo 0xFFFF) instead of two.
+@inlinable @inline(__always)
+func rawChecksum(_ p: UnsafeRawPointer, length: Int) -> UInt16 {
+    var sum: UInt64 = 0
+    var carries: UInt64 = 0
+    var offset = 0
+    while offset &+ 8 <= length {
+        let (r, overflow) = sum.addingReportingOverflow(p.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        sum = r
+        if overflow { carries &+= 1 }
+        offset &+= 8
+    }
+    if offset &+ 4 <= length { sum = addWithCarry(sum, UInt64(p.loadUnaligned(fromByteOffset: offset, as: UInt32.self)), &carries); offset &+= 4 }
+    if offset &+ 2 <= length { sum = addWithCarry(sum, UInt64(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self)), &carries); offset &+= 2 }
+    // An odd last byte is the first byte of a zero-padded word, the low byte in native (little-endian) order.
+    if offset < length { sum = addWithCarry(sum, UInt64(p.load(fromByteOffset: offset, as: UInt8.self)), &carries) }
+    var folded = (sum & 0xFFFF_FFFF) &+ (sum >> 32) &+ carries
+    folded = (folded & 0xFFFF_FFFF) &+ (folded >> 32)
+    return foldChecksum(UInt32(truncatingIfNeeded: folded & 0xFFFF_FFFF) &+ UInt32(truncatingIfNeeded: folded >> 32))
+}
+
+@inlinable @inline(__always)
+func addWithCarry(_ a: UInt64, _ b: UInt64, _ carries: inout UInt64) -> UInt64 {
+    let (r, overflow) = a.addingReportingOverflow(b)
+    if overflow { carries &+= 1 }
+    return r
+}

@@ -470,7 +470,9 @@ public struct VXLANProcessor: BurstProcessor {
         guard let header = vx_mbuf_prepend(m, UInt16(VXLANLayout.outerLength6)) else { drop(m, .noHeadroom); return }
         let h = UnsafeMutableRawPointer(header)
         h.copyMemory(from: templates + (tunnel &* 2 &+ copy) &* ForwardingTables.templateStride, byteCount: VXLANLayout.outerLength6)
-        let innerSum = vx_mbuf_raw_cksum(m, UInt32(VXLANLayout.outerLength6), UInt32(innerLength))
+        let innerSum = vx_mbuf_nb_segs(m) == 1
+            ? rawChecksum(h + VXLANLayout.outerLength6, length: innerLength)
+            : vx_mbuf_raw_cksum(m, UInt32(VXLANLayout.outerLength6), UInt32(innerLength))
         OuterHeaderTemplate6.patch(h, innerLength: innerLength, sourcePort: vxlanSourcePort(flowHash: flowHash), flowHash: flowHash,
                                    partialSum: partialSums[tunnel], innerSum: innerSum)
         tx.push(m, to: underlayPort)
@@ -685,7 +687,7 @@ public struct VXLANProcessor: BurstProcessor {
         if next != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
         if payload < VXLANLayout.udpLength || dataLength < fixed &+ VXLANLayout.udpLength { return DropReason.truncated.rawValue }
         if load16(f, VXLANLayout.udp6Offset &+ 2) != udpPort { return DropReason.wrongUDPPort.rawValue }
-        if load16(f, VXLANLayout.udp6ChecksumOffset) == 0 || vx_ipv6_l4_cksum_verify(m, 14, UInt16(fixed)) != 0 {
+        if load16(f, VXLANLayout.udp6ChecksumOffset) == 0 || !udp6ChecksumIsValid(m, f, payload: payload, dataLength: dataLength) {
             return DropReason.badUDPChecksum.rawValue
         }
         let reason = validateVXLAN(f, index: i, udp: fixed, ipPayload: payload, dataLength: dataLength)
@@ -695,6 +697,20 @@ public struct VXLANProcessor: BurstProcessor {
             outerIsIPv6[i] = 1
         }
         return reason
+    }
+
+    /// Verifies the UDP checksum of an IPv6 packet: pseudo-header (addresses, length, next header) plus the whole
+    /// UDP datagram, checksum included, must sum to 0xFFFF.
+    @inlinable @inline(__always)
+    func udp6ChecksumIsValid(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, payload: Int, dataLength: Int) -> Bool {
+        let udpLength = Int(load16(f, VXLANLayout.udp6LengthOffset))
+        guard udpLength <= payload, VXLANLayout.udp6Offset &+ udpLength <= dataLength else {
+            return vx_ipv6_l4_cksum_verify(m, 14, UInt16(VXLANLayout.udp6Offset)) == 0     // spans segments
+        }
+        var sum = UInt32(rawChecksum(f + VXLANLayout.ip6SourceOffset, length: 32))
+        sum &+= UInt32(UInt16(truncatingIfNeeded: udpLength).byteSwapped) &+ UInt32(UInt16(VXLANLayout.protocolUDP).byteSwapped)
+        sum &+= UInt32(rawChecksum(f + VXLANLayout.udp6Offset, length: udpLength))
+        return foldChecksum(sum) == 0xFFFF
     }
 
     /// UDP length, VXLAN flags and the inner frame, for either outer family (`udp`: offset of the UDP header).
