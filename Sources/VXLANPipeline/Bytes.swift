@@ -30,7 +30,8 @@ func foldChecksum(_ sum: UInt32) -> UInt16 {
 
 /// True when an IPv4 header of `length` bytes (a multiple of 4) has a correct checksum. Sums 32-bit words
 /// into 64 bits and folds, which gives the same ones'-complement result as RFC 1071's 16-bit sum in a fraction
-/// of the instructions (rte_raw_cksum goes 16 bits at a time).
+/// of the instructions (rte_raw_cksum goes 16 bits at a time). Kept over DPDK's because it measured faster on
+/// decap: interleaved best-of-2 runs gave 24.3 and 27.0 Mpps against 23.4 and 21.8 with rte_raw_cksum.
 @inlinable @inline(__always)
 func ipv4HeaderChecksumIsValid(_ header: UnsafeMutableRawPointer, length: Int) -> Bool {
     var sum: UInt64 = 0
