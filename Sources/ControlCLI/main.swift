@@ -14,8 +14,15 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "vxland's control socket.")
     var socket: String = ProcessInfo.processInfo.environment["VXLAND_SOCKET"] ?? ControlProtocol.defaultSocketPath
 
+    @Option(name: .long, help: "Seconds to wait for vxland to accept and to answer each request.")
+    var timeout: Double = 5
+
+    func validate() throws {
+        guard timeout > 0, timeout <= 3600 else { throw ValidationError("--timeout must be more than 0 and at most 3600 seconds, got \(timeout)") }
+    }
+
     func client() throws -> ControlClient {
-        do { return try ControlClient(path: socket) } catch {
+        do { return try ControlClient(path: socket, timeout: timeout) } catch {
             throw CLIError("\(error)")
         }
     }
@@ -77,15 +84,46 @@ struct Show: ParsableCommand {
 
 extension Show {
     struct FDB: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "fdb",
-                                                        abstract: "MAC table: static and learned entries, their destination and age.")
+        static let configuration = CommandConfiguration(
+            commandName: "fdb", abstract: "MAC table: static and learned entries, their destination and age.",
+            discussion: "The table is read in pages of --page-size entries; without --limit every page is read and printed.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "Only this VNI.") var vni: UInt32?
-        @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
+        @Option(help: "Print at most this many entries (and the cursor to continue from).") var limit: Int?
+        @Option(help: "Start after this entry (VNI/MAC, as printed by --limit).") var after: String?
+        @Option(help: "Entries per request.") var pageSize: Int = ControlProtocol.defaultPageSize
+        @Flag(help: "Print JSON instead of a table.") var json = false
+
+        func validate() throws {
+            if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+            guard (1...ControlProtocol.maxPageSize).contains(pageSize) else {
+                throw ValidationError("--page-size must be from 1 to \(ControlProtocol.maxPageSize), got \(pageSize)")
+            }
+        }
 
         func run() throws {
-            try show("show.fdb", params: vni.map { ["vni": String($0)] } ?? [:], connection: connection, json: json,
-                     as: FDBReport.self, render: Render.fdb)
+            let client = try connection.client()
+            var report = FDBReport(entries: [], segments: [])
+            var cursor = after
+            var first = true
+            repeat {
+                let want = limit.map { min(pageSize, $0 - report.entries.count) } ?? pageSize
+                var params = ["limit": String(want)]
+                if let vni { params["vni"] = String(vni) }
+                if let cursor { params["after"] = cursor }
+                let page = try perform { try client.call("show.fdb", params: params, as: FDBReport.self) }
+                report.entries += page.entries
+                if first { report.segments = page.segments; report.total = page.total; first = false }
+                cursor = page.next
+                report.next = page.next
+            } while cursor != nil && (limit.map { report.entries.count < $0 } ?? true)
+            if json {
+                let encoder = JSONEncoder.control
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            } else {
+                print(Render.fdb(report), terminator: "")
+            }
         }
     }
 
@@ -111,4 +149,6 @@ struct Ping: ParsableCommand {
     }
 }
 
+// A daemon that closes the socket under us is an error to report, not a signal that kills us.
+signal(SIGPIPE, SIG_IGN)
 Vxlanctl.main()

@@ -4,9 +4,19 @@ import Foundation
 /// order, on a Unix stream socket. Methods are dotted names (`show.ports`, `show.stats`); later commands
 /// (`fdb.add`, `vni.set`, ...) add methods and params, never change existing ones. `version` is the
 /// protocol's, bumped only on incompatible change.
+///
+/// Limits: a request line is at most `maxRequestBytes`; a longer one is answered with `request_too_large` and the
+/// connection closed. A response is one line of any length; tables that grow with the network (`show.fdb`) are
+/// paged: `limit` entries (default `defaultPageSize`, at most `maxPageSize`) after the cursor `after`, and the
+/// answer's `next` is the cursor for the following page (absent on the last). A client reads a response whole.
 public enum ControlProtocol {
     public static let version = 1
     public static let defaultSocketPath = "/run/vxland/vxland.sock"
+    public static let maxRequestBytes = 64 << 10
+    /// What a client accepts as one response line before giving up with a clear message.
+    public static let maxResponseBytes = 256 << 20
+    public static let defaultPageSize = 4096
+    public static let maxPageSize = 65536
 }
 
 public struct ControlRequest: Codable, Equatable, Sendable {
@@ -29,7 +39,8 @@ public struct ControlRequest: Codable, Equatable, Sendable {
 }
 
 public struct ControlFailure: Codable, Equatable, Error, CustomStringConvertible, Sendable {
-    /// Machine-readable: `unknown_method`, `bad_request`, `bad_params`, `unsupported_version`, `internal`.
+    /// Machine-readable: `unknown_method`, `bad_request`, `bad_params`, `unsupported_version`, `request_too_large`,
+    /// `timeout`, `busy` (the connection limit was reached), `internal`.
     public var code: String
     public var message: String
     public init(code: String, message: String) { self.code = code; self.message = message }

@@ -61,6 +61,9 @@ public enum Render {
             out += "vni \(s.vni): learning \(s.learning ? "on" : "off"), ageing \(s.ageingSeconds)s, \(s.learned) learned"
                 + (s.maxLearned > 0 ? " of at most \(s.maxLearned) (limit reached \(s.limitReached) times)" : "") + "\n"
         }
+        if let next = report.next {
+            out += "\(report.entries.count) of \(report.total.map(String.init) ?? "?") entries shown; continue with --after \(next)\n"
+        }
         return out
     }
 

@@ -139,6 +139,13 @@ public struct FDBReport: Codable, Equatable, Sendable {
         }
     }
     public var entries: [Entry]
+    /// The VNIs' learning state: on the first page only (no `after`).
     public var segments: [Segment]
-    public init(entries: [Entry], segments: [Segment]) { self.entries = entries; self.segments = segments }
+    /// Entries matching the request in the whole table, across pages.
+    public var total: Int?
+    /// The cursor for the next page (`after`), absent on the last page.
+    public var next: String?
+    public init(entries: [Entry], segments: [Segment], total: Int? = nil, next: String? = nil) {
+        self.entries = entries; self.segments = segments; self.total = total; self.next = next
+    }
 }

@@ -12,47 +12,6 @@ public struct DaemonOptions: Sendable {
     public init(configPath: String) { self.configPath = configPath }
 }
 
-/// The control methods the daemon answers. `show.*` reads counters; later issues add methods that change state.
-public enum ControlMethods {
-    public static let all = ["show.ports", "show.stats", "show.fdb", "show.neighbors", "show.config", "ping"]
-
-    public static func handle(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
-        let encoder = JSONEncoder.control
-        switch request.method {
-        case "show.ports":
-            return try encoder.encode(dataplane.portsReport())
-        case "show.stats":
-            return try encoder.encode(dataplane.statsReport())
-        case "show.fdb":
-            var vni: UInt32?
-            if let text = request.params["vni"] {
-                guard let v = UInt32(text), v <= VTEPConfiguration.maxVNI else {
-                    throw ControlFailure(code: "bad_params", message: "vni: '\(text)' is not a VNI (0-16777215)")
-                }
-                guard dataplane.configuration.segment(v) != nil else {
-                    throw ControlFailure(code: "bad_params", message: "vni: VNI \(v) is not configured")
-                }
-                vni = v
-            }
-            return try encoder.encode(dataplane.fdbReport(vni: vni))
-        case "show.neighbors":
-            return try encoder.encode(dataplane.neighborsReport())
-        case "show.config":
-            let c = dataplane.configuration
-            return try encoder.encode([
-                "underlay": "\(c.underlay.port) \(c.underlay.addressesDescription) mtu \(c.underlay.mtu) udp \(c.underlay.udpPort) ttl \(c.underlay.ttl)",
-                "vnis": c.segments.map { "\($0.vni) flood [\($0.flood.map(\.description).joined(separator: ", "))]" }.joined(separator: "; "),
-                "fdb_entries": String(c.fdb.count),
-            ])
-        case "ping":
-            return try encoder.encode(["pong": "vxland", "protocol": String(ControlProtocol.version), "dpdk": EAL.version])
-        default:
-            throw ControlFailure(code: "unknown_method",
-                                 message: "unknown method '\(request.method)'; this vxland knows: \(all.joined(separator: ", "))")
-        }
-    }
-}
-
 /// The daemon's life: configuration first (so a bad file never touches hugepages), then EAL, ports, cores,
 /// the control socket; on SIGINT/SIGTERM the reverse, down to rte_eal_cleanup.
 public enum Daemon {

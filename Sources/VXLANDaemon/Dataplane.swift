@@ -141,10 +141,24 @@ public final class Dataplane: @unchecked Sendable {
 
     public var uptime: Double { Date().timeIntervalSince(started) }
 
-    public func fdbReport(vni: UInt32?) -> FDBReport {
+    /// One page of the FDB in (VNI, MAC) order: `query.limit` entries after `query.after`.
+    public func fdbReport(_ query: FDBQuery) -> FDBReport {
         let hits = underlay.learnLimitHits()
         let tunnels = underlay.tunnelRemotes()
-        let entries = underlay.fdb(vni: vni).map { item -> FDBReport.Entry in
+        let all = underlay.fdb(vni: query.vni)
+        // Sorted by (vni, mac): the page starts after the cursor.
+        var first = 0
+        if let after = query.after {
+            var low = 0, high = all.count
+            while low < high {
+                let mid = (low + high) / 2
+                let e = all[mid].entry
+                if (e.vni, e.mac.integer) <= (after.vni, after.mac) { low = mid + 1 } else { high = mid }
+            }
+            first = low
+        }
+        let last = min(all.count, first + query.limit)
+        let entries = all[first..<last].map { item -> FDBReport.Entry in
             let destination: String
             switch item.entry.target {
             case .tunnel(let t): destination = "remote " + (t < tunnels.count ? tunnels[t].description : "?")
@@ -155,12 +169,15 @@ public final class Dataplane: @unchecked Sendable {
             return FDBReport.Entry(vni: item.entry.vni, mac: item.entry.mac.description, destination: destination,
                                    type: item.entry.isStatic ? "static" : "learned", ageSeconds: item.entry.isStatic ? nil : item.age)
         }
-        let segments = configuration.segments.filter { vni == nil || $0.vni == vni }.map {
+        let segments = query.after != nil ? [] : configuration.segments.filter { query.vni == nil || $0.vni == query.vni }.map {
             FDBReport.Segment(vni: $0.vni, learning: $0.learning, ageingSeconds: $0.ageing, learned: underlay.learnedCount(vni: $0.vni),
                               maxLearned: $0.maxLearned, limitReached: hits[$0.vni] ?? 0)
         }
-        return FDBReport(entries: entries, segments: segments)
+        let next = last < all.count && last > first ? FDBQuery.cursor(vni: all[last - 1].entry.vni, mac: all[last - 1].entry.mac) : nil
+        return FDBReport(entries: entries, segments: segments, total: all.count, next: next)
     }
+
+    public func fdbReport(vni: UInt32?) -> FDBReport { fdbReport(FDBQuery(vni: vni, limit: Int.max / 2)) }
 
     public func neighborsReport() -> NeighborsReport {
         let now = monotonicSeconds()
