@@ -25,7 +25,7 @@ def pytest_configure(config):
 class Vxland:
     """A vxland process started by a test; stopped with SIGTERM by its own PID."""
 
-    def __init__(self, tmp_path: Path, eal_args, config_text: str, netns=None, name="vxland"):
+    def __init__(self, tmp_path: Path, eal_args, config_text: str, netns=None, name="vxland", wrapper=()):
         self.config = tmp_path / f"{name}.yaml"
         self.config.write_text(config_text)
         self.socket = tmp_path / f"{name}.sock"
@@ -33,6 +33,7 @@ class Vxland:
         self.prefix = f"vx{os.getpid()}{name}"
         cmd = [str(VXLAND), *eal_args, "--file-prefix", self.prefix, "--log-level", "*:warning",
                "--", "--config", str(self.config), "--socket", str(self.socket)]
+        cmd = [*wrapper, *cmd]
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         self.log = open(self.log_path, "w")
