@@ -41,6 +41,9 @@ let package = Package(
         .executable(name: "vxland", targets: ["vxland"]),
         .executable(name: "vxlanctl", targets: ["ControlCLI"]),
         .executable(name: "vxlan-bench", targets: ["VXLANBench"]),
+        // libFuzzer targets (scripts/fuzz.sh); built plainly they replay a corpus.
+        .executable(name: "config-fuzzer", targets: ["ConfigFuzzer"]),
+        .executable(name: "control-fuzzer", targets: ["ControlFuzzer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -87,5 +90,10 @@ let package = Package(
         .testTarget(name: "VXLANDaemonTests", dependencies: ["VXLANDaemon", "ControlProtocol", "PollMode", "VXLANPipeline", "VTEPConfig", "CDPDK", "DPDKTestSupport"],
                     swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol"]),
+        // What each fuzzer checks per input, shared by the libFuzzer executables and the corpus replay test.
+        .target(name: "FuzzTargets", dependencies: ["ControlProtocol", "VTEPConfig"]),
+        .executableTarget(name: "ConfigFuzzer", dependencies: ["FuzzTargets"]),
+        .executableTarget(name: "ControlFuzzer", dependencies: ["FuzzTargets"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
     ]
 )
