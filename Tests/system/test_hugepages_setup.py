@@ -1,5 +1,7 @@
 """hugepages-setup.sh: refuses clearly, never lowers a reservation, says what it did."""
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,22 @@ NR = Path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
 
 
 def run(*args, user=None):
-    cmd = [SCRIPT, *args]
+    script = SCRIPT
+    if user:
+        # The clone may sit where other users cannot enter (root's home is 0700): run a world-readable copy.
+        copy = Path(tempfile.mkdtemp(prefix="vxhp")) / "hugepages-setup.sh"
+        shutil.copy(SCRIPT, copy)
+        copy.parent.chmod(0o755)
+        copy.chmod(0o755)
+        script = str(copy)
+    cmd = [script, *args]
     if user:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        if user:
+            shutil.rmtree(Path(script).parent, ignore_errors=True)
 
 
 def test_refuses_bad_count_and_non_root():
