@@ -44,6 +44,7 @@ let package = Package(
         // libFuzzer targets (scripts/fuzz.sh); built plainly they replay a corpus.
         .executable(name: "config-fuzzer", targets: ["ConfigFuzzer"]),
         .executable(name: "control-fuzzer", targets: ["ControlFuzzer"]),
+        .executable(name: "packet-fuzzer", targets: ["PacketFuzzer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -94,6 +95,7 @@ let package = Package(
         .target(name: "FuzzTargets", dependencies: ["ControlProtocol", "VTEPConfig"]),
         .executableTarget(name: "ConfigFuzzer", dependencies: ["FuzzTargets"]),
         .executableTarget(name: "ControlFuzzer", dependencies: ["FuzzTargets"]),
+        .executableTarget(name: "PacketFuzzer", dependencies: ["DPDKTestSupport"], swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
     ]
 )

@@ -1,0 +1,125 @@
+import CDPDK
+import PollMode
+import VTEPConfig
+import VXLANPipeline
+
+/// The packet path under arbitrary bytes: an input is a sequence of records `[port][length: 2 bytes][frame]`
+/// (port 0 the underlay, 1-2 access ports), run through validation, lookup, learning, the slow path's responders
+/// and encapsulation on real mbufs. After each input: every mbuf is back in the pool, no frame vanished without
+/// being forwarded or counted under a drop reason, and every frame sent is well formed (an outer IPv4 header with
+/// a correct checksum and lengths, UDP to 4789 with a valid VXLAN header for a configured VNI, or ARP/ND/ICMP from
+/// the slow path). A broken invariant stops the process (`fatalError`), so libFuzzer keeps the input.
+public final class PacketFuzzTarget {
+    public static let config = { (names: [String]) in """
+        underlay: { port: \(names[0]), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01", mtu: 1500 }
+        access:
+          - { port: \(names[1]), vni: 42 }
+          - { port: \(names[2]), vlans: [ { vlan: 10, vni: 42 }, { vlan: 20, vni: 43 } ] }
+        vnis:
+          - { vni: 42, flood: [10.99.0.2, "fd00::2"], ageing: 10 }
+          - { vni: 43, flood: [10.99.0.3], max_learned: 16, ageing: 10 }
+        fdb: [ { vni: 42, mac: "02:00:00:00:42:02", remote: 10.99.0.2 } ]
+        neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }, { ip: 10.99.0.3, mac: "02:00:00:00:00:03" },
+                     { ip: "fd00::2", mac: "02:00:00:00:00:04" } ]
+        resources: { fdb_entries: 1024, tunnels: 32 }
+        """ }
+
+    public let harness: PipelineHarness
+    private var clock = 0.0
+    public private(set) var inputs = 0
+
+    public init() throws {
+        harness = try PipelineHarness(accessPorts: 2, poolSize: 4095, config: Self.config)
+    }
+
+    public func run(_ data: UnsafeRawBufferPointer) {
+        var records: [(port: Int, frame: [UInt8])] = []
+        var i = 0
+        while i + 3 <= data.count && records.count < 64 {
+            let port = Int(data[i]) % 3
+            let length = min(Int(data[i + 1]) | Int(data[i + 2]) << 8, 2048)
+            let end = min(data.count, i + 3 + length)
+            records.append((port, Array(data[(i + 3)..<end])))
+            i = end
+        }
+        inputs += 1
+        // Time moves on with every input, so learned entries age out and tunnels are reclaimed as in production.
+        clock += 1
+        var byPort: [Int: [[UInt8]]] = [:]
+        for r in records where !r.frame.isEmpty { byPort[r.port, default: []].append(r.frame) }
+        let rxBefore = (0..<3).map { harness.port($0, .rxPackets) }
+        let accountedBefore = accounted()
+        let out = harness.run(byPort, now: clock)
+        let received = (0..<3).reduce(0) { $0 + harness.port($1, .rxPackets) - rxBefore[$1] }
+        let sent = UInt64(byPort.values.reduce(0) { $0 + $1.count })
+        check(received == sent, "\(sent) frames injected, \(received) received")
+        check(accounted() - accountedBefore >= received, "a frame vanished: \(received) received, \(accounted() - accountedBefore) accounted")
+        for frame in out[0] { checkUnderlayFrame(frame) }
+        for port in 1..<3 { for frame in out[port] { check(frame.count >= 14 && frame.count <= 1518 + 4, "access frame of \(frame.count) bytes") } }
+        check(harness.pool.available == harness.pool.capacity, "mbufs leaked: \(harness.pool.capacity - harness.pool.available) in use after the round")
+    }
+
+    /// Everything a received frame can become, summed: forwarded, punted or dropped under a reason.
+    func accounted() -> UInt64 {
+        harness.pipeline(.encapsulated) + harness.pipeline(.decapsulated) + harness.pipeline(.punted) + harness.pipeline(.flooded)
+            + harness.pipeline(.switchedLocally) + harness.pipeline(.localFloodCopies) + harness.totalDrops
+    }
+
+    func checkUnderlayFrame(_ f: [UInt8]) {
+        check(f.count >= 14, "underlay frame of \(f.count) bytes")
+        let type = Int(f[12]) << 8 | Int(f[13])
+        switch type {
+        case 0x0806:
+            check(f.count >= 42, "short ARP")
+        case 0x0800:
+            check(f.count >= 34 && f[14] == 0x45, "IPv4 header")
+            check(Self.checksum(f[14..<34]) == 0xFFFF, "IPv4 header checksum")
+            let total = Int(f[16]) << 8 | Int(f[17])
+            check(total == f.count - 14, "IPv4 total length \(total) for a \(f.count)-byte frame")
+            if f[23] == 17 {
+                check(f.count >= 50, "short VXLAN")
+                check(Int(f[36]) << 8 | Int(f[37]) == 4789, "UDP destination port")
+                check(Int(f[38]) << 8 | Int(f[39]) == total - 20, "UDP length")
+                checkVXLAN(Array(f[42...]))
+            } else {
+                check(f[23] == 1, "IPv4 protocol \(f[23]) from the VTEP")
+            }
+        case 0x86DD:
+            check(f.count >= 54, "IPv6 header")
+            let payload = Int(f[18]) << 8 | Int(f[19])
+            check(payload == f.count - 54, "IPv6 payload length \(payload) for a \(f.count)-byte frame")
+            if f[20] == 17 {
+                check(f.count >= 70 && Int(f[56]) << 8 | Int(f[57]) == 4789, "UDP over IPv6 to 4789")
+                var pseudo = Array(f[22..<54])
+                pseudo += [0, 0, UInt8(payload >> 8), UInt8(payload & 255), 0, 0, 0, 17]
+                check(f[60] != 0 || f[61] != 0, "zero UDP checksum over IPv6")
+                check(Self.checksum(pseudo[...] + f[54...]) == 0xFFFF, "UDP checksum over IPv6")
+                checkVXLAN(Array(f[62...]))
+            } else {
+                check(f[20] == 58, "IPv6 next header \(f[20]) from the VTEP")
+            }
+        default:
+            fatalError("invariant broken: ethertype \(String(type, radix: 16)) sent to the underlay")
+        }
+    }
+
+    func checkVXLAN(_ v: [UInt8]) {
+        check(v.count >= 8 + 14, "VXLAN without an inner frame")
+        check(v[0] == 0x08, "VXLAN flags \(v[0])")
+        let vni = UInt32(v[4]) << 16 | UInt32(v[5]) << 8 | UInt32(v[6])
+        check(vni == 42 || vni == 43, "VXLAN for VNI \(vni)")
+        check(v.count - 8 <= 1500 - 36 + 14, "inner frame over the MTU")
+    }
+
+    static func checksum<C: Collection>(_ bytes: C) -> UInt16 where C.Element == UInt8 {
+        var sum: UInt32 = 0
+        var high = true
+        for b in bytes { sum += high ? UInt32(b) << 8 : UInt32(b); high.toggle() }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        return UInt16(sum)
+    }
+
+    func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+        if !condition { fatalError("invariant broken after input \(inputs): \(message())") }
+    }
+}
