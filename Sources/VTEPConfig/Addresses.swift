@@ -8,14 +8,22 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
 
     /// Dotted quad only: four decimal octets, no leading '+', no shorthand forms.
     public init?(_ text: some StringProtocol) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var v: UInt32 = 0
-        for p in parts {
-            guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), let octet = UInt8(p) else { return nil }
-            v = v << 8 | UInt32(octet)
+        // One pass over the bytes (a configuration may name hundreds of thousands of addresses).
+        var v: UInt32 = 0, octet: UInt32 = 0, digits = 0, dots = 0
+        for c in text.utf8 {
+            if c == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                v = v << 8 | octet; octet = 0; digits = 0; dots += 1
+            } else if c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") {
+                digits += 1
+                octet = octet * 10 + UInt32(c - UInt8(ascii: "0"))
+                guard digits <= 3, octet <= 255 else { return nil }
+            } else {
+                return nil
+            }
         }
-        value = v
+        guard dots == 3, digits > 0 else { return nil }
+        value = v << 8 | octet
     }
 
     public var bytes: [UInt8] { [UInt8(value >> 24), UInt8(value >> 16 & 0xff), UInt8(value >> 8 & 0xff), UInt8(value & 0xff)] }
@@ -23,6 +31,8 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     public var isMulticast: Bool { value >> 28 == 0xE }
     public var isUnspecified: Bool { value == 0 }
     public var isLimitedBroadcast: Bool { value == 0xFFFF_FFFF }
+    /// 127.0.0.0/8.
+    public var isLoopback: Bool { value >> 24 == 127 }
     public static func < (a: IPv4Address, b: IPv4Address) -> Bool { a.value < b.value }
 }
 
@@ -45,6 +55,13 @@ public struct IPv4Interface: Hashable, Sendable, CustomStringConvertible {
     public var mask: UInt32 { prefixLength == 0 ? 0 : UInt32.max << (32 - prefixLength) }
     public func contains(_ other: IPv4Address) -> Bool { other.value & mask == address.value & mask }
     public var broadcast: IPv4Address { IPv4Address(address.value | ~mask) }
+    /// The subnet's network address (host bits zero).
+    public var network: IPv4Address { IPv4Address(address.value & mask) }
+    /// The subnet itself, as in `10.99.0.0/24`.
+    public var subnet: String { "\(network)/\(prefixLength)" }
+    /// Whether the subnet reserves its network and broadcast addresses: every prefix shorter than /31 does
+    /// (a /31 is a point-to-point link whose two addresses are both hosts, RFC 3021; a /32 is one host).
+    public var reservesNetworkAndBroadcast: Bool { prefixLength < 31 }
     public var description: String { "\(address)/\(prefixLength)" }
 }
 
@@ -59,14 +76,28 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// `02:00:00:00:00:01` or `02-00-00-00-00-01`, hex digits in either case.
     public init?(_ text: String) {
-        let parts = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == ":" || $0 == "-" })
-        guard parts.count == 6 else { return nil }
-        var out: [UInt8] = []
-        for p in parts {
-            guard p.count == 2, let b = UInt8(p, radix: 16) else { return nil }
-            out.append(b)
+        // Exactly 17 bytes: six pairs of hex digits and five separators, read in one pass.
+        var value: UInt64 = 0
+        var count = 0
+        for c in text.utf8 {
+            let position = count % 3
+            count += 1
+            guard count <= 17 else { return nil }
+            if position == 2 {
+                guard c == UInt8(ascii: ":") || c == UInt8(ascii: "-") else { return nil }
+                continue
+            }
+            let digit: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = c - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(digit)
         }
-        bytes = out
+        guard count == 17 else { return nil }
+        bytes = (0..<6).map { UInt8(truncatingIfNeeded: value >> (40 - 8 * $0)) }
     }
 
     public static let broadcast = MACAddress(bytes: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff])!
@@ -110,6 +141,10 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
     public var isMulticast: Bool { bytes[0] == 0xFF }
     public var isUnspecified: Bool { bytes.allSatisfy { $0 == 0 } }
     public var isLinkLocal: Bool { bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80 }
+    /// ::1.
+    public var isLoopback: Bool { bytes[15] == 1 && bytes[0..<15].allSatisfy { $0 == 0 } }
+    /// ::ffff:a.b.c.d, an IPv4 address written as IPv6 (never on the wire as an IPv6 destination).
+    public var isIPv4Mapped: Bool { bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[0..<10].allSatisfy { $0 == 0 } }
     /// The solicited-node multicast address Neighbor Discovery sends solicitations to (ff02::1:ffXX:XXXX).
     public var solicitedNode: IPv6Address {
         IPv6Address(bytes: [0xFF, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xFF, bytes[13], bytes[14], bytes[15]])!
@@ -142,6 +177,19 @@ public struct IPv6Interface: Hashable, Sendable, CustomStringConvertible {
         }
         return true
     }
+
+    /// The prefix with every host bit zero: the Subnet-Router anycast address (RFC 4291 2.6.1).
+    public var network: IPv6Address {
+        IPv6Address(bytes: (0..<16).map { i in
+            let bits = min(8, max(0, prefixLength - i * 8))
+            return address.bytes[i] & (bits == 8 ? 0xFF : ~(0xFF >> bits))
+        })!
+    }
+    /// The prefix itself, as in `fd00::/64`.
+    public var subnet: String { "\(network)/\(prefixLength)" }
+    /// Whether the prefix reserves its Subnet-Router anycast address: every prefix shorter than /127 does
+    /// (a /127 is a point-to-point link whose two addresses are both hosts, RFC 6164; a /128 is one host).
+    public var reservesSubnetRouterAnycast: Bool { prefixLength < 127 }
 
     public var description: String { "\(address)/\(prefixLength)" }
 }

@@ -65,11 +65,30 @@ public enum ConfigParser {
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
+        if let interface = underlay.interface {
+            let address = interface.address
+            guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast, !address.isLoopback else {
+                throw u.error("ip", "\(interface) cannot be a VTEP address")
+            }
+            if interface.reservesNetworkAndBroadcast, address == interface.network || address == interface.broadcast {
+                let role = address == interface.network ? "network" : "broadcast"
+                throw u.error("ip", "\(address) is the \(role) address of \(interface.subnet); give the VTEP a host address")
+            }
+        }
+        if let interface6 = underlay.interface6 {
+            let address = interface6.address
+            guard !address.isMulticast, !address.isUnspecified, !address.isLoopback, !address.isIPv4Mapped else {
+                throw u.error("ip6", "\(interface6) cannot be a VTEP address")
+            }
+            if interface6.reservesSubnetRouterAnycast, address == interface6.network {
+                throw u.error("ip6", "\(address) is the subnet-router anycast address of \(interface6.subnet); give the VTEP a host address")
+            }
+        }
         if u.optional("gateway") != nil {
             let gateway = try u.parse("gateway", expected: "an IPv4 address") { IPv4Address($0) }
             guard let interface = underlay.interface else { throw u.error("gateway", "an IPv4 gateway needs an IPv4 ip") }
-            guard interface.contains(gateway), gateway != interface.address,
-                  gateway != interface.broadcast || interface.prefixLength >= 31 else {
+            if let problem = notAPeer(.v4(gateway), underlay: underlay, role: .nextHop) { throw u.error("gateway", problem) }
+            guard interface.contains(gateway) else {
                 throw u.error("gateway", "\(gateway) is not another host on the underlay subnet \(interface)")
             }
             underlay.gateway = gateway
@@ -77,33 +96,29 @@ public enum ConfigParser {
         if u.optional("gateway6") != nil {
             let gateway = try u.parse("gateway6", expected: "an IPv6 address") { IPv6Address($0) }
             guard let interface6 = underlay.interface6 else { throw u.error("gateway6", "an IPv6 gateway needs an ip6") }
-            guard gateway != interface6.address, !gateway.isMulticast, interface6.contains(gateway) || gateway.isLinkLocal else {
+            if let problem = notAPeer(.v6(gateway), underlay: underlay, role: .nextHop) { throw u.error("gateway6", problem) }
+            guard interface6.contains(gateway) || gateway.isLinkLocal else {
                 throw u.error("gateway6", "\(gateway) is not another host on the underlay prefix \(interface6)")
             }
             underlay.gateway6 = gateway
         }
-        if let interface = underlay.interface {
-            let address = interface.address
-            guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast,
-                  interface.prefixLength == 32 || address != interface.broadcast else {
-                throw u.error("ip", "\(interface) cannot be a VTEP address")
-            }
-        }
-        if let interface6 = underlay.interface6, interface6.address.isMulticast || interface6.address.isUnspecified {
-            throw u.error("ip6", "\(interface6) cannot be a VTEP address")
-        }
 
+        // Every check below is a hash lookup, so the time taken is proportional to the file.
+        let vniNodes = try top.sequence("vnis")
         var segments: [VTEPConfiguration.Segment] = []
-        for (i, node) in try top.sequence("vnis").enumerated() {
+        segments.reserveCapacity(vniNodes.count)
+        var declared = Set<UInt32>(minimumCapacity: vniNodes.count)
+        for (i, node) in vniNodes.enumerated() {
             let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood", "learning", "ageing", "max_learned"])
             let vni = try m.vni("vni")
-            if segments.contains(where: { $0.vni == vni }) { throw m.error("vni", "VNI \(vni) is declared twice") }
+            guard declared.insert(vni).inserted else { throw m.error("vni", "VNI \(vni) is declared twice") }
             var flood: [IPAddress] = []
+            var listed = Set<IPAddress>()
             for (j, f) in try m.sequence("flood").enumerated() {
                 let key = "flood[\(j)]"
                 let ip = try m.parseScalar(f, key: key, expected: "an IPv4 or IPv6 address") { IPAddress($0) }
-                try checkRemote(ip, underlay: underlay, m: m, key: key)
-                if flood.contains(ip) { throw m.error(key, "\(ip) is listed twice") }
+                if let problem = notAPeer(ip, underlay: underlay, role: .remote) { throw m.error(key, problem) }
+                guard listed.insert(ip).inserted else { throw m.error(key, "\(ip) is listed twice") }
                 flood.append(ip)
             }
             var segment = VTEPConfiguration.Segment(vni: vni, flood: flood)
@@ -114,11 +129,12 @@ public enum ConfigParser {
         }
 
         var access: [VTEPConfiguration.AccessPort] = []
+        var accessPorts = Set<String>()
         for (i, node) in try top.sequence("access").enumerated() {
             let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans"])
             let port = try m.port("port")
             if port == underlay.port { throw m.error("port", "'\(port)' is already the underlay port") }
-            if access.contains(where: { $0.port == port }) { throw m.error("port", "'\(port)' is listed twice") }
+            guard accessPorts.insert(port).inserted else { throw m.error("port", "'\(port)' is listed twice") }
             switch (m.optional("vni"), m.optional("vlans")) {
             case (.some, .some):
                 throw m.error("vlans", "give either vni (an untagged port) or vlans (a tagged port), not both")
@@ -126,22 +142,19 @@ public enum ConfigParser {
                 throw m.error("vni", "required key is missing (or give vlans for a tagged port)")
             case (.some, .none):
                 let vni = try m.vni("vni")
-                guard segments.contains(where: { $0.vni == vni }) else {
-                    throw m.error("vni", "VNI \(vni) is not declared under vnis")
-                }
+                guard declared.contains(vni) else { throw m.error("vni", "VNI \(vni) is not declared under vnis") }
                 access.append(.init(port: port, vni: vni))
             case (.none, .some):
                 var mappings: [VTEPConfiguration.VLANMapping] = []
+                var mapped = Set<UInt16>()
                 let list = try m.sequence("vlans")
                 if list.isEmpty { throw m.error("vlans", "expected at least one { vlan, vni } mapping") }
                 for (j, v) in list.enumerated() {
                     let vm = try Mapping(v, path: "access[\(i)].vlans[\(j)]", allowed: ["vlan", "vni"])
                     let vlan = UInt16(try vm.integer("vlan", in: 1...4094))
                     let vni = try vm.vni("vni")
-                    if mappings.contains(where: { $0.vlan == vlan }) { throw vm.error("vlan", "VLAN \(vlan) is mapped twice") }
-                    guard segments.contains(where: { $0.vni == vni }) else {
-                        throw vm.error("vni", "VNI \(vni) is not declared under vnis")
-                    }
+                    guard mapped.insert(vlan).inserted else { throw vm.error("vlan", "VLAN \(vlan) is mapped twice") }
+                    guard declared.contains(vni) else { throw vm.error("vni", "VNI \(vni) is not declared under vnis") }
                     mappings.append(.init(vlan: vlan, vni: vni))
                 }
                 access.append(.init(port: port, vlans: mappings))
@@ -149,29 +162,32 @@ public enum ConfigParser {
         }
 
         var neighbors: [VTEPConfiguration.Neighbor] = []
+        var neighborIPs = Set<IPAddress>()
         for (i, node) in try top.sequence("neighbors").enumerated() {
             let m = try Mapping(node, path: "neighbors[\(i)]", allowed: ["ip", "mac"])
             let ip = try m.parse("ip", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
+            if let problem = notAPeer(ip, underlay: underlay, role: .nextHop) { throw m.error("ip", problem) }
             let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:00:02") { MACAddress($0) }
             guard !mac.isMulticast, !mac.isZero else { throw m.error("mac", "\(mac) is not a unicast address") }
-            if neighbors.contains(where: { $0.ip == ip }) { throw m.error("ip", "\(ip) is listed twice") }
+            guard neighborIPs.insert(ip).inserted else { throw m.error("ip", "\(ip) is listed twice") }
             neighbors.append(.init(ip: ip, mac: mac))
         }
 
+        let fdbNodes = try top.sequence("fdb")
         var fdb: [VTEPConfiguration.FDBEntry] = []
-        for (i, node) in try top.sequence("fdb").enumerated() {
+        fdb.reserveCapacity(fdbNodes.count)
+        var fdbKeys = Set<FDBKey>(minimumCapacity: fdbNodes.count)
+        for (i, node) in fdbNodes.enumerated() {
             let m = try Mapping(node, path: "fdb[\(i)]", allowed: ["vni", "mac", "remote"])
             let vni = try m.vni("vni")
-            guard segments.contains(where: { $0.vni == vni }) else {
-                throw m.error("vni", "VNI \(vni) is not declared under vnis")
-            }
+            guard declared.contains(vni) else { throw m.error("vni", "VNI \(vni) is not declared under vnis") }
             let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:42:02") { MACAddress($0) }
             guard !mac.isMulticast, !mac.isZero else {
                 throw m.error("mac", "\(mac) is not a unicast address (broadcast and multicast follow the flood list)")
             }
             let remote = try m.parse("remote", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
-            try checkRemote(remote, underlay: underlay, m: m, key: "remote")
-            if fdb.contains(where: { $0.vni == vni && $0.mac == mac }) {
+            if let problem = notAPeer(remote, underlay: underlay, role: .remote) { throw m.error("remote", problem) }
+            guard fdbKeys.insert(FDBKey(vni: vni, mac: mac.integer)).inserted else {
                 throw m.error("mac", "\(mac) already has an entry in VNI \(vni)")
             }
             fdb.append(.init(vni: vni, mac: mac, remote: remote))
@@ -213,7 +229,10 @@ public enum ConfigParser {
             if m.optional("tx_descriptors") != nil { resources.txDescriptors = try m.integer("tx_descriptors", in: 32...32768) }
         }
 
-        let staticTunnels = Set(segments.flatMap { s in s.flood.map { "\(s.vni)/\($0)" } } + fdb.map { "\($0.vni)/\($0.remote)" }).count
+        var tunnels = Set<Tunnel>(minimumCapacity: segments.count + fdb.count)
+        for s in segments { for remote in s.flood { tunnels.insert(Tunnel(vni: s.vni, remote: remote)) } }
+        for e in fdb { tunnels.insert(Tunnel(vni: e.vni, remote: e.remote)) }
+        let staticTunnels = tunnels.count
         if staticTunnels > resources.tunnels {
             throw ConfigError("resources.tunnels", line: nil, "\(resources.tunnels) is fewer than the \(staticTunnels) tunnels the flood lists and FDB need")
         }
@@ -224,13 +243,43 @@ public enum ConfigParser {
                                  neighbors: neighbors, resources: resources)
     }
 
-    private static func checkRemote(_ ip: IPAddress, underlay: VTEPConfiguration.Underlay, m: Mapping, key: String) throws {
-        if ip == .v4(underlay.address) || underlay.address6.map({ ip == .v6($0) }) == true {
-            throw m.error(key, "\(ip) is this VTEP's own address")
+    private struct FDBKey: Hashable { let vni: UInt32; let mac: UInt64 }
+    private struct Tunnel: Hashable { let vni: UInt32; let remote: IPAddress }
+
+    /// What an address names: a remote VTEP (flood list, FDB), or a next hop on the underlay (gateway, static neighbor).
+    enum PeerRole { case remote, nextHop }
+
+    /// Why `ip` cannot be another host of the underlay, or nil if it can: this VTEP itself, multicast, broadcast,
+    /// unspecified, loopback, the subnet's network or broadcast address, the prefix's Subnet-Router anycast address.
+    /// A next hop may be link-local; a remote VTEP only when the VTEP's own prefix is link-local too (no gateway
+    /// forwards link-local traffic).
+    static func notAPeer(_ ip: IPAddress, underlay: VTEPConfiguration.Underlay, role: PeerRole) -> String? {
+        if underlay.interface.map({ ip == .v4($0.address) }) == true || underlay.address6.map({ ip == .v6($0) }) == true {
+            return "\(ip) is this VTEP's own address"
         }
         if ip.isMulticast || ip.isUnspecified {
-            throw m.error(key, "\(ip) is not a unicast address (multicast underlays are not supported)")
+            return role == .remote ? "\(ip) is not a unicast address (multicast underlays are not supported)"
+                : "\(ip) is not a unicast address"
         }
+        switch ip {
+        case .v4(let a):
+            if a.isLoopback { return "\(ip) is a loopback address" }
+            if let interface = underlay.interface, interface.reservesNetworkAndBroadcast, interface.contains(a) {
+                if a == interface.network { return "\(ip) is the network address of the underlay subnet \(interface.subnet)" }
+                if a == interface.broadcast { return "\(ip) is the broadcast address of the underlay subnet \(interface.subnet)" }
+            }
+        case .v6(let a):
+            if a.isLoopback { return "\(ip) is a loopback address" }
+            if a.isIPv4Mapped { return "\(ip) is an IPv4-mapped IPv6 address; write the IPv4 address" }
+            guard let interface6 = underlay.interface6 else { return nil }
+            if interface6.reservesSubnetRouterAnycast, interface6.contains(a), a == interface6.network {
+                return "\(ip) is the subnet-router anycast address of the underlay prefix \(interface6.subnet)"
+            }
+            if role == .remote, a.isLinkLocal, !interface6.contains(a) {
+                return "\(ip) is link-local and not on the underlay prefix \(interface6), and no gateway forwards link-local traffic"
+            }
+        }
+        return nil
     }
 }
 
@@ -249,17 +298,29 @@ struct Mapping {
         var pairs: [(String, Node)] = []
         for (k, v) in mapping {
             let key = k.scalar?.string ?? ""
-            let full = path.isEmpty ? key : "\(path).\(key)"
             guard allowed.contains(key) else {
-                throw ConfigError(full, line: Mapping.line(k), "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
+                throw ConfigError(path.isEmpty ? key : "\(path).\(key)", line: Mapping.line(k),
+                                  "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
             }
-            if pairs.contains(where: { $0.0 == key }) { throw ConfigError(full, line: Mapping.line(k), "key given twice") }
+            if pairs.contains(where: { $0.0 == key }) {
+                throw ConfigError(path.isEmpty ? key : "\(path).\(key)", line: Mapping.line(k), "key given twice")
+            }
             pairs.append((key, v))
         }
         self.pairs = pairs
     }
 
     static func line(_ node: Node) -> Int? { node.mark.map { $0.line } }
+
+    /// The text without leading and trailing blanks (spaces, tabs, other Unicode spaces; not line breaks),
+    /// as trimmingCharacters(in: .whitespaces) but without bridging: the common case is a lookup of two bytes.
+    func trimmed(_ raw: String) -> String {
+        guard let first = raw.utf8.first, let last = raw.utf8.last else { return raw }
+        if first > 0x20, first < 0x80, last > 0x20, last < 0x80 { return raw }
+        let blank: (Character) -> Bool = { $0.isWhitespace && !$0.isNewline }
+        guard let start = raw.firstIndex(where: { !blank($0) }), let end = raw.lastIndex(where: { !blank($0) }) else { return "" }
+        return String(raw[start...end])
+    }
 
     func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
@@ -294,7 +355,7 @@ struct Mapping {
 
     func parseScalar<T>(_ node: Node, key: String, expected: String, _ make: (String) -> T?) throws -> T {
         let raw = try text(node, key: key)
-        guard let value = make(raw.trimmingCharacters(in: .whitespaces)) else {
+        guard let value = make(trimmed(raw)) else {
             throw ConfigError(keyPath(key), line: Mapping.line(node), "expected \(expected), got '\(raw)'")
         }
         return value
@@ -307,7 +368,7 @@ struct Mapping {
     func integer(_ key: String, in range: ClosedRange<Int>) throws -> Int {
         let node = try required(key)
         let raw = try text(node, key: key)
-        guard let value = Int(raw.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+        guard let value = Int(trimmed(raw)), range.contains(value) else {
             throw ConfigError(keyPath(key), line: Mapping.line(node),
                               "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
         }
@@ -323,11 +384,25 @@ struct Mapping {
         }
     }
 
-    func vni(_ key: String) throws -> UInt32 { UInt32(try integer(key, in: 0...Int(VTEPConfiguration.maxVNI))) }
+    /// A VNI: 1-16777215 (24 bits; VNI 0 is reserved).
+    func vni(_ key: String) throws -> UInt32 {
+        let range = VTEPConfiguration.vniRange
+        let node = try required(key)
+        let raw = try text(node, key: key)
+        guard let value = Int(trimmed(raw)) else {
+            throw ConfigError(keyPath(key), line: Mapping.line(node),
+                              "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
+        }
+        guard value >= Int(range.lowerBound), value <= Int(range.upperBound) else {
+            throw ConfigError(keyPath(key), line: Mapping.line(node),
+                              "VNI \(value) out of range (\(range.lowerBound)-\(range.upperBound))")
+        }
+        return UInt32(value)
+    }
 
     func port(_ key: String) throws -> String {
         let node = try required(key)
-        let raw = try text(node, key: key).trimmingCharacters(in: .whitespaces)
+        let raw = trimmed(try text(node, key: key))
         guard !raw.isEmpty, !raw.contains(where: { $0.isWhitespace }) else {
             throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a DPDK port name or id, got '\(raw)'")
         }

@@ -102,23 +102,52 @@ public struct VTEPConfiguration: Sendable, Equatable {
 
     public var underlay: Underlay
     public var access: [AccessPort]
-    public var segments: [Segment]
+    /// The VNIs, in file order. Assigning (or changing) it re-indexes them, O(n): build the array, then assign it once.
+    public var segments: [Segment] { didSet { segmentIndexes = Self.firstIndexes(segments, by: \.vni) } }
     public var fdb: [FDBEntry]
-    public var neighbors: [Neighbor]
+    /// Static next-hop MACs. Re-indexed on every change, as segments are.
+    public var neighbors: [Neighbor] { didSet { neighborIndexes = Self.firstIndexes(neighbors, by: \.ip) } }
     public var resources: Resources
+    /// VNI -> index in segments, and IP -> index in neighbors (the first, should a hand-built list repeat one).
+    private var segmentIndexes: [UInt32: Int]
+    private var neighborIndexes: [IPAddress: Int]
 
+    public init(underlay: Underlay, access: [AccessPort], segments: [Segment], fdb: [FDBEntry],
+                neighbors: [Neighbor], resources: Resources) {
+        self.underlay = underlay; self.access = access; self.segments = segments; self.fdb = fdb
+        self.neighbors = neighbors; self.resources = resources
+        segmentIndexes = Self.firstIndexes(segments, by: \.vni)
+        neighborIndexes = Self.firstIndexes(neighbors, by: \.ip)
+    }
+
+    private static func firstIndexes<T, Key: Hashable>(_ list: [T], by key: KeyPath<T, Key>) -> [Key: Int] {
+        var indexes: [Key: Int] = [:]
+        indexes.reserveCapacity(list.count)
+        for (i, element) in list.enumerated() where indexes[element[keyPath: key]] == nil { indexes[element[keyPath: key]] = i }
+        return indexes
+    }
+
+    /// VNIs are 24 bits; 0 is refused (it is reserved, and tables use it to mean "none").
+    public static let minVNI: UInt32 = 1
     public static let maxVNI: UInt32 = 0xFF_FFFF
+    public static let vniRange: ClosedRange<UInt32> = minVNI...maxVNI
     /// Outer IPv4 (20) + UDP (8) + VXLAN (8): what encapsulation adds to the inner frame at the IP layer.
     public static let ipv4Overhead = 36
     /// Outer IPv6 (40) + UDP (8) + VXLAN (8).
     public static let ipv6Overhead = 56
 
-    public func segment(_ vni: UInt32) -> Segment? { segments.first { $0.vni == vni } }
-    /// Every remote VTEP named by a flood list or an FDB entry.
+    /// The VNI's segment, O(1).
+    public func segment(_ vni: UInt32) -> Segment? { segmentIndex(vni).map { segments[$0] } }
+    /// Where the VNI's segment is in segments, O(1).
+    public func segmentIndex(_ vni: UInt32) -> Int? { segmentIndexes[vni] }
+    /// Every remote VTEP named by a flood list or an FDB entry, each once, in the order first named.
     public var remotes: [IPAddress] {
-        var seen: [IPAddress] = []
-        for r in segments.flatMap(\.flood) + fdb.map(\.remote) where !seen.contains(r) { seen.append(r) }
-        return seen
+        var seen = Set<IPAddress>()
+        var ordered: [IPAddress] = []
+        for s in segments { for r in s.flood where seen.insert(r).inserted { ordered.append(r) } }
+        for e in fdb where seen.insert(e.remote).inserted { ordered.append(e.remote) }
+        return ordered
     }
-    public func neighbor(_ ip: IPAddress) -> Neighbor? { neighbors.first { $0.ip == ip } }
+    /// The static neighbor for this IP, O(1).
+    public func neighbor(_ ip: IPAddress) -> Neighbor? { neighborIndexes[ip].map { neighbors[$0] } }
 }
