@@ -52,8 +52,9 @@ public struct FDBQuery: Equatable, Sendable {
     init(_ params: [String: String], isConfigured: (UInt32) -> Bool) throws {
         self.init()
         if let text = params["vni"] {
-            guard let v = UInt32(text), v >= 1, v <= VTEPConfiguration.maxVNI else {
-                throw ControlFailure(code: "bad_params", message: "vni: '\(text)' is not a VNI (1-\(VTEPConfiguration.maxVNI))")
+            guard let v = UInt32(text), VTEPConfiguration.vniRange.contains(v) else {
+                throw ControlFailure(code: "bad_params",
+                                     message: "vni: '\(text)' is not a VNI (\(VTEPConfiguration.minVNI)-\(VTEPConfiguration.maxVNI))")
             }
             guard isConfigured(v) else { throw ControlFailure(code: "bad_params", message: "vni: VNI \(v) is not configured") }
             vni = v
