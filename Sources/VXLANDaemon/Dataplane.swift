@@ -145,15 +145,14 @@ public final class Dataplane: @unchecked Sendable {
     public func fdbReport(_ query: FDBQuery) -> FDBReport {
         let hits = underlay.learnLimitHits()
         let tunnels = underlay.tunnelRemotes()
-        let all = underlay.fdb(vni: query.vni)
+        let (all, keys) = fdbSnapshot(vni: query.vni, fresh: query.after == nil)
         // Sorted by (vni, mac): the page starts after the cursor.
         var first = 0
         if let after = query.after {
             var low = 0, high = all.count
             while low < high {
                 let mid = (low + high) / 2
-                let e = all[mid].entry
-                if (e.vni, e.mac.integer) <= (after.vni, after.mac) { low = mid + 1 } else { high = mid }
+                if keys[mid] <= after { low = mid + 1 } else { high = mid }
             }
             first = low
         }
@@ -175,6 +174,22 @@ public final class Dataplane: @unchecked Sendable {
         }
         let next = last < all.count && last > first ? FDBQuery.cursor(vni: all[last - 1].entry.vni, mac: all[last - 1].entry.mac) : nil
         return FDBReport(entries: entries, segments: segments, total: all.count, next: next)
+    }
+
+    private let fdbSnapshotLock = NSLock()
+    private var fdbSnapshotCache: (vni: UInt32?, taken: Double, entries: [(entry: ForwardingTables.FDBEntry, age: UInt32)],
+                                                      keys: [(UInt32, UInt64)])?
+
+    /// The FDB sorted by (VNI, MAC). A client reading page after page gets one sorted copy, taken on its first
+    /// page and reused for up to two seconds, instead of a sort of the whole table per page.
+    private func fdbSnapshot(vni: UInt32?, fresh: Bool) -> ([(entry: ForwardingTables.FDBEntry, age: UInt32)], [(UInt32, UInt64)]) {
+        fdbSnapshotLock.lock(); defer { fdbSnapshotLock.unlock() }
+        let now = monotonicSeconds()
+        if !fresh, let cached = fdbSnapshotCache, cached.vni == vni, now - cached.taken < 2 { return (cached.entries, cached.keys) }
+        let keyed = underlay.fdb(vni: vni).map { (key: ($0.entry.vni, $0.entry.mac.integer), item: $0) }.sorted { $0.key < $1.key }
+        let entries = keyed.map(\.item), keys = keyed.map(\.key)
+        fdbSnapshotCache = (vni, now, entries, keys)
+        return (entries, keys)
     }
 
     public func fdbReport(vni: UInt32?) -> FDBReport { fdbReport(FDBQuery(vni: vni, limit: Int.max / 2)) }

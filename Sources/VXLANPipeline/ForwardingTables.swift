@@ -445,9 +445,14 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Every FDB entry with its age in seconds (0 for static ones), for `show fdb`.
     public func fdbEntries(vni: UInt32? = nil) -> [(entry: FDBEntry, age: UInt32)] {
         let now = clock.pointee
-        return entries.values.filter { vni == nil || $0.vni == vni }
-            .sorted { ($0.vni, $0.mac.integer) < ($1.vni, $1.mac.integer) }
-            .map { ($0, $0.isStatic ? 0 : now &- fdbLastSeen[Int($0.position)]) }
+        // The sort key is computed once per entry, not per comparison (a table can hold millions).
+        var keyed: [(vni: UInt32, mac: UInt64, entry: FDBEntry)] = []
+        keyed.reserveCapacity(entries.count)
+        for e in entries.values where vni == nil || e.vni == vni { keyed.append((e.vni, e.mac.integer, e)) }
+        keyed.sort { (a, b) -> Bool in a.vni != b.vni ? a.vni < b.vni : a.mac < b.mac }
+        return keyed.map { item -> (entry: FDBEntry, age: UInt32) in
+            (item.entry, item.entry.isStatic ? 0 : now &- fdbLastSeen[Int(item.entry.position)])
+        }
     }
 
     /// The port and VLAN (0: untagged) of local endpoint `e`.

@@ -63,7 +63,7 @@ def test_clients_that_close_before_the_answer_never_stop_vxland(tmp_path):
 
 def test_show_fdb_with_20000_entries_reads_every_page(tmp_path):
     macs = [f"02:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}" for i in range(20000)]
-    config = CONFIG + "resources: { fdb_entries: 32768 }\nfdb:\n" + "".join(
+    config = CONFIG + "resources: { fdb_entries: 65536 }\nfdb:\n" + "".join(
         f'  - {{ vni: 42, mac: "{m}", remote: 10.99.0.2 }}\n' for m in macs)
     daemon = Vxland(tmp_path, EAL, config)
     try:
