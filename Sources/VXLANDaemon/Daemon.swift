@@ -13,12 +13,18 @@ public struct DaemonOptions: Sendable {
 }
 
 /// The daemon's life: configuration first (so a bad file never touches hugepages), then EAL, ports, cores,
-/// the control socket; on SIGINT/SIGTERM the reverse, down to rte_eal_cleanup.
+/// the control socket; on SIGINT/SIGTERM/SIGQUIT the reverse, down to rte_eal_cleanup. A stop signal during
+/// start-up is honoured between phases, through the same way out (see `DaemonSignals`).
 public enum Daemon {
-    nonisolated(unsafe) static var signalTarget: StopSignal?
-
-    /// Runs until a signal; returns the process exit status.
+    /// Runs until a stop signal; returns the process exit status (0 for a requested stop, also during start-up).
     public static func run(eal ealArguments: [String], options: DaemonOptions, logger: Logger) -> Int32 {
+        DaemonSignals.install()  // main installs them first thing; again here for any other caller
+        func stopRequested(_ phase: String) -> Bool {
+            guard DaemonSignals.check(logger: logger) else { return false }
+            logger.notice("start-up interrupted (\(phase))")
+            return true
+        }
+
         let configuration: VTEPConfiguration
         do {
             configuration = try ConfigParser.load(path: options.configPath)
@@ -26,6 +32,7 @@ public enum Daemon {
             logger.critical("invalid configuration \(options.configPath): \(error)")
             return 2
         }
+        if stopRequested("before EAL") { return 0 }
 
         do {
             try EAL.initialize(arguments: ealArguments)
@@ -37,6 +44,7 @@ public enum Daemon {
             EAL.cleanup()
             logger.debug("EAL released")
         }
+        if stopRequested("after EAL initialisation") { return 0 }
 
         let workers = EAL.workerLcores
         let lcores = workers.isEmpty ? [EAL.mainLcore] : workers
@@ -52,6 +60,7 @@ public enum Daemon {
             dataplane.stop()
             logger.debug("polling cores stopped, ports closed, buffers released")
         }
+        if stopRequested("after starting ports") { return 0 }
 
         let server: ControlServer
         do {
@@ -67,11 +76,7 @@ public enum Daemon {
             server.stop()
             logger.debug("control socket closed")
         }
-
-        signalTarget = dataplane.stopSignal
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig) { _ in Daemon.signalTarget?.request() }
-        }
+        if stopRequested("after opening the control socket") { return 0 }
 
         for (i, port) in dataplane.ports.enumerated() {
             let role = dataplane.roles[i] == .underlay ? "underlay \(configuration.underlay.addressesDescription)" : "access"
@@ -79,16 +84,23 @@ public enum Daemon {
         }
         logger.info("\(dataplane.underlay.tunnelRemotes().count) tunnel(s), \(configuration.fdb.count) static FDB entries; polling on lcore(s) \(lcores.map(String.init).joined(separator: ",")); control socket \(options.socketPath)")
 
+        if stopRequested("before launching the polling cores") { return 0 }
         dataplane.startSlowPath()
+        // From here a stop signal reaches the cores through dataplane.stopSignal: the watcher forwards it (and also
+        // one that arrived since the last check above: the request is never cleared).
+        let stop = dataplane.stopSignal
         if workers.isEmpty {
             logger.notice("no worker lcore given: polling on the main lcore (give EAL -l with two or more cores to keep them apart)")
+            let watcher = Thread { DaemonSignals.watch(stopping: stop, logger: logger) }
+            watcher.name = "vxland-signals"
+            watcher.start()
             dataplane.runOnCurrentThread()
         } else {
             do { try dataplane.launch() } catch {
                 logger.critical("\(error)")
                 return 1
             }
-            while !dataplane.stopSignal.isRequested { usleep(100_000) }
+            DaemonSignals.watch(stopping: stop, logger: logger)
         }
         logger.notice("stopping: \(dataplane.statsReport().totals.pipeline.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         return 0

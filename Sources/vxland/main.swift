@@ -33,6 +33,10 @@ struct Vxland: ParsableCommand {
     }
 }
 
+// Signals first, before anything is parsed or started: from here on SIGINT/SIGTERM/SIGQUIT mean a clean stop
+// (checked between start-up phases), SIGHUP/SIGUSR1/SIGUSR2 never kill vxland, SIGPIPE is ignored.
+DaemonSignals.install()
+
 let (ealArguments, appArguments) = EAL.splitArguments(CommandLine.arguments)
 let command: Vxland
 do {
