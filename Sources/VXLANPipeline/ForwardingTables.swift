@@ -35,8 +35,11 @@ public enum FDBTarget: Equatable, Sendable {
 /// thread) adds learned entries and tunnels, moves and ages entries, and publishes neighbor MACs.
 ///
 /// - VNI -> segment and (VNI, MAC) -> FDB entry are DPDK `rte_hash` tables with lock-free readers; deleted FDB
-///   slots are reclaimed by DPDK only after an RCU (QSBR) grace period. An FDB entry's hash position indexes
-///   `fdbTarget` (where it sends) and `fdbLastSeen` (the second a core last saw the MAC as a source).
+///   slots are reclaimed by DPDK only after an RCU (QSBR) grace period. An FDB entry's data word carries
+///   everything a core needs (see `FDBData`): its target and its slot in `fdbLastSeen` (the second a core last saw
+///   the MAC as a source). DPDK stores the data before it makes a new key visible (both release stores) and
+///   replaces an existing key's data with one release store, so a core finds an entry complete or not at all.
+///   Stamp slots, like hash slots, are reused only after a grace period.
 /// - Each tunnel's 50 header bytes exist twice: the writer fills the copy the cores are not using, publishes it
 ///   through `activeCopy`, and reuses the other copy only after a grace period.
 /// - `generation` moves whenever a lookup result changes or disappears; cores then flush their caches.
@@ -68,7 +71,14 @@ public final class ForwardingTables: @unchecked Sendable {
         public var mac: MACAddress
         public var target: FDBTarget
         public var isStatic: Bool
-        public var position: Int32
+        /// The entry's slot in `fdbLastSeen`.
+        public var slot: Int32
+    }
+
+    /// The slow path's key for an FDB entry.
+    struct EntryKey: Hashable {
+        var vni: UInt32
+        var mac: MACAddress
     }
 
     public static let templateStride = 128
@@ -107,12 +117,10 @@ public final class ForwardingTables: @unchecked Sendable {
     /// For tagged ports: `vlanEndpoint[port * 4096 + vid]`, -1 when the VLAN is not mapped.
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
     public enum PortKind { public static let underlay: Int32 = -1, tagged: Int32 = -2 }
-    /// (vni, MAC) -> position; no data in the hash itself.
+    /// (vni, MAC) -> `FDBData` (target and stamp slot).
     public let fdbHash: OpaquePointer
     public let fdbCapacity: Int
-    /// By FDB position: the entry's target (`FDBTarget.raw`).
-    public let fdbTarget: UnsafeMutablePointer<Int32>
-    /// By FDB position: the second (of `clock`) a core last saw this MAC as a source.
+    /// By stamp slot (`FDBData.slot`): the second (of `clock`) a core last saw this MAC as a source.
     public let fdbLastSeen: UnsafeMutablePointer<UInt32>
     /// VNI -> segment index + 1.
     public let vniHash: OpaquePointer
@@ -130,10 +138,19 @@ public final class ForwardingTables: @unchecked Sendable {
     public let maxInnerFrame: Int
     public let maxInnerFrame6: Int
 
+    /// Test hook: runs right after a learned key became visible to the cores.
+    var afterFDBInsert: (() -> Void)?
+    public var liveTunnelCount: Int { tunnels.count }
+
     // Slow-path state.
     private var publishTokens: [UInt64?]
-    private var entries: [Int32: FDBEntry] = [:]
+    private var entries: [EntryKey: FDBEntry] = [:]
     private var learnedPerSegment: [Int]
+    private var segmentIndex: [UInt32: Int] = [:]
+    /// Stamp slots no entry uses and no core can still write; slots of deleted entries wait in `pendingStamps`
+    /// for a grace period.
+    private var freeStamps: [Int32]
+    private var pendingStamps: [(token: UInt64, slots: [Int32])] = []
     private let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
 
     /// - Parameter readers: how many polling cores will read the tables (each registers as an RCU reader).
@@ -171,11 +188,11 @@ public final class ForwardingTables: @unchecked Sendable {
         generation.initialize(to: 0)
         clock = .allocate(capacity: 1)
         clock.initialize(to: 0)
-        fdbTarget = .allocate(capacity: fdbCapacity + 1)
-        fdbTarget.initialize(repeating: -1, count: fdbCapacity + 1)
-        fdbLastSeen = .allocate(capacity: fdbCapacity + 1)
-        fdbLastSeen.initialize(repeating: 0, count: fdbCapacity + 1)
+        fdbLastSeen = .allocate(capacity: fdbCapacity)
+        fdbLastSeen.initialize(repeating: 0, count: fdbCapacity)
+        freeStamps = (0..<Int32(fdbCapacity)).reversed()
         learnedPerSegment = Array(repeating: 0, count: configuration.segments.count)
+        for (i, segment) in configuration.segments.enumerated() { segmentIndex[segment.vni] = i }
 
         maxReaders = max(1, readers)
         let qsbrSize = Int(rte_rcu_qsbr_get_memsize(UInt32(maxReaders)))
@@ -259,11 +276,11 @@ public final class ForwardingTables: @unchecked Sendable {
         for (vni, remote) in pendingFlood { _ = try addTunnelOrThrow(vni: vni, remote: remote) }
         for e in configuration.fdb {
             let tunnel = try addTunnelOrThrow(vni: e.vni, remote: e.remote)
+            guard let slot = freeStamps.popLast() else { throw SetupError("resources.fdb_entries is too small for the static FDB") }
             Self.writeFDBKey(key, vni: e.vni, mac: e.mac.bytes)
-            let position = rte_hash_add_key(fdbHash, key)
-            guard position >= 0 else { throw DPDKError("adding \(e.mac) in VNI \(e.vni) to the FDB", code: position) }
-            fdbTarget[Int(position)] = FDBTarget.tunnel(tunnel).raw
-            entries[position] = FDBEntry(vni: e.vni, mac: e.mac, target: .tunnel(tunnel), isStatic: true, position: position)
+            let rc = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(tunnel).raw, slot: slot))
+            guard rc == 0 else { throw DPDKError("adding \(e.mac) in VNI \(e.vni) to the FDB", code: rc) }
+            entries[EntryKey(vni: e.vni, mac: e.mac)] = FDBEntry(vni: e.vni, mac: e.mac, target: .tunnel(tunnel), isStatic: true, slot: slot)
         }
         // Static neighbors resolve their tunnels now; the rest wait for ARP.
         for (t, tunnel) in tunnels.enumerated() {
@@ -390,56 +407,95 @@ public final class ForwardingTables: @unchecked Sendable {
 
     public enum LearnResult: Equatable, Sendable {
         case added, moved, refreshed, staticEntry, limitReached, tableFull, learningOff, unknownVNI
+        /// A local endpoint of another VNI, or a tunnel that does not exist or belongs to another VNI.
+        case invalidTarget
+    }
+
+    /// Whether `target` may be the target of an entry in segment `segment`.
+    private func isValid(_ target: FDBTarget, segment: Int) -> Bool {
+        switch target {
+        case .local(let e): e >= 0 && e < endpointCount && Int(endpointSegment[e]) == segment
+        case .tunnel(let t): t >= 0 && t < tunnels.count && tunnels[t].vni == configuration.segments[segment].vni
+        }
     }
 
     /// Learns that `mac` in `vni` is behind `target`: adds it, or moves an entry learned elsewhere. Static
     /// entries never move. The caller (the slow path) stamps `now` as last seen.
     public func learn(vni: UInt32, mac: MACAddress, target: FDBTarget) -> LearnResult {
-        guard let segment = configuration.segments.firstIndex(where: { $0.vni == vni }) else { return .unknownVNI }
+        guard let segment = segmentIndex[vni] else { return .unknownVNI }
         guard configuration.segments[segment].learning else { return .learningOff }
+        guard isValid(target, segment: segment) else { return .invalidTarget }
+        let entryKey = EntryKey(vni: vni, mac: mac)
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        let found = rte_hash_lookup(fdbHash, key)
-        if found >= 0, var entry = entries[found] {
-            fdbLastSeen[Int(found)] = clock.pointee
+        if var entry = entries[entryKey] {
+            fdbLastSeen[Int(entry.slot)] = clock.pointee
             if entry.isStatic { return .staticEntry }
             if entry.target == target { return .refreshed }
+            // One release store of the key's data word: a core sees the old target or the new one.
+            let rc = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: entry.slot))
+            guard rc == 0 else { return .tableFull }
             entry.target = target
-            entries[found] = entry
-            vx_store_release_i32(fdbTarget + Int(found), target.raw)
+            entries[entryKey] = entry
             bumpGeneration()
             return .moved
         }
         let limit = configuration.segments[segment].maxLearned
         if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
-        let position = rte_hash_add_key(fdbHash, key)
-        guard position >= 0 else { return .tableFull }
-        // Target and timestamp are in place before any core can find the key (the add is a release).
-        fdbTarget[Int(position)] = target.raw
-        fdbLastSeen[Int(position)] = clock.pointee
-        entries[position] = FDBEntry(vni: vni, mac: mac, target: target, isStatic: false, position: position)
+        guard let slot = takeStamp() else { return .tableFull }
+        fdbLastSeen[Int(slot)] = clock.pointee
+        // The data word (target and stamp slot) is stored before the key becomes visible.
+        guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: slot)) == 0 else {
+            freeStamps.append(slot)                 // never visible: free at once
+            return .tableFull
+        }
+        afterFDBInsert?()
+        entries[entryKey] = FDBEntry(vni: vni, mac: mac, target: target, isStatic: false, slot: slot)
         learnedPerSegment[segment] += 1
         bumpGeneration()                 // cores drop their "learning pending" marks and find the new entry
         return .added
+    }
+
+    /// A free stamp slot, taking back those whose grace period is over when none is left.
+    private func takeStamp() -> Int32? {
+        if freeStamps.isEmpty { reclaimStamps() }
+        return freeStamps.popLast()
+    }
+
+    private func reclaimStamps() {
+        while let first = pendingStamps.first, vx_qsbr_check(qsbr, first.token) == 1 {
+            for slot in first.slots { fdbLastSeen[Int(slot)] = 0 }
+            freeStamps.append(contentsOf: first.slots)
+            pendingStamps.removeFirst()
+        }
     }
 
     /// Removes learned entries not seen for their VNI's ageing time. Returns how many went.
     @discardableResult
     public func age() -> Int {
         let now = clock.pointee
-        var removed = 0
-        for (position, entry) in entries where !entry.isStatic {
-            guard let segment = configuration.segments.firstIndex(where: { $0.vni == entry.vni }) else { continue }
-            let seen = fdbLastSeen[Int(position)]
+        var released: [Int32] = []
+        for (entryKey, entry) in entries where !entry.isStatic {
+            guard let segment = segmentIndex[entry.vni] else { continue }
+            let seen = fdbLastSeen[Int(entry.slot)]
             guard now &- seen >= UInt32(configuration.segments[segment].ageing) else { continue }
             Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
             if rte_hash_del_key(fdbHash, key) >= 0 {
-                entries[position] = nil
+                entries[entryKey] = nil
                 learnedPerSegment[segment] -= 1
-                removed += 1
+                released.append(entry.slot)
             }
         }
-        if removed > 0 { bumpGeneration() }
-        return removed
+        if !released.isEmpty {
+            bumpGeneration()
+            // Cores may hold the slots (in a cache or a burst) until they pass a quiescent state.
+            pendingStamps.append((vx_qsbr_start(qsbr), released))
+        }
+        return released.count
+    }
+
+    /// Gives back what waited for a grace period that is now over. The slow path calls it every round.
+    public func reclaim() {
+        reclaimStamps()
     }
 
     /// Every FDB entry with its age in seconds (0 for static ones), for `show fdb`.
@@ -447,22 +503,30 @@ public final class ForwardingTables: @unchecked Sendable {
         let now = clock.pointee
         return entries.values.filter { vni == nil || $0.vni == vni }
             .sorted { ($0.vni, $0.mac.integer) < ($1.vni, $1.mac.integer) }
-            .map { ($0, $0.isStatic ? 0 : now &- fdbLastSeen[Int($0.position)]) }
+            .map { ($0, $0.isStatic ? 0 : now &- fdbLastSeen[Int($0.slot)]) }
     }
 
     /// The port and VLAN (0: untagged) of local endpoint `e`.
     public func endpoint(_ e: Int) -> (port: Int, vlan: UInt16) { (Int(endpointPort[e]), endpointVLAN[e]) }
 
     public func learnedCount(vni: UInt32) -> Int {
-        configuration.segments.firstIndex { $0.vni == vni }.map { learnedPerSegment[$0] } ?? 0
+        segmentIndex[vni].map { learnedPerSegment[$0] } ?? 0
     }
 
-    /// Target for (vni, mac), as the fast path would find it; nil when unknown.
+    /// Tunnel for (vni, mac), as the fast path would find it; nil when unknown or local.
     public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        let position = rte_hash_lookup(fdbHash, key)
-        guard position >= 0, case .tunnel(let t) = FDBTarget(raw: fdbTarget[Int(position)]) else { return nil }
+        var data: UnsafeMutableRawPointer?
+        guard rte_hash_lookup_data(fdbHash, key, &data) >= 0, case .tunnel(let t) = FDBTarget(raw: FDBData.target(data)) else { return nil }
         return t
+    }
+
+    /// Test hook: puts a raw data word into the FDB, bypassing every check `learn` makes (as a stale or corrupt
+    /// entry would look to a core).
+    func insertUnchecked(vni: UInt32, mac: MACAddress, target: Int32, slot: Int32) {
+        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+        _ = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target, slot: slot))
+        bumpGeneration()
     }
 
     deinit {
@@ -473,7 +537,6 @@ public final class ForwardingTables: @unchecked Sendable {
         tunnelRemote.deallocate()
         tunnelIsIPv6.deallocate()
         tunnelRemote6.deallocate()
-        fdbTarget.deallocate()
         fdbLastSeen.deallocate()
         rte_hash_free(fdbHash)
         rte_hash_free(vniHash)
@@ -486,6 +549,19 @@ public final class ForwardingTables: @unchecked Sendable {
         endpointPort.deallocate(); endpointVLAN.deallocate(); endpointSegment.deallocate()
         portEndpoint.deallocate(); vlanEndpoint.deallocate()
     }
+}
+
+/// An FDB entry's data word in the hash: the target (`FDBTarget.raw`) in the low 32 bits, the entry's stamp slot
+/// in the high 32. It travels with the key, so a core that finds the key finds both.
+public enum FDBData {
+    @inlinable @inline(__always)
+    public static func pack(target: Int32, slot: Int32) -> UnsafeMutableRawPointer? {
+        UnsafeMutableRawPointer(bitPattern: UInt(UInt32(bitPattern: target)) | UInt(UInt32(bitPattern: slot)) << 32)
+    }
+    @inlinable @inline(__always)
+    public static func target(_ data: UnsafeMutableRawPointer?) -> Int32 { Int32(truncatingIfNeeded: UInt(bitPattern: data)) }
+    @inlinable @inline(__always)
+    public static func slot(_ data: UnsafeMutableRawPointer?) -> Int32 { Int32(truncatingIfNeeded: UInt(bitPattern: data) >> 32) }
 }
 
 /// Unique names for DPDK objects (hash tables and rings are named; names must not clash within a process).

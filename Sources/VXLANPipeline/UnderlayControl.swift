@@ -144,6 +144,7 @@ public final class UnderlayControl: @unchecked Sendable {
             lastAgeing = now
             count(.aged, UInt64(tables.age()))
         }
+        tables.reclaim()
         for t in pendingPublish where tables.publish(mac: entries[tables.tunnels[t].nextHop]?.mac, tunnel: t) {
             pendingPublish.remove(t)
         }
@@ -189,7 +190,7 @@ public final class UnderlayControl: @unchecked Sendable {
         case .moved: count(.moved)
         case .limitReached: count(.learnLimitReached); limitHits[vni, default: 0] += 1
         case .tableFull: count(.fdbFull)
-        case .refreshed, .staticEntry, .learningOff, .unknownVNI: break
+        case .refreshed, .staticEntry, .learningOff, .unknownVNI, .invalidTarget: break
         }
     }
 
