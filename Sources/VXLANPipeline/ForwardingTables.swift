@@ -88,6 +88,7 @@ public final class ForwardingTables: @unchecked Sendable {
     public let roles: [PortRole]
     public let underlayPort: Int
     public let underlayMAC: MACAddress
+    /// By tunnel index. An index whose tunnel was reclaimed keeps its last tunnel until reused (`isLive`).
     public private(set) var tunnels: [Tunnel]
     public let configuration: VTEPConfiguration
 
@@ -140,10 +141,27 @@ public final class ForwardingTables: @unchecked Sendable {
 
     /// Test hook: runs right after a learned key became visible to the cores.
     var afterFDBInsert: (() -> Void)?
-    public var liveTunnelCount: Int { tunnels.count }
+    /// Tunnels in use (flood lists, static entries, learned entries, and those waiting to be reclaimed).
+    public private(set) var liveTunnelCount = 0
 
     // Slow-path state.
     private var publishTokens: [UInt64?]
+    struct TunnelKey: Hashable {
+        var vni: UInt32
+        var remote: IPAddress
+    }
+    /// Live tunnels by (vni, remote).
+    private var tunnelIndex: [TunnelKey: Int] = [:]
+    /// Per tunnel index: learned FDB entries pointing at it; flood-list and static-entry tunnels are permanent.
+    private var tunnelReferences: [Int] = []
+    private var tunnelPermanent: [Bool] = []
+    private var tunnelLive: [Bool] = []
+    /// Indices no core can hold any more, ready for reuse.
+    private var freeTunnels: [Int] = []
+    /// Tunnels nothing refers to, by index: the grace-period token taken when the last reference went.
+    private var dyingTunnels: [Int: UInt64] = [:]
+    /// Live tunnels per next hop.
+    private var nextHopUsers: [IPAddress: Int] = [:]
     private var entries: [EntryKey: FDBEntry] = [:]
     private var learnedPerSegment: [Int]
     private var segmentIndex: [UInt32: Int] = [:]
@@ -273,9 +291,9 @@ public final class ForwardingTables: @unchecked Sendable {
             guard rc == 0 else { throw DPDKError("adding VNI \(e.vni) to the VNI table", code: rc) }
         }
         // Flood-list tunnels first (their indices were reserved above in order), then the static FDB.
-        for (vni, remote) in pendingFlood { _ = try addTunnelOrThrow(vni: vni, remote: remote) }
+        for (vni, remote) in pendingFlood { _ = try permanentTunnel(vni: vni, remote: remote) }
         for e in configuration.fdb {
-            let tunnel = try addTunnelOrThrow(vni: e.vni, remote: e.remote)
+            let tunnel = try permanentTunnel(vni: e.vni, remote: e.remote)
             guard let slot = freeStamps.popLast() else { throw SetupError("resources.fdb_entries is too small for the static FDB") }
             Self.writeFDBKey(key, vni: e.vni, mac: e.mac.bytes)
             let rc = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(tunnel).raw, slot: slot))
@@ -339,44 +357,100 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Tells the cores that cached lookup results may be stale.
     public func bumpGeneration() { vx_store_release_u64(generation, generation.pointee &+ 1) }
 
-    /// The tunnel for (vni, remote), created (unresolved) when new; nil when all `resources.tunnels` are used
-    /// or the remote is off-link without a gateway.
-    public func tunnel(vni: UInt32, remote: IPAddress) -> Int? {
-        if let t = tunnels.firstIndex(where: { $0.vni == vni && $0.remote == remote }) { return t }
-        guard tunnels.count < tunnelCapacity, let nextHop = configuration.underlay.nextHop(for: remote) else { return nil }
-        let t = tunnels.count
+    /// The live tunnel for (vni, remote), if there is one. O(1).
+    public func existingTunnel(vni: UInt32, remote: IPAddress) -> Int? { tunnelIndex[TunnelKey(vni: vni, remote: remote)] }
+
+    public func isLive(tunnel t: Int) -> Bool { t >= 0 && t < tunnelLive.count && tunnelLive[t] }
+
+    /// Creates the (unresolved) tunnel for (vni, remote) at a free index; nil when all `resources.tunnels` are
+    /// in use (or waiting for a grace period) or when the VTEP has no address of the remote's family.
+    private func createTunnel(vni: UInt32, remote: IPAddress, nextHop: IPAddress) -> Int? {
+        let t: Int
+        if let reused = freeTunnels.popLast() { t = reused } else if tunnels.count < tunnelCapacity { t = tunnels.count } else { return nil }
         let u = configuration.underlay
+        let tunnel: Tunnel
         switch remote {
         case .v4(let address):
             let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: u.address,
                                                destination: address, vni: vni, udpDestinationPort: u.udpPort, ttl: u.ttl)
-            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false))
+            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false)
             partialSums[t] = template.ipv4PartialSum
             tunnelRemote[t] = address.value
+            tunnelIsIPv6[t] = 0
         case .v6(let address):
-            guard let source = u.address6 else { return nil }
+            guard let source = u.address6 else {
+                if t < tunnels.count { freeTunnels.append(t) }
+                return nil
+            }
             let template = OuterHeaderTemplate6(sourceMAC: underlayMAC, destinationMAC: .zero, source: source,
                                                 destination: address, vni: vni, udpDestinationPort: u.udpPort, hopLimit: u.ttl)
-            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true))
+            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true)
             partialSums[t] = template.udpPartialSum
             tunnelIsIPv6[t] = 1
             (tunnelRemote6[2 * t], tunnelRemote6[2 * t + 1]) = address.words
         }
-        publishTokens.append(nil)
+        // No core holds index t (new, or reclaimed after a grace period): its fields are written in place and
+        // reach the cores with the release store that publishes the first FDB entry pointing at it.
+        vx_store_release_i32(activeCopy + t, -1)
+        if t == tunnels.count {
+            tunnels.append(tunnel); publishTokens.append(nil); tunnelReferences.append(0); tunnelPermanent.append(false)
+            tunnelLive.append(true)
+        } else {
+            tunnels[t] = tunnel; publishTokens[t] = nil; tunnelReferences[t] = 0; tunnelPermanent[t] = false; tunnelLive[t] = true
+        }
+        tunnelIndex[TunnelKey(vni: vni, remote: remote)] = t
+        nextHopUsers[nextHop, default: 0] += 1
+        liveTunnelCount += 1
         return t
     }
 
-    private func addTunnelOrThrow(vni: UInt32, remote: IPAddress) throws -> Int {
-        guard let t = tunnel(vni: vni, remote: remote) else {
+    /// A flood-list or static-entry tunnel: never reclaimed.
+    private func permanentTunnel(vni: UInt32, remote: IPAddress) throws -> Int {
+        if let t = existingTunnel(vni: vni, remote: remote) { tunnelPermanent[t] = true; return t }
+        guard let nextHop = configuration.underlay.nextHop(for: remote), let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
             throw SetupError("cannot create the tunnel to \(remote) in VNI \(vni): resources.tunnels (\(tunnelCapacity)) exhausted or no route")
         }
+        tunnelPermanent[t] = true
         return t
     }
 
-    /// Tunnels whose outer Ethernet destination is `nextHop`'s MAC.
-    public func tunnels(through nextHop: IPAddress) -> [Int] {
-        tunnels.indices.filter { tunnels[$0].nextHop == nextHop }
+    private func retain(_ target: FDBTarget) {
+        guard case .tunnel(let t) = target else { return }
+        tunnelReferences[t] += 1
+        dyingTunnels[t] = nil                     // referred to again before it was reclaimed: it stays
     }
+
+    /// Drops one reference. A learned tunnel nothing refers to is reclaimed after a grace period: cores may
+    /// hold its index in a cache or an in-flight burst until they pass a quiescent state.
+    private func release(_ target: FDBTarget) {
+        guard case .tunnel(let t) = target else { return }
+        tunnelReferences[t] -= 1
+        guard tunnelReferences[t] == 0, !tunnelPermanent[t] else { return }
+        bumpGeneration()                          // cores flush cached entries naming it at their next burst
+        dyingTunnels[t] = vx_qsbr_start(qsbr)
+    }
+
+    private func destroyTunnel(_ t: Int) {
+        let tunnel = tunnels[t]
+        tunnelIndex[TunnelKey(vni: tunnel.vni, remote: tunnel.remote)] = nil
+        nextHopUsers[tunnel.nextHop, default: 1] -= 1
+        if nextHopUsers[tunnel.nextHop] == 0 { nextHopUsers[tunnel.nextHop] = nil }
+        vx_store_release_i32(activeCopy + t, -1)
+        publishTokens[t] = nil
+        tunnelReferences[t] = 0
+        tunnelLive[t] = false
+        liveTunnelCount -= 1
+        freeTunnels.append(t)
+    }
+
+    /// Live tunnels whose outer Ethernet destination is `nextHop`'s MAC.
+    public func tunnels(through nextHop: IPAddress) -> [Int] {
+        guard nextHopUsers[nextHop] != nil else { return [] }
+        return tunnels.indices.filter { tunnelLive[$0] && tunnels[$0].nextHop == nextHop }
+    }
+
+    /// How many live tunnels go through `nextHop`. O(1).
+    public func tunnelCount(through nextHop: IPAddress) -> Int { nextHopUsers[nextHop] ?? 0 }
 
     /// The MAC the tunnel currently sends to, nil while unresolved.
     public func publishedMAC(tunnel t: Int) -> MACAddress? {
@@ -409,43 +483,99 @@ public final class ForwardingTables: @unchecked Sendable {
         case added, moved, refreshed, staticEntry, limitReached, tableFull, learningOff, unknownVNI
         /// A local endpoint of another VNI, or a tunnel that does not exist or belongs to another VNI.
         case invalidTarget
+        /// A new remote, and every one of `resources.tunnels` in use.
+        case tunnelsFull
+        /// A remote the VTEP cannot reach (off-link without a gateway, or of a family it has no address in).
+        case noRoute
+    }
+
+    /// Where a learned MAC is: a target that exists, or a remote VTEP whose tunnel is created if the entry is
+    /// admitted.
+    enum Destination {
+        case target(FDBTarget)
+        case remote(IPAddress)
     }
 
     /// Whether `target` may be the target of an entry in segment `segment`.
     private func isValid(_ target: FDBTarget, segment: Int) -> Bool {
         switch target {
         case .local(let e): e >= 0 && e < endpointCount && Int(endpointSegment[e]) == segment
-        case .tunnel(let t): t >= 0 && t < tunnels.count && tunnels[t].vni == configuration.segments[segment].vni
+        case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == configuration.segments[segment].vni
         }
     }
 
-    /// Learns that `mac` in `vni` is behind `target`: adds it, or moves an entry learned elsewhere. Static
-    /// entries never move. The caller (the slow path) stamps `now` as last seen.
+    /// Learns that `mac` in `vni` is behind `target` (a local endpoint, or an existing tunnel of the VNI).
     public func learn(vni: UInt32, mac: MACAddress, target: FDBTarget) -> LearnResult {
+        learn(vni: vni, mac: mac, destination: .target(target), resolve: { _ in nil })
+    }
+
+    /// Learns that `mac` in `vni` is behind remote VTEP `remote`. Its tunnel is created only once the entry is
+    /// admitted (VNI known, learning on, `max_learned` and the table leave room), and published with
+    /// `resolve(nextHop)` when that MAC is known.
+    public func learn(vni: UInt32, mac: MACAddress, remote: IPAddress, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
+        learn(vni: vni, mac: mac, destination: .remote(remote), resolve: resolve)
+    }
+
+    /// Adds `mac`, or moves an entry learned elsewhere. Static entries never move. Every limit is checked before
+    /// anything (a tunnel) is created. The caller (the slow path) stamps the clock as last seen.
+    func learn(vni: UInt32, mac: MACAddress, destination: Destination, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
         guard let segment = segmentIndex[vni] else { return .unknownVNI }
         guard configuration.segments[segment].learning else { return .learningOff }
-        guard isValid(target, segment: segment) else { return .invalidTarget }
         let entryKey = EntryKey(vni: vni, mac: mac)
-        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        if var entry = entries[entryKey] {
+        let existing = entries[entryKey]
+        if let entry = existing {
             fdbLastSeen[Int(entry.slot)] = clock.pointee
             if entry.isStatic { return .staticEntry }
-            if entry.target == target { return .refreshed }
+            switch destination {
+            case .target(let t) where t == entry.target: return .refreshed
+            case .remote(let ip) where existingTunnel(vni: vni, remote: ip).map({ FDBTarget.tunnel($0) }) == entry.target: return .refreshed
+            default: break
+            }
+        } else {
+            let limit = configuration.segments[segment].maxLearned
+            if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
+            if freeStamps.isEmpty { reclaimStamps() }
+            if freeStamps.isEmpty || rte_hash_count(fdbHash) >= Int32(fdbCapacity) { return .tableFull }
+        }
+        // Admitted: now the target, creating the remote's tunnel if need be.
+        let target: FDBTarget
+        var created = false
+        switch destination {
+        case .target(let t):
+            guard isValid(t, segment: segment) else { return .invalidTarget }
+            target = t
+        case .remote(let ip):
+            if let t = existingTunnel(vni: vni, remote: ip) {
+                target = .tunnel(t)
+            } else {
+                guard let nextHop = configuration.underlay.nextHop(for: ip) else { return .noRoute }
+                if case .v6 = ip, configuration.underlay.address6 == nil { return .noRoute }
+                guard let t = createTunnel(vni: vni, remote: ip, nextHop: nextHop) else { return .tunnelsFull }
+                created = true
+                target = .tunnel(t)
+                if let mac = resolve(nextHop) { _ = publish(mac: mac, tunnel: t) }      // a new tunnel: never refused
+            }
+        }
+        retain(target)
+        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+        if var entry = existing {
             // One release store of the key's data word: a core sees the old target or the new one.
-            let rc = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: entry.slot))
-            guard rc == 0 else { return .tableFull }
+            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: entry.slot)) == 0 else {
+                undo(target, created: created)
+                return .tableFull
+            }
+            release(entry.target)
             entry.target = target
             entries[entryKey] = entry
             bumpGeneration()
             return .moved
         }
-        let limit = configuration.segments[segment].maxLearned
-        if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
-        guard let slot = takeStamp() else { return .tableFull }
+        let slot = freeStamps.removeLast()
         fdbLastSeen[Int(slot)] = clock.pointee
         // The data word (target and stamp slot) is stored before the key becomes visible.
         guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: slot)) == 0 else {
             freeStamps.append(slot)                 // never visible: free at once
+            undo(target, created: created)
             return .tableFull
         }
         afterFDBInsert?()
@@ -453,6 +583,13 @@ public final class ForwardingTables: @unchecked Sendable {
         learnedPerSegment[segment] += 1
         bumpGeneration()                 // cores drop their "learning pending" marks and find the new entry
         return .added
+    }
+
+    /// Takes back a reference that was never published; a tunnel created for it goes at once (no core saw it).
+    private func undo(_ target: FDBTarget, created: Bool) {
+        guard created, case .tunnel(let t) = target else { return release(target) }
+        tunnelReferences[t] -= 1
+        destroyTunnel(t)
     }
 
     /// A free stamp slot, taking back those whose grace period is over when none is left.
@@ -483,6 +620,7 @@ public final class ForwardingTables: @unchecked Sendable {
                 entries[entryKey] = nil
                 learnedPerSegment[segment] -= 1
                 released.append(entry.slot)
+                release(entry.target)
             }
         }
         if !released.isEmpty {
@@ -493,9 +631,19 @@ public final class ForwardingTables: @unchecked Sendable {
         return released.count
     }
 
-    /// Gives back what waited for a grace period that is now over. The slow path calls it every round.
-    public func reclaim() {
+    /// Gives back what waited for a grace period that is now over: stamp slots, and tunnels nothing refers to
+    /// (returned, with their next hops, so that the slow path can stop resolving those). Called every round.
+    @discardableResult
+    public func reclaim() -> [(tunnel: Int, nextHop: IPAddress)] {
         reclaimStamps()
+        guard !dyingTunnels.isEmpty else { return [] }
+        var gone: [(tunnel: Int, nextHop: IPAddress)] = []
+        for (t, token) in dyingTunnels where vx_qsbr_check(qsbr, token) == 1 {
+            dyingTunnels[t] = nil
+            gone.append((t, tunnels[t].nextHop))
+            destroyTunnel(t)
+        }
+        return gone
     }
 
     /// Every FDB entry with its age in seconds (0 for static ones), for `show fdb`.

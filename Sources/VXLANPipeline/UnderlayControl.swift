@@ -13,6 +13,7 @@ public final class UnderlayControl: @unchecked Sendable {
         case arpRequestsSent, arpRepliesSent, arpRepliesReceived, icmpEchoReplies, ignored, injectFull, allocFailed
         case ndSolicitationsSent, ndAdvertisementsSent, ndAdvertisementsReceived, icmpv6EchoReplies
         case learned, moved, aged, learnLimitReached, fdbFull, noTunnel
+        case tunnelsFull, tunnelsReclaimed
 
         public var name: String {
             switch self {
@@ -33,6 +34,8 @@ public final class UnderlayControl: @unchecked Sendable {
             case .learnLimitReached: "fdb_learn_limit_reached"
             case .fdbFull: "fdb_full"
             case .noTunnel: "fdb_no_tunnel"
+            case .tunnelsFull: "tunnels_full"
+            case .tunnelsReclaimed: "tunnels_reclaimed"
             }
         }
     }
@@ -144,7 +147,15 @@ public final class UnderlayControl: @unchecked Sendable {
             lastAgeing = now
             count(.aged, UInt64(tables.age()))
         }
-        tables.reclaim()
+        // Tunnels nothing referred to for a grace period are gone; so is the neighbor entry of a next hop no tunnel
+        // uses any more (unless static or the gateway), which stops its probing.
+        for (t, nextHop) in tables.reclaim() {
+            count(.tunnelsReclaimed)
+            pendingPublish.remove(t)
+            if tables.tunnelCount(through: nextHop) == 0, entries[nextHop]?.isStatic == false, !isGateway(nextHop) {
+                entries[nextHop] = nil
+            }
+        }
         for t in pendingPublish where tables.publish(mac: entries[tables.tunnels[t].nextHop]?.mac, tunnel: t) {
             pendingPublish.remove(t)
         }
@@ -169,32 +180,43 @@ public final class UnderlayControl: @unchecked Sendable {
         }
     }
 
+    private func isGateway(_ ip: IPAddress) -> Bool {
+        let u = tables.configuration.underlay
+        return ip == u.gateway.map(IPAddress.v4) || ip == u.gateway6.map(IPAddress.v6)
+    }
+
+    /// Applies one learning event. The tables check every limit before they create a remote's tunnel; only an
+    /// admitted entry's tunnel gets a neighbor entry (and so ARP/ND for its next hop).
     private func learn(_ event: UnsafeMutablePointer<UInt64>) {
         let (vni, mac, request) = LearnEvent.decode(event)
-        let target: FDBTarget
+        let result: ForwardingTables.LearnResult
         switch request {
         case .port(let e):
-            target = .local(e)
+            result = tables.learn(vni: vni, mac: mac, target: .local(e))
         case .remote(let ip):
-            guard let t = tables.tunnel(vni: vni, remote: ip) else { count(.noTunnel); return }
-            target = .tunnel(t)
-            // A remote learned from traffic needs its next hop resolved like a configured one.
-            let nextHop = tables.tunnels[t].nextHop
-            if entries[nextHop] == nil { entries[nextHop] = Entry(mac: nil, isStatic: false) }
-            if tables.publishedMAC(tunnel: t) == nil, let mac = entries[nextHop]?.mac, !tables.publish(mac: mac, tunnel: t) {
-                pendingPublish.insert(t)
+            result = tables.learn(vni: vni, mac: mac, remote: ip) { entries[$0]?.mac }
+            if (result == .added || result == .moved), let t = tables.existingTunnel(vni: vni, remote: ip) {
+                // A remote learned from traffic needs its next hop resolved like a configured one.
+                let nextHop = tables.tunnels[t].nextHop
+                if entries[nextHop] == nil { entries[nextHop] = Entry(mac: nil, isStatic: false) }
+                if tables.publishedMAC(tunnel: t) == nil, let mac = entries[nextHop]?.mac, !tables.publish(mac: mac, tunnel: t) {
+                    pendingPublish.insert(t)
+                }
             }
         }
-        switch tables.learn(vni: vni, mac: mac, target: target) {
+        switch result {
         case .added: count(.learned)
         case .moved: count(.moved)
         case .limitReached: count(.learnLimitReached); limitHits[vni, default: 0] += 1
         case .tableFull: count(.fdbFull)
+        case .tunnelsFull: count(.tunnelsFull)
+        case .noRoute: count(.noTunnel)
         case .refreshed, .staticEntry, .learningOff, .unknownVNI, .invalidTarget: break
         }
     }
 
-    /// Remote address of every tunnel, by index (read under the lock: learning adds tunnels).
+    /// Remote address of every tunnel, by index (read under the lock: learning adds tunnels). An index whose
+    /// tunnel was reclaimed shows its last remote; no FDB entry refers to it.
     public func tunnelRemotes() -> [IPAddress] {
         lock.lock(); defer { lock.unlock() }
         return tables.tunnels.map(\.remote)
@@ -443,7 +465,7 @@ public final class UnderlayControl: @unchecked Sendable {
                 : e.mac == nil ? .resolving
                 : (e.confirmedAt.map { now - $0 < timeout } ?? false) ? .reachable : .probing
             return Neighbor(ip: ip, mac: e.mac, state: state, age: e.isStatic ? nil : e.confirmedAt.map { now - $0 },
-                            probes: e.probes, tunnels: tables.tunnels(through: ip).count)
+                            probes: e.probes, tunnels: tables.tunnelCount(through: ip))
         }
     }
 }
