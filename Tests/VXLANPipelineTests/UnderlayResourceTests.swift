@@ -138,4 +138,33 @@ final class UnderlayResourceTests: XCTestCase {
         _ = h.run([0: [fromRemote("10.99.0.99", innerSource: "02:00:00:00:67:01")]], now: 12)
         XCTAssertEqual(tables.liveTunnelCount, 2, "indices are reused")
     }
+
+    /// Next-hop requests never exceed the token bucket, whatever is due; the postponed ones go out later and
+    /// our own requests never overflow the inject ring.
+    func testSolicitationsAreRateLimited() throws {
+        // 1500 remotes on the subnet, none resolved: all of them are due at once.
+        let remotes = (0..<1500).map { "10.99.\(1 + $0 / 250).\(1 + $0 % 250)" }
+        try build(subnet: "10.99.0.1/16", flood: remotes.joined(separator: ", "), tunnels: 2048, neighbors: "[]")
+        var samples: [(now: Double, requests: [[UInt8]])] = []
+        var now = 0.0
+        while now < 2.0 {
+            samples.append((now, h.run(now: now)[0].compactMap(arpRequestTarget)))
+            now += 0.005
+        }
+        let rate = UnderlayControl.solicitationRate, burst = UnderlayControl.solicitationBurst
+        var worst = -Double.infinity
+        for i in samples.indices {
+            var sent = 0
+            for j in i..<samples.count {
+                sent += samples[j].requests.count
+                worst = max(worst, Double(sent) - (burst + rate * (samples[j].now - samples[i].now)))
+            }
+        }
+        XCTAssertLessThanOrEqual(worst, 1e-6, "requests over any window exceed the bucket by \(worst)")
+        let all = samples.flatMap(\.requests)
+        XCTAssertGreaterThan(all.count, 100, "the bucket refills")
+        XCTAssertEqual(Set(all).count, all.count, "postponed requests go first, before anyone is asked twice")
+        XCTAssertGreaterThan(counter(.solicitationsRateLimited), 0)
+        XCTAssertEqual(counter(.injectFull), 0)
+    }
 }
