@@ -535,7 +535,9 @@ public final class ForwardingTables: @unchecked Sendable {
             let limit = configuration.segments[segment].maxLearned
             if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
             if freeStamps.isEmpty { reclaimStamps() }
-            if freeStamps.isEmpty || rte_hash_count(fdbHash) >= Int32(fdbCapacity) { return .tableFull }
+            // (The hash itself may still refuse the key: a tunnel created for it is then undone at once. No
+            // count check here: deleted keys waiting in DPDK's defer queue come back only when an add needs them.)
+            if freeStamps.isEmpty { return .tableFull }
         }
         // Admitted: now the target, creating the remote's tunnel if need be.
         let target: FDBTarget

@@ -133,4 +133,28 @@ extension FDBPublicationTests {
         XCTAssertEqual(entry.slot, slot, "then it is reused")
         XCTAssertEqual(tables.fdbEntries().first { $0.entry.mac == entry.mac }?.age, 0)
     }
+
+    /// A full table that ages out takes new entries again once a grace period passed (deleted keys come back
+    /// from DPDK's defer queue when an add needs them).
+    func testAFullTableTakesEntriesAgainAfterAgeing() throws {
+        h = try PipelineHarness(accessPorts: 1) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+            resources: { fdb_entries: 1024 }
+            """ }
+        func mac(_ i: Int, _ tag: UInt8) -> MACAddress { MACAddress(bytes: [2, tag, 0, 0, UInt8(i >> 8), UInt8(i & 0xff)])! }
+        var added = 0
+        for i in 0..<1100 where tables.learn(vni: 42, mac: mac(i, 1), target: .local(0)) == .added { added += 1 }
+        XCTAssertGreaterThan(added, 900)
+        XCTAssertEqual(tables.learn(vni: 42, mac: mac(0, 2), target: .local(0)), .tableFull)
+        tables.clock.pointee = 400
+        XCTAssertEqual(tables.age(), added)
+        h.core.pollOnce()                               // a quiescent state: everything deleted can come back
+        tables.reclaim()
+        var again = 0
+        for i in 0..<added where tables.learn(vni: 42, mac: mac(i, 3), target: .local(0)) == .added { again += 1 }
+        XCTAssertGreaterThan(again, 900)
+        XCTAssertEqual(tables.learnedCount(vni: 42), again)
+    }
 }
