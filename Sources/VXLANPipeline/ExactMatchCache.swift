@@ -69,7 +69,6 @@ public struct LookupBatch {
     @usableFromInline let keyPointers: UnsafeMutablePointer<UnsafeRawPointer?>
     @usableFromInline let owner: UnsafeMutablePointer<Int32>
     @usableFromInline let slot: UnsafeMutablePointer<Int32>
-    @usableFromInline let positions: UnsafeMutablePointer<Int32>
     @usableFromInline let data: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     /// Kept in raw memory so the owner's hot functions stay non-mutating (a mutating `self` is reloaded
     /// after every raw-pointer store, since such a store might alias it).
@@ -87,13 +86,12 @@ public struct LookupBatch {
         for i in 0..<capacity { keyPointers[i] = UnsafeRawPointer(keys + i * Self.keyStride) }
         owner = .allocate(capacity: capacity); owner.initialize(repeating: 0, count: capacity)
         slot = .allocate(capacity: capacity); slot.initialize(repeating: 0, count: capacity)
-        positions = .allocate(capacity: capacity); positions.initialize(repeating: -1, count: capacity)
         data = .allocate(capacity: capacity); data.initialize(repeating: nil, count: capacity)
         counter = .allocate(capacity: 1); counter.initialize(to: 0)
     }
 
     public func deallocate() {
-        keys.deallocate(); keyPointers.deallocate(); owner.deallocate(); slot.deallocate(); positions.deallocate(); data.deallocate()
+        keys.deallocate(); keyPointers.deallocate(); owner.deallocate(); slot.deallocate(); data.deallocate()
         counter.deallocate()
     }
 

@@ -35,8 +35,11 @@ public enum FDBTarget: Equatable, Sendable {
 /// thread) adds learned entries and tunnels, moves and ages entries, and publishes neighbor MACs.
 ///
 /// - VNI -> segment and (VNI, MAC) -> FDB entry are DPDK `rte_hash` tables with lock-free readers; deleted FDB
-///   slots are reclaimed by DPDK only after an RCU (QSBR) grace period. An FDB entry's hash position indexes
-///   `fdbTarget` (where it sends) and `fdbLastSeen` (the second a core last saw the MAC as a source).
+///   slots are reclaimed by DPDK only after an RCU (QSBR) grace period. An FDB entry's data word carries
+///   everything a core needs (see `FDBData`): its target and its slot in `fdbLastSeen` (the second a core last saw
+///   the MAC as a source). DPDK stores the data before it makes a new key visible (both release stores) and
+///   replaces an existing key's data with one release store, so a core finds an entry complete or not at all.
+///   Stamp slots, like hash slots, are reused only after a grace period.
 /// - Each tunnel's 50 header bytes exist twice: the writer fills the copy the cores are not using, publishes it
 ///   through `activeCopy`, and reuses the other copy only after a grace period.
 /// - `generation` moves whenever a lookup result changes or disappears; cores then flush their caches.
@@ -68,7 +71,14 @@ public final class ForwardingTables: @unchecked Sendable {
         public var mac: MACAddress
         public var target: FDBTarget
         public var isStatic: Bool
-        public var position: Int32
+        /// The entry's slot in `fdbLastSeen`.
+        public var slot: Int32
+    }
+
+    /// The slow path's key for an FDB entry.
+    struct EntryKey: Hashable {
+        var vni: UInt32
+        var mac: MACAddress
     }
 
     public static let templateStride = 128
@@ -78,6 +88,7 @@ public final class ForwardingTables: @unchecked Sendable {
     public let roles: [PortRole]
     public let underlayPort: Int
     public let underlayMAC: MACAddress
+    /// By tunnel index. An index whose tunnel was reclaimed keeps its last tunnel until reused (`isLive`).
     public private(set) var tunnels: [Tunnel]
     public let configuration: VTEPConfiguration
 
@@ -107,12 +118,10 @@ public final class ForwardingTables: @unchecked Sendable {
     /// For tagged ports: `vlanEndpoint[port * 4096 + vid]`, -1 when the VLAN is not mapped.
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
     public enum PortKind { public static let underlay: Int32 = -1, tagged: Int32 = -2 }
-    /// (vni, MAC) -> position; no data in the hash itself.
+    /// (vni, MAC) -> `FDBData` (target and stamp slot).
     public let fdbHash: OpaquePointer
     public let fdbCapacity: Int
-    /// By FDB position: the entry's target (`FDBTarget.raw`).
-    public let fdbTarget: UnsafeMutablePointer<Int32>
-    /// By FDB position: the second (of `clock`) a core last saw this MAC as a source.
+    /// By stamp slot (`FDBData.slot`): the second (of `clock`) a core last saw this MAC as a source.
     public let fdbLastSeen: UnsafeMutablePointer<UInt32>
     /// VNI -> segment index + 1.
     public let vniHash: OpaquePointer
@@ -130,10 +139,36 @@ public final class ForwardingTables: @unchecked Sendable {
     public let maxInnerFrame: Int
     public let maxInnerFrame6: Int
 
+    /// Test hook: runs right after a learned key became visible to the cores.
+    var afterFDBInsert: (() -> Void)?
+    /// Tunnels in use (flood lists, static entries, learned entries, and those waiting to be reclaimed).
+    public private(set) var liveTunnelCount = 0
+
     // Slow-path state.
     private var publishTokens: [UInt64?]
-    private var entries: [Int32: FDBEntry] = [:]
+    struct TunnelKey: Hashable {
+        var vni: UInt32
+        var remote: IPAddress
+    }
+    /// Live tunnels by (vni, remote).
+    private var tunnelIndex: [TunnelKey: Int] = [:]
+    /// Per tunnel index: learned FDB entries pointing at it; flood-list and static-entry tunnels are permanent.
+    private var tunnelReferences: [Int] = []
+    private var tunnelPermanent: [Bool] = []
+    private var tunnelLive: [Bool] = []
+    /// Indices no core can hold any more, ready for reuse.
+    private var freeTunnels: [Int] = []
+    /// Tunnels nothing refers to, by index: the grace-period token taken when the last reference went.
+    private var dyingTunnels: [Int: UInt64] = [:]
+    /// Live tunnels per next hop.
+    private var nextHopUsers: [IPAddress: Int] = [:]
+    private var entries: [EntryKey: FDBEntry] = [:]
     private var learnedPerSegment: [Int]
+    private var segmentIndex: [UInt32: Int] = [:]
+    /// Stamp slots no entry uses and no core can still write; slots of deleted entries wait in `pendingStamps`
+    /// for a grace period.
+    private var freeStamps: [Int32]
+    private var pendingStamps: [(token: UInt64, slots: [Int32])] = []
     private let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
 
     /// - Parameter readers: how many polling cores will read the tables (each registers as an RCU reader).
@@ -171,11 +206,11 @@ public final class ForwardingTables: @unchecked Sendable {
         generation.initialize(to: 0)
         clock = .allocate(capacity: 1)
         clock.initialize(to: 0)
-        fdbTarget = .allocate(capacity: fdbCapacity + 1)
-        fdbTarget.initialize(repeating: -1, count: fdbCapacity + 1)
-        fdbLastSeen = .allocate(capacity: fdbCapacity + 1)
-        fdbLastSeen.initialize(repeating: 0, count: fdbCapacity + 1)
+        fdbLastSeen = .allocate(capacity: fdbCapacity)
+        fdbLastSeen.initialize(repeating: 0, count: fdbCapacity)
+        freeStamps = (0..<Int32(fdbCapacity)).reversed()
         learnedPerSegment = Array(repeating: 0, count: configuration.segments.count)
+        for (i, segment) in configuration.segments.enumerated() { segmentIndex[segment.vni] = i }
 
         maxReaders = max(1, readers)
         let qsbrSize = Int(rte_rcu_qsbr_get_memsize(UInt32(maxReaders)))
@@ -256,14 +291,14 @@ public final class ForwardingTables: @unchecked Sendable {
             guard rc == 0 else { throw DPDKError("adding VNI \(e.vni) to the VNI table", code: rc) }
         }
         // Flood-list tunnels first (their indices were reserved above in order), then the static FDB.
-        for (vni, remote) in pendingFlood { _ = try addTunnelOrThrow(vni: vni, remote: remote) }
+        for (vni, remote) in pendingFlood { _ = try permanentTunnel(vni: vni, remote: remote) }
         for e in configuration.fdb {
-            let tunnel = try addTunnelOrThrow(vni: e.vni, remote: e.remote)
+            let tunnel = try permanentTunnel(vni: e.vni, remote: e.remote)
+            guard let slot = freeStamps.popLast() else { throw SetupError("resources.fdb_entries is too small for the static FDB") }
             Self.writeFDBKey(key, vni: e.vni, mac: e.mac.bytes)
-            let position = rte_hash_add_key(fdbHash, key)
-            guard position >= 0 else { throw DPDKError("adding \(e.mac) in VNI \(e.vni) to the FDB", code: position) }
-            fdbTarget[Int(position)] = FDBTarget.tunnel(tunnel).raw
-            entries[position] = FDBEntry(vni: e.vni, mac: e.mac, target: .tunnel(tunnel), isStatic: true, position: position)
+            let rc = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(tunnel).raw, slot: slot))
+            guard rc == 0 else { throw DPDKError("adding \(e.mac) in VNI \(e.vni) to the FDB", code: rc) }
+            entries[EntryKey(vni: e.vni, mac: e.mac)] = FDBEntry(vni: e.vni, mac: e.mac, target: .tunnel(tunnel), isStatic: true, slot: slot)
         }
         // Static neighbors resolve their tunnels now; the rest wait for ARP.
         for (t, tunnel) in tunnels.enumerated() {
@@ -322,44 +357,100 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Tells the cores that cached lookup results may be stale.
     public func bumpGeneration() { vx_store_release_u64(generation, generation.pointee &+ 1) }
 
-    /// The tunnel for (vni, remote), created (unresolved) when new; nil when all `resources.tunnels` are used
-    /// or the remote is off-link without a gateway.
-    public func tunnel(vni: UInt32, remote: IPAddress) -> Int? {
-        if let t = tunnels.firstIndex(where: { $0.vni == vni && $0.remote == remote }) { return t }
-        guard tunnels.count < tunnelCapacity, let nextHop = configuration.underlay.nextHop(for: remote) else { return nil }
-        let t = tunnels.count
+    /// The live tunnel for (vni, remote), if there is one. O(1).
+    public func existingTunnel(vni: UInt32, remote: IPAddress) -> Int? { tunnelIndex[TunnelKey(vni: vni, remote: remote)] }
+
+    public func isLive(tunnel t: Int) -> Bool { t >= 0 && t < tunnelLive.count && tunnelLive[t] }
+
+    /// Creates the (unresolved) tunnel for (vni, remote) at a free index; nil when all `resources.tunnels` are
+    /// in use (or waiting for a grace period) or when the VTEP has no address of the remote's family.
+    private func createTunnel(vni: UInt32, remote: IPAddress, nextHop: IPAddress) -> Int? {
+        let t: Int
+        if let reused = freeTunnels.popLast() { t = reused } else if tunnels.count < tunnelCapacity { t = tunnels.count } else { return nil }
         let u = configuration.underlay
+        let tunnel: Tunnel
         switch remote {
         case .v4(let address):
             let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: u.address,
                                                destination: address, vni: vni, udpDestinationPort: u.udpPort, ttl: u.ttl)
-            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false))
+            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false)
             partialSums[t] = template.ipv4PartialSum
             tunnelRemote[t] = address.value
+            tunnelIsIPv6[t] = 0
         case .v6(let address):
-            guard let source = u.address6 else { return nil }
+            guard let source = u.address6 else {
+                if t < tunnels.count { freeTunnels.append(t) }
+                return nil
+            }
             let template = OuterHeaderTemplate6(sourceMAC: underlayMAC, destinationMAC: .zero, source: source,
                                                 destination: address, vni: vni, udpDestinationPort: u.udpPort, hopLimit: u.ttl)
-            tunnels.append(Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true))
+            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true)
             partialSums[t] = template.udpPartialSum
             tunnelIsIPv6[t] = 1
             (tunnelRemote6[2 * t], tunnelRemote6[2 * t + 1]) = address.words
         }
-        publishTokens.append(nil)
+        // No core holds index t (new, or reclaimed after a grace period): its fields are written in place and
+        // reach the cores with the release store that publishes the first FDB entry pointing at it.
+        vx_store_release_i32(activeCopy + t, -1)
+        if t == tunnels.count {
+            tunnels.append(tunnel); publishTokens.append(nil); tunnelReferences.append(0); tunnelPermanent.append(false)
+            tunnelLive.append(true)
+        } else {
+            tunnels[t] = tunnel; publishTokens[t] = nil; tunnelReferences[t] = 0; tunnelPermanent[t] = false; tunnelLive[t] = true
+        }
+        tunnelIndex[TunnelKey(vni: vni, remote: remote)] = t
+        nextHopUsers[nextHop, default: 0] += 1
+        liveTunnelCount += 1
         return t
     }
 
-    private func addTunnelOrThrow(vni: UInt32, remote: IPAddress) throws -> Int {
-        guard let t = tunnel(vni: vni, remote: remote) else {
+    /// A flood-list or static-entry tunnel: never reclaimed.
+    private func permanentTunnel(vni: UInt32, remote: IPAddress) throws -> Int {
+        if let t = existingTunnel(vni: vni, remote: remote) { tunnelPermanent[t] = true; return t }
+        guard let nextHop = configuration.underlay.nextHop(for: remote), let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
             throw SetupError("cannot create the tunnel to \(remote) in VNI \(vni): resources.tunnels (\(tunnelCapacity)) exhausted or no route")
         }
+        tunnelPermanent[t] = true
         return t
     }
 
-    /// Tunnels whose outer Ethernet destination is `nextHop`'s MAC.
-    public func tunnels(through nextHop: IPAddress) -> [Int] {
-        tunnels.indices.filter { tunnels[$0].nextHop == nextHop }
+    private func retain(_ target: FDBTarget) {
+        guard case .tunnel(let t) = target else { return }
+        tunnelReferences[t] += 1
+        dyingTunnels[t] = nil                     // referred to again before it was reclaimed: it stays
     }
+
+    /// Drops one reference. A learned tunnel nothing refers to is reclaimed after a grace period: cores may
+    /// hold its index in a cache or an in-flight burst until they pass a quiescent state.
+    private func release(_ target: FDBTarget) {
+        guard case .tunnel(let t) = target else { return }
+        tunnelReferences[t] -= 1
+        guard tunnelReferences[t] == 0, !tunnelPermanent[t] else { return }
+        bumpGeneration()                          // cores flush cached entries naming it at their next burst
+        dyingTunnels[t] = vx_qsbr_start(qsbr)
+    }
+
+    private func destroyTunnel(_ t: Int) {
+        let tunnel = tunnels[t]
+        tunnelIndex[TunnelKey(vni: tunnel.vni, remote: tunnel.remote)] = nil
+        nextHopUsers[tunnel.nextHop, default: 1] -= 1
+        if nextHopUsers[tunnel.nextHop] == 0 { nextHopUsers[tunnel.nextHop] = nil }
+        vx_store_release_i32(activeCopy + t, -1)
+        publishTokens[t] = nil
+        tunnelReferences[t] = 0
+        tunnelLive[t] = false
+        liveTunnelCount -= 1
+        freeTunnels.append(t)
+    }
+
+    /// Live tunnels whose outer Ethernet destination is `nextHop`'s MAC.
+    public func tunnels(through nextHop: IPAddress) -> [Int] {
+        guard nextHopUsers[nextHop] != nil else { return [] }
+        return tunnels.indices.filter { tunnelLive[$0] && tunnels[$0].nextHop == nextHop }
+    }
+
+    /// How many live tunnels go through `nextHop`. O(1).
+    public func tunnelCount(through nextHop: IPAddress) -> Int { nextHopUsers[nextHop] ?? 0 }
 
     /// The MAC the tunnel currently sends to, nil while unresolved.
     public func publishedMAC(tunnel t: Int) -> MACAddress? {
@@ -390,56 +481,171 @@ public final class ForwardingTables: @unchecked Sendable {
 
     public enum LearnResult: Equatable, Sendable {
         case added, moved, refreshed, staticEntry, limitReached, tableFull, learningOff, unknownVNI
+        /// A local endpoint of another VNI, or a tunnel that does not exist or belongs to another VNI.
+        case invalidTarget
+        /// A new remote, and every one of `resources.tunnels` in use.
+        case tunnelsFull
+        /// A remote the VTEP cannot reach (off-link without a gateway, or of a family it has no address in).
+        case noRoute
     }
 
-    /// Learns that `mac` in `vni` is behind `target`: adds it, or moves an entry learned elsewhere. Static
-    /// entries never move. The caller (the slow path) stamps `now` as last seen.
+    /// Where a learned MAC is: a target that exists, or a remote VTEP whose tunnel is created if the entry is
+    /// admitted.
+    enum Destination {
+        case target(FDBTarget)
+        case remote(IPAddress)
+    }
+
+    /// Whether `target` may be the target of an entry in segment `segment`.
+    private func isValid(_ target: FDBTarget, segment: Int) -> Bool {
+        switch target {
+        case .local(let e): e >= 0 && e < endpointCount && Int(endpointSegment[e]) == segment
+        case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == configuration.segments[segment].vni
+        }
+    }
+
+    /// Learns that `mac` in `vni` is behind `target` (a local endpoint, or an existing tunnel of the VNI).
     public func learn(vni: UInt32, mac: MACAddress, target: FDBTarget) -> LearnResult {
-        guard let segment = configuration.segments.firstIndex(where: { $0.vni == vni }) else { return .unknownVNI }
+        learn(vni: vni, mac: mac, destination: .target(target), resolve: { _ in nil })
+    }
+
+    /// Learns that `mac` in `vni` is behind remote VTEP `remote`. Its tunnel is created only once the entry is
+    /// admitted (VNI known, learning on, `max_learned` and the table leave room), and published with
+    /// `resolve(nextHop)` when that MAC is known.
+    public func learn(vni: UInt32, mac: MACAddress, remote: IPAddress, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
+        learn(vni: vni, mac: mac, destination: .remote(remote), resolve: resolve)
+    }
+
+    /// Adds `mac`, or moves an entry learned elsewhere. Static entries never move. Every limit is checked before
+    /// anything (a tunnel) is created. The caller (the slow path) stamps the clock as last seen.
+    func learn(vni: UInt32, mac: MACAddress, destination: Destination, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
+        guard let segment = segmentIndex[vni] else { return .unknownVNI }
         guard configuration.segments[segment].learning else { return .learningOff }
-        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        let found = rte_hash_lookup(fdbHash, key)
-        if found >= 0, var entry = entries[found] {
-            fdbLastSeen[Int(found)] = clock.pointee
+        let entryKey = EntryKey(vni: vni, mac: mac)
+        let existing = entries[entryKey]
+        if let entry = existing {
+            fdbLastSeen[Int(entry.slot)] = clock.pointee
             if entry.isStatic { return .staticEntry }
-            if entry.target == target { return .refreshed }
+            switch destination {
+            case .target(let t) where t == entry.target: return .refreshed
+            case .remote(let ip) where existingTunnel(vni: vni, remote: ip).map({ FDBTarget.tunnel($0) }) == entry.target: return .refreshed
+            default: break
+            }
+        } else {
+            let limit = configuration.segments[segment].maxLearned
+            if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
+            if freeStamps.isEmpty { reclaimStamps() }
+            // (The hash itself may still refuse the key: a tunnel created for it is then undone at once. No
+            // count check here: deleted keys waiting in DPDK's defer queue come back only when an add needs them.)
+            if freeStamps.isEmpty { return .tableFull }
+        }
+        // Admitted: now the target, creating the remote's tunnel if need be.
+        let target: FDBTarget
+        var created = false
+        switch destination {
+        case .target(let t):
+            guard isValid(t, segment: segment) else { return .invalidTarget }
+            target = t
+        case .remote(let ip):
+            if let t = existingTunnel(vni: vni, remote: ip) {
+                target = .tunnel(t)
+            } else {
+                guard let nextHop = configuration.underlay.nextHop(for: ip) else { return .noRoute }
+                if case .v6 = ip, configuration.underlay.address6 == nil { return .noRoute }
+                guard let t = createTunnel(vni: vni, remote: ip, nextHop: nextHop) else { return .tunnelsFull }
+                created = true
+                target = .tunnel(t)
+                if let mac = resolve(nextHop) { _ = publish(mac: mac, tunnel: t) }      // a new tunnel: never refused
+            }
+        }
+        retain(target)
+        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+        if var entry = existing {
+            // One release store of the key's data word: a core sees the old target or the new one.
+            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: entry.slot)) == 0 else {
+                undo(target, created: created)
+                return .tableFull
+            }
+            release(entry.target)
             entry.target = target
-            entries[found] = entry
-            vx_store_release_i32(fdbTarget + Int(found), target.raw)
+            entries[entryKey] = entry
             bumpGeneration()
             return .moved
         }
-        let limit = configuration.segments[segment].maxLearned
-        if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
-        let position = rte_hash_add_key(fdbHash, key)
-        guard position >= 0 else { return .tableFull }
-        // Target and timestamp are in place before any core can find the key (the add is a release).
-        fdbTarget[Int(position)] = target.raw
-        fdbLastSeen[Int(position)] = clock.pointee
-        entries[position] = FDBEntry(vni: vni, mac: mac, target: target, isStatic: false, position: position)
+        let slot = freeStamps.removeLast()
+        fdbLastSeen[Int(slot)] = clock.pointee
+        // The data word (target and stamp slot) is stored before the key becomes visible.
+        guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: slot)) == 0 else {
+            freeStamps.append(slot)                 // never visible: free at once
+            undo(target, created: created)
+            return .tableFull
+        }
+        afterFDBInsert?()
+        entries[entryKey] = FDBEntry(vni: vni, mac: mac, target: target, isStatic: false, slot: slot)
         learnedPerSegment[segment] += 1
         bumpGeneration()                 // cores drop their "learning pending" marks and find the new entry
         return .added
+    }
+
+    /// Takes back a reference that was never published; a tunnel created for it goes at once (no core saw it).
+    private func undo(_ target: FDBTarget, created: Bool) {
+        guard created, case .tunnel(let t) = target else { return release(target) }
+        tunnelReferences[t] -= 1
+        destroyTunnel(t)
+    }
+
+    /// A free stamp slot, taking back those whose grace period is over when none is left.
+    private func takeStamp() -> Int32? {
+        if freeStamps.isEmpty { reclaimStamps() }
+        return freeStamps.popLast()
+    }
+
+    private func reclaimStamps() {
+        while let first = pendingStamps.first, vx_qsbr_check(qsbr, first.token) == 1 {
+            for slot in first.slots { fdbLastSeen[Int(slot)] = 0 }
+            freeStamps.append(contentsOf: first.slots)
+            pendingStamps.removeFirst()
+        }
     }
 
     /// Removes learned entries not seen for their VNI's ageing time. Returns how many went.
     @discardableResult
     public func age() -> Int {
         let now = clock.pointee
-        var removed = 0
-        for (position, entry) in entries where !entry.isStatic {
-            guard let segment = configuration.segments.firstIndex(where: { $0.vni == entry.vni }) else { continue }
-            let seen = fdbLastSeen[Int(position)]
+        var released: [Int32] = []
+        for (entryKey, entry) in entries where !entry.isStatic {
+            guard let segment = segmentIndex[entry.vni] else { continue }
+            let seen = fdbLastSeen[Int(entry.slot)]
             guard now &- seen >= UInt32(configuration.segments[segment].ageing) else { continue }
             Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
             if rte_hash_del_key(fdbHash, key) >= 0 {
-                entries[position] = nil
+                entries[entryKey] = nil
                 learnedPerSegment[segment] -= 1
-                removed += 1
+                released.append(entry.slot)
+                release(entry.target)
             }
         }
-        if removed > 0 { bumpGeneration() }
-        return removed
+        if !released.isEmpty {
+            bumpGeneration()
+            // Cores may hold the slots (in a cache or a burst) until they pass a quiescent state.
+            pendingStamps.append((vx_qsbr_start(qsbr), released))
+        }
+        return released.count
+    }
+
+    /// Gives back what waited for a grace period that is now over: stamp slots, and tunnels nothing refers to
+    /// (returned, with their next hops, so that the slow path can stop resolving those). Called every round.
+    @discardableResult
+    public func reclaim() -> [(tunnel: Int, nextHop: IPAddress)] {
+        reclaimStamps()
+        guard !dyingTunnels.isEmpty else { return [] }
+        var gone: [(tunnel: Int, nextHop: IPAddress)] = []
+        for (t, token) in dyingTunnels where vx_qsbr_check(qsbr, token) == 1 {
+            dyingTunnels[t] = nil
+            gone.append((t, tunnels[t].nextHop))
+            destroyTunnel(t)
+        }
+        return gone
     }
 
     /// Every FDB entry with its age in seconds (0 for static ones), for `show fdb`.
@@ -451,7 +657,7 @@ public final class ForwardingTables: @unchecked Sendable {
         for e in entries.values where vni == nil || e.vni == vni { keyed.append((e.vni, e.mac.integer, e)) }
         keyed.sort { (a, b) -> Bool in a.vni != b.vni ? a.vni < b.vni : a.mac < b.mac }
         return keyed.map { item -> (entry: FDBEntry, age: UInt32) in
-            (item.entry, item.entry.isStatic ? 0 : now &- fdbLastSeen[Int(item.entry.position)])
+            (item.entry, item.entry.isStatic ? 0 : now &- fdbLastSeen[Int(item.entry.slot)])
         }
     }
 
@@ -459,15 +665,23 @@ public final class ForwardingTables: @unchecked Sendable {
     public func endpoint(_ e: Int) -> (port: Int, vlan: UInt16) { (Int(endpointPort[e]), endpointVLAN[e]) }
 
     public func learnedCount(vni: UInt32) -> Int {
-        configuration.segments.firstIndex { $0.vni == vni }.map { learnedPerSegment[$0] } ?? 0
+        segmentIndex[vni].map { learnedPerSegment[$0] } ?? 0
     }
 
-    /// Target for (vni, mac), as the fast path would find it; nil when unknown.
+    /// Tunnel for (vni, mac), as the fast path would find it; nil when unknown or local.
     public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        let position = rte_hash_lookup(fdbHash, key)
-        guard position >= 0, case .tunnel(let t) = FDBTarget(raw: fdbTarget[Int(position)]) else { return nil }
+        var data: UnsafeMutableRawPointer?
+        guard rte_hash_lookup_data(fdbHash, key, &data) >= 0, case .tunnel(let t) = FDBTarget(raw: FDBData.target(data)) else { return nil }
         return t
+    }
+
+    /// Test hook: puts a raw data word into the FDB, bypassing every check `learn` makes (as a stale or corrupt
+    /// entry would look to a core).
+    func insertUnchecked(vni: UInt32, mac: MACAddress, target: Int32, slot: Int32) {
+        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+        _ = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target, slot: slot))
+        bumpGeneration()
     }
 
     deinit {
@@ -478,7 +692,6 @@ public final class ForwardingTables: @unchecked Sendable {
         tunnelRemote.deallocate()
         tunnelIsIPv6.deallocate()
         tunnelRemote6.deallocate()
-        fdbTarget.deallocate()
         fdbLastSeen.deallocate()
         rte_hash_free(fdbHash)
         rte_hash_free(vniHash)
@@ -491,6 +704,19 @@ public final class ForwardingTables: @unchecked Sendable {
         endpointPort.deallocate(); endpointVLAN.deallocate(); endpointSegment.deallocate()
         portEndpoint.deallocate(); vlanEndpoint.deallocate()
     }
+}
+
+/// An FDB entry's data word in the hash: the target (`FDBTarget.raw`) in the low 32 bits, the entry's stamp slot
+/// in the high 32. It travels with the key, so a core that finds the key finds both.
+public enum FDBData {
+    @inlinable @inline(__always)
+    public static func pack(target: Int32, slot: Int32) -> UnsafeMutableRawPointer? {
+        UnsafeMutableRawPointer(bitPattern: UInt(UInt32(bitPattern: target)) | UInt(UInt32(bitPattern: slot)) << 32)
+    }
+    @inlinable @inline(__always)
+    public static func target(_ data: UnsafeMutableRawPointer?) -> Int32 { Int32(truncatingIfNeeded: UInt(bitPattern: data)) }
+    @inlinable @inline(__always)
+    public static func slot(_ data: UnsafeMutableRawPointer?) -> Int32 { Int32(truncatingIfNeeded: UInt(bitPattern: data) >> 32) }
 }
 
 /// Unique names for DPDK objects (hash tables and rings are named; names must not clash within a process).

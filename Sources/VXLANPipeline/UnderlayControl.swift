@@ -13,6 +13,7 @@ public final class UnderlayControl: @unchecked Sendable {
         case arpRequestsSent, arpRepliesSent, arpRepliesReceived, icmpEchoReplies, ignored, injectFull, allocFailed
         case ndSolicitationsSent, ndAdvertisementsSent, ndAdvertisementsReceived, icmpv6EchoReplies
         case learned, moved, aged, learnLimitReached, fdbFull, noTunnel
+        case tunnelsFull, tunnelsReclaimed, solicitationsRateLimited, unsolicitedReplies, neighborMACConflicts
 
         public var name: String {
             switch self {
@@ -33,6 +34,11 @@ public final class UnderlayControl: @unchecked Sendable {
             case .learnLimitReached: "fdb_learn_limit_reached"
             case .fdbFull: "fdb_full"
             case .noTunnel: "fdb_no_tunnel"
+            case .tunnelsFull: "tunnels_full"
+            case .tunnelsReclaimed: "tunnels_reclaimed"
+            case .solicitationsRateLimited: "solicitations_rate_limited"
+            case .unsolicitedReplies: "unsolicited_replies"
+            case .neighborMACConflicts: "neighbor_mac_conflicts"
             }
         }
     }
@@ -53,6 +59,18 @@ public final class UnderlayControl: @unchecked Sendable {
     public static let maxRetryInterval = 30.0
     /// A reachable MAC still in use is given this many probes after its timeout before it is dropped.
     public static let probesBeforeExpiry = 3
+    /// ARP requests and Neighbor Solicitations together: a token bucket of `solicitationBurst` tokens refilled at
+    /// `solicitationRate` a second. 100/s covers far more than a VTEP needs (each next hop takes one request per
+    /// back-off step while resolving and one per `neighbor_timeout` once resolved: 4096 next hops confirmed every
+    /// 300 s are 14/s) while bounding what a burst of spoofed sources can make us broadcast; a burst of 16 fits many
+    /// times into the 1024-slot inject ring and into the 32 a core drains per round, so our own requests never
+    /// overflow it. Requests held back stay due and go first, oldest first, when tokens come back.
+    public static let solicitationRate = 100.0
+    public static let solicitationBurst = 16.0
+    /// How long after our request a reply counts as its answer (and may change a resolved MAC).
+    public static let replyWindow = 3.0
+    /// A conflicting claim triggers a new request at most this often per next hop.
+    public static let reprobeInterval = 1.0
 
     struct Entry {
         var mac: MACAddress?
@@ -60,7 +78,16 @@ public final class UnderlayControl: @unchecked Sendable {
         var confirmedAt: Double?
         var nextProbe: Double = 0
         var probes = 0
+        /// When our latest request went out; cleared by the reply that answers it.
+        var requestedAt: Double?
+        /// A request is owed outside the back-off schedule (someone claimed the address with another MAC).
+        var reprobe = false
+        /// Due, but held back by the rate limit (counted once per request).
+        var postponed = false
     }
+
+    /// What an ARP packet or ND message said about a tracked address.
+    enum Claim { case untracked, accepted, conflict }
 
     public let rings: [SlowPathRings]
     public let counters = CounterBlock(count: Counter.allCases.count)
@@ -76,6 +103,8 @@ public final class UnderlayControl: @unchecked Sendable {
     private let buffer = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 32)
     private let events = UnsafeMutablePointer<UInt64>.allocate(capacity: 4 * 64)
     private var started: Double?
+    private var tokens = UnderlayControl.solicitationBurst
+    private var tokensAt: Double?
     private var lastAgeing = 0.0
     /// Per VNI: how often learning was refused because the VNI was at its `max_learned`.
     private var limitHits: [UInt32: UInt64] = [:]
@@ -144,56 +173,108 @@ public final class UnderlayControl: @unchecked Sendable {
             lastAgeing = now
             count(.aged, UInt64(tables.age()))
         }
+        // Tunnels nothing referred to for a grace period are gone; so is the neighbor entry of a next hop no tunnel
+        // uses any more (unless static or the gateway), which stops its probing.
+        for (t, nextHop) in tables.reclaim() {
+            count(.tunnelsReclaimed)
+            pendingPublish.remove(t)
+            if tables.tunnelCount(through: nextHop) == 0, entries[nextHop]?.isStatic == false, !isGateway(nextHop) {
+                entries[nextHop] = nil
+            }
+        }
         for t in pendingPublish where tables.publish(mac: entries[tables.tunnels[t].nextHop]?.mac, tunnel: t) {
             pendingPublish.remove(t)
         }
+        solicit(now: now)
+    }
+
+    /// Sends the ARP requests and Neighbor Solicitations that are due, as far as the token bucket allows.
+    private func solicit(now: Double) {
+        if let at = tokensAt { tokens = min(Self.solicitationBurst, tokens + max(0, now - at) * Self.solicitationRate) }
+        tokensAt = now
+        var due: [(ip: IPAddress, since: Double)] = []
         for (ip, e) in entries where !e.isStatic {
             var entry = e
-            if let confirmed = entry.confirmedAt, entry.mac != nil, now - confirmed < timeout { continue }
-            guard now >= entry.nextProbe else { continue }
-            if entry.mac != nil && entry.probes >= Self.probesBeforeExpiry {
-                entry.mac = nil                                   // gone: stop sending to a stale MAC
-                entry.confirmedAt = nil
-                entry.probes = 0
-                entries[ip] = entry
-                republish(ip)
+            if !entry.reprobe {
+                if let confirmed = entry.confirmedAt, entry.mac != nil, now - confirmed < timeout { continue }
+                guard now >= entry.nextProbe else { continue }
+                if entry.mac != nil && entry.probes >= Self.probesBeforeExpiry {
+                    entry.mac = nil                               // gone: stop sending to a stale MAC
+                    entry.confirmedAt = nil
+                    entry.probes = 0
+                    entries[ip] = entry
+                    republish(ip)
+                }
             }
+            due.append((ip, entry.reprobe ? -1 : entry.nextProbe))
+        }
+        if due.isEmpty { return }
+        // Not enough tokens for all: the longest-waiting first, so that nobody is starved.
+        if tokens >= 1 && Double(due.count) > tokens { due.sort { $0.since < $1.since } }
+        for (ip, _) in due {
+            guard var entry = entries[ip] else { continue }
+            guard tokens >= 1 else {
+                if !entry.postponed {
+                    entry.postponed = true
+                    entries[ip] = entry
+                    count(.solicitationsRateLimited)
+                }
+                continue
+            }
+            tokens -= 1
             switch ip {
             case .v4(let a): sendRequest(for: a)
             case .v6(let a): sendSolicitation(for: a)
             }
-            entry.probes += 1
-            entry.nextProbe = now + min(pow(2, Double(entry.probes - 1)), Self.maxRetryInterval)
+            entry.postponed = false
+            entry.requestedAt = now
+            if entry.reprobe {
+                entry.reprobe = false                             // outside the schedule: no back-off step
+            } else {
+                entry.probes += 1
+                entry.nextProbe = now + min(pow(2, Double(entry.probes - 1)), Self.maxRetryInterval)
+            }
             entries[ip] = entry
         }
     }
 
+    private func isGateway(_ ip: IPAddress) -> Bool {
+        let u = tables.configuration.underlay
+        return ip == u.gateway.map(IPAddress.v4) || ip == u.gateway6.map(IPAddress.v6)
+    }
+
+    /// Applies one learning event. The tables check every limit before they create a remote's tunnel; only an
+    /// admitted entry's tunnel gets a neighbor entry (and so ARP/ND for its next hop).
     private func learn(_ event: UnsafeMutablePointer<UInt64>) {
         let (vni, mac, request) = LearnEvent.decode(event)
-        let target: FDBTarget
+        let result: ForwardingTables.LearnResult
         switch request {
         case .port(let e):
-            target = .local(e)
+            result = tables.learn(vni: vni, mac: mac, target: .local(e))
         case .remote(let ip):
-            guard let t = tables.tunnel(vni: vni, remote: ip) else { count(.noTunnel); return }
-            target = .tunnel(t)
-            // A remote learned from traffic needs its next hop resolved like a configured one.
-            let nextHop = tables.tunnels[t].nextHop
-            if entries[nextHop] == nil { entries[nextHop] = Entry(mac: nil, isStatic: false) }
-            if tables.publishedMAC(tunnel: t) == nil, let mac = entries[nextHop]?.mac, !tables.publish(mac: mac, tunnel: t) {
-                pendingPublish.insert(t)
+            result = tables.learn(vni: vni, mac: mac, remote: ip) { entries[$0]?.mac }
+            if (result == .added || result == .moved), let t = tables.existingTunnel(vni: vni, remote: ip) {
+                // A remote learned from traffic needs its next hop resolved like a configured one.
+                let nextHop = tables.tunnels[t].nextHop
+                if entries[nextHop] == nil { entries[nextHop] = Entry(mac: nil, isStatic: false) }
+                if tables.publishedMAC(tunnel: t) == nil, let mac = entries[nextHop]?.mac, !tables.publish(mac: mac, tunnel: t) {
+                    pendingPublish.insert(t)
+                }
             }
         }
-        switch tables.learn(vni: vni, mac: mac, target: target) {
+        switch result {
         case .added: count(.learned)
         case .moved: count(.moved)
         case .limitReached: count(.learnLimitReached); limitHits[vni, default: 0] += 1
         case .tableFull: count(.fdbFull)
-        case .refreshed, .staticEntry, .learningOff, .unknownVNI: break
+        case .tunnelsFull: count(.tunnelsFull)
+        case .noRoute: count(.noTunnel)
+        case .refreshed, .staticEntry, .learningOff, .unknownVNI, .invalidTarget: break
         }
     }
 
-    /// Remote address of every tunnel, by index (read under the lock: learning adds tunnels).
+    /// Remote address of every tunnel, by index (read under the lock: learning adds tunnels). An index whose
+    /// tunnel was reclaimed shows its last remote; no FDB entry refers to it.
     public func tunnelRemotes() -> [IPAddress] {
         lock.lock(); defer { lock.unlock() }
         return tables.tunnels.map(\.remote)
@@ -248,7 +329,7 @@ public final class UnderlayControl: @unchecked Sendable {
         let senderIP = IPAddress.v4(IPv4Address(load32(f, 28)))
         let targetIP = IPv4Address(load32(f, 38))
         // RFC 826: update the sender's entry if we have one (requests for us confirm it too).
-        if confirm(senderIP, mac: senderMAC, now: now) && op == 2 { count(.arpRepliesReceived) }
+        if confirm(senderIP, mac: senderMAC, isReply: op == 2, now: now) == .accepted && op == 2 { count(.arpRepliesReceived) }
         guard op == 1, targetIP == ourIP, !ourIP.isUnspecified else { vx_mbuf_free(m); return }
         // Answer in place: who-has ourIP tell sender -> ourIP is-at ourMAC.
         for (i, b) in senderMAC.bytes.enumerated() {
@@ -310,17 +391,31 @@ public final class UnderlayControl: @unchecked Sendable {
         if inject(m, core: 0) { count(.arpRequestsSent) }
     }
 
-    /// Learns a next hop's MAC (RFC 826 / RFC 4861: only for addresses we already track).
-    private func confirm(_ ip: IPAddress, mac: MACAddress, now: Double) -> Bool {
-        guard var e = entries[ip], !e.isStatic, !mac.isMulticast, !mac.isZero else { return false }
+    /// Learns a next hop's MAC (RFC 826 / RFC 4861: only for addresses we already track). `isReply`: an ARP reply
+    /// or a Neighbor Advertisement, as opposed to a request or solicitation naming its sender's MAC.
+    /// A resolved MAC changes only on a reply to our own outstanding request: anything else that disagrees (an
+    /// unsolicited reply, a request, a gratuitous ARP) is counted and answered by asking the address again, so a
+    /// single forged packet cannot redirect a tunnel. Claims that agree refresh the confirmation.
+    private func confirm(_ ip: IPAddress, mac: MACAddress, isReply: Bool, now: Double) -> Claim {
+        guard var e = entries[ip], !e.isStatic, !mac.isMulticast, !mac.isZero else { return .untracked }
+        let answersUs = isReply && e.requestedAt.map { now - $0 <= Self.replyWindow } == true
+        if isReply && !answersUs { count(.unsolicitedReplies) }
+        if let current = e.mac, current != mac, !answersUs {
+            count(.neighborMACConflicts)
+            if e.requestedAt.map({ now - $0 >= Self.reprobeInterval }) ?? true { e.reprobe = true }
+            entries[ip] = e
+            return .conflict
+        }
         let changed = e.mac != mac
         e.mac = mac
         e.confirmedAt = now
         e.probes = 0
         e.nextProbe = 0
+        e.reprobe = false
+        if isReply { e.requestedAt = nil }
         entries[ip] = e
         if changed { republish(ip) }
-        return true
+        return .accepted
     }
 
     /// ICMPv6 to the VTEP (or to its solicited-node group): Neighbor Solicitation and Advertisement, echo.
@@ -337,7 +432,7 @@ public final class UnderlayControl: @unchecked Sendable {
         case 135 where hopLimit == 255 && payload >= 24:                 // Neighbor Solicitation
             let target = IPv6Address(bytes: (62..<78).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
             if let mac = linkLayerOption(f, from: 78, end: 54 + payload, type: 1), !source.isUnspecified {
-                _ = confirm(.v6(source), mac: mac, now: now)
+                _ = confirm(.v6(source), mac: mac, isReply: false, now: now)
             }
             guard target == ours else { break }
             // Advertise: to the solicitor (all nodes when it has no address yet), solicited and override.
@@ -351,7 +446,7 @@ public final class UnderlayControl: @unchecked Sendable {
             let target = IPv6Address(bytes: (62..<78).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
             let mac = linkLayerOption(f, from: 78, end: 54 + payload, type: 2)
                 ?? MACAddress(bytes: (6..<12).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
-            if confirm(.v6(target), mac: mac, now: now) { count(.ndAdvertisementsReceived) }
+            if confirm(.v6(target), mac: mac, isReply: true, now: now) == .accepted { count(.ndAdvertisementsReceived) }
         case 128 where Array(UnsafeRawBufferPointer(start: f + 38, count: 16)) == ours.bytes:   // echo request to us
             for i in 0..<6 {
                 f.storeBytes(of: f.load(fromByteOffset: 6 + i, as: UInt8.self), toByteOffset: i, as: UInt8.self)
@@ -442,7 +537,7 @@ public final class UnderlayControl: @unchecked Sendable {
                 : e.mac == nil ? .resolving
                 : (e.confirmedAt.map { now - $0 < timeout } ?? false) ? .reachable : .probing
             return Neighbor(ip: ip, mac: e.mac, state: state, age: e.isStatic ? nil : e.confirmedAt.map { now - $0 },
-                            probes: e.probes, tunnels: tables.tunnels(through: ip).count)
+                            probes: e.probes, tunnels: tables.tunnelCount(through: ip))
         }
     }
 }

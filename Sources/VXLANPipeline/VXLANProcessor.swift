@@ -79,8 +79,11 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let portEndpoint: UnsafeMutablePointer<Int32>
     @usableFromInline let vlanEndpoint: UnsafeMutablePointer<Int32>
     @usableFromInline let fdbHash: OpaquePointer
-    @usableFromInline let fdbTarget: UnsafeMutablePointer<Int32>
     @usableFromInline let fdbLastSeen: UnsafeMutablePointer<UInt32>
+    /// Bounds of a usable FDB target or stamp slot: anything else found in the table is treated as a miss.
+    @usableFromInline let tunnelLimit: UInt32
+    @usableFromInline let endpointLimit: UInt32
+    @usableFromInline let stampLimit: UInt32
     @usableFromInline let vniHash: OpaquePointer
     @usableFromInline let clock: UnsafeMutablePointer<UInt32>
     @usableFromInline let generation: UnsafeMutablePointer<UInt64>
@@ -100,7 +103,7 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let slowPath: SlowPathRings?
 
     @usableFromInline var seenGeneration: UInt64 = 0
-    /// (VNI, MAC) -> (FDB target, position) and VNI -> segment, in front of the rte_hash tables.
+    /// (VNI, MAC) -> (FDB target, stamp slot) and VNI -> segment, in front of the rte_hash tables.
     @usableFromInline let fdbCache: ExactMatchCache
     @usableFromInline let vniCache: ExactMatchCache
     @usableFromInline let destinations: LookupBatch
@@ -152,8 +155,10 @@ public struct VXLANProcessor: BurstProcessor {
         portEndpoint = tables.portEndpoint
         vlanEndpoint = tables.vlanEndpoint
         fdbHash = tables.fdbHash
-        fdbTarget = tables.fdbTarget
         fdbLastSeen = tables.fdbLastSeen
+        tunnelLimit = UInt32(tables.tunnelCapacity)
+        endpointLimit = UInt32(tables.endpointCount)
+        stampLimit = UInt32(tables.fdbCapacity)
         vniHash = tables.vniHash
         clock = tables.clock
         generation = tables.generation
@@ -257,20 +262,30 @@ public struct VXLANProcessor: BurstProcessor {
         destinations.add(w0, w1, owner: i, slot: slot)
     }
 
+    /// Whether a target read from the table can be used: a tunnel index or a local endpoint in range (a
+    /// negative or out-of-range value counts as a miss, never as an index).
+    @inlinable @inline(__always)
+    func isUsable(_ target: Int32) -> Bool {
+        UInt32(bitPattern: target) < tunnelLimit || UInt32(bitPattern: target &- FDBTarget.localBase) < endpointLimit
+    }
+
     /// Resolves the queued destinations: hits get their target (and go into the cache), misses `flood`.
+    /// The target comes with the key (the entry's data word), so a key that is found is complete.
     @inlinable @inline(__always)
     func resolveDestinations(into targets: UnsafeMutablePointer<Int32>) -> Int {
         let n = destinations.count
         if n == 0 { return 0 }
         var misses = 0
-        _ = rte_hash_lookup_bulk(fdbHash, destinations.keyPointers, UInt32(n), destinations.positions)
+        var hits: UInt64 = 0
+        _ = rte_hash_lookup_bulk_data(fdbHash, destinations.keyPointers, UInt32(n), &hits, destinations.data)
         for k in 0..<n {
             let owner = Int(destinations.owner[k])
-            let position = destinations.positions[k]
-            if position >= 0 {
-                let target = vx_load_acquire_i32(fdbTarget + Int(position))
+            let data = destinations.data[k]
+            let target = FDBData.target(data)
+            if hits & (1 &<< UInt64(k)) != 0 && isUsable(target) {
                 targets[owner] = target
-                fdbCache.insert(destinations.word0(k), destinations.word1(k), slot: Int(destinations.slot[k]), value: target, aux: position)
+                fdbCache.insert(destinations.word0(k), destinations.word1(k), slot: Int(destinations.slot[k]), value: target,
+                                aux: FDBData.slot(data))
             } else {
                 targets[owner] = Self.flood
                 misses &+= 1
@@ -289,18 +304,18 @@ public struct VXLANProcessor: BurstProcessor {
         let cached = fdbCache.lookup(w0, w1, slot: slot)
         if cached.value == Self.learnPending { return }
         if cached.value >= 0 && matches(cached.value, expected: expected, packet: i) {
-            refresh(position: cached.aux, now: now)
+            refresh(slot: cached.aux, now: now)
             return
         }
         sources.add(w0, w1, owner: i, slot: slot)
     }
 
     /// Whether a source's FDB target is where packet i says it is: its ingress endpoint (`expected`), or for a
-    /// decapsulated packet (expected -1) a tunnel to the packet's outer source address.
+    /// decapsulated packet (expected -1) a tunnel to the packet's outer source address. `target` is usable.
     @inlinable @inline(__always)
     func matches(_ target: Int32, expected: Int32, packet i: Int) -> Bool {
         if expected >= 0 { return target == expected }
-        if target >= FDBTarget.localBase { return false }
+        if UInt32(bitPattern: target) >= tunnelLimit { return false }
         let t = Int(target)
         if outerIsIPv6[i] != 0 {
             return tunnelIsIPv6[t] != 0 && tunnelRemote6[2 &* t] == outerSource6[2 &* i] && tunnelRemote6[2 &* t &+ 1] == outerSource6[2 &* i &+ 1]
@@ -309,9 +324,9 @@ public struct VXLANProcessor: BurstProcessor {
     }
 
     @inlinable @inline(__always)
-    func refresh(position: Int32, now: UInt32) {
+    func refresh(slot: Int32, now: UInt32) {
         // Written at most once a second per entry, so the line is rarely shared between cores.
-        if fdbLastSeen[Int(position)] != now { fdbLastSeen[Int(position)] = now }
+        if UInt32(bitPattern: slot) < stampLimit && fdbLastSeen[Int(slot)] != now { fdbLastSeen[Int(slot)] = now }
     }
 
     /// Checks the queued sources in bulk; reports new or moved ones to the slow path.
@@ -321,18 +336,18 @@ public struct VXLANProcessor: BurstProcessor {
     func resolveSources(expected local: Int32, now: UInt32) {
         let n = sources.count
         if n == 0 { return }
-        _ = rte_hash_lookup_bulk(fdbHash, sources.keyPointers, UInt32(n), sources.positions)
+        var hits: UInt64 = 0
+        _ = rte_hash_lookup_bulk_data(fdbHash, sources.keyPointers, UInt32(n), &hits, sources.data)
         for k in 0..<n {
             let owner = Int(sources.owner[k])
             let expected = local >= 0 ? FDBTarget.localBase &+ ingress[owner] : -1
-            let position = sources.positions[k]
-            if position >= 0 {
-                let target = vx_load_acquire_i32(fdbTarget + Int(position))
-                if matches(target, expected: expected, packet: owner) {
-                    fdbCache.insert(sources.word0(k), sources.word1(k), slot: Int(sources.slot[k]), value: target, aux: position)
-                    refresh(position: position, now: now)
-                    continue
-                }
+            let data = sources.data[k]
+            let target = FDBData.target(data)
+            if hits & (1 &<< UInt64(k)) != 0 && isUsable(target) && matches(target, expected: expected, packet: owner) {
+                let slot = FDBData.slot(data)
+                fdbCache.insert(sources.word0(k), sources.word1(k), slot: Int(sources.slot[k]), value: target, aux: slot)
+                refresh(slot: slot, now: now)
+                continue
             }
             // Several packets of a burst may carry the same new source: report it once.
             if fdbCache.lookup(sources.word0(k), sources.word1(k), slot: Int(sources.slot[k])).value == Self.learnPending { continue }
@@ -425,6 +440,11 @@ public struct VXLANProcessor: BurstProcessor {
                 push(m, tunnel: Int(s), innerLength: Int(innerLength[i]), flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             } else if s &- FDBTarget.localBase == from {
                 drop(m, .samePort)
+            } else if endpointSegment[Int(s &- FDBTarget.localBase)] != endpointSegment[Int(from)] {
+                // Never switched into another segment: a target outside the frame's VNI is no target at all.
+                count(.unknownUnicast)
+                flood(m, segment: Int(endpointSegment[Int(from)]), ingress: from, innerLength: Int(innerLength[i]),
+                      flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             } else {
                 send(m, toEndpoint: s &- FDBTarget.localBase, tx: tx)
                 count(.switchedLocally)

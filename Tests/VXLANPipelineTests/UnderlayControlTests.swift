@@ -156,3 +156,107 @@ final class UnderlayControlTests: XCTestCase {
         XCTAssertEqual(tables.publishedMAC(tunnel: 0), MACAddress("02:00:00:00:00:0b"))
     }
 }
+
+/// Neighbor entries and ARP/ND spoofing: a resolved next hop's MAC changes only on a reply to our own request.
+final class NeighborSpoofingTests: XCTestCase {
+    static let ourMAC = "02:00:00:00:00:01", remoteMAC = "02:00:00:00:00:02", rogueMAC = "02:66:66:66:66:66"
+
+    var h: PipelineHarness!
+    var tables: ForwardingTables { h.tables }
+    var control: UnderlayControl { h.control! }
+
+    override func setUpWithError() throws {
+        h = try PipelineHarness(accessPorts: 1, poolSize: 1023) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)", neighbor_timeout: 5 }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+            """ }
+    }
+
+    override func tearDown() {
+        guard let h else { return }
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        self.h = nil
+    }
+
+    func arp(op: Int, srcMAC: String, srcIP: String, dstMAC: String = "ff:ff:ff:ff:ff:ff", targetMAC: String = "00:00:00:00:00:00",
+             targetIP: String) -> [UInt8] {
+        Frames.ethernet(dst: dstMAC, src: srcMAC, type: 0x0806, payload: Frames.be16(1) + Frames.be16(0x0800) + [6, 4] + Frames.be16(op)
+                        + Frames.mac(srcMAC) + Frames.ip(srcIP) + Frames.mac(targetMAC) + Frames.ip(targetIP))
+    }
+    func reply(from mac: String) -> [UInt8] {
+        arp(op: 2, srcMAC: mac, srcIP: "10.99.0.2", dstMAC: Self.ourMAC, targetMAC: Self.ourMAC, targetIP: "10.99.0.1")
+    }
+    var request: [UInt8] { arp(op: 1, srcMAC: Self.ourMAC, srcIP: "10.99.0.1", targetIP: "10.99.0.2") }
+    func counter(_ c: UnderlayControl.Counter) -> UInt64 { control.counters[c.rawValue] }
+    func exchange(underlay frames: [[UInt8]] = [], access: [[UInt8]] = [], now: Double) -> [[UInt8]] {
+        h.run([0: frames, 1: access], now: now)[0]
+    }
+    /// Where a frame for the remote goes (its outer Ethernet destination), nil when it is not sent.
+    func outerDestination(now: Double) -> [UInt8]? {
+        exchange(access: [Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: "02:00:00:00:42:01")], now: now).first.map { Array($0[0..<6]) }
+    }
+
+    func testAnUnsolicitedReplyDoesNotRedirectAResolvedTunnel() throws {
+        XCTAssertEqual(exchange(now: 0), [request])
+        _ = exchange(underlay: [reply(from: Self.remoteMAC)], now: 0.1)
+        XCTAssertEqual(outerDestination(now: 0.2), Frames.mac(Self.remoteMAC))
+
+        // An unsolicited reply with another MAC: ignored, counted, and the address is asked again.
+        XCTAssertEqual(exchange(underlay: [reply(from: Self.rogueMAC)], now: 2), [request], "re-probed")
+        XCTAssertEqual(counter(.unsolicitedReplies), 1)
+        XCTAssertEqual(counter(.neighborMACConflicts), 1)
+        XCTAssertEqual(outerDestination(now: 2.1), Frames.mac(Self.remoteMAC))
+        XCTAssertEqual(control.neighbors(now: 2.1).first?.mac, MACAddress(Self.remoteMAC))
+        // The real host answers: still its MAC, confirmed.
+        _ = exchange(underlay: [reply(from: Self.remoteMAC)], now: 2.2)
+        XCTAssertEqual(control.neighbors(now: 2.2).first?.state, .reachable)
+        XCTAssertEqual(control.neighbors(now: 2.2).first?.age ?? -1, 0, accuracy: 1e-9)
+
+        // A request claiming the address with the rogue MAC changes nothing either (it is answered: it asks for us).
+        let out = exchange(underlay: [arp(op: 1, srcMAC: Self.rogueMAC, srcIP: "10.99.0.2", targetIP: "10.99.0.1")], now: 4)
+        XCTAssertTrue(out.contains(request), "re-probed")
+        XCTAssertEqual(counter(.neighborMACConflicts), 2)
+        XCTAssertEqual(outerDestination(now: 4.1), Frames.mac(Self.remoteMAC))
+        // Replies that agree refresh the confirmation and count as nothing wrong.
+        _ = exchange(underlay: [reply(from: Self.remoteMAC)], now: 6)
+        XCTAssertEqual(counter(.neighborMACConflicts), 2)
+        XCTAssertEqual(control.neighbors(now: 6).first?.age ?? -1, 0, accuracy: 1e-9)
+    }
+
+    func testAReplyToOurRequestChangesTheMAC() throws {
+        XCTAssertEqual(exchange(now: 0), [request])
+        _ = exchange(underlay: [reply(from: Self.remoteMAC)], now: 0.1)
+        // neighbor_timeout (5 s) later the MAC is confirmed again; the answer to that request carries a new MAC.
+        XCTAssertEqual(exchange(now: 5.2), [request])
+        _ = exchange(underlay: [reply(from: "02:00:00:00:00:22")], now: 5.3)
+        XCTAssertEqual(outerDestination(now: 5.4), Frames.mac("02:00:00:00:00:22"))
+        XCTAssertEqual(counter(.neighborMACConflicts), 0)
+    }
+
+    /// The same for Neighbor Discovery: an unsolicited advertisement does not move a resolved IPv6 next hop.
+    func testAnUnsolicitedAdvertisementDoesNotRedirectAResolvedTunnel() throws {
+        h.release(); h = nil
+        h = try PipelineHarness(accessPorts: 1, poolSize: 1023) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "\(Self.ourMAC)", neighbor_timeout: 5 }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: ["fd00::2"] } ]
+            """ }
+        func advertisement(from mac: String, solicited: Bool) -> [UInt8] {
+            let body: [UInt8] = [solicited ? 0x60 : 0x20, 0, 0, 0] + Frames.ip6("fd00::2") + [2, 1] + Frames.mac(mac)
+            return Frames.ethernet(dst: Self.ourMAC, src: mac, type: 0x86DD,
+                                   payload: Frames.ipv6(src: "fd00::2", dst: "fd00::1", next: 58,
+                                                        payload: Frames.icmp6(src: "fd00::2", dst: "fd00::1", type: 136, body: body), hopLimit: 255))
+        }
+        XCTAssertEqual(exchange(now: 0).count, 1, "solicited")
+        _ = exchange(underlay: [advertisement(from: Self.remoteMAC, solicited: true)], now: 0.1)
+        XCTAssertEqual(outerDestination(now: 0.2), Frames.mac(Self.remoteMAC))
+        let out = exchange(underlay: [advertisement(from: Self.rogueMAC, solicited: false)], now: 2)
+        XCTAssertEqual(out.count, 1, "re-probed")
+        XCTAssertEqual(out.first.map { Array($0[54..<55]) }, [135])
+        XCTAssertEqual(counter(.unsolicitedReplies), 1)
+        XCTAssertEqual(counter(.neighborMACConflicts), 1)
+        XCTAssertEqual(outerDestination(now: 2.1), Frames.mac(Self.remoteMAC))
+    }
+}
