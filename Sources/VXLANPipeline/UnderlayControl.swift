@@ -155,6 +155,9 @@ public final class UnderlayControl: @unchecked Sendable {
     func count(_ c: Counter, _ n: UInt64 = 1) { counters.base[c.rawValue] &+= n }
 
     /// One round: handle what the cores punted, then send due ARP requests. `now` is monotonic seconds.
+    /// Learn events handled per core per round (a round is about a millisecond).
+    public static let learnEventsPerRound = 512
+
     public func poll(now: Double) {
         lock.lock(); defer { lock.unlock() }
         // The cores' clock for FDB ageing: whole seconds since the first round.
@@ -163,10 +166,15 @@ public final class UnderlayControl: @unchecked Sendable {
         for (core, r) in rings.enumerated() {
             let n = Int(vx_ring_dequeue_burst(r.punt, buffer, 32))
             for i in 0..<n { handle(OpaquePointer(buffer[i]!), core: core, now: now) }
-            while true {
-                let k = Int(vx_ring32_dequeue_burst(r.learn, events, 64))
+            // A bounded share per round: under a flood of new sources the lock is released every round, so
+            // `show` requests and ARP are never starved; what is left waits in the ring (or is counted as
+            // learn_queue_full by the core when the ring is full).
+            var budget = Self.learnEventsPerRound
+            while budget > 0 {
+                let k = Int(vx_ring32_dequeue_burst(r.learn, events, UInt32(min(64, budget))))
                 if k == 0 { break }
                 for e in 0..<k { learn(events + 4 * e) }
+                budget -= k
             }
         }
         if now - lastAgeing >= 1 {
