@@ -45,7 +45,8 @@ public enum ConfigParser {
         let top = try Mapping(root, path: "", allowed: ["underlay", "access", "vnis", "fdb", "neighbors", "resources"])
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
-                            allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict"])
+                            allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict",
+                                      "allowed_remotes"])
         guard u.optional("ip") != nil || u.optional("ip6") != nil else {
             throw u.error("ip", "required key is missing (give ip, ip6 or both)")
         }
@@ -65,6 +66,7 @@ public enum ConfigParser {
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
+        underlay.allowedRemotes = try u.prefixes("allowed_remotes")
         if let interface = underlay.interface {
             let address = interface.address
             guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast, !address.isLoopback else {
@@ -109,7 +111,7 @@ public enum ConfigParser {
         segments.reserveCapacity(vniNodes.count)
         var declared = Set<UInt32>(minimumCapacity: vniNodes.count)
         for (i, node) in vniNodes.enumerated() {
-            let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood", "learning", "ageing", "max_learned"])
+            let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood", "learning", "ageing", "max_learned", "allowed_remotes"])
             let vni = try m.vni("vni")
             guard declared.insert(vni).inserted else { throw m.error("vni", "VNI \(vni) is declared twice") }
             var flood: [IPAddress] = []
@@ -125,6 +127,7 @@ public enum ConfigParser {
             if m.optional("learning") != nil { segment.learning = try m.boolean("learning") }
             if m.optional("ageing") != nil { segment.ageing = try m.integer("ageing", in: 10...1_000_000) }
             if m.optional("max_learned") != nil { segment.maxLearned = try m.integer("max_learned", in: 0...16_777_215) }
+            segment.allowedRemotes = try m.prefixes("allowed_remotes")
             segments.append(segment)
         }
 
@@ -346,6 +349,37 @@ struct Mapping {
         guard let node = optional(key) else { return [] }
         guard let seq = node.sequence else { throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a list") }
         return Array(seq)
+    }
+
+    /// An allow-list of source prefixes (IPv4 and IPv6 may be mixed); nil when the key is absent. A null value is
+    /// refused rather than read as absent: `allowed_remotes:` with nothing after it would otherwise allow anyone,
+    /// the opposite of `[]`.
+    func prefixes(_ key: String) throws -> [IPPrefix]? {
+        guard let node = pairs.first(where: { $0.0 == key })?.1 else { return nil }
+        guard optional(key) != nil else {
+            throw ConfigError(keyPath(key), line: Mapping.line(node) ?? Mapping.line(self.node),
+                              "expected a list of prefixes ([] allows the static remotes only); leave the key out to allow any source")
+        }
+        guard let list = node.sequence else { throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a list") }
+        var prefixes: [IPPrefix] = []
+        var seen = Set<IPPrefix>()
+        for (j, element) in list.enumerated() {
+            let elementKey = "\(key)[\(j)]"
+            let raw = try text(element, key: elementKey)
+            func fail(_ problem: String) -> ConfigError { ConfigError(keyPath(elementKey), line: Mapping.line(element), problem) }
+            switch IPPrefix.parse(trimmed(raw)) {
+            case .failure(.malformed):
+                throw fail("expected an IPv4 or IPv6 prefix such as 10.99.0.0/24 or fd00::/64, or an address, got '\(raw)'")
+            case .failure(let problem):
+                throw fail(problem.description)
+            case .success(let prefix):
+                if prefix.isMulticast { throw fail("\(prefix) is multicast, never the source of a packet") }
+                if prefix.isIPv4Mapped { throw fail("\(prefix) is IPv4-mapped IPv6, never the source of a packet; write the IPv4 prefix") }
+                guard seen.insert(prefix).inserted else { throw fail("\(prefix) is listed twice") }
+                prefixes.append(prefix)
+            }
+        }
+        return prefixes
     }
 
     func text(_ node: Node, key: String) throws -> String {
