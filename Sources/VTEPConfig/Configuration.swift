@@ -109,10 +109,10 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public var underlay: Underlay
     public var access: [AccessPort]
     /// The VNIs, in file order. Assigning (or changing) it re-indexes them, O(n): build the array, then assign it once.
-    public var segments: [Segment] { didSet { segmentIndexes = Self.firstIndexes(segments, by: \.vni) } }
+    public var segments: [Segment] { didSet { segmentIndexes = Self.firstIndexes(segments) { $0.vni } } }
     public var fdb: [FDBEntry]
     /// Static next-hop MACs. Re-indexed on every change, as segments are.
-    public var neighbors: [Neighbor] { didSet { neighborIndexes = Self.firstIndexes(neighbors, by: \.ip) } }
+    public var neighbors: [Neighbor] { didSet { neighborIndexes = Self.firstIndexes(neighbors) { $0.ip } } }
     public var resources: Resources
     /// VNI -> index in segments, and IP -> index in neighbors (the first, should a hand-built list repeat one).
     private var segmentIndexes: [UInt32: Int]
@@ -122,14 +122,17 @@ public struct VTEPConfiguration: Sendable, Equatable {
                 neighbors: [Neighbor], resources: Resources) {
         self.underlay = underlay; self.access = access; self.segments = segments; self.fdb = fdb
         self.neighbors = neighbors; self.resources = resources
-        segmentIndexes = Self.firstIndexes(segments, by: \.vni)
-        neighborIndexes = Self.firstIndexes(neighbors, by: \.ip)
+        segmentIndexes = Self.firstIndexes(segments) { $0.vni }
+        neighborIndexes = Self.firstIndexes(neighbors) { $0.ip }
     }
 
-    private static func firstIndexes<T, Key: Hashable>(_ list: [T], by key: KeyPath<T, Key>) -> [Key: Int] {
+    private static func firstIndexes<T, Key: Hashable>(_ list: [T], by key: (T) -> Key) -> [Key: Int] {
         var indexes: [Key: Int] = [:]
         indexes.reserveCapacity(list.count)
-        for (i, element) in list.enumerated() where indexes[element[keyPath: key]] == nil { indexes[element[keyPath: key]] = i }
+        for (i, element) in list.enumerated() {
+            let k = key(element)
+            if indexes[k] == nil { indexes[k] = i }
+        }
         return indexes
     }
 
