@@ -31,21 +31,26 @@ public enum ConfigParser {
     }
 
     public static func parse(_ text: String) throws -> VTEPConfiguration {
-        let root: Node
+        let root: YAMLNode
         do {
-            guard let node = try Yams.compose(yaml: text) else { throw ConfigError("", "the configuration is empty") }
+            guard let node = try YAMLNode.load(text) else { throw ConfigError("", "the configuration is empty") }
             root = node
         } catch let error as ConfigError {
             throw error
-        } catch let error as YamlError {
-            throw ConfigError("", "not valid YAML or JSON: \(error)")
         } catch {
-            throw ConfigError("", "not valid YAML or JSON: \(error)")
+            // Yams says what is wrong, and where, in the words users have seen so far.
+            do {
+                _ = try Yams.compose(yaml: text)
+            } catch {
+                throw ConfigError("", "not valid YAML or JSON: \(error)")
+            }
+            throw ConfigError("", "not valid YAML or JSON")
         }
         let top = try Mapping(root, path: "", allowed: ["underlay", "access", "vnis", "fdb", "neighbors", "resources"])
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
-                            allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict"])
+                            allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict",
+                                      "allowed_remotes"])
         guard u.optional("ip") != nil || u.optional("ip6") != nil else {
             throw u.error("ip", "required key is missing (give ip, ip6 or both)")
         }
@@ -65,6 +70,7 @@ public enum ConfigParser {
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
+        underlay.allowedRemotes = try u.prefixes("allowed_remotes")
         if let interface = underlay.interface {
             let address = interface.address
             guard !address.isMulticast, !address.isUnspecified, !address.isLimitedBroadcast, !address.isLoopback else {
@@ -109,22 +115,26 @@ public enum ConfigParser {
         segments.reserveCapacity(vniNodes.count)
         var declared = Set<UInt32>(minimumCapacity: vniNodes.count)
         for (i, node) in vniNodes.enumerated() {
-            let m = try Mapping(node, path: "vnis[\(i)]", allowed: ["vni", "flood", "learning", "ageing", "max_learned"])
+            let m = try Mapping(node, list: "vnis", index: i, allowed: segmentKeys)
             let vni = try m.vni("vni")
             guard declared.insert(vni).inserted else { throw m.error("vni", "VNI \(vni) is declared twice") }
+            let floodNodes = try m.sequence("flood")
             var flood: [IPAddress] = []
-            var listed = Set<IPAddress>()
-            for (j, f) in try m.sequence("flood").enumerated() {
-                let key = "flood[\(j)]"
-                let ip = try m.parseScalar(f, key: key, expected: "an IPv4 or IPv6 address") { IPAddress($0) }
-                if let problem = notAPeer(ip, underlay: underlay, role: .remote) { throw m.error(key, problem) }
-                guard listed.insert(ip).inserted else { throw m.error(key, "\(ip) is listed twice") }
+            flood.reserveCapacity(floodNodes.count)
+            // Flood lists are mostly short: a set pays for itself only beyond a few dozen remotes.
+            var listed: Set<IPAddress>? = floodNodes.count > 32 ? Set(minimumCapacity: floodNodes.count) : nil
+            for (j, f) in floodNodes.enumerated() {
+                let ip = try m.parseScalar(f, key: "flood[\(j)]", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
+                if let problem = notAPeer(ip, underlay: underlay, role: .remote) { throw m.error("flood[\(j)]", problem) }
+                let repeated = listed != nil ? !listed!.insert(ip).inserted : flood.contains(ip)
+                guard !repeated else { throw m.error("flood[\(j)]", "\(ip) is listed twice") }
                 flood.append(ip)
             }
             var segment = VTEPConfiguration.Segment(vni: vni, flood: flood)
             if m.optional("learning") != nil { segment.learning = try m.boolean("learning") }
             if m.optional("ageing") != nil { segment.ageing = try m.integer("ageing", in: 10...1_000_000) }
             if m.optional("max_learned") != nil { segment.maxLearned = try m.integer("max_learned", in: 0...16_777_215) }
+            segment.allowedRemotes = try m.prefixes("allowed_remotes")
             segments.append(segment)
         }
 
@@ -164,7 +174,7 @@ public enum ConfigParser {
         var neighbors: [VTEPConfiguration.Neighbor] = []
         var neighborIPs = Set<IPAddress>()
         for (i, node) in try top.sequence("neighbors").enumerated() {
-            let m = try Mapping(node, path: "neighbors[\(i)]", allowed: ["ip", "mac"])
+            let m = try Mapping(node, list: "neighbors", index: i, allowed: ["ip", "mac"])
             let ip = try m.parse("ip", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
             if let problem = notAPeer(ip, underlay: underlay, role: .nextHop) { throw m.error("ip", problem) }
             let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:00:02") { MACAddress($0) }
@@ -178,7 +188,7 @@ public enum ConfigParser {
         fdb.reserveCapacity(fdbNodes.count)
         var fdbKeys = Set<FDBKey>(minimumCapacity: fdbNodes.count)
         for (i, node) in fdbNodes.enumerated() {
-            let m = try Mapping(node, path: "fdb[\(i)]", allowed: ["vni", "mac", "remote"])
+            let m = try Mapping(node, list: "fdb", index: i, allowed: fdbEntryKeys)
             let vni = try m.vni("vni")
             guard declared.contains(vni) else { throw m.error("vni", "VNI \(vni) is not declared under vnis") }
             let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:42:02") { MACAddress($0) }
@@ -243,6 +253,10 @@ public enum ConfigParser {
                                  neighbors: neighbors, resources: resources)
     }
 
+    // The keys of the entries a file may hold hundreds of thousands of, built once.
+    private static let segmentKeys = ["vni", "flood", "learning", "ageing", "max_learned", "allowed_remotes"]
+    private static let fdbEntryKeys = ["vni", "mac", "remote"]
+
     private struct FDBKey: Hashable { let vni: UInt32; let mac: UInt64 }
     private struct Tunnel: Hashable { let vni: UInt32; let remote: IPAddress }
 
@@ -285,32 +299,44 @@ public enum ConfigParser {
 
 /// A YAML mapping being read, which knows its own path for error messages and refuses unknown keys.
 struct Mapping {
-    let node: Node
-    let path: String
-    let pairs: [(String, Node)]
+    let node: YAMLNode
+    /// Where the mapping is, as in `vnis[7]`: built only for a message (a file may hold hundreds of thousands).
+    var path: String { Mapping.path(list, index) }
+    private let list: String
+    private let index: Int?
+    let pairs: [(String, YAMLNode)]
 
-    init(_ node: Node, path: String, allowed: [String]) throws {
+    init(_ node: YAMLNode, path: String, allowed: [String]) throws {
+        try self.init(node, list: path, index: nil, allowed: allowed)
+    }
+
+    /// The mapping at `index` in the list at path `list`.
+    init(_ node: YAMLNode, list: String, index: Int?, allowed: [String]) throws {
+        self.list = list
+        self.index = index
+        func path() -> String { Mapping.path(list, index) }
         guard let mapping = node.mapping else {
-            throw ConfigError(path, line: Mapping.line(node), "expected a mapping of keys (\(allowed.joined(separator: ", ")))")
+            throw ConfigError(path(), line: Mapping.line(node), "expected a mapping of keys (\(allowed.joined(separator: ", ")))")
         }
         self.node = node
-        self.path = path
-        var pairs: [(String, Node)] = []
+        var pairs: [(String, YAMLNode)] = []
+        pairs.reserveCapacity(mapping.count)
         for (k, v) in mapping {
             let key = k.scalar?.string ?? ""
             guard allowed.contains(key) else {
-                throw ConfigError(path.isEmpty ? key : "\(path).\(key)", line: Mapping.line(k),
+                throw ConfigError(path().isEmpty ? key : "\(path()).\(key)", line: Mapping.line(k),
                                   "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
             }
             if pairs.contains(where: { $0.0 == key }) {
-                throw ConfigError(path.isEmpty ? key : "\(path).\(key)", line: Mapping.line(k), "key given twice")
+                throw ConfigError(path().isEmpty ? key : "\(path()).\(key)", line: Mapping.line(k), "key given twice")
             }
             pairs.append((key, v))
         }
         self.pairs = pairs
     }
 
-    static func line(_ node: Node) -> Int? { node.mark.map { $0.line } }
+    static func line(_ node: YAMLNode) -> Int? { node.line }
+    static func path(_ list: String, _ index: Int?) -> String { index.map { "\(list)[\($0)]" } ?? list }
 
     /// The text without leading and trailing blanks (spaces, tabs, other Unicode spaces; not line breaks),
     /// as trimmingCharacters(in: .whitespaces) but without bridging: the common case is a lookup of two bytes.
@@ -324,13 +350,16 @@ struct Mapping {
 
     func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    func optional(_ key: String) -> Node? {
+    func optional(_ key: String) -> YAMLNode? {
         guard let node = pairs.first(where: { $0.0 == key })?.1 else { return nil }
-        if let s = node.scalar, s.style == .plain, ["", "~", "null", "Null", "NULL"].contains(s.string) { return nil }
-        return node
+        guard let s = node.scalar, s.plain else { return node }
+        switch s.string {
+        case "", "~", "null", "Null", "NULL": return nil
+        default: return node
+        }
     }
 
-    func required(_ key: String) throws -> Node {
+    func required(_ key: String) throws -> YAMLNode {
         guard let node = optional(key) else {
             throw ConfigError(keyPath(key), line: Mapping.line(self.node), "required key is missing")
         }
@@ -342,21 +371,52 @@ struct Mapping {
     }
 
     /// A missing or null sequence is empty.
-    func sequence(_ key: String) throws -> [Node] {
+    func sequence(_ key: String) throws -> [YAMLNode] {
         guard let node = optional(key) else { return [] }
         guard let seq = node.sequence else { throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a list") }
-        return Array(seq)
+        return seq
     }
 
-    func text(_ node: Node, key: String) throws -> String {
-        guard let s = node.scalar else { throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a single value, not a list or mapping") }
+    /// An allow-list of source prefixes (IPv4 and IPv6 may be mixed); nil when the key is absent. A null value is
+    /// refused rather than read as absent: `allowed_remotes:` with nothing after it would otherwise allow anyone,
+    /// the opposite of `[]`.
+    func prefixes(_ key: String) throws -> [IPPrefix]? {
+        guard let node = pairs.first(where: { $0.0 == key })?.1 else { return nil }
+        guard optional(key) != nil else {
+            throw ConfigError(keyPath(key), line: Mapping.line(node) ?? Mapping.line(self.node),
+                              "expected a list of prefixes ([] allows the static remotes only); leave the key out to allow any source")
+        }
+        guard let list = node.sequence else { throw ConfigError(keyPath(key), line: Mapping.line(node), "expected a list") }
+        var prefixes: [IPPrefix] = []
+        var seen = Set<IPPrefix>()
+        for (j, element) in list.enumerated() {
+            let elementKey = "\(key)[\(j)]"
+            let raw = try text(element, key: elementKey)
+            func fail(_ problem: String) -> ConfigError { ConfigError(keyPath(elementKey), line: Mapping.line(element), problem) }
+            switch IPPrefix.parse(trimmed(raw)) {
+            case .failure(.malformed):
+                throw fail("expected an IPv4 or IPv6 prefix such as 10.99.0.0/24 or fd00::/64, or an address, got '\(raw)'")
+            case .failure(let problem):
+                throw fail(problem.description)
+            case .success(let prefix):
+                if prefix.isMulticast { throw fail("\(prefix) is multicast, never the source of a packet") }
+                if prefix.isIPv4Mapped { throw fail("\(prefix) is IPv4-mapped IPv6, never the source of a packet; write the IPv4 prefix") }
+                guard seen.insert(prefix).inserted else { throw fail("\(prefix) is listed twice") }
+                prefixes.append(prefix)
+            }
+        }
+        return prefixes
+    }
+
+    func text(_ node: YAMLNode, key: @autoclosure () -> String) throws -> String {
+        guard let s = node.scalar else { throw ConfigError(keyPath(key()), line: Mapping.line(node), "expected a single value, not a list or mapping") }
         return s.string
     }
 
-    func parseScalar<T>(_ node: Node, key: String, expected: String, _ make: (String) -> T?) throws -> T {
-        let raw = try text(node, key: key)
+    func parseScalar<T>(_ node: YAMLNode, key: @autoclosure () -> String, expected: String, _ make: (String) -> T?) throws -> T {
+        let raw = try text(node, key: key())
         guard let value = make(trimmed(raw)) else {
-            throw ConfigError(keyPath(key), line: Mapping.line(node), "expected \(expected), got '\(raw)'")
+            throw ConfigError(keyPath(key()), line: Mapping.line(node), "expected \(expected), got '\(raw)'")
         }
         return value
     }

@@ -21,6 +21,9 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var neighborTimeout: Int = 300
         /// Drop VXLAN whose reserved bits are not zero (RFC 7348 says ignore them; Linux and OVS drop).
         public var strict: Bool = false
+        /// Who may send VXLAN to this VTEP (sources elsewhere are dropped as remote_not_allowed), for every VNI
+        /// without a list of its own; nil allows any source. Each VNI's static remotes are allowed regardless.
+        public var allowedRemotes: [IPPrefix]?
         /// The VTEP's addresses as operators write them: "10.99.0.1/24", "fd00::1/64" or both.
         public var addressesDescription: String {
             [interface?.description, interface6?.description].compactMap { $0 }.joined(separator: ", ")
@@ -72,6 +75,9 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var ageing: Int = 300
         /// Learned entries allowed in this VNI (Linux vxlan's maxaddress); 0 means no limit.
         public var maxLearned: Int = 0
+        /// Who may send VXLAN in this VNI, replacing underlay.allowedRemotes; nil defers to it. An empty list allows
+        /// the VNI's static remotes (flood list and FDB) only; they are allowed whatever the list says.
+        public var allowedRemotes: [IPPrefix]?
 
         public init(vni: UInt32, flood: [IPAddress], learning: Bool = true, ageing: Int = 300, maxLearned: Int = 0) {
             self.vni = vni; self.flood = flood; self.learning = learning; self.ageing = ageing; self.maxLearned = maxLearned
@@ -103,10 +109,10 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public var underlay: Underlay
     public var access: [AccessPort]
     /// The VNIs, in file order. Assigning (or changing) it re-indexes them, O(n): build the array, then assign it once.
-    public var segments: [Segment] { didSet { segmentIndexes = Self.firstIndexes(segments, by: \.vni) } }
+    public var segments: [Segment] { didSet { segmentIndexes = Self.firstIndexes(segments) { $0.vni } } }
     public var fdb: [FDBEntry]
     /// Static next-hop MACs. Re-indexed on every change, as segments are.
-    public var neighbors: [Neighbor] { didSet { neighborIndexes = Self.firstIndexes(neighbors, by: \.ip) } }
+    public var neighbors: [Neighbor] { didSet { neighborIndexes = Self.firstIndexes(neighbors) { $0.ip } } }
     public var resources: Resources
     /// VNI -> index in segments, and IP -> index in neighbors (the first, should a hand-built list repeat one).
     private var segmentIndexes: [UInt32: Int]
@@ -116,14 +122,17 @@ public struct VTEPConfiguration: Sendable, Equatable {
                 neighbors: [Neighbor], resources: Resources) {
         self.underlay = underlay; self.access = access; self.segments = segments; self.fdb = fdb
         self.neighbors = neighbors; self.resources = resources
-        segmentIndexes = Self.firstIndexes(segments, by: \.vni)
-        neighborIndexes = Self.firstIndexes(neighbors, by: \.ip)
+        segmentIndexes = Self.firstIndexes(segments) { $0.vni }
+        neighborIndexes = Self.firstIndexes(neighbors) { $0.ip }
     }
 
-    private static func firstIndexes<T, Key: Hashable>(_ list: [T], by key: KeyPath<T, Key>) -> [Key: Int] {
+    private static func firstIndexes<T, Key: Hashable>(_ list: [T], by key: (T) -> Key) -> [Key: Int] {
         var indexes: [Key: Int] = [:]
         indexes.reserveCapacity(list.count)
-        for (i, element) in list.enumerated() where indexes[element[keyPath: key]] == nil { indexes[element[keyPath: key]] = i }
+        for (i, element) in list.enumerated() {
+            let k = key(element)
+            if indexes[k] == nil { indexes[k] = i }
+        }
         return indexes
     }
 
@@ -150,4 +159,30 @@ public struct VTEPConfiguration: Sendable, Equatable {
     }
     /// The static neighbor for this IP, O(1).
     public func neighbor(_ ip: IPAddress) -> Neighbor? { neighborIndexes[ip].map { neighbors[$0] } }
+
+    /// Whether any allow-list applies: if not, every filter is RemoteFilter.any and the check can be skipped.
+    public var filtersRemotes: Bool { underlay.allowedRemotes != nil || segments.contains { $0.allowedRemotes != nil } }
+
+    /// Who may send VXLAN in the segment at `index`: its own list, else the global one, else anyone; with the
+    /// segment's flood-list and static FDB remotes always allowed. O(flood + fdb): to build the filters of every
+    /// segment, remoteFilters() does it in one pass.
+    public func remoteFilter(segmentIndex index: Int) -> RemoteFilter {
+        let segment = segments[index]
+        guard let prefixes = segment.allowedRemotes ?? underlay.allowedRemotes else { return .any }
+        return RemoteFilter(prefixes: prefixes, staticRemotes: segment.flood + fdb.lazy.filter { $0.vni == segment.vni }.map(\.remote))
+    }
+
+    /// remoteFilter(segmentIndex:) of every segment, indexed like segments, in time proportional to the
+    /// configuration. Segments under the global list share one copy of its prefixes.
+    public func remoteFilters() -> [RemoteFilter] {
+        guard filtersRemotes else { return Array(repeating: .any, count: segments.count) }
+        var staticRemotes = segments.map(\.flood)
+        for e in fdb { if let i = segmentIndex(e.vni) { staticRemotes[i].append(e.remote) } }
+        let global = underlay.allowedRemotes.map(RemoteFilter.Compiled.init)
+        return segments.indices.map { i in
+            if let own = segments[i].allowedRemotes { return RemoteFilter(compiled: .init(own), staticRemotes: staticRemotes[i]) }
+            if let global { return RemoteFilter(compiled: global, staticRemotes: staticRemotes[i]) }
+            return .any
+        }
+    }
 }
