@@ -104,6 +104,11 @@ public final class ForwardingTables: @unchecked Sendable {
     public let tunnelRemote6: UnsafeMutablePointer<UInt64>
     public let tunnelCapacity: Int
     public let segments: UnsafeMutablePointer<SegmentEntry>
+    /// Per segment: 1 when an `allowed_remotes` list applies (then `remoteFilters[segment]` decides), 0 when any
+    /// source may send VXLAN for it (one byte load on the fast path).
+    public let segmentFiltered: UnsafeMutablePointer<UInt8>
+    /// Per segment: who may send VXLAN for it (built once from the configuration, never changed).
+    public let remoteFilters: UnsafeMutablePointer<RemoteFilter>
     public let segmentCount: Int
     public let floodTunnels: UnsafeMutablePointer<Int32>
     /// Per segment, from `accessStart`: the local endpoints in it.
@@ -248,6 +253,15 @@ public final class ForwardingTables: @unchecked Sendable {
         let padded = segmentEntries.isEmpty
             ? [SegmentEntry(vni: 0, floodStart: 0, floodCount: 0, accessStart: 0, accessCount: 0, learning: false)] : segmentEntries
         segments.initialize(from: padded, count: padded.count)
+        let filters = configuration.remoteFilters()
+        remoteFilters = .allocate(capacity: max(1, filters.count))
+        remoteFilters.initialize(repeating: .any, count: max(1, filters.count))
+        segmentFiltered = .allocate(capacity: max(1, filters.count))
+        segmentFiltered.initialize(repeating: 0, count: max(1, filters.count))
+        for (i, f) in filters.enumerated() {
+            remoteFilters[i] = f
+            segmentFiltered[i] = f.allowsAny ? 0 : 1
+        }
         floodTunnels = .allocate(capacity: max(1, flood.count))
         floodTunnels.initialize(from: flood, count: flood.count)
         accessPorts = .allocate(capacity: max(1, access.count))
@@ -699,6 +713,8 @@ public final class ForwardingTables: @unchecked Sendable {
         templates.deallocate()
         UnsafeMutableRawPointer(partialSums).deallocate()
         segments.deallocate()
+        remoteFilters.deinitialize(count: max(1, segmentCount)); remoteFilters.deallocate()
+        segmentFiltered.deallocate()
         floodTunnels.deallocate()
         accessPorts.deallocate()
         endpointPort.deallocate(); endpointVLAN.deallocate(); endpointSegment.deallocate()

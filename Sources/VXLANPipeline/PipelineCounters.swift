@@ -91,6 +91,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case vlanNotMapped
     /// Decapsulated frame carrying an 802.1Q tag (RFC 7348: discard unless configured).
     case innerVLAN
+    /// VXLAN from a source outside the VNI's (or the global) `allowed_remotes`; dropped before lookup or learning.
+    case remoteNotAllowed
 
     public var name: String {
         switch self {
@@ -118,6 +120,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .samePort: "same_port"
         case .vlanNotMapped: "vlan_not_mapped"
         case .innerVLAN: "inner_vlan"
+        case .remoteNotAllowed: "remote_not_allowed"
         }
     }
 }
