@@ -95,7 +95,7 @@ let package = Package(
         .target(name: "FuzzTargets", dependencies: ["ControlProtocol", "VTEPConfig"]),
         .executableTarget(name: "ConfigFuzzer", dependencies: ["FuzzTargets"]),
         .executableTarget(name: "ControlFuzzer", dependencies: ["FuzzTargets"]),
-        .executableTarget(name: "PacketFuzzer", dependencies: ["DPDKTestSupport"], swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
+        .executableTarget(name: "PacketFuzzer", dependencies: ["DPDKTestSupport", "FuzzTargets"], swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
     ]
 )
