@@ -55,6 +55,8 @@ let package = Package(
     targets: [
         // DPDK's C API, with static inline accessors for what Swift cannot import (struct rte_mbuf).
         .systemLibrary(name: "CDPDK", path: "Sources/CDPDK"),
+        // vxland's signal handlers, in C so that they can be installed at load time (see vx_signals.h).
+        .target(name: "CSignals"),
         // EAL, ports, mempools, lcores, TX buffering, per-core port counters. Knows nothing about VXLAN.
         .target(name: "PollMode", dependencies: ["CDPDK"], swiftSettings: fastSwift, linkerSettings: dpdkLinker),
         // The configuration model and its YAML/JSON parser. No DPDK.
@@ -66,7 +68,7 @@ let package = Package(
         .target(name: "ControlProtocol"),
         // The daemon as a library: start-up from argv, polling cores, control server, clean stop.
         .target(name: "VXLANDaemon",
-                dependencies: ["PollMode", "VXLANPipeline", "VTEPConfig", "ControlProtocol",
+                dependencies: ["PollMode", "VXLANPipeline", "VTEPConfig", "ControlProtocol", "CSignals",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: fastSwift, linkerSettings: dpdkLinker),
         .executableTarget(name: "vxland", dependencies: ["VXLANDaemon", "PollMode", "ControlProtocol",

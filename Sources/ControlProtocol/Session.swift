@@ -75,25 +75,50 @@ public struct ControlSession {
         self.handler = handler
     }
 
-    /// Consumes `chunk` and returns the response lines (each ending in a newline) for the requests it completed.
-    public mutating func consume(_ chunk: UnsafeRawBufferPointer) -> [UInt8] {
-        guard !finished else { return [] }
+    /// Adds `chunk` to the input; `answer(upTo:)` then answers the requests it completed.
+    public mutating func feed(_ chunk: UnsafeRawBufferPointer) {
+        guard !finished else { return }
         input.append(chunk)
+        mayHaveRequests = true
+    }
+
+    /// Whether complete requests may be waiting for `answer(upTo:)` (false once it found none).
+    public private(set) var mayHaveRequests = false
+
+    /// Answers buffered requests, in order, until the answers reach `budget` bytes (at least one request is
+    /// answered if one is complete) or none is left. A client that pipelines requests without reading its
+    /// answers therefore costs at most `budget` plus one answer, whatever it sent.
+    public mutating func answer(upTo budget: Int) -> [UInt8] {
         var out: [UInt8] = []
-        while true {
+        while !finished && out.count < max(1, budget) {
             switch input.next() {
             case .incomplete:
+                mayHaveRequests = false
                 return out
             case .tooLong:
                 finished = true
                 out += Self.encode(.failure(id: 0, ControlFailure(code: "request_too_large",
                     message: "request exceeds \(input.maxLine) bytes without a newline; closing the connection")))
-                return out
             case .line(let line):
                 if line.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
                 out += Self.encode(respond(to: line))
             }
         }
+        return out
+    }
+
+    /// The client closed its side: a last request without its newline is answered as if it had one.
+    public mutating func endOfInput() -> [UInt8] {
+        guard !finished, input.pending > 0 else { return [] }
+        input.append([10])
+        mayHaveRequests = true
+        return answer(upTo: Int.max)
+    }
+
+    /// Feeds `chunk` and answers everything it completed (the fuzzer and tests; the server budgets its answers).
+    public mutating func consume(_ chunk: UnsafeRawBufferPointer) -> [UInt8] {
+        feed(chunk)
+        return answer(upTo: Int.max)
     }
 
     public mutating func consume(_ chunk: [UInt8]) -> [UInt8] { chunk.withUnsafeBytes { consume($0) } }
@@ -120,8 +145,10 @@ public struct ControlSession {
         do {
             request = try JSONDecoder.control.decode(ControlRequest.self, from: Data(line))
         } catch {
-            return .failure(id: 0, ControlFailure(code: "bad_request",
-                message: "request is not a JSON object with a string 'method': \(Self.describe(error))"))
+            // Answer under the request's own id when it has a readable one, so a pipelining client can match it.
+            let id = ((try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any])?["id"] as? Int ?? 0
+            return .failure(id: id, ControlFailure(code: "bad_request",
+                message: "request is not a JSON object with a string 'method' and string params: \(Self.describe(error))"))
         }
         guard request.version == ControlProtocol.version else {
             return .failure(id: request.id, ControlFailure(code: "unsupported_version",

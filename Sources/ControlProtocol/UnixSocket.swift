@@ -16,6 +16,11 @@ public enum UnixSocket {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
+        // An empty path (or one starting with NUL) would name an abstract socket, which file permissions do not
+        // protect: any local user could connect.
+        guard let first = bytes.first, first != 0, !bytes.contains(0) else {
+            throw Failure(message: "socket path is empty; give a file path such as \(ControlProtocol.defaultSocketPath)")
+        }
         let capacity = MemoryLayout.size(ofValue: addr.sun_path)
         guard bytes.count < capacity else { throw Failure(message: "socket path too long (\(bytes.count) bytes, at most \(capacity - 1)): \(path)") }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
@@ -60,11 +65,13 @@ public enum UnixSocket {
             guard info.st_mode & S_IFMT == S_IFSOCK else {
                 throw Failure(message: "\(path) exists and is not a socket; refusing to replace it (give --socket another path)")
             }
-            if let fd = try? connect(path: path, timeout: 1) {
-                close(fd)
-                throw Failure(message: "another vxland is already listening on \(path)")
+            // Stale only if connecting is refused outright: a live daemon whose backlog is full, or that is slow to
+            // accept, makes connect wait or fail with EAGAIN, and its socket must not be taken over.
+            switch probe(path) {
+            case 0: throw Failure(message: "another vxland is already listening on \(path)")
+            case ECONNREFUSED: unlink(path)
+            case let code: throw Failure(message: "something holds \(path) but does not accept connections (\(String(cString: strerror(code)))); refusing to replace it")
             }
-            unlink(path)
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure("cannot create a socket for", path) }
@@ -79,6 +86,17 @@ public enum UnixSocket {
         chmod(path, mode)
         guard Glibc.listen(fd, backlog) == 0 else { let f = Failure("cannot listen on", path); close(fd); throw f }
         return fd
+    }
+
+    /// Connects to `path` without waiting: 0 when something accepts, else the errno (ECONNREFUSED: nobody listens).
+    static func probe(_ path: String) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0, var addr = try? address(path) else { return errno }
+        defer { close(fd) }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return rc == 0 ? 0 : errno
     }
 
     /// The inode of the socket file at `path`, to remove it on stop only if it is still ours.

@@ -39,6 +39,10 @@ public enum EAL {
         if initialized { return }
         // EAL keeps pointers into argv (and permutes it): the copies live for the process.
         let prefix = option("--file-prefix", in: arguments) ?? "rte"
+        // The prefix names files and a directory that vxland removes on exit: it must be a plain name.
+        guard !prefix.isEmpty, !prefix.contains("/"), prefix != ".", prefix != ".." else {
+            throw SetupError("--file-prefix '\(prefix)' must be a plain name (no '/', not '.' or '..'): it names vxland's hugepage files and runtime directory")
+        }
         let hugeDirs = option("--huge-dir", in: arguments).map { [$0] } ?? hugetlbfsMounts()
         let argc = Int32(arguments.count)
         let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: arguments.count + 1)
@@ -48,13 +52,13 @@ public enum EAL {
         if consumed < 0 {
             let code = vx_errno()
             if code == EALREADY { initialized = true; return }
-            var operation = "EAL initialisation (arguments: \(arguments.dropFirst().joined(separator: " ")))"
+            let operation = "EAL initialisation (arguments: \(arguments.dropFirst().joined(separator: " ")))"
             // A secondary process's files are its primary's: never remove them.
             if rte_eal_process_type() == RTE_PROC_PRIMARY, option("--proc-type", in: arguments) != "secondary" {
                 let keeper = removeLeftovers(prefix: prefix, hugeDirectories: hugeDirs,
                                              runtimeDirectory: currentRuntimeDirectory() ?? defaultRuntimeDirectory(prefix: prefix))
                 if let pid = keeper {
-                    operation += "; --file-prefix \(prefix) is in use by \(pid > 0 ? "process \(pid)" : "another process"), whose files were left alone"
+                    throw SetupError("EAL initialisation failed: --file-prefix \(prefix) is in use by \(pid > 0 ? "process \(pid)" : "another process") (its files were left alone); give this vxland its own --file-prefix")
                 }
             }
             throw DPDKError(operation, code: code)
@@ -129,8 +133,8 @@ public enum EAL {
     /// clear_hugedir does at start-up. A primary EAL holds a flock on every hugepage file and memseg array it uses
     /// and a write lock on its `config`. A second process with the same prefix fails at that lock, before it maps
     /// any page. Returns the pid of a process whose files were kept (0 when not visible), or nil.
-    static func removeLeftovers(prefix: String, hugeDirectories: [String], runtimeDirectory: String) -> pid_t? {
-        let ours = filesOfThisProcess()
+    static func removeLeftovers(prefix: String, hugeDirectories: [String], runtimeDirectory: String,
+                                ours: Set<FileID> = filesOfThisProcess()) -> pid_t? {
         var keeper: pid_t?
         let fm = FileManager.default
         for dir in hugeDirectories {
@@ -203,21 +207,19 @@ public enum EAL {
     /// Releases EAL's resources (hugepage memory, devices). Call after every port is closed.
     /// DPDK 22.11 leaves a primary's hugepage files (`<prefix>map_*`) and runtime directory in place after
     /// rte_eal_cleanup; a stopped dataplane should leave nothing behind, so this removes those of our own
-    /// `--file-prefix`, and nothing else. As the primary that started, this process owned the prefix (it held the
-    /// lock on `config`), so all of them are its own; a secondary removes nothing.
+    /// `--file-prefix`. "Our own" is decided as after a failed start: the files this process has open or mapped
+    /// just before rte_eal_cleanup, and those no other process holds a lock on. Having started as a primary does
+    /// not prove the prefix was ours alone: with `--no-shconf` a second vxland starts beside a running one with the
+    /// same prefix, and must not take that one's files with it. A secondary removes nothing.
     public static func cleanup() {
         lock.lock(); defer { lock.unlock() }
         guard initialized else { return }
+        let ours = ownsFiles ? filesOfThisProcess() : []
         _ = rte_eal_cleanup()
         initialized = false
         guard ownsFiles else { return }
-        let fm = FileManager.default
-        for dir in hugeDirectories {
-            for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix(filePrefix + "map_") {
-                try? fm.removeItem(atPath: dir + "/" + name)
-            }
-        }
-        if let runtime = runtimeDirectory, runtime.hasSuffix("/" + filePrefix) { try? fm.removeItem(atPath: runtime) }
+        _ = removeLeftovers(prefix: filePrefix, hugeDirectories: hugeDirectories,
+                            runtimeDirectory: runtimeDirectory ?? defaultRuntimeDirectory(prefix: filePrefix), ours: ours)
     }
 
     public static var mainLcore: UInt32 { rte_get_main_lcore() }

@@ -8,8 +8,13 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let problem: String
 
     public init(_ path: String, line: Int? = nil, _ problem: String) {
-        self.path = path; self.line = line; self.problem = problem
+        self.path = path; self.line = line
+        // Messages quote what they refuse; a hostile or broken file must not turn that into a 50 MB log line.
+        self.problem = problem.count <= Self.maxProblem ? problem
+            : String(problem.prefix(Self.maxProblem)) + "... (\(problem.utf8.count) bytes in all)"
     }
+
+    static let maxProblem = 400
 
     public var description: String {
         let location = path.isEmpty ? "configuration" : path
@@ -20,7 +25,14 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 /// Reads the YAML (or JSON, which YAML includes) configuration. Scalars are read from their raw text, so a
 /// MAC such as 12:00:00:00:00:01 is never mistaken for a YAML 1.1 base-60 integer.
 public enum ConfigParser {
+    /// A configuration is at most this large (a million static FDB entries fit in about 50 MB).
+    public static let maxFileBytes = 64 << 20
+
     public static func load(path: String) throws -> VTEPConfiguration {
+        var info = stat()
+        if stat(path, &info) == 0, Int(info.st_size) > maxFileBytes {
+            throw ConfigError("", "configuration file '\(path)' is \(info.st_size) bytes; at most \(maxFileBytes >> 20) MiB is accepted")
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError("", "cannot read configuration file '\(path)'")
         }

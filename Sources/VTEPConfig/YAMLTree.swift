@@ -52,6 +52,17 @@ struct YAMLNode {
         var parser = yaml_parser_t()
         var event = yaml_event_t()
         var anchors: [String: YAMLNode] = [:]
+        /// Collections open around the current node. The configuration's own shape is a few levels deep; a limit
+        /// keeps a hostile file (10,000 nested `[`) from overflowing the stack here or in Yams after us.
+        var depth = 0
+        static let maxDepth = 64
+
+        mutating func enter(line: Int) throws {
+            depth += 1
+            if depth > Self.maxDepth {
+                throw ConfigError("", line: line, "nested more than \(Self.maxDepth) levels deep; this is not a vxland configuration")
+            }
+        }
 
         mutating func next() throws {
             yaml_event_delete(&event)
@@ -70,6 +81,8 @@ struct YAMLNode {
                 node = YAMLNode(kind: .scalar(text, plain: s.style == YAML_PLAIN_SCALAR_STYLE), line: line)
             case YAML_SEQUENCE_START_EVENT:
                 let name = event.data.sequence_start.anchor.map { String(cString: $0) }
+                try enter(line: line)
+                defer { depth -= 1 }
                 var items: [YAMLNode] = []
                 try next()
                 while event.type != YAML_SEQUENCE_END_EVENT { items.append(try self.node()); try next() }
@@ -78,6 +91,8 @@ struct YAMLNode {
                 return node
             case YAML_MAPPING_START_EVENT:
                 let name = event.data.mapping_start.anchor.map { String(cString: $0) }
+                try enter(line: line)
+                defer { depth -= 1 }
                 var pairs: [(key: YAMLNode, value: YAMLNode)] = []
                 try next()
                 while event.type != YAML_MAPPING_END_EVENT {

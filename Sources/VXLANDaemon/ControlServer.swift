@@ -1,3 +1,4 @@
+import CDPDK
 import ControlProtocol
 import Foundation
 import Logging
@@ -52,18 +53,22 @@ public final class ControlServer: @unchecked Sendable {
         var peerClosed = false
         var closing = false
         init(fd: Int32, session: ControlSession, now: Double) {
-            self.fd = fd; self.session = session; lastActivity = now; lastProgress = now
+            self.fd = fd; self.session = session; lastActivity = now; lastProgress = now; accepted = now
         }
         var unsent: Int { output.count - sent }
+        let accepted: Double
         /// Nothing in progress: may be closed to make room.
         var idle: Bool { unsent == 0 && session.pendingInput == 0 && !closing }
     }
 
     private var connections: [Int32: Connection] = [:]
-    /// Counters for `show` and tests: accepted, refused (busy), evicted (idle, to make room), timed out, oversized.
-    public private(set) var accepted = 0
-    public private(set) var refused = 0
-    public private(set) var evicted = 0
+    /// For tests and diagnostics, updated by the loop and readable from any thread: connections accepted,
+    /// refused (`busy`), and closed to make room.
+    public struct Tally: Sendable, Equatable { public var open = 0, accepted = 0, refused = 0, evicted = 0 }
+    private let tallyLock = NSLock()
+    private var tallyValue = Tally()
+    public var tally: Tally { tallyLock.withLock { tallyValue } }
+    private func count(_ change: (inout Tally) -> Void) { tallyLock.withLock { change(&tallyValue) } }
 
     public init(path: String, logger: Logger, limits: Limits = Limits(), handler: @escaping Handler) throws {
         self.path = path
@@ -85,6 +90,7 @@ public final class ControlServer: @unchecked Sendable {
 
     public func start() {
         let t = Thread { [self] in
+            setThreadName("vxland-control")
             loop()
             done.signal()
         }
@@ -110,8 +116,8 @@ public final class ControlServer: @unchecked Sendable {
         if let ours = socketInode, UnixSocket.inode(path) == ours { unlink(path) }
     }
 
-    /// Open connections right now (for tests; read only while the loop is stopped or racily for display).
-    public var connectionCount: Int { connections.count }
+    /// Open connections right now.
+    public var connectionCount: Int { tally.open }
 
     // MARK: - The loop
 
@@ -121,6 +127,7 @@ public final class ControlServer: @unchecked Sendable {
         var listenerPausedUntil = 0.0
         while !stopping.isSet {
             let now = monotonicNow()
+            if reserve < 0 { reserve = open("/dev/null", O_RDONLY | O_CLOEXEC) }
             fds.removeAll(keepingCapacity: true)
             order.removeAll(keepingCapacity: true)
             fds.append(pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0))
@@ -143,14 +150,19 @@ public final class ControlServer: @unchecked Sendable {
             let now2 = monotonicNow()
             if rc > 0 {
                 if fds[0].revents != 0 { drainWake() }
-                if fds[1].revents & Int16(POLLIN) != 0, !acceptAll(now: now2) { listenerPausedUntil = now2 + 0.1 }
+                // Connections first, then new ones: an accept may reuse the descriptor number of a connection closed
+                // to make room, and this round's events must not land on the newcomer.
                 for (i, fd) in order.enumerated() {
                     let revents = fds[i + 2].revents
                     guard revents != 0, let c = connections[fd] else { continue }
                     if revents & Int16(POLLIN | POLLHUP) != 0 { readFrom(c, now: now2) }
-                    if c.unsent > 0, revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 { flush(c, now: now2) }
+                    if c.unsent > 0, revents & Int16(POLLOUT | POLLERR | POLLHUP) != 0 {
+                        flush(c, now: now2)
+                        answer(c, now: now2)    // requests held back while the client was not reading
+                    }
                     if revents & Int16(POLLERR) != 0 { c.closing = true; c.output.removeAll(); c.sent = 0 }
                 }
+                if fds[1].revents & Int16(POLLIN) != 0, !acceptAll(now: now2) { listenerPausedUntil = now2 + 0.1 }
             }
             expire(now: now2)
             for c in connections.values where (c.closing || c.peerClosed) && c.unsent == 0 { drop(c) }
@@ -165,14 +177,23 @@ public final class ControlServer: @unchecked Sendable {
     /// Accepts every pending connection. Returns false when accept failed in a way that retrying at once would
     /// only spin (the listener is then left alone for a moment).
     private func acceptAll(now: Double) -> Bool {
-        while true {
+        // A bounded number per round, so a connection storm cannot keep the loop from serving the others.
+        for _ in 0..<Self.acceptsPerRound {
             let fd = acceptClient()
             if fd < 0 {
                 switch errno {
                 case EAGAIN, EWOULDBLOCK: return true
                 case EINTR, ECONNABORTED, EPROTO: continue
                 case EMFILE, ENFILE:
-                    refuseWithReserve()
+                    // Out of descriptors: make room by closing the connection idle longest and take the newcomer;
+                    // only when none is idle is it refused (through the reserve descriptor, so the listener does
+                    // not stay readable and spin the loop).
+                    if let victim = longestIdle(now: now) {
+                        count { $0.evicted += 1 }
+                        drop(victim)
+                        continue
+                    }
+                    refuseWithReserve(now: now)
                     return false
                 default:
                     logger.warning("control socket: accept failed: \(String(cString: strerror(errno)))")
@@ -181,7 +202,10 @@ public final class ControlServer: @unchecked Sendable {
             }
             admit(fd, now: now)
         }
+        return true
     }
+
+    static let acceptsPerRound = 16
 
     /// accept(2), the new descriptor non-blocking and close-on-exec (Glibc's module has no accept4).
     private func acceptClient() -> Int32 {
@@ -195,56 +219,90 @@ public final class ControlServer: @unchecked Sendable {
 
     private func admit(_ fd: Int32, now: Double) {
         if connections.count >= limits.maxConnections {
-            if let victim = connections.values.filter(\.idle).min(by: { $0.lastActivity < $1.lastActivity }) {
-                evicted += 1
+            if let victim = longestIdle(now: now) {
+                count { $0.evicted += 1 }
                 drop(victim)
             } else {
-                refuse(fd)
+                refuse(fd, ControlSession.busyLine(limit: limits.maxConnections))
                 return
             }
         }
-        accepted += 1
+        count { $0.accepted += 1; $0.open += 1 }
         connections[fd] = Connection(fd: fd, session: ControlSession(maxRequest: limits.maxRequestBytes, handler: handler), now: now)
     }
 
+    /// The connection idle longest, never one accepted this round (its request may not have been read yet) nor
+    /// one with bytes waiting in its socket.
+    private func longestIdle(now: Double) -> Connection? {
+        connections.values.filter { c in
+            guard c.idle, c.accepted < now else { return false }
+            var waiting: Int32 = 0
+            return ioctl(c.fd, UInt(FIONREAD), &waiting) == 0 && waiting == 0
+        }.min(by: { $0.lastActivity < $1.lastActivity })
+    }
+
     /// Tells a client there is no room and closes it (one non-blocking send: it may not even read it).
-    private func refuse(_ fd: Int32) {
-        refused += 1
-        let line = ControlSession.busyLine(limit: limits.maxConnections)
+    private func refuse(_ fd: Int32, _ line: [UInt8]) {
+        count { $0.refused += 1 }
         _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         close(fd)
     }
 
-    private func refuseWithReserve() {
+    private var lastDescriptorWarning = -Double.infinity
+
+    private func refuseWithReserve(now: Double) {
         guard reserve >= 0 else { return }
         close(reserve)
         let fd = acceptClient()
-        if fd >= 0 { refuse(fd) }
+        if fd >= 0 {
+            refuse(fd, ControlSession.encode(.failure(id: 0, ControlFailure(code: "busy",
+                message: "vxland is out of file descriptors (\(connections.count) control connections, all busy); try again"))))
+        }
         reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        logger.warning("control socket: out of file descriptors; refusing new connections (\(connections.count) open)")
+        if now - lastDescriptorWarning >= 10 {
+            lastDescriptorWarning = now
+            logger.warning("control socket: out of file descriptors with \(connections.count) connections, all busy; refusing new ones")
+        }
     }
 
+    /// One read buffer for the loop.
+    private var chunk = [UInt8](repeating: 0, count: 1 << 16)
+
     private func readFrom(_ c: Connection, now: Double) {
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         // A few reads per round, so one fast sender cannot starve the others.
         for _ in 0..<4 {
             let n = chunk.withUnsafeMutableBytes { read(c.fd, $0.baseAddress, $0.count) }
             if n > 0 {
                 c.lastActivity = now
-                let out = chunk.withUnsafeBytes { c.session.consume(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                if !out.isEmpty {
-                    if c.sent == c.output.count { c.output.removeAll(keepingCapacity: true); c.sent = 0; c.lastProgress = now }
-                    c.output += out
-                }
-                c.requestStarted = c.session.pendingInput > 0 ? (c.requestStarted ?? now) : nil
+                chunk.withUnsafeBytes { c.session.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                answer(c, now: now)
+                // Only a request still being typed is on the clock; complete ones held back wait for the client to read.
+                c.requestStarted = c.session.pendingInput > 0 && !c.session.mayHaveRequests ? (c.requestStarted ?? now) : nil
                 if c.session.finished { c.closing = true; return }
                 if c.unsent >= limits.maxPendingOutput { return }
                 continue
             }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            c.peerClosed = true           // end of stream or an error: answer what was asked, then close
+            // End of stream (or an error): answer what was asked, a last line without its newline included, then close.
+            c.peerClosed = true
+            append(c.session.endOfInput(), to: c, now: monotonicNow())
             return
         }
+    }
+
+    /// Answers the connection's buffered requests while its unread answers stay under `maxPendingOutput`; the rest
+    /// wait until the client reads (see `loop`), so pipelining never costs more than the limit plus one answer.
+    private func answer(_ c: Connection, now: Double) {
+        guard c.session.mayHaveRequests, c.unsent < limits.maxPendingOutput else { return }
+        append(c.session.answer(upTo: limits.maxPendingOutput - c.unsent), to: c, now: monotonicNow())
+    }
+
+    private func append(_ out: [UInt8], to c: Connection, now: Double) {
+        guard !out.isEmpty else { return }
+        if c.sent == c.output.count { c.output.removeAll(keepingCapacity: true); c.sent = 0 }
+        c.output += out
+        // The write timeout counts the client's time to read, not the time this thread spent answering.
+        c.lastProgress = now
     }
 
     private func flush(_ c: Connection, now: Double) {
@@ -283,9 +341,16 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     private func drop(_ c: Connection) {
-        connections[c.fd] = nil
+        guard connections.removeValue(forKey: c.fd) != nil else { return }
+        count { $0.open -= 1 }
         close(c.fd)
     }
+}
+
+/// Names the calling thread for the kernel (`top -H`, /proc/PID/task/*/comm): Foundation's Thread.name does not
+/// reach it on Linux. At most 15 characters.
+public func setThreadName(_ name: String) {
+    _ = rte_thread_setname(pthread_self(), String(name.prefix(15)))
 }
 
 /// A flag one thread sets and another reads.

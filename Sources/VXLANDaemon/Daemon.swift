@@ -91,7 +91,7 @@ public enum Daemon {
         let stop = dataplane.stopSignal
         if workers.isEmpty {
             logger.notice("no worker lcore given: polling on the main lcore (give EAL -l with two or more cores to keep them apart)")
-            let watcher = Thread { DaemonSignals.watch(stopping: stop, logger: logger) }
+            let watcher = Thread { setThreadName("vxland-signals"); DaemonSignals.watch(stopping: stop, logger: logger) }
             watcher.name = "vxland-signals"
             watcher.start()
             dataplane.runOnCurrentThread()

@@ -91,6 +91,7 @@ public final class Dataplane: @unchecked Sendable {
     public func startSlowPath() {
         let underlay = self.underlay, stop = stopSignal
         let thread = Thread {
+            setThreadName("vxland-slowpath")
             while !stop.isRequested {
                 underlay.poll(now: monotonicSeconds())
                 usleep(1000)

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import PollMode
-import Synchronization
+import CSignals
 
 /// vxland's signals, installed first thing in `main`, before the configuration is read:
 /// - SIGINT, SIGTERM, SIGQUIT request a clean stop at any point. Start-up checks for it between its phases (so
@@ -9,49 +9,23 @@ import Synchronization
 /// - SIGHUP, SIGUSR1, SIGUSR2 never stop vxland. SIGHUP is reserved for reloading the configuration.
 /// - SIGPIPE is ignored: a control client that hangs up is an EPIPE on its socket, not the end of the dataplane.
 ///
-/// The handler is async-signal-safe: it only sets bits in lock-free atomics (initialised before it is installed).
+/// The handler (C, `Sources/CSignals`) is async-signal-safe: it only sets bits in lock-free atomics.
 /// Logging and stopping happen in normal context, in `check(logger:)`.
 public enum DaemonSignals {
     public static let stopSignals: [Int32] = [SIGINT, SIGTERM, SIGQUIT]
     public static let toleratedSignals: [Int32] = [SIGHUP, SIGUSR1, SIGUSR2]
 
-    /// One bit per signal number received and not yet reported by `check(logger:)`.
-    private static let received = Atomic<UInt64>(0)
-    /// Set by the first stop signal and never cleared: a stop requested before the dataplane exists still stops it.
-    private static let stop = Atomic<Bool>(false)
-
-    private static func handle(_ signal: Int32) {
-        if signal == SIGINT || signal == SIGTERM || signal == SIGQUIT { stop.store(true, ordering: .sequentiallyConsistent) }
-        if signal > 0, signal < 64 { received.bitwiseOr(UInt64(1) << UInt64(signal), ordering: .sequentiallyConsistent) }
-    }
-
     /// Installs the handlers and unblocks their signals (a supervisor may have started vxland with them blocked:
-    /// the mask survives exec, and a signal already pending is then delivered here). Idempotent.
-    public static func install() {
-        // Touch the atomics so that they are initialised before a handler can run.
-        _ = received.load(ordering: .relaxed)
-        _ = stop.load(ordering: .relaxed)
-        signal(SIGPIPE, SIG_IGN)
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { DaemonSignals.handle($0) }
-        sigemptyset(&action.sa_mask)
-        // SA_RESTART: a signal never makes a blocking call on another thread (control socket, DPDK's own threads) fail.
-        action.sa_flags = SA_RESTART
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        for sig in stopSignals + toleratedSignals {
-            sigaction(sig, &action, nil)
-            sigaddset(&mask, sig)
-        }
-        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
-    }
+    /// the mask survives exec, and a signal already pending is then delivered here). Idempotent; vxland has them
+    /// from load time already (`vx_install_signals_at_load` in its main).
+    public static func install() { vx_signals_install() }
 
     /// True once SIGINT, SIGTERM or SIGQUIT arrived.
-    public static var isStopRequested: Bool { stop.load(ordering: .sequentiallyConsistent) }
+    public static var isStopRequested: Bool { vx_signals_stop_requested() != 0 }
 
     /// Reports the signals that arrived since the last call; returns whether a stop was requested.
     public static func check(logger: Logger) -> Bool {
-        let bits = received.exchange(0, ordering: .sequentiallyConsistent)
+        let bits = vx_signals_take()
         for sig in 1..<Int32(64) where bits & (UInt64(1) << UInt64(sig)) != 0 {
             switch sig {
             case SIGHUP:

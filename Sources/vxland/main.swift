@@ -33,8 +33,14 @@ struct Vxland: ParsableCommand {
     }
 }
 
+/// Asks CSignals' load-time constructor to install vxland's handlers before the Swift runtime and Foundation
+/// start, so that a stop signal in the process's first milliseconds is a clean stop too (see vx_signals.h).
+@_cdecl("vx_install_signals_at_load")
+public func installSignalsAtLoad() -> Int32 { 1 }
+
 // Signals first, before anything is parsed or started: from here on SIGINT/SIGTERM/SIGQUIT mean a clean stop
-// (checked between start-up phases), SIGHUP/SIGUSR1/SIGUSR2 never kill vxland, SIGPIPE is ignored.
+// (checked between start-up phases), SIGHUP/SIGUSR1/SIGUSR2 never kill vxland, SIGPIPE is ignored. They are
+// already installed at load time; this installs them again in case something replaced them since.
 DaemonSignals.install()
 
 let (ealArguments, appArguments) = EAL.splitArguments(CommandLine.arguments)

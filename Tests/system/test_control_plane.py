@@ -77,8 +77,7 @@ def test_show_fdb_with_20000_entries_reads_every_page(tmp_path):
 
         # By hand: --limit prints a cursor, --after continues from it.
         first = daemon.ctl("show", "fdb", "--limit", "100").stdout
-        assert "100 of 20000 entries shown; continue with --after 42/00:00:00:00:00:00" not in first
-        assert f"continue with --after 42/{macs[99]}" in first
+        assert f"100 of 20000 entries shown; continue with --after 42/{macs[99]}" in first
         second = json.loads(daemon.ctl("show", "fdb", "--json", "--limit", "100", "--after", f"42/{macs[99]}").stdout)
         assert [e["mac"] for e in second["entries"]] == macs[100:200]
 

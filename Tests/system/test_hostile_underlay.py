@@ -99,6 +99,7 @@ def test_spoofed_sources_and_unknown_vnis_stay_bounded_and_legitimate_traffic_fl
     assert len(neighbors["neighbors"]) <= 64 + 1, "neighbours are bounded by the tunnels"
     counters = neighbors["counters"]
     assert counters["solicitations_rate_limited"] > 0, counters
+    assert counters["tunnels_full"] > 0, "252 spoofed on-subnet sources against 64 tunnels: the limit refused some"
 
     # Every frame vxland received is accounted for: forwarded, punted to the slow path, or dropped under a reason.
     t = totals(testbed)
