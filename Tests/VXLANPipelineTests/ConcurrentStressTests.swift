@@ -33,6 +33,8 @@ final class ConcurrentStressTests: XCTestCase {
     static let macsPerVNI = 12
     static func vmMAC(_ i: Int) -> [UInt8] { [2, 0x5e, 0, 0, 0, UInt8(i)] }
     static let magic: [UInt8] = Array("VXST".utf8)
+    /// This MAC (in both VNIs) sends only in the first fifth of the run: it must have aged out by the end.
+    static let agingMAC = 0
 
     /// Where a frame enters or leaves: channels 0-2 are the remotes, 3-6 the local endpoints.
     struct Channel {
@@ -211,6 +213,11 @@ final class ConcurrentStressTests: XCTestCase {
         XCTAssertGreaterThan(h.slowPath(.tunnelsReclaimed), 0, "the learned remote's tunnels were never reclaimed")
         XCTAssertGreaterThan(p(.learnEvents), 0)
 
+        // The MAC that fell silent early aged out in both VNIs.
+        for vni in Self.vnis {
+            XCTAssertNil(h.tables.fdbEntries(vni: UInt32(vni)).first { $0.entry.mac == MACAddress(bytes: Self.vmMAC(Self.agingMAC)) },
+                         "VNI \(vni): a MAC silent for most of the run is still in the table")
+        }
         // The table at rest: every learned entry points into its own VNI.
         for item in h.tables.fdbEntries() {
             switch item.entry.target {
@@ -232,8 +239,10 @@ extension ConcurrentStressTests {
 
     /// Builds and injects frames from one thread until its time is up. Each (VNI, MAC) lives somewhere (a remote
     /// or a local endpoint of its VNI) and sends from there; every 200 ms half of them move, and some fall silent
-    /// (long enough to age out). The learned remote (.4) is used in the first 30% of the run only, so that its
-    /// entries age out and its tunnels are reclaimed.
+    /// (long enough, now and then, to age out; `agingMAC` for good after the first fifth of the run). The learned
+    /// remote (.4) is used in the first 30% of the run only, so that its entries move away or age out and its
+    /// tunnels are reclaimed. The seed fixes every random choice in order; how many frames fall into each 200-ms
+    /// phase depends on the threads' timing, which no seed can replay.
     final class Feeder: @unchecked Sendable {
         let h: MultiCoreHarness
         var rng: SeededGenerator
@@ -262,10 +271,16 @@ extension ConcurrentStressTests {
             }
         }
 
-        func relocate(early: Bool) {
+        func relocate(t: Double) {
+            let early = t < duration * 0.3
             for (v, vni) in ConcurrentStressTests.vnis.enumerated() {
                 let where_ = places(vni: vni, early: early)
                 for m in 0..<ConcurrentStressTests.macsPerVNI {
+                    if t == 0 || (m == ConcurrentStressTests.agingMAC && t < duration * 0.2) {
+                        location[v][m] = location[v][m] ?? where_.randomElement(using: &rng)
+                        continue
+                    }
+                    if m == ConcurrentStressTests.agingMAC { location[v][m] = nil; continue }
                     if let here = location[v][m], !early && here == ConcurrentStressTests.learnedRemote {
                         location[v][m] = where_.randomElement(using: &rng)
                         continue
@@ -289,8 +304,8 @@ extension ConcurrentStressTests {
                 let t = monotonicSeconds() - start
                 if t >= duration { break }
                 if t >= nextMove {
-                    relocate(early: t < duration * 0.3)
-                    nextMove = t + 0.2
+                    relocate(t: nextMove)
+                    nextMove += 0.2
                 }
                 while h.pool.inUse > ConcurrentStressTests.maxInFlight - 64 && monotonicSeconds() - start < duration { usleep(50) }
                 var batches: [[(frame: [UInt8], kind: Kind)]] = Array(repeating: [], count: 8)    // port * 2 + queue
@@ -328,7 +343,7 @@ extension ConcurrentStressTests {
             let v = Int.random(in: 0..<2, using: &rng)
             let vni = ConcurrentStressTests.vnis[v]
             let senders = (0..<ConcurrentStressTests.macsPerVNI).filter { location[v][$0] != nil }
-            let s = senders.randomElement(using: &rng) ?? 0
+            let s = senders.randomElement(using: &rng) ?? 1
             let channel = location[v][s] ?? places(vni: vni, early: false).randomElement(using: &rng)!
             let dst = Int.random(in: 0..<10, using: &rng) == 0
                 ? [UInt8](repeating: 0xff, count: 6)
