@@ -57,6 +57,28 @@ public final class RingPort {
         precondition(n == packets.count, "RX ring full")
     }
 
+    /// Queues as many of `packets` on RX queue `queue` as the ring takes; returns how many (the caller owns the rest).
+    public func tryInject(_ packets: [OpaquePointer], queue: Int = 0) -> Int {
+        var objects: [UnsafeMutableRawPointer?] = packets.map { UnsafeMutableRawPointer($0) }
+        return Int(rte_ring_enqueue_burst(rxRings[queue], &objects, UInt32(objects.count), nil))
+    }
+
+    /// Frees whatever still waits on the RX rings (frames no core received); returns how many.
+    @discardableResult
+    public func discardReceived() -> Int {
+        var objects = [UnsafeMutableRawPointer?](repeating: nil, count: 64)
+        var freed = 0
+        for ring in rxRings {
+            while true {
+                let n = Int(rte_ring_dequeue_burst(ring, &objects, 64, nil))
+                if n == 0 { break }
+                for i in 0..<n { vx_mbuf_free(OpaquePointer(objects[i]!)) }
+                freed += n
+            }
+        }
+        return freed
+    }
+
     /// Everything transmitted on TX queue `queue` (all queues when nil) since the last call; the mbufs are freed.
     public func drain(queue: Int? = nil) -> [[UInt8]] {
         var frames: [[UInt8]] = []

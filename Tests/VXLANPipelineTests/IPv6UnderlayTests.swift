@@ -50,15 +50,47 @@ final class IPv6UnderlayTests: XCTestCase {
         let v6 = try XCTUnwrap(out.first { $0[12] == 0x86 })
         XCTAssertEqual(out.first { $0[12] == 0x08 }?.count, inner.count + 50)
         XCTAssertEqual(v6.count, inner.count + 70)
-        let sport = Int(v6[54]) << 8 | Int(v6[55])
-        XCTAssert((49152...65535).contains(sport))
-        let flow = Int(v6[15] & 0x0f) << 16 | Int(v6[16]) << 8 | Int(v6[17])
+        // Source port and flow label from the inner flow, computed independently of the pipeline (RFC 6438).
+        let sport = ReferenceFlowHash.sourcePort(inner)
+        let flow = ReferenceFlowHash.flowLabel(inner)
         let expected = Frames.ethernet(dst: Self.v6RemoteMAC, src: Self.ourMAC, type: 0x86DD,
                                        payload: Frames.ipv6(src: "fd00::1", dst: "fd00::2", next: 17,
                                                             payload: Frames.udp6(src: "fd00::1", dst: "fd00::2", sport: sport, dport: 4789,
                                                                                  payload: Frames.vxlan(vni: 42, inner: inner)),
                                                             flow: flow))
-        XCTAssertEqual(v6, expected, "outer IPv6/UDP/VXLAN, with the checksum computed independently")
+        XCTAssertEqual(v6, expected, "outer IPv6/UDP/VXLAN, with the checksum, source port and flow label computed independently")
+    }
+
+    /// The outer UDP source port (both families) and the IPv6 flow label follow the inner flow, as computed
+    /// independently from the inner frame: UDP flows over IPv4, TCP, UDP and ICMPv6 over IPv6, and non-IP frames.
+    func testSourcePortAndFlowLabelFollowTheInnerFlow() throws {
+        try buildResolved()
+        func inner6(next: UInt8, sport: Int) -> [UInt8] {
+            Frames.ethernet(dst: "ff:ff:ff:ff:ff:ff", src: Self.vm, type: 0x86DD,
+                            payload: Frames.ipv6(src: "fd42::1", dst: "fd42::2", next: next,
+                                                 payload: Frames.be16(sport) + Frames.be16(443) + [UInt8](repeating: 7, count: 16)))
+        }
+        let inners = [Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: Self.vm, sport: 1000),
+                      Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: Self.vm, sport: 1001),
+                      inner6(next: 6, sport: 40000), inner6(next: 17, sport: 40001), inner6(next: 58, sport: 0),
+                      Frames.ethernet(dst: "ff:ff:ff:ff:ff:ff", src: Self.vm, type: 0x88B5, payload: [UInt8](repeating: 3, count: 50))]
+        var ports = Set<Int>()
+        for inner in inners {
+            let out = run(access: [inner]).u
+            let sport = ReferenceFlowHash.sourcePort(inner)
+            ports.insert(sport)
+            let v4 = Frames.ethernet(dst: "02:00:00:00:00:02", src: Self.ourMAC, type: 0x0800,
+                                     payload: Frames.ipv4(src: "10.99.0.1", dst: "10.99.0.2", proto: 17,
+                                                          payload: Frames.udp(sport: sport, dport: 4789, payload: Frames.vxlan(vni: 42, inner: inner))))
+            let v6 = Frames.ethernet(dst: Self.v6RemoteMAC, src: Self.ourMAC, type: 0x86DD,
+                                     payload: Frames.ipv6(src: "fd00::1", dst: "fd00::2", next: 17,
+                                                          payload: Frames.udp6(src: "fd00::1", dst: "fd00::2", sport: sport, dport: 4789,
+                                                                               payload: Frames.vxlan(vni: 42, inner: inner)),
+                                                          flow: ReferenceFlowHash.flowLabel(inner)))
+            XCTAssertEqual(out.filter { $0[12] == 0x08 }, [v4], "inner \(inner.prefix(24))")
+            XCTAssertEqual(out.filter { $0[12] == 0x86 }, [v6], "inner \(inner.prefix(24))")
+        }
+        XCTAssertEqual(ports.count, inners.count, "six flows, six source ports")
     }
 
     func testIPv6VXLANIsValidatedAndDecapsulated() throws {
