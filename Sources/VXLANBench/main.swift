@@ -24,6 +24,13 @@ struct Bench: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also measure over an IPv6 underlay (UDP checksum per packet).") var ipv6 = true
     @Option(help: "Measurements per scenario (testpmd too); the best is reported, as the least disturbed by other load.")
     var repeats: Int = 3
+    @Option(help: """
+        Which scenarios: standard (64 remote MACs, one VNI: every lookup hits the per-core caches), large (\(LargeTables.macs) \
+        MACs over \(LargeTables.vnis) VNIs on a tagged access port, \(LargeTables.flows) inner flows: the caches miss), or all.
+        """)
+    var scenario: ScenarioSet = .all
+
+    enum ScenarioSet: String, ExpressibleByArgument { case standard, large, all }
 
     func run() throws {
         let frameSizes = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -37,9 +44,11 @@ struct Bench: ParsableCommand {
 
         var scenarios: [Scenario] = []
         for size in frameSizes {
-            for kind in [Scenario.Kind.encap, .decap] + (ipv6 ? [.encap6, .decap6] : []) {
+            let standard: [Scenario.Kind] = scenario == .large ? [] : [.encap, .decap] + (ipv6 ? [.encap6, .decap6] : [])
+            let large: [Scenario.Kind] = scenario == .standard ? [] : [.encapLarge, .decapLarge]
+            for kind in standard + large {
                 let path = "\(work)/\(kind)-\(size).pcap"
-                let frames = (0..<flows).map { kind.frame(innerSize: size, flow: $0) }
+                let frames = (0..<(kind.isLarge ? LargeTables.flows : flows)).map { kind.frame(innerSize: size, flow: $0) }
                 try Pcap.write(frames, to: path)
                 scenarios.append(Scenario(kind: kind, innerSize: size, pcap: path, wireSize: frames[0].count))
             }
@@ -49,7 +58,8 @@ struct Bench: ParsableCommand {
             for i in scenarios.indices {
                 for r in 0..<max(1, repeats) {
                     let rate = try TestpmdFloor.measure(binary: testpmd, pcap: scenarios[i].pcap, seconds: seconds,
-                                                        memory: memory, tag: "\(getpid())\(i)_\(r)")
+                                                        memory: memory, tag: "\(getpid())\(i)_\(r)",
+                                                        mbufs: scenarios[i].kind.isLarge ? LargeTables.mbufs : nil)
                     scenarios[i].testpmdMpps = max(scenarios[i].testpmdMpps ?? 0, rate)
                 }
             }
@@ -72,7 +82,9 @@ struct Bench: ParsableCommand {
             .trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
         print("\nvxlan-bench: one polling core, \(EAL.version), \(cpu), \(hugepages ? "2 MiB hugepages" : "--no-huge"), "
               + "\(flows) flows, best of \(max(1, repeats)) x \(String(format: "%.0f", seconds)) s per scenario (testpmd likewise)")
-        print("input: net_pcap infinite_rx=1 replay; output: net_null (no-rx=1); encap traffic to \(Scenario.Kind.remoteMACs) remote MACs\n")
+        print("input: net_pcap infinite_rx=1 replay; output: net_null (no-rx=1); encap traffic to \(Scenario.Kind.remoteMACs) remote MACs")
+        print("large: \(LargeTables.macs) static remote MACs over \(LargeTables.vnis) VNIs (VLANs of one tagged access port), "
+              + "\(LargeTables.flows) frames, each its own inner flow, (VNI, MAC) pair and source port\n")
         var rows = [["scenario", "inner B", "wire B in", "vxland Mpps", "testpmd io Mpps", "ratio", "Gbit/s out", "allocs/pkt"]]
         for s in scenarios {
             let ratio = s.testpmdMpps.map { $0 > 0 ? String(format: "%.2f", s.mpps / $0) : "-" } ?? "-"
@@ -89,6 +101,9 @@ struct Bench: ParsableCommand {
 struct Scenario {
     enum Kind: String {
         case encap, decap, encap6, decap6
+        /// Large tables: the per-core exact-match caches miss (see LargeTables).
+        case encapLarge = "encap-large", decapLarge = "decap-large"
+        var isLarge: Bool { self == .encapLarge || self == .decapLarge }
         static let vmMAC = "02:00:00:00:42:01", remoteVMMAC = "02:00:00:00:42:02"
         /// Remote VMs the encap traffic is spread over, each with a static FDB entry.
         static let remoteMACs = 64
@@ -110,6 +125,18 @@ struct Scenario {
                 let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
                                             sport: 1024 + flow, dport: 5201, size: innerSize)
                 return Frames.vxlanPacket6(outerSrc: "02:00:00:00:00:02", inner: inner)
+            case .encapLarge:
+                // A tagged frame of the flow's VLAN (VNI) to one of that VNI's remote MACs, from the VNI's VM.
+                let (segment, mac) = LargeTables.slot(flow)
+                let inner = Frames.innerUDP(dst: LargeTables.remoteMAC(segment, mac), src: Kind.vmMAC, sport: 1024 + flow % 60000,
+                                            dport: 5201 + flow / 60000, size: innerSize)
+                return Array(inner[0..<12]) + [0x81, 0x00] + Frames.be16(LargeTables.vlan(segment)) + Array(inner[12...])
+            case .decapLarge:
+                // From one of the VNI's remote MACs (a static entry: the source check finds it, nothing moves) to the VM.
+                let (segment, mac) = LargeTables.slot(flow)
+                let inner = Frames.innerUDP(dst: Kind.vmMAC, src: LargeTables.remoteMAC(segment, mac), srcIP: "192.168.42.2",
+                                            dstIP: "192.168.42.1", sport: 1024 + flow % 60000, dport: 5201 + flow / 60000, size: innerSize)
+                return Frames.vxlanPacket(sport: 49152 + flow % 16384, vni: LargeTables.vni(segment), inner: inner)
             }
         }
     }
@@ -121,8 +148,15 @@ struct Scenario {
     var testpmdMpps: Double?
     var mpps = 0.0
     var allocationsPerPacket = 0.0
-    var isEncap: Bool { kind == .encap || kind == .encap6 }
-    var outSize: Int { kind == .encap ? innerSize + 50 : kind == .encap6 ? innerSize + 70 : innerSize }
+    var isEncap: Bool { kind == .encap || kind == .encap6 || kind == .encapLarge }
+    var outSize: Int {
+        switch kind {
+        case .encap, .encapLarge: return innerSize + 50
+        case .encap6: return innerSize + 70
+        case .decap, .decap6: return innerSize
+        case .decapLarge: return innerSize + 4      // the VLAN tag restored
+        }
+    }
 
     mutating func measureDataplane(on lcore: UInt32, seconds: Double, index: Int) throws {
         let pcapName = "net_pcap_b\(index)", nullName = "net_null_b\(index)"
@@ -131,13 +165,14 @@ struct Scenario {
         defer { VirtualDevice.remove(pcapName); VirtualDevice.remove(nullName) }
         let (underlay, access) = isEncap ? (nullName, pcapName) : (pcapName, nullName)
         let remote = kind == .encap6 || kind == .decap6 ? "\"fd00::2\"" : "10.99.0.2"
-        let config = try ConfigParser.parse("""
+        var config = kind.isLarge ? try LargeTables.configuration() : try ConfigParser.parse("""
             underlay: { port: \(underlay), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01", mtu: 9000 }
             access: [ { port: \(access), vni: 42 } ]
             vnis: [ { vni: 42, flood: [\(remote)] } ]
             fdb: [\((0..<Kind.remoteMACs).map { "{ vni: 42, mac: \"\(Kind.remoteMAC($0))\", remote: \(remote) }" }.joined(separator: ", "))]
             neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }, { ip: "fd00::2", mac: "02:00:00:00:00:02" } ]
             """)
+        if kind.isLarge { config.underlay.port = underlay; config.access[0].port = access }
         let dataplane = try Dataplane(configuration: config, lcores: [lcore])
         try dataplane.startPorts()
         dataplane.startSlowPath()        // learning and ageing run as in production
@@ -161,6 +196,44 @@ struct Scenario {
     }
 }
 
+/// The large-table scenario: 100,000 static remote MACs, 100 in each of 1,000 VNIs, the VNIs mapped from
+/// VLANs 1...1000 of one tagged access port, all behind one remote VTEP; 65,536 frames in the replay, each
+/// its own inner flow and (VNI, MAC) pair, interleaved over the VNIs. Far more keys than a per-core exact-match
+/// cache holds, so most lookups go to rte_hash (and its buckets to memory).
+enum LargeTables {
+    static let vnis = 1000, macsPerVNI = 100, flows = 65536
+    static var macs: Int { vnis * macsPerVNI }
+    /// net_pcap with infinite_rx keeps every replayed frame in an mbuf of the port's pool.
+    static let mbufs = 2 * flows + 16383
+    static func vni(_ segment: Int) -> Int { 1000 + segment }
+    static func vlan(_ segment: Int) -> Int { 1 + segment }
+    static func remoteMAC(_ segment: Int, _ mac: Int) -> String {
+        let i = segment * macsPerVNI + mac
+        return String(format: "02:01:%02x:%02x:%02x:%02x", i >> 24 & 0xff, i >> 16 & 0xff, i >> 8 & 0xff, i & 0xff)
+    }
+    /// Consecutive flows go to consecutive VNIs, and each VNI's flows spread over its MACs.
+    static func slot(_ flow: Int) -> (segment: Int, mac: Int) { (flow % vnis, (flow / vnis) % macsPerVNI) }
+
+    nonisolated(unsafe) private static var parsed: VTEPConfiguration?
+    /// Parsed once (ports are placeholders the caller replaces).
+    static func configuration() throws -> VTEPConfiguration {
+        if let parsed { return parsed }
+        var y = """
+            underlay: { port: underlay, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01", mtu: 9000 }
+            access: [ { port: access, vlans: [\((0..<vnis).map { "{ vlan: \(vlan($0)), vni: \(vni($0)) }" }.joined(separator: ", "))] } ]
+            vnis: [\((0..<vnis).map { "{ vni: \(vni($0)), flood: [10.99.0.2] }" }.joined(separator: ", "))]
+            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+            resources: { mbufs: \(mbufs), fdb_entries: \(2 * macs) }
+            fdb:
+
+            """
+        for s in 0..<vnis { for m in 0..<macsPerVNI { y += "  - { vni: \(vni(s)), mac: \"\(remoteMAC(s, m))\", remote: 10.99.0.2 }\n" } }
+        let c = try ConfigParser.parse(y)
+        parsed = c
+        return c
+    }
+}
+
 /// Counts heap allocations process-wide between start and stop, when malloc-interposer is preloaded.
 enum MallocCounter {
     static var isActive: Bool {
@@ -181,13 +254,14 @@ enum MallocCounter {
 
 /// testpmd io forwarding from the same pcap replay to net_null on one forwarding core: the floor.
 enum TestpmdFloor {
-    static func measure(binary: String, pcap: String, seconds: Double, memory: [String], tag: String) throws -> Double {
+    static func measure(binary: String, pcap: String, seconds: Double, memory: [String], tag: String, mbufs: Int? = nil) throws -> Double {
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no testpmd at \(binary) (apt-get install dpdk)") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["-l", "0,1", "--no-pci", "--file-prefix", "vxbench-tp\(tag)", "--log-level", "*:error"] + memory + [
             "--vdev", "net_pcap0,rx_pcap=\(pcap),infinite_rx=1", "--vdev", "net_null0,no-rx=1",
             "--", "--forward-mode=io", "--nb-cores=1", "--auto-start", "--stats-period=1", "--rxq=1", "--txq=1"]
+            + (mbufs.map { ["--total-num-mbufs=\($0)"] } ?? [])
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

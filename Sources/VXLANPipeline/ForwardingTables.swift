@@ -12,24 +12,6 @@ public enum PortRole: Equatable, Sendable {
     case tagged([VTEPConfiguration.VLANMapping])
 }
 
-/// Where an FDB entry sends a frame, as the fast path stores it: a tunnel index, or a local endpoint (an access
-/// port, or one VLAN of a tagged access port).
-public enum FDBTarget: Equatable, Sendable {
-    case tunnel(Int)
-    case local(Int)
-
-    /// Tunnels are 0..<localBase; local endpoint e is localBase + e.
-    public static let localBase: Int32 = 1 << 24
-
-    public init(raw: Int32) { self = raw >= FDBTarget.localBase ? .local(Int(raw - FDBTarget.localBase)) : .tunnel(Int(raw)) }
-
-    public var raw: Int32 {
-        switch self {
-        case .tunnel(let t): Int32(t)
-        case .local(let e): FDBTarget.localBase + Int32(e)
-        }
-    }
-}
 
 /// Everything the fast path looks up. The polling cores only read it, without locks; one writer (the slow-path
 /// thread) adds learned entries and tunnels, moves and ages entries, and publishes neighbor MACs.
@@ -89,7 +71,7 @@ public final class ForwardingTables: @unchecked Sendable {
     public let underlayPort: Int
     public let underlayMAC: MACAddress
     /// By tunnel index. An index whose tunnel was reclaimed keeps its last tunnel until reused (`isLive`).
-    public private(set) var tunnels: [Tunnel]
+    public internal(set) var tunnels: [Tunnel]
     public let configuration: VTEPConfiguration
 
     // Fast-path views.
@@ -144,37 +126,40 @@ public final class ForwardingTables: @unchecked Sendable {
     public let maxInnerFrame: Int
     public let maxInnerFrame6: Int
 
+    /// What the polling cores read, gathered once (FastPathView.swift).
+    public let fastPath: FastPathView
+
     /// Test hook: runs right after a learned key became visible to the cores.
     var afterFDBInsert: (() -> Void)?
     /// Tunnels in use (flood lists, static entries, learned entries, and those waiting to be reclaimed).
-    public private(set) var liveTunnelCount = 0
+    public internal(set) var liveTunnelCount = 0
 
     // Slow-path state.
-    private var publishTokens: [UInt64?]
+    var publishTokens: [UInt64?]
     struct TunnelKey: Hashable {
         var vni: UInt32
         var remote: IPAddress
     }
     /// Live tunnels by (vni, remote).
-    private var tunnelIndex: [TunnelKey: Int] = [:]
+    var tunnelIndex: [TunnelKey: Int] = [:]
     /// Per tunnel index: learned FDB entries pointing at it; flood-list and static-entry tunnels are permanent.
-    private var tunnelReferences: [Int] = []
-    private var tunnelPermanent: [Bool] = []
-    private var tunnelLive: [Bool] = []
+    var tunnelReferences: [Int] = []
+    var tunnelPermanent: [Bool] = []
+    var tunnelLive: [Bool] = []
     /// Indices no core can hold any more, ready for reuse.
-    private var freeTunnels: [Int] = []
+    var freeTunnels: [Int] = []
     /// Tunnels nothing refers to, by index: the grace-period token taken when the last reference went.
-    private var dyingTunnels: [Int: UInt64] = [:]
+    var dyingTunnels: [Int: UInt64] = [:]
     /// Live tunnels per next hop.
-    private var nextHopUsers: [IPAddress: Int] = [:]
-    private var entries: [EntryKey: FDBEntry] = [:]
-    private var learnedPerSegment: [Int]
-    private var segmentIndex: [UInt32: Int] = [:]
+    var nextHopUsers: [IPAddress: Int] = [:]
+    var entries: [EntryKey: FDBEntry] = [:]
+    var learnedPerSegment: [Int]
+    var segmentIndex: [UInt32: Int] = [:]
     /// Stamp slots no entry uses and no core can still write; slots of deleted entries wait in `pendingStamps`
     /// for a grace period.
-    private var freeStamps: [Int32]
-    private var pendingStamps: [(token: UInt64, slots: [Int32])] = []
-    private let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
+    var freeStamps: [Int32]
+    var pendingStamps: [(token: UInt64, slots: [Int32])] = []
+    let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
 
     /// - Parameter readers: how many polling cores will read the tables (each registers as an RCU reader).
     public init(configuration config: VTEPConfiguration, roles: [PortRole], underlayMAC: MACAddress, readers: Int = 1) throws {
@@ -298,6 +283,16 @@ public final class ForwardingTables: @unchecked Sendable {
         rcu.mode = RTE_HASH_QSBR_MODE_DQ
         let rcuResult = rte_hash_rcu_qsbr_add(fdbHash, &rcu)
         guard rcuResult == 0 else { throw DPDKError("attaching RCU reclamation to the FDB", code: rcuResult) }
+        fastPath = FastPathView(
+            templates: templates, partialSums: partialSums, activeCopy: activeCopy, tunnelRemote: tunnelRemote,
+            tunnelIsIPv6: tunnelIsIPv6, tunnelRemote6: tunnelRemote6, tunnelCapacity: tunnelCapacity,
+            segments: segments, floodTunnels: floodTunnels, segmentFiltered: segmentFiltered, remoteFilters: remoteFilters,
+            accessPorts: accessPorts, endpointPort: endpointPort, endpointVLAN: endpointVLAN, endpointSegment: endpointSegment,
+            endpointCount: endpointCount, portEndpoint: portEndpoint, vlanEndpoint: vlanEndpoint,
+            fdbHash: fdbHash, fdbLastSeen: fdbLastSeen, fdbCapacity: fdbCapacity, vniHash: vniHash,
+            clock: clock, generation: generation, qsbr: qsbr,
+            underlayPort: underlayPort, underlayMAC: underlayMAC, underlayAddress: underlayAddress, underlayAddress6: underlayAddress6,
+            udpPort: udpPort, strict: strict, maxInnerFrame: maxInnerFrame, maxInnerFrame6: maxInnerFrame6)
 
         for (i, e) in segmentEntries.enumerated() {
             Self.writeVNIKey(key, vni: e.vni)
@@ -333,7 +328,7 @@ public final class ForwardingTables: @unchecked Sendable {
         key.storeBytes(of: vni, as: UInt32.self)
     }
 
-    private static func makeHash(name: String, entries: Int, keyLength: Int) throws -> OpaquePointer {
+    static func makeHash(name: String, entries: Int, keyLength: Int) throws -> OpaquePointer {
         try name.withCString { cName in
             var params = rte_hash_parameters()
             params.name = cName
@@ -349,7 +344,7 @@ public final class ForwardingTables: @unchecked Sendable {
         }
     }
 
-    private static func alignedAllocate(_ bytes: Int) -> UnsafeMutableRawPointer {
+    static func alignedAllocate(_ bytes: Int) -> UnsafeMutableRawPointer {
         let p = UnsafeMutableRawPointer.allocate(byteCount: (bytes + 63) & ~63, alignment: 64)
         p.initializeMemory(as: UInt8.self, repeating: 0, count: (bytes + 63) & ~63)
         return p
@@ -371,332 +366,10 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Tells the cores that cached lookup results may be stale.
     public func bumpGeneration() { vx_store_release_u64(generation, generation.pointee &+ 1) }
 
-    /// The live tunnel for (vni, remote), if there is one. O(1).
-    public func existingTunnel(vni: UInt32, remote: IPAddress) -> Int? { tunnelIndex[TunnelKey(vni: vni, remote: remote)] }
-
-    public func isLive(tunnel t: Int) -> Bool { t >= 0 && t < tunnelLive.count && tunnelLive[t] }
-
-    /// Creates the (unresolved) tunnel for (vni, remote) at a free index; nil when all `resources.tunnels` are
-    /// in use (or waiting for a grace period) or when the VTEP has no address of the remote's family.
-    private func createTunnel(vni: UInt32, remote: IPAddress, nextHop: IPAddress) -> Int? {
-        let t: Int
-        if let reused = freeTunnels.popLast() { t = reused } else if tunnels.count < tunnelCapacity { t = tunnels.count } else { return nil }
-        let u = configuration.underlay
-        let tunnel: Tunnel
-        switch remote {
-        case .v4(let address):
-            let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: u.address,
-                                               destination: address, vni: vni, udpDestinationPort: u.udpPort, ttl: u.ttl)
-            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false)
-            partialSums[t] = template.ipv4PartialSum
-            tunnelRemote[t] = address.value
-            tunnelIsIPv6[t] = 0
-        case .v6(let address):
-            guard let source = u.address6 else {
-                if t < tunnels.count { freeTunnels.append(t) }
-                return nil
-            }
-            let template = OuterHeaderTemplate6(sourceMAC: underlayMAC, destinationMAC: .zero, source: source,
-                                                destination: address, vni: vni, udpDestinationPort: u.udpPort, hopLimit: u.ttl)
-            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true)
-            partialSums[t] = template.udpPartialSum
-            tunnelIsIPv6[t] = 1
-            (tunnelRemote6[2 * t], tunnelRemote6[2 * t + 1]) = address.words
-        }
-        // No core holds index t (new, or reclaimed after a grace period): its fields are written in place and
-        // reach the cores with the release store that publishes the first FDB entry pointing at it.
-        vx_store_release_i32(activeCopy + t, -1)
-        if t == tunnels.count {
-            tunnels.append(tunnel); publishTokens.append(nil); tunnelReferences.append(0); tunnelPermanent.append(false)
-            tunnelLive.append(true)
-        } else {
-            tunnels[t] = tunnel; publishTokens[t] = nil; tunnelReferences[t] = 0; tunnelPermanent[t] = false; tunnelLive[t] = true
-        }
-        tunnelIndex[TunnelKey(vni: vni, remote: remote)] = t
-        nextHopUsers[nextHop, default: 0] += 1
-        liveTunnelCount += 1
-        return t
-    }
-
-    /// A flood-list or static-entry tunnel: never reclaimed.
-    private func permanentTunnel(vni: UInt32, remote: IPAddress) throws -> Int {
-        if let t = existingTunnel(vni: vni, remote: remote) { tunnelPermanent[t] = true; return t }
-        guard let nextHop = configuration.underlay.nextHop(for: remote), let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
-            throw SetupError("cannot create the tunnel to \(remote) in VNI \(vni): resources.tunnels (\(tunnelCapacity)) exhausted or no route")
-        }
-        tunnelPermanent[t] = true
-        return t
-    }
-
-    private func retain(_ target: FDBTarget) {
-        guard case .tunnel(let t) = target else { return }
-        tunnelReferences[t] += 1
-        dyingTunnels[t] = nil                     // referred to again before it was reclaimed: it stays
-    }
-
-    /// Drops one reference. A learned tunnel nothing refers to is reclaimed after a grace period: cores may
-    /// hold its index in a cache or an in-flight burst until they pass a quiescent state.
-    private func release(_ target: FDBTarget) {
-        guard case .tunnel(let t) = target else { return }
-        tunnelReferences[t] -= 1
-        guard tunnelReferences[t] == 0, !tunnelPermanent[t] else { return }
-        bumpGeneration()                          // cores flush cached entries naming it at their next burst
-        dyingTunnels[t] = vx_qsbr_start(qsbr)
-    }
-
-    private func destroyTunnel(_ t: Int) {
-        let tunnel = tunnels[t]
-        tunnelIndex[TunnelKey(vni: tunnel.vni, remote: tunnel.remote)] = nil
-        nextHopUsers[tunnel.nextHop, default: 1] -= 1
-        if nextHopUsers[tunnel.nextHop] == 0 { nextHopUsers[tunnel.nextHop] = nil }
-        vx_store_release_i32(activeCopy + t, -1)
-        publishTokens[t] = nil
-        tunnelReferences[t] = 0
-        tunnelLive[t] = false
-        liveTunnelCount -= 1
-        freeTunnels.append(t)
-    }
-
-    /// Live tunnels whose outer Ethernet destination is `nextHop`'s MAC.
-    public func tunnels(through nextHop: IPAddress) -> [Int] {
-        guard nextHopUsers[nextHop] != nil else { return [] }
-        return tunnels.indices.filter { tunnelLive[$0] && tunnels[$0].nextHop == nextHop }
-    }
-
-    /// How many live tunnels go through `nextHop`. O(1).
-    public func tunnelCount(through nextHop: IPAddress) -> Int { nextHopUsers[nextHop] ?? 0 }
-
-    /// The MAC the tunnel currently sends to, nil while unresolved.
-    public func publishedMAC(tunnel t: Int) -> MACAddress? {
-        let copy = vx_load_acquire_i32(activeCopy + t)
-        guard copy >= 0 else { return nil }
-        let p = templates + (t * 2 + Int(copy)) * Self.templateStride
-        return MACAddress(bytes: (0..<6).map { p.load(fromByteOffset: $0, as: UInt8.self) })
-    }
-
-    /// Points tunnel `t` at `mac` (nil: unresolved, its packets are dropped). Returns false, changing nothing,
-    /// while the cores may still be reading the copy it would overwrite; call again later.
-    public func publish(mac: MACAddress?, tunnel t: Int) -> Bool {
-        guard let mac else {
-            vx_store_release_i32(activeCopy + t, -1)
-            return true
-        }
-        if publishedMAC(tunnel: t) == mac { return true }
-        let current = vx_load_acquire_i32(activeCopy + t)
-        let next = current == 0 ? 1 : 0
-        if let token = publishTokens[t], vx_qsbr_check(qsbr, token) != 1 { return false }
-        let p = templates + (t * 2 + Int(next)) * Self.templateStride
-        tunnels[t].header.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        for (i, b) in mac.bytes.enumerated() { p.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
-        vx_store_release_i32(activeCopy + t, Int32(next))
-        publishTokens[t] = vx_qsbr_start(qsbr)
-        return true
-    }
-
-    public enum LearnResult: Equatable, Sendable {
-        case added, moved, refreshed, staticEntry, limitReached, tableFull, learningOff, unknownVNI
-        /// A local endpoint of another VNI, or a tunnel that does not exist or belongs to another VNI.
-        case invalidTarget
-        /// A new remote, and every one of `resources.tunnels` in use.
-        case tunnelsFull
-        /// A remote the VTEP cannot reach (off-link without a gateway, or of a family it has no address in).
-        case noRoute
-    }
-
-    /// Where a learned MAC is: a target that exists, or a remote VTEP whose tunnel is created if the entry is
-    /// admitted.
-    enum Destination {
-        case target(FDBTarget)
-        case remote(IPAddress)
-    }
-
-    /// Whether `target` may be the target of an entry in segment `segment`.
-    private func isValid(_ target: FDBTarget, segment: Int) -> Bool {
-        switch target {
-        case .local(let e): e >= 0 && e < endpointCount && Int(endpointSegment[e]) == segment
-        case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == configuration.segments[segment].vni
-        }
-    }
-
-    /// Learns that `mac` in `vni` is behind `target` (a local endpoint, or an existing tunnel of the VNI).
-    public func learn(vni: UInt32, mac: MACAddress, target: FDBTarget) -> LearnResult {
-        learn(vni: vni, mac: mac, destination: .target(target), resolve: { _ in nil })
-    }
-
-    /// Learns that `mac` in `vni` is behind remote VTEP `remote`. Its tunnel is created only once the entry is
-    /// admitted (VNI known, learning on, `max_learned` and the table leave room), and published with
-    /// `resolve(nextHop)` when that MAC is known.
-    public func learn(vni: UInt32, mac: MACAddress, remote: IPAddress, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
-        learn(vni: vni, mac: mac, destination: .remote(remote), resolve: resolve)
-    }
-
-    /// Adds `mac`, or moves an entry learned elsewhere. Static entries never move. Every limit is checked before
-    /// anything (a tunnel) is created. The caller (the slow path) stamps the clock as last seen.
-    func learn(vni: UInt32, mac: MACAddress, destination: Destination, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
-        guard let segment = segmentIndex[vni] else { return .unknownVNI }
-        guard configuration.segments[segment].learning else { return .learningOff }
-        let entryKey = EntryKey(vni: vni, mac: mac)
-        let existing = entries[entryKey]
-        if let entry = existing {
-            fdbLastSeen[Int(entry.slot)] = clock.pointee
-            if entry.isStatic { return .staticEntry }
-            switch destination {
-            case .target(let t) where t == entry.target: return .refreshed
-            case .remote(let ip) where existingTunnel(vni: vni, remote: ip).map({ FDBTarget.tunnel($0) }) == entry.target: return .refreshed
-            default: break
-            }
-        } else {
-            let limit = configuration.segments[segment].maxLearned
-            if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
-            if freeStamps.isEmpty { reclaimStamps() }
-            // (The hash itself may still refuse the key: a tunnel created for it is then undone at once. No
-            // count check here: deleted keys waiting in DPDK's defer queue come back only when an add needs them.)
-            if freeStamps.isEmpty { return .tableFull }
-        }
-        // Admitted: now the target, creating the remote's tunnel if need be.
-        let target: FDBTarget
-        var created = false
-        switch destination {
-        case .target(let t):
-            guard isValid(t, segment: segment) else { return .invalidTarget }
-            target = t
-        case .remote(let ip):
-            if let t = existingTunnel(vni: vni, remote: ip) {
-                target = .tunnel(t)
-            } else {
-                guard let nextHop = configuration.underlay.nextHop(for: ip) else { return .noRoute }
-                if case .v6 = ip, configuration.underlay.address6 == nil { return .noRoute }
-                guard let t = createTunnel(vni: vni, remote: ip, nextHop: nextHop) else { return .tunnelsFull }
-                created = true
-                target = .tunnel(t)
-                if let mac = resolve(nextHop) { _ = publish(mac: mac, tunnel: t) }      // a new tunnel: never refused
-            }
-        }
-        retain(target)
-        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        if var entry = existing {
-            // One release store of the key's data word: a core sees the old target or the new one.
-            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: entry.slot)) == 0 else {
-                undo(target, created: created)
-                return .tableFull
-            }
-            release(entry.target)
-            entry.target = target
-            entries[entryKey] = entry
-            bumpGeneration()
-            return .moved
-        }
-        let slot = freeStamps.removeLast()
-        fdbLastSeen[Int(slot)] = clock.pointee
-        // The data word (target and stamp slot) is stored before the key becomes visible.
-        guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: slot)) == 0 else {
-            freeStamps.append(slot)                 // never visible: free at once
-            undo(target, created: created)
-            return .tableFull
-        }
-        afterFDBInsert?()
-        entries[entryKey] = FDBEntry(vni: vni, mac: mac, target: target, isStatic: false, slot: slot)
-        learnedPerSegment[segment] += 1
-        bumpGeneration()                 // cores drop their "learning pending" marks and find the new entry
-        return .added
-    }
-
-    /// Takes back a reference that was never published; a tunnel created for it goes at once (no core saw it).
-    private func undo(_ target: FDBTarget, created: Bool) {
-        guard created, case .tunnel(let t) = target else { return release(target) }
-        tunnelReferences[t] -= 1
-        destroyTunnel(t)
-    }
-
-    /// A free stamp slot, taking back those whose grace period is over when none is left.
-    private func takeStamp() -> Int32? {
-        if freeStamps.isEmpty { reclaimStamps() }
-        return freeStamps.popLast()
-    }
-
-    private func reclaimStamps() {
-        while let first = pendingStamps.first, vx_qsbr_check(qsbr, first.token) == 1 {
-            for slot in first.slots { fdbLastSeen[Int(slot)] = 0 }
-            freeStamps.append(contentsOf: first.slots)
-            pendingStamps.removeFirst()
-        }
-    }
-
-    /// Removes learned entries not seen for their VNI's ageing time. Returns how many went.
-    @discardableResult
-    public func age() -> Int {
-        let now = clock.pointee
-        var released: [Int32] = []
-        for (entryKey, entry) in entries where !entry.isStatic {
-            guard let segment = segmentIndex[entry.vni] else { continue }
-            let seen = fdbLastSeen[Int(entry.slot)]
-            guard now &- seen >= UInt32(configuration.segments[segment].ageing) else { continue }
-            Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
-            if rte_hash_del_key(fdbHash, key) >= 0 {
-                entries[entryKey] = nil
-                learnedPerSegment[segment] -= 1
-                released.append(entry.slot)
-                release(entry.target)
-            }
-        }
-        if !released.isEmpty {
-            bumpGeneration()
-            // Cores may hold the slots (in a cache or a burst) until they pass a quiescent state.
-            pendingStamps.append((vx_qsbr_start(qsbr), released))
-        }
-        return released.count
-    }
-
-    /// Gives back what waited for a grace period that is now over: stamp slots, and tunnels nothing refers to
-    /// (returned, with their next hops, so that the slow path can stop resolving those). Called every round.
-    @discardableResult
-    public func reclaim() -> [(tunnel: Int, nextHop: IPAddress)] {
-        reclaimStamps()
-        guard !dyingTunnels.isEmpty else { return [] }
-        var gone: [(tunnel: Int, nextHop: IPAddress)] = []
-        for (t, token) in dyingTunnels where vx_qsbr_check(qsbr, token) == 1 {
-            dyingTunnels[t] = nil
-            gone.append((t, tunnels[t].nextHop))
-            destroyTunnel(t)
-        }
-        return gone
-    }
-
-    /// Every FDB entry with its age in seconds (0 for static ones), for `show fdb`.
-    public func fdbEntries(vni: UInt32? = nil) -> [(entry: FDBEntry, age: UInt32)] {
-        let now = clock.pointee
-        // The sort key is computed once per entry, not per comparison (a table can hold millions).
-        var keyed: [(vni: UInt32, mac: UInt64, entry: FDBEntry)] = []
-        keyed.reserveCapacity(entries.count)
-        for e in entries.values where vni == nil || e.vni == vni { keyed.append((e.vni, e.mac.integer, e)) }
-        keyed.sort { (a, b) -> Bool in a.vni != b.vni ? a.vni < b.vni : a.mac < b.mac }
-        return keyed.map { item -> (entry: FDBEntry, age: UInt32) in
-            (item.entry, item.entry.isStatic ? 0 : now &- fdbLastSeen[Int(item.entry.slot)])
-        }
-    }
 
     /// The port and VLAN (0: untagged) of local endpoint `e`.
     public func endpoint(_ e: Int) -> (port: Int, vlan: UInt16) { (Int(endpointPort[e]), endpointVLAN[e]) }
 
-    public func learnedCount(vni: UInt32) -> Int {
-        segmentIndex[vni].map { learnedPerSegment[$0] } ?? 0
-    }
-
-    /// Tunnel for (vni, mac), as the fast path would find it; nil when unknown or local.
-    public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
-        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        var data: UnsafeMutableRawPointer?
-        guard rte_hash_lookup_data(fdbHash, key, &data) >= 0, case .tunnel(let t) = FDBTarget(raw: FDBData.target(data)) else { return nil }
-        return t
-    }
-
-    /// Test hook: puts a raw data word into the FDB, bypassing every check `learn` makes (as a stale or corrupt
-    /// entry would look to a core).
-    func insertUnchecked(vni: UInt32, mac: MACAddress, target: Int32, slot: Int32) {
-        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        _ = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target, slot: slot))
-        bumpGeneration()
-    }
 
     deinit {
         key.deallocate()
@@ -722,24 +395,12 @@ public final class ForwardingTables: @unchecked Sendable {
     }
 }
 
-/// An FDB entry's data word in the hash: the target (`FDBTarget.raw`) in the low 32 bits, the entry's stamp slot
-/// in the high 32. It travels with the key, so a core that finds the key finds both.
-public enum FDBData {
-    @inlinable @inline(__always)
-    public static func pack(target: Int32, slot: Int32) -> UnsafeMutableRawPointer? {
-        UnsafeMutableRawPointer(bitPattern: UInt(UInt32(bitPattern: target)) | UInt(UInt32(bitPattern: slot)) << 32)
-    }
-    @inlinable @inline(__always)
-    public static func target(_ data: UnsafeMutableRawPointer?) -> Int32 { Int32(truncatingIfNeeded: UInt(bitPattern: data)) }
-    @inlinable @inline(__always)
-    public static func slot(_ data: UnsafeMutableRawPointer?) -> Int32 { Int32(truncatingIfNeeded: UInt(bitPattern: data) >> 32) }
-}
 
 /// Unique names for DPDK objects (hash tables and rings are named; names must not clash within a process).
 let dpdkObjectSerial = SerialNumber()
 
 final class SerialNumber: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
+    var value = 0
+    let lock = NSLock()
     func next() -> Int { lock.withLock { value += 1; return value } }
 }

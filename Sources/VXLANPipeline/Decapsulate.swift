@@ -1,0 +1,165 @@
+import CDPDK
+import PollMode
+import VTEPConfig
+
+/// Underlay -> access: validated VXLAN (ValidateOuter.swift) is mapped to its segment by VNI, checked against
+/// `allowed_remotes`, its inner source learned behind the outer source, its outer headers stripped, and it goes
+/// to the destination's local endpoint or to all of the VNI's (never back into the underlay: split horizon).
+/// What is not VXLAN for us is punted to the slow path (ARP, ICMP, ND) or dropped under its reason.
+extension VXLANProcessor {
+    // MARK: - Underlay -> access
+
+    @inlinable
+    func decapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, now: UInt32, tx: TxStage) {
+        // Last-key checks: consecutive packets mostly share the VNI and the inner source.
+        var lastVNI: UInt64 = .max, lastSegment: Int32 = -1
+        var lastSource: (UInt64, UInt64, UInt64, UInt64, UInt8) = (0, 0, 0, 0, 0)
+        for i in 0..<n {
+            let m = packets[i].unsafelyUnwrapped
+            if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
+            let reason = validate(m, index: i)
+            if reason >= 0 {
+                state[i] = Self.dropped
+                puntOrDrop(m, DropReason(rawValue: reason).unsafelyUnwrapped)
+                continue
+            }
+            let w0 = UInt64(UInt32(bitPattern: state[i]))   // validate left the VNI there
+            if w0 == lastVNI {
+                if !admits(i, segment: lastSegment) { state[i] = Self.dropped; drop(m, .remoteNotAllowed); continue }
+                state[i] = lastSegment
+                lastSource = classifyInner(m, index: i, segment: lastSegment, now: now, lastSource: lastSource)
+                continue
+            }
+            let slot = vniCache.slot(w0, 0)
+            let cached = vniCache.lookup(w0, 0, slot: slot)
+            if cached.value >= 0 {
+                lastVNI = w0
+                lastSegment = cached.value
+                if !admits(i, segment: cached.value) { state[i] = Self.dropped; drop(m, .remoteNotAllowed); continue }
+                state[i] = cached.value
+                lastSource = classifyInner(m, index: i, segment: cached.value, now: now, lastSource: lastSource)
+                continue
+            }
+            state[i] = Self.lookup
+            vnis.add(w0, 0, owner: i, slot: slot)
+        }
+        if vnis.count > 0 {
+            var hits: UInt64 = 0
+            _ = rte_hash_lookup_bulk_data(view.vniHash, vnis.keyPointers, UInt32(vnis.count), &hits, vnis.data)
+            for k in 0..<vnis.count {
+                let owner = Int(vnis.owner[k])
+                if hits & (1 << UInt64(k)) != 0 {
+                    let segment = Int32(truncatingIfNeeded: Int(bitPattern: vnis.data[k]) &- 1)
+                    vniCache.insert(vnis.word0(k), 0, slot: Int(vnis.slot[k]), value: segment)
+                    if !admits(owner, segment: segment) {
+                        state[owner] = Self.dropped
+                        drop(packets[owner].unsafelyUnwrapped, .remoteNotAllowed)
+                        continue
+                    }
+                    state[owner] = segment
+                    lastSource = classifyInner(packets[owner].unsafelyUnwrapped, index: owner, segment: segment, now: now,
+                                               lastSource: lastSource)
+                } else {
+                    state[owner] = Self.dropped
+                    drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
+                }
+            }
+            vnis.count = 0
+        }
+        _ = resolveDestinations(into: innerTarget)
+        resolveSources(expected: -1, now: now)
+        // Memo of the last segment with a single untagged endpoint: its frames go straight to that port.
+        var memoSegment: Int32 = -1, memoPort = -1
+        for i in 0..<n {
+            let s = state[i]
+            if s < 0 { continue }
+            let m = packets[i].unsafelyUnwrapped
+            // Strip the outer headers and any Ethernet padding after the VXLAN payload.
+            _ = vx_mbuf_adj(m, UInt16(truncatingIfNeeded: aux[i]))
+            let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])
+            if excess > 0 { _ = vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) }
+            let target = innerTarget[i]
+            if target == Self.flood {
+                if s != memoSegment {
+                    let entry = view.segments[Int(s)]
+                    memoSegment = s
+                    memoPort = -1
+                    if entry.accessCount == 1 {
+                        let e = Int(view.accessPorts[Int(entry.accessStart)])
+                        if view.endpointVLAN[e] == 0 { memoPort = Int(view.endpointPort[e]) }
+                    }
+                }
+                if memoPort >= 0 {
+                    tx.push(m, to: memoPort)
+                    count(.decapsulated)
+                    continue
+                }
+            }
+            // Split horizon: a decapsulated frame only ever goes to local ports of its own VNI.
+            if target >= FDBTarget.localBase && view.endpointSegment[Int(target &- FDBTarget.localBase)] == s {
+                send(m, toEndpoint: target &- FDBTarget.localBase, tx: tx)
+                count(.decapsulated)
+            } else {
+                deliver(m, segment: Int(s), tx: tx)
+            }
+        }
+    }
+
+    /// Whether packet i's outer source may send VXLAN for `segment` (`allowed_remotes`): checked before any
+    /// lookup or learning. Without a list for the segment it costs one byte load.
+    @inlinable @inline(__always)
+    func admits(_ i: Int, segment: Int32) -> Bool {
+        if view.segmentFiltered[Int(segment)] == 0 { return true }
+        return outerIsIPv6[i] != 0
+            ? view.remoteFilters[Int(segment)].allows(words: (outerSource6[2 &* i], outerSource6[2 &* i &+ 1]))
+            : view.remoteFilters[Int(segment)].allows(IPv4Address(outerSource[i]))
+    }
+
+    /// Inner addresses of a frame in a known segment: the destination picks the local port (lookup queued when
+    /// not cached), the source is learned behind the outer source address.
+    @inlinable @inline(__always)
+    func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32,
+                       lastSource: (UInt64, UInt64, UInt64, UInt64, UInt8)) -> (UInt64, UInt64, UInt64, UInt64, UInt8) {
+        var lastSource = lastSource
+        let entry = view.segments[Int(segment)]
+        let inner = vx_mbuf_data(m) + Int(aux[i])
+        if entry.learning && slowPath != nil && inner.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
+            let (s0, s1) = Self.fdbKey(vni: entry.vni, inner + 6)
+            let v6 = outerIsIPv6[i]
+            let (r0, r1) = v6 != 0 ? (outerSource6[2 &* i], outerSource6[2 &* i &+ 1]) : (UInt64(outerSource[i]), 0)
+            if s0 != lastSource.0 || s1 != lastSource.1 || r0 != lastSource.2 || r1 != lastSource.3 || v6 &+ 1 != lastSource.4 {
+                checkSource(i, s0, s1, expected: -1, now: now)
+                lastSource = (s0, s1, r0, r1, v6 &+ 1)
+            }
+        }
+        if inner.load(as: UInt8.self) & 1 == 1 || entry.accessCount <= 1 {
+            innerTarget[i] = Self.flood                    // one local port, or BUM: no lookup needed
+        } else {
+            let (d0, d1) = Self.fdbKey(vni: entry.vni, inner)
+            lookUpDestination(i, d0, d1, into: innerTarget)
+        }
+        return lastSource
+    }
+
+    /// Checks one underlay frame; returns a DropReason raw value, or -1 when it is VXLAN for us, in which case
+
+    /// ARP, and ICMP to the VTEP address, go to the slow path; everything else that is not VXLAN is dropped.
+    @inline(never) @usableFromInline
+    func puntOrDrop(_ m: OpaquePointer, _ reason: DropReason) {
+        if let rings = slowPath {
+            let f = vx_mbuf_data(m)
+            let type = load16(f, 12)
+            // ICMPv6 may be addressed to the VTEP's solicited-node group rather than to it (Neighbor Discovery).
+            let forControl = (reason == .notIP && type == VXLANLayout.etherTypeARP)
+                || (reason == .notUDP && type == VXLANLayout.etherTypeIPv4
+                    && f.load(fromByteOffset: 23, as: UInt8.self) == VXLANLayout.protocolICMP)
+                || ((reason == .notUDP || reason == .wrongDestination) && type == VXLANLayout.etherTypeIPv6 && view.hasAddress6
+                    && vx_mbuf_data_len(m) >= 54 && f.load(fromByteOffset: 20, as: UInt8.self) == VXLANLayout.protocolICMPv6)
+            if forControl {
+                if vx_ring_enqueue(rings.punt, UnsafeMutableRawPointer(m)) == 0 { count(.punted) } else { drop(m, .slowPathBusy) }
+                return
+            }
+        }
+        drop(m, reason)
+    }
+}

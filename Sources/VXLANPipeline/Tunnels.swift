@@ -1,0 +1,148 @@
+import CDPDK
+import Foundation
+import PollMode
+import VTEPConfig
+
+/// Tunnels: one per (VNI, remote VTEP), each with its outer headers built once (Headers.swift) and kept twice,
+/// so the slow path rewrites the copy no core is using and publishes it with one release store; the other copy
+/// is reused only after an RCU grace period. Flood-list and static-entry tunnels are permanent; a tunnel created
+/// for a learned remote counts the FDB entries that point at it and is reclaimed, after a grace period, when
+/// none is left.
+extension ForwardingTables {
+    /// The live tunnel for (vni, remote), if there is one. O(1).
+    public func existingTunnel(vni: UInt32, remote: IPAddress) -> Int? { tunnelIndex[TunnelKey(vni: vni, remote: remote)] }
+
+    public func isLive(tunnel t: Int) -> Bool { t >= 0 && t < tunnelLive.count && tunnelLive[t] }
+
+    /// Creates the (unresolved) tunnel for (vni, remote) at a free index; nil when all `resources.tunnels` are
+    /// in use (or waiting for a grace period) or when the VTEP has no address of the remote's family.
+    func createTunnel(vni: UInt32, remote: IPAddress, nextHop: IPAddress) -> Int? {
+        let t: Int
+        if let reused = freeTunnels.popLast() { t = reused } else if tunnels.count < tunnelCapacity { t = tunnels.count } else { return nil }
+        let u = configuration.underlay
+        let tunnel: Tunnel
+        switch remote {
+        case .v4(let address):
+            let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: u.address,
+                                               destination: address, vni: vni, udpDestinationPort: u.udpPort, ttl: u.ttl)
+            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false)
+            partialSums[t] = template.ipv4PartialSum
+            tunnelRemote[t] = address.value
+            tunnelIsIPv6[t] = 0
+        case .v6(let address):
+            guard let source = u.address6 else {
+                if t < tunnels.count { freeTunnels.append(t) }
+                return nil
+            }
+            let template = OuterHeaderTemplate6(sourceMAC: underlayMAC, destinationMAC: .zero, source: source,
+                                                destination: address, vni: vni, udpDestinationPort: u.udpPort, hopLimit: u.ttl)
+            tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true)
+            partialSums[t] = template.udpPartialSum
+            tunnelIsIPv6[t] = 1
+            (tunnelRemote6[2 * t], tunnelRemote6[2 * t + 1]) = address.words
+        }
+        // No core holds index t (new, or reclaimed after a grace period): its fields are written in place and
+        // reach the cores with the release store that publishes the first FDB entry pointing at it.
+        vx_store_release_i32(activeCopy + t, -1)
+        if t == tunnels.count {
+            tunnels.append(tunnel); publishTokens.append(nil); tunnelReferences.append(0); tunnelPermanent.append(false)
+            tunnelLive.append(true)
+        } else {
+            tunnels[t] = tunnel; publishTokens[t] = nil; tunnelReferences[t] = 0; tunnelPermanent[t] = false; tunnelLive[t] = true
+        }
+        tunnelIndex[TunnelKey(vni: vni, remote: remote)] = t
+        nextHopUsers[nextHop, default: 0] += 1
+        liveTunnelCount += 1
+        return t
+    }
+
+    /// A flood-list or static-entry tunnel: never reclaimed.
+    func permanentTunnel(vni: UInt32, remote: IPAddress) throws -> Int {
+        if let t = existingTunnel(vni: vni, remote: remote) { tunnelPermanent[t] = true; return t }
+        guard let nextHop = configuration.underlay.nextHop(for: remote), let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
+            throw SetupError("cannot create the tunnel to \(remote) in VNI \(vni): resources.tunnels (\(tunnelCapacity)) exhausted or no route")
+        }
+        tunnelPermanent[t] = true
+        return t
+    }
+
+    func retain(_ target: FDBTarget) {
+        guard case .tunnel(let t) = target else { return }
+        tunnelReferences[t] += 1
+        dyingTunnels[t] = nil                     // referred to again before it was reclaimed: it stays
+    }
+
+    /// Drops one reference. A learned tunnel nothing refers to is reclaimed after a grace period: cores may
+    /// hold its index in a cache or an in-flight burst until they pass a quiescent state.
+    func release(_ target: FDBTarget) {
+        guard case .tunnel(let t) = target else { return }
+        tunnelReferences[t] -= 1
+        guard tunnelReferences[t] == 0, !tunnelPermanent[t] else { return }
+        bumpGeneration()                          // cores flush cached entries naming it at their next burst
+        dyingTunnels[t] = vx_qsbr_start(qsbr)
+    }
+
+    func destroyTunnel(_ t: Int) {
+        let tunnel = tunnels[t]
+        tunnelIndex[TunnelKey(vni: tunnel.vni, remote: tunnel.remote)] = nil
+        nextHopUsers[tunnel.nextHop, default: 1] -= 1
+        if nextHopUsers[tunnel.nextHop] == 0 { nextHopUsers[tunnel.nextHop] = nil }
+        vx_store_release_i32(activeCopy + t, -1)
+        publishTokens[t] = nil
+        tunnelReferences[t] = 0
+        tunnelLive[t] = false
+        liveTunnelCount -= 1
+        freeTunnels.append(t)
+    }
+
+    /// Live tunnels whose outer Ethernet destination is `nextHop`'s MAC.
+    public func tunnels(through nextHop: IPAddress) -> [Int] {
+        guard nextHopUsers[nextHop] != nil else { return [] }
+        return tunnels.indices.filter { tunnelLive[$0] && tunnels[$0].nextHop == nextHop }
+    }
+
+    /// How many live tunnels go through `nextHop`. O(1).
+    public func tunnelCount(through nextHop: IPAddress) -> Int { nextHopUsers[nextHop] ?? 0 }
+
+    /// The MAC the tunnel currently sends to, nil while unresolved.
+    public func publishedMAC(tunnel t: Int) -> MACAddress? {
+        let copy = vx_load_acquire_i32(activeCopy + t)
+        guard copy >= 0 else { return nil }
+        let p = templates + (t * 2 + Int(copy)) * Self.templateStride
+        return MACAddress(bytes: (0..<6).map { p.load(fromByteOffset: $0, as: UInt8.self) })
+    }
+
+    /// Points tunnel `t` at `mac` (nil: unresolved, its packets are dropped). Returns false, changing nothing,
+    /// while the cores may still be reading the copy it would overwrite; call again later.
+    public func publish(mac: MACAddress?, tunnel t: Int) -> Bool {
+        guard let mac else {
+            vx_store_release_i32(activeCopy + t, -1)
+            return true
+        }
+        if publishedMAC(tunnel: t) == mac { return true }
+        let current = vx_load_acquire_i32(activeCopy + t)
+        let next = current == 0 ? 1 : 0
+        if let token = publishTokens[t], vx_qsbr_check(qsbr, token) != 1 { return false }
+        let p = templates + (t * 2 + Int(next)) * Self.templateStride
+        tunnels[t].header.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        for (i, b) in mac.bytes.enumerated() { p.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
+        vx_store_release_i32(activeCopy + t, Int32(next))
+        publishTokens[t] = vx_qsbr_start(qsbr)
+        return true
+    }
+
+    /// Gives back what waited for a grace period that is now over: stamp slots, and tunnels nothing refers to
+    /// (returned, with their next hops, so that the slow path can stop resolving those). Called every round.
+    @discardableResult
+    public func reclaim() -> [(tunnel: Int, nextHop: IPAddress)] {
+        reclaimStamps()
+        guard !dyingTunnels.isEmpty else { return [] }
+        var gone: [(tunnel: Int, nextHop: IPAddress)] = []
+        for (t, token) in dyingTunnels where vx_qsbr_check(qsbr, token) == 1 {
+            dyingTunnels[t] = nil
+            gone.append((t, tunnels[t].nextHop))
+            destroyTunnel(t)
+        }
+        return gone
+    }
+}
