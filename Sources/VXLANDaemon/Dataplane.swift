@@ -187,7 +187,7 @@ public final class Dataplane: @unchecked Sendable {
         fdbSnapshotLock.lock(); defer { fdbSnapshotLock.unlock() }
         let now = monotonicSeconds()
         if !fresh, let cached = fdbSnapshotCache, cached.vni == vni, now - cached.taken < 2 { return (cached.entries, cached.keys) }
-        let keyed = underlay.fdb(vni: vni).map { (key: ($0.entry.vni, $0.entry.mac.integer), item: $0) }.sorted { $0.key < $1.key }
+        let keyed = underlay.fdb(vni: vni).map { (key: ($0.entry.vni, $0.entry.mac.integer), item: $0) }   // sorted already
         let entries = keyed.map(\.item), keys = keyed.map(\.key)
         fdbSnapshotCache = (vni, now, entries, keys)
         return (entries, keys)

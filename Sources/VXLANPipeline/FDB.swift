@@ -173,10 +173,16 @@ extension ForwardingTables {
     public func age() -> Int {
         let now = clock.pointee
         var released: [Int32] = []
+        // Which entries go is decided first and the dictionary changed after: removing while iterating would copy
+        // the whole table (copy on write) every time anything ages.
+        var expired: [(key: EntryKey, segment: Int)] = []
         for (entryKey, entry) in entries where !entry.isStatic {
             guard let segment = segmentIndex[entry.vni] else { continue }
             let seen = fdbLastSeen[Int(entry.slot)]
-            guard now &- seen >= UInt32(configuration.segments[segment].ageing) else { continue }
+            if now &- seen >= UInt32(configuration.segments[segment].ageing) { expired.append((entryKey, segment)) }
+        }
+        for (entryKey, segment) in expired {
+            guard let entry = entries[entryKey] else { continue }
             Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
             if rte_hash_del_key(fdbHash, key) >= 0 {
                 entries[entryKey] = nil
@@ -195,15 +201,26 @@ extension ForwardingTables {
 
     /// Every FDB entry with its age in seconds (0 for static ones), for `show fdb`.
     public func fdbEntries(vni: UInt32? = nil) -> [(entry: FDBEntry, age: UInt32)] {
+        Self.sorted(unsortedFDBEntries(vni: vni))
+    }
+
+    /// The entries and their ages, in no order: a copy quick enough to take under the slow path's lock, which
+    /// learning and ARP also need (sort it outside with `sorted`).
+    public func unsortedFDBEntries(vni: UInt32? = nil) -> [(entry: FDBEntry, age: UInt32)] {
         let now = clock.pointee
-        // The sort key is computed once per entry, not per comparison (a table can hold millions).
-        var keyed: [(vni: UInt32, mac: UInt64, entry: FDBEntry)] = []
-        keyed.reserveCapacity(entries.count)
-        for e in entries.values where vni == nil || e.vni == vni { keyed.append((e.vni, e.mac.integer, e)) }
-        keyed.sort { (a, b) -> Bool in a.vni != b.vni ? a.vni < b.vni : a.mac < b.mac }
-        return keyed.map { item -> (entry: FDBEntry, age: UInt32) in
-            (item.entry, item.entry.isStatic ? 0 : now &- fdbLastSeen[Int(item.entry.slot)])
+        var out: [(entry: FDBEntry, age: UInt32)] = []
+        out.reserveCapacity(vni == nil ? entries.count : 64)
+        for e in entries.values where vni == nil || e.vni == vni {
+            out.append((e, e.isStatic ? 0 : now &- fdbLastSeen[Int(e.slot)]))
         }
+        return out
+    }
+
+    /// By (VNI, MAC); the sort key is computed once per entry, not per comparison (a table can hold millions).
+    public static func sorted(_ items: [(entry: FDBEntry, age: UInt32)]) -> [(entry: FDBEntry, age: UInt32)] {
+        var keyed = items.map { (vni: $0.entry.vni, mac: $0.entry.mac.integer, item: $0) }
+        keyed.sort { (a, b) -> Bool in a.vni != b.vni ? a.vni < b.vni : a.mac < b.mac }
+        return keyed.map(\.item)
     }
 
     public func learnedCount(vni: UInt32) -> Int {

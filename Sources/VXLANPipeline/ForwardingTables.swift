@@ -208,7 +208,9 @@ public final class ForwardingTables: @unchecked Sendable {
             throw DPDKError.fromErrno("allocating RCU state for \(readers) reader(s)")
         }
         qsbr = OpaquePointer(qsbrMemory)
-        _ = rte_rcu_qsbr_init(qsbr, UInt32(maxReaders))
+        guard rte_rcu_qsbr_init(qsbr, UInt32(maxReaders)) == 0 else {
+            throw DPDKError.fromErrno("initialising RCU state for \(readers) reader(s)")
+        }
 
         // Local endpoints in port order: an untagged port is one, a tagged port one per mapped VLAN.
         var endpoints: [(port: Int, vlan: UInt16, vni: UInt32)] = []
@@ -282,7 +284,8 @@ public final class ForwardingTables: @unchecked Sendable {
         rcu.v = qsbr
         rcu.mode = RTE_HASH_QSBR_MODE_DQ
         let rcuResult = rte_hash_rcu_qsbr_add(fdbHash, &rcu)
-        guard rcuResult == 0 else { throw DPDKError("attaching RCU reclamation to the FDB", code: rcuResult) }
+        // It returns 1 and says why in rte_errno.
+        guard rcuResult == 0 else { throw DPDKError.fromErrno("attaching RCU reclamation to the FDB") }
         fastPath = FastPathView(
             templates: templates, partialSums: partialSums, activeCopy: activeCopy, tunnelRemote: tunnelRemote,
             tunnelIsIPv6: tunnelIsIPv6, tunnelRemote6: tunnelRemote6, tunnelCapacity: tunnelCapacity,

@@ -30,7 +30,9 @@ struct NeighborTable {
     }
 
     /// What an ARP packet or ND message said about a tracked address.
-    enum Claim { case untracked, accepted, conflict }
+    /// `prompted`: a claim for an address not resolved yet that was not an answer to our request; it only makes
+    /// us ask now.
+    enum Claim { case untracked, accepted, conflict, prompted }
 
     /// The outcome of one claim: what it was, whether it was a reply nobody asked for, whether the MAC changed
     /// (tunnels through the next hop must then be republished).
@@ -72,13 +74,21 @@ struct NeighborTable {
 
     /// Learns a next hop's MAC (RFC 826 / RFC 4861: only for addresses we already track). `isReply`: an ARP reply
     /// or a Neighbor Advertisement, as opposed to a request or solicitation naming its sender's MAC.
-    /// A resolved MAC changes only on a reply to our own outstanding request: anything else that disagrees (an
-    /// unsolicited reply, a request, a gratuitous ARP) is a conflict and makes us ask the address again, so a
-    /// single forged packet cannot redirect a tunnel. Claims that agree refresh the confirmation.
+    /// A MAC is first taken, or changed, only from a reply to our own outstanding request: anything else that
+    /// disagrees (an unsolicited reply, a request, a gratuitous ARP) is a conflict and makes us ask the address
+    /// again, so a single forged packet can neither choose nor redirect where a tunnel points. Claims that agree
+    /// with a resolved MAC refresh its confirmation.
     mutating func confirm(_ ip: IPAddress, mac: MACAddress, isReply: Bool, now: Double) -> ClaimOutcome {
         guard var e = entries[ip], !e.isStatic, !mac.isMulticast, !mac.isZero else { return ClaimOutcome(claim: .untracked) }
         let answersUs = isReply && e.requestedAt.map { now - $0 <= UnderlayControl.replyWindow } == true
         let unsolicited = isReply && !answersUs
+        // Unresolved: the MAC a tunnel will use is only ever taken from an answer to our own request. Anything
+        // else (the remote's request for our address, a gratuitous or forged reply) makes us ask at once instead.
+        if e.mac == nil, !answersUs {
+            if e.requestedAt.map({ now - $0 >= UnderlayControl.reprobeInterval }) ?? true { e.reprobe = true }
+            entries[ip] = e
+            return ClaimOutcome(claim: .prompted, unsolicited: unsolicited)
+        }
         if let current = e.mac, current != mac, !answersUs {
             if e.requestedAt.map({ now - $0 >= UnderlayControl.reprobeInterval }) ?? true { e.reprobe = true }
             entries[ip] = e

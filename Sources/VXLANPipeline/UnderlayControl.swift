@@ -226,9 +226,12 @@ public final class UnderlayControl: @unchecked Sendable {
     }
 
     /// FDB entries for `show fdb`, read under the slow path's lock (it is the tables' only writer).
+    /// Copied under the lock, sorted outside it: a large table never holds up learning and ARP for a sort.
     public func fdb(vni: UInt32?) -> [(entry: ForwardingTables.FDBEntry, age: UInt32)] {
-        lock.lock(); defer { lock.unlock() }
-        return tables.fdbEntries(vni: vni)
+        lock.lock()
+        let copy = tables.unsortedFDBEntries(vni: vni)
+        lock.unlock()
+        return ForwardingTables.sorted(copy)
     }
 
     private func republish(_ nextHop: IPAddress) {

@@ -32,6 +32,24 @@ final class NeighborTableTests: XCTestCase {
         XCTAssertNil(table.mac(hop))
     }
 
+    /// Before it is resolved, a next hop's MAC is taken only from an answer to our own request: a forged reply or
+    /// the address's own request cannot choose where its tunnels will point; they make us ask at once instead.
+    func testAnUnresolvedAddressTakesItsMACOnlyFromAnAnswerToUs() {
+        var table = NeighborTable(timeout: 300)
+        table.track(hop)
+        XCTAssertEqual(table.round(now: 0).solicit, [hop])
+        // 10 s after our only request, beyond the reply window, a reply arrives that nobody asked for.
+        XCTAssertEqual(table.confirm(hop, mac: other, isReply: true, now: 10), .init(claim: .prompted, unsolicited: true))
+        XCTAssertNil(table.mac(hop))
+        // A request from the address naming its MAC: not taken either.
+        XCTAssertEqual(table.confirm(hop, mac: other, isReply: false, now: 10), .init(claim: .prompted))
+        XCTAssertNil(table.mac(hop))
+        // Both made us ask now, not at the next back-off step; the answer to that request resolves it.
+        XCTAssertEqual(table.round(now: 10).solicit, [hop])
+        XCTAssertEqual(table.confirm(hop, mac: mac, isReply: true, now: 10.2), .init(claim: .accepted, changed: true))
+        XCTAssertEqual(table.mac(hop), mac)
+    }
+
     func testAConflictingClaimDoesNotMoveAResolvedMAC() {
         var table = NeighborTable(timeout: 300)
         table.track(hop)

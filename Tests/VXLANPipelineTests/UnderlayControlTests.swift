@@ -105,7 +105,8 @@ final class UnderlayControlTests: XCTestCase {
 
     func testAStaleMACIsProbedThenDropped() throws {
         try build()
-        _ = exchange(now: 0)
+        // Requests at 0, 1, 3 and 7 s (back-off); the reply at 10 s answers the last one (within the reply window).
+        for t in [0.0, 1, 3, 7] { _ = exchange(now: t) }
         _ = exchange(underlay: [arp(op: 2, srcMAC: Self.remoteMAC, srcIP: "10.99.0.2", dstMAC: Self.ourMAC, targetMAC: Self.ourMAC,
                                     targetIP: "10.99.0.1")], now: 10)
         XCTAssertEqual(exchange(now: 14.9), [], "reachable for neighbor_timeout (5 s)")
