@@ -123,7 +123,7 @@ extension VXLANProcessor {
         var lastSource = lastSource
         let entry = view.segments[Int(segment)]
         let inner = vx_mbuf_data(m) + Int(aux[i])
-        if entry.learning && slowPath != nil && inner.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
+        if entry.learning && slowPath != nil && inner.load(fromByteOffset: FrameLayout.ethSource, as: UInt8.self) & 1 == 0 {
             let (s0, s1) = Self.fdbKey(vni: entry.vni, inner + 6)
             let v6 = outerIsIPv6[i]
             let (r0, r1) = v6 != 0 ? (outerSource6[2 &* i], outerSource6[2 &* i &+ 1]) : (UInt64(outerSource[i]), 0)
@@ -148,13 +148,13 @@ extension VXLANProcessor {
     func puntOrDrop(_ m: OpaquePointer, _ reason: DropReason) {
         if let rings = slowPath {
             let f = vx_mbuf_data(m)
-            let type = load16(f, 12)
+            let type = load16(f, FrameLayout.ethType)
             // ICMPv6 may be addressed to the VTEP's solicited-node group rather than to it (Neighbor Discovery).
             let forControl = (reason == .notIP && type == VXLANLayout.etherTypeARP)
                 || (reason == .notUDP && type == VXLANLayout.etherTypeIPv4
-                    && f.load(fromByteOffset: 23, as: UInt8.self) == VXLANLayout.protocolICMP)
+                    && f.load(fromByteOffset: FrameLayout.ipProtocol, as: UInt8.self) == VXLANLayout.protocolICMP)
                 || ((reason == .notUDP || reason == .wrongDestination) && type == VXLANLayout.etherTypeIPv6 && view.hasAddress6
-                    && vx_mbuf_data_len(m) >= 54 && f.load(fromByteOffset: 20, as: UInt8.self) == VXLANLayout.protocolICMPv6)
+                    && vx_mbuf_data_len(m) >= FrameLayout.ip6Payload && f.load(fromByteOffset: FrameLayout.ip6NextHeader, as: UInt8.self) == VXLANLayout.protocolICMPv6)
             if forControl {
                 if vx_ring_enqueue(rings.punt, UnsafeMutableRawPointer(m)) == 0 { count(.punted) } else { drop(m, .slowPathBusy) }
                 return

@@ -45,7 +45,7 @@ extension VXLANProcessor {
             vx_mbuf_prefetch_headroom_for_write(m)
             let hash = vx_mbuf_has_rss_hash(m) != 0 ? vx_mbuf_rss_hash(m) : innerFlowHash(frame, length: length)
             aux[i] = Int32(bitPattern: hash)
-            if entry.learning && slowPath != nil && frame.load(fromByteOffset: 6, as: UInt8.self) & 1 == 0 {
+            if entry.learning && slowPath != nil && frame.load(fromByteOffset: FrameLayout.ethSource, as: UInt8.self) & 1 == 0 {
                 let (s0, s1) = Self.fdbKey(vni: entry.vni, frame + 6)
                 if s0 != lastSource.0 || s1 != lastSource.1 || endpoint != lastSource.2 {
                     checkSource(i, s0, s1, expected: FDBTarget.localBase &+ endpoint, now: now)

@@ -2,6 +2,26 @@ import CDPDK
 import VTEPConfig
 
 /// RFC 7348 over IPv4: where each field of the 50 bytes in front of the inner frame sits.
+/// Where each field the pipeline and the slow path read or write sits, from the start of a frame (Ethernet, then
+/// ARP, IPv4 or IPv6 without options or extension headers, then ICMP, ICMPv6 or Neighbor Discovery). One place
+/// for every offset, so no stage repeats a bare number.
+public enum FrameLayout {
+    public static let ethDestination = 0, ethSource = 6, ethType = 12
+    // ARP for Ethernet and IPv4 (RFC 826)
+    public static let arpHardwareType = 14, arpProtocolType = 16, arpHardwareLength = 18, arpProtocolLength = 19
+    public static let arpOperation = 20, arpSenderMAC = 22, arpSenderIP = 28, arpTargetMAC = 32, arpTargetIP = 38
+    public static let arpLength = 42
+    // IPv4
+    public static let ipVersionIHL = 14, ipTotalLength = 16, ipFlagsFragment = 20, ipTTL = 22, ipProtocol = 23
+    public static let ipChecksum = 24, ipSource = 26, ipDestination = 30
+    // IPv6
+    public static let ip6VersionClass = 14, ip6PayloadLength = 18, ip6NextHeader = 20, ip6HopLimit = 21
+    public static let ip6Source = 22, ip6Destination = 38, ip6Payload = 54
+    // ICMPv6 and Neighbor Discovery (RFC 4861) after the 40-byte IPv6 header
+    public static let icmp6Type = 54, icmp6Checksum = 56, ndFlags = 58, ndTarget = 62, ndOption = 78, ndOptionMAC = 80
+    public static let ndLength = 86
+}
+
 public enum VXLANLayout {
     public static let ethernetLength = 14
     public static let ipv4Length = 20

@@ -2,95 +2,99 @@ import CDPDK
 import PollMode
 import VTEPConfig
 
+private typealias L = FrameLayout
+
 /// The slow path's answers and requests on the underlay, frame by frame: ARP (answering for the VTEP address,
 /// asking for next hops), ICMP echo, and over IPv6 Neighbor Solicitation and Advertisement (hop limit 255, RFC
 /// 4861) and ICMPv6 echo. What a claim means for a next hop is NeighborTable's decision (`confirm`).
 extension UnderlayControl {
     func handleARP(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, core: Int, now: Double) {
         // Ethernet, IPv4, 6-byte and 4-byte addresses only.
-        guard load16(f, 14) == 1, load16(f, 16) == VXLANLayout.etherTypeIPv4, f.load(fromByteOffset: 18, as: UInt8.self) == 6,
-              f.load(fromByteOffset: 19, as: UInt8.self) == 4 else { count(.ignored); vx_mbuf_free(m); return }
-        let op = load16(f, 20)
+        guard load16(f, L.arpHardwareType) == 1, load16(f, L.arpProtocolType) == VXLANLayout.etherTypeIPv4,
+              f.load(fromByteOffset: L.arpHardwareLength, as: UInt8.self) == 6,
+              f.load(fromByteOffset: L.arpProtocolLength, as: UInt8.self) == 4 else { count(.ignored); vx_mbuf_free(m); return }
+        let op = load16(f, L.arpOperation)
         let senderMAC = MACAddress(bytes: (22..<28).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
-        let senderIP = IPAddress.v4(IPv4Address(load32(f, 28)))
-        let targetIP = IPv4Address(load32(f, 38))
+        let senderIP = IPAddress.v4(IPv4Address(load32(f, L.arpSenderIP)))
+        let targetIP = IPv4Address(load32(f, L.arpTargetIP))
         // RFC 826: update the sender's entry if we have one (requests for us confirm it too).
         if confirm(senderIP, mac: senderMAC, isReply: op == 2, now: now) == .accepted && op == 2 { count(.arpRepliesReceived) }
         guard op == 1, targetIP == ourIP, !ourIP.isUnspecified else { vx_mbuf_free(m); return }
         // Answer in place: who-has ourIP tell sender -> ourIP is-at ourMAC.
         for (i, b) in senderMAC.bytes.enumerated() {
             f.storeBytes(of: b, toByteOffset: i, as: UInt8.self)          // Ethernet destination
-            f.storeBytes(of: b, toByteOffset: 32 + i, as: UInt8.self)     // target hardware address
+            f.storeBytes(of: b, toByteOffset: L.arpTargetMAC + i, as: UInt8.self)
         }
         for (i, b) in ourMAC.bytes.enumerated() {
-            f.storeBytes(of: b, toByteOffset: 6 + i, as: UInt8.self)      // Ethernet source
-            f.storeBytes(of: b, toByteOffset: 22 + i, as: UInt8.self)     // sender hardware address
+            f.storeBytes(of: b, toByteOffset: L.ethSource + i, as: UInt8.self)
+            f.storeBytes(of: b, toByteOffset: L.arpSenderMAC + i, as: UInt8.self)
         }
-        store16(f, 20, 2)
-        store32(f, 38, load32(f, 28))
-        store32(f, 28, ourIP.value)
+        store16(f, L.arpOperation, 2)
+        store32(f, L.arpTargetIP, load32(f, L.arpSenderIP))
+        store32(f, L.arpSenderIP, ourIP.value)
         if inject(m, core: core) { count(.arpRepliesSent) }
     }
 
     func handleICMP(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, length: Int, core: Int) {
-        let ihl = Int(f.load(fromByteOffset: 14, as: UInt8.self) & 0x0F) * 4
-        let ipLength = Int(load16(f, 16))
-        let icmp = 14 + ihl
+        let ihl = Int(f.load(fromByteOffset: L.ipVersionIHL, as: UInt8.self) & 0x0F) * 4
+        let ipLength = Int(load16(f, L.ipTotalLength))
+        let icmp = L.ipVersionIHL + ihl
         // The fast path checked version, lengths, checksum, fragmentation and the destination.
-        guard ipLength >= ihl + 8, 14 + ipLength <= Int(vx_mbuf_data_len(m)),
+        guard ipLength >= ihl + 8, L.ipVersionIHL + ipLength <= Int(vx_mbuf_data_len(m)),
               f.load(fromByteOffset: icmp, as: UInt8.self) == 8, f.load(fromByteOffset: icmp + 1, as: UInt8.self) == 0,
               vx_raw_cksum(f + icmp, ipLength - ihl) == 0xFFFF else { count(.ignored); vx_mbuf_free(m); return }
         // Echo reply: swap addresses, type 0, fresh checksums.
         for i in 0..<6 {
-            f.storeBytes(of: f.load(fromByteOffset: 6 + i, as: UInt8.self), toByteOffset: i, as: UInt8.self)
-            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
+            f.storeBytes(of: f.load(fromByteOffset: L.ethSource + i, as: UInt8.self), toByteOffset: L.ethDestination + i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: L.ethSource + i, as: UInt8.self)
         }
-        let source = load32(f, 26)
-        store32(f, 30, source)
-        store32(f, 26, ourIP.value)
-        f.storeBytes(of: 64, toByteOffset: 22, as: UInt8.self)           // TTL
+        let source = load32(f, L.ipSource)
+        store32(f, L.ipDestination, source)
+        store32(f, L.ipSource, ourIP.value)
+        f.storeBytes(of: 64, toByteOffset: L.ipTTL, as: UInt8.self)
         f.storeBytes(of: 0, toByteOffset: icmp, as: UInt8.self)
         store16(f, icmp + 2, 0)
         f.storeBytes(of: ~vx_raw_cksum(f + icmp, ipLength - ihl), toByteOffset: icmp + 2, as: UInt16.self)
-        store16(f, 24, 0)
-        f.storeBytes(of: ~vx_raw_cksum(f + 14, ihl), toByteOffset: 24, as: UInt16.self)
-        if length > 14 + ipLength { _ = vx_mbuf_trim(m, UInt16(length - 14 - ipLength)) }
+        store16(f, L.ipChecksum, 0)
+        f.storeBytes(of: ~vx_raw_cksum(f + L.ipVersionIHL, ihl), toByteOffset: L.ipChecksum, as: UInt16.self)
+        if length > L.ipVersionIHL + ipLength { _ = vx_mbuf_trim(m, UInt16(length - L.ipVersionIHL - ipLength)) }
         if inject(m, core: core) { count(.icmpEchoReplies) }
     }
 
     /// Broadcasts "who has `target`? tell us".
     func sendRequest(for target: IPv4Address) {
-        guard let m = pool.allocate(), let p = vx_mbuf_append(m, 42) else { count(.allocFailed); return }
+        guard let m = pool.allocate(), let p = vx_mbuf_append(m, UInt16(L.arpLength)) else { count(.allocFailed); return }
         let f = UnsafeMutableRawPointer(p)
-        f.initializeMemory(as: UInt8.self, repeating: 0, count: 42)
+        f.initializeMemory(as: UInt8.self, repeating: 0, count: L.arpLength)
         for i in 0..<6 {
             f.storeBytes(of: 0xFF, toByteOffset: i, as: UInt8.self)
-            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
-            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 22 + i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: L.ethSource + i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: L.arpSenderMAC + i, as: UInt8.self)
         }
-        store16(f, 12, VXLANLayout.etherTypeARP)
-        store16(f, 14, 1); store16(f, 16, VXLANLayout.etherTypeIPv4)
-        f.storeBytes(of: 6, toByteOffset: 18, as: UInt8.self); f.storeBytes(of: 4, toByteOffset: 19, as: UInt8.self)
-        store16(f, 20, 1)
-        store32(f, 28, ourIP.value)
-        store32(f, 38, target.value)
+        store16(f, L.ethType, VXLANLayout.etherTypeARP)
+        store16(f, L.arpHardwareType, 1); store16(f, L.arpProtocolType, VXLANLayout.etherTypeIPv4)
+        f.storeBytes(of: 6, toByteOffset: L.arpHardwareLength, as: UInt8.self); f.storeBytes(of: 4, toByteOffset: L.arpProtocolLength, as: UInt8.self)
+        store16(f, L.arpOperation, 1)
+        store32(f, L.arpSenderIP, ourIP.value)
+        store32(f, L.arpTargetIP, target.value)
         if inject(m, core: 0) { count(.arpRequestsSent) }
     }
 
     /// ICMPv6 to the VTEP (or to its solicited-node group): Neighbor Solicitation and Advertisement, echo.
     func handleICMPv6(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, core: Int, now: Double) {
         let dataLength = Int(vx_mbuf_data_len(m))
-        let payload = Int(load16(f, 18))
-        guard let ours = ourIP6, f.load(fromByteOffset: 14, as: UInt8.self) >> 4 == 6,
-              f.load(fromByteOffset: 20, as: UInt8.self) == VXLANLayout.protocolICMPv6, payload >= 8, 54 + payload <= dataLength,
+        let payload = Int(load16(f, L.ip6PayloadLength))
+        guard let ours = ourIP6, f.load(fromByteOffset: L.ip6VersionClass, as: UInt8.self) >> 4 == 6,
+              f.load(fromByteOffset: L.ip6NextHeader, as: UInt8.self) == VXLANLayout.protocolICMPv6, payload >= 8,
+              L.ip6Payload + payload <= dataLength,
               vx_ipv6_l4_cksum_verify(m, 14, 54) == 0 else { count(.ignored); vx_mbuf_free(m); return }
-        let type = f.load(fromByteOffset: 54, as: UInt8.self)
+        let type = f.load(fromByteOffset: L.icmp6Type, as: UInt8.self)
         let source = IPv6Address(bytes: (22..<38).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
-        let hopLimit = f.load(fromByteOffset: 21, as: UInt8.self)
+        let hopLimit = f.load(fromByteOffset: L.ip6HopLimit, as: UInt8.self)
         switch type {
         case 135 where hopLimit == 255 && payload >= 24:                 // Neighbor Solicitation
             let target = IPv6Address(bytes: (62..<78).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
-            if let mac = linkLayerOption(f, from: 78, end: 54 + payload, type: 1), !source.isUnspecified {
+            if let mac = linkLayerOption(f, from: L.ndOption, end: L.ip6Payload + payload, type: 1), !source.isUnspecified {
                 _ = confirm(.v6(source), mac: mac, isReply: false, now: now)
             }
             guard target == ours else { break }
@@ -103,23 +107,23 @@ extension UnderlayControl {
             return
         case 136 where hopLimit == 255 && payload >= 24:                 // Neighbor Advertisement
             let target = IPv6Address(bytes: (62..<78).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
-            let mac = linkLayerOption(f, from: 78, end: 54 + payload, type: 2)
+            let mac = linkLayerOption(f, from: L.ndOption, end: L.ip6Payload + payload, type: 2)
                 ?? MACAddress(bytes: (6..<12).map { f.load(fromByteOffset: $0, as: UInt8.self) })!
             if confirm(.v6(target), mac: mac, isReply: true, now: now) == .accepted { count(.ndAdvertisementsReceived) }
-        case 128 where Array(UnsafeRawBufferPointer(start: f + 38, count: 16)) == ours.bytes:   // echo request to us
+        case 128 where Array(UnsafeRawBufferPointer(start: f + L.ip6Destination, count: 16)) == ours.bytes:   // echo request to us
             for i in 0..<6 {
-                f.storeBytes(of: f.load(fromByteOffset: 6 + i, as: UInt8.self), toByteOffset: i, as: UInt8.self)
-                f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
+                f.storeBytes(of: f.load(fromByteOffset: L.ethSource + i, as: UInt8.self), toByteOffset: L.ethDestination + i, as: UInt8.self)
+                f.storeBytes(of: ourMAC.bytes[i], toByteOffset: L.ethSource + i, as: UInt8.self)
             }
             for i in 0..<16 {
-                f.storeBytes(of: source.bytes[i], toByteOffset: 38 + i, as: UInt8.self)
-                f.storeBytes(of: ours.bytes[i], toByteOffset: 22 + i, as: UInt8.self)
+                f.storeBytes(of: source.bytes[i], toByteOffset: L.ip6Destination + i, as: UInt8.self)
+                f.storeBytes(of: ours.bytes[i], toByteOffset: L.ip6Source + i, as: UInt8.self)
             }
-            f.storeBytes(of: 64, toByteOffset: 21, as: UInt8.self)
-            f.storeBytes(of: 129, toByteOffset: 54, as: UInt8.self)
-            store16(f, 56, 0)
-            f.storeBytes(of: vx_ipv6_l4_cksum(f + 14, f + 54), toByteOffset: 56, as: UInt16.self)
-            let excess = Int(vx_mbuf_pkt_len(m)) - (54 + payload)
+            f.storeBytes(of: 64, toByteOffset: L.ip6HopLimit, as: UInt8.self)
+            f.storeBytes(of: 129, toByteOffset: L.icmp6Type, as: UInt8.self)
+            store16(f, L.icmp6Checksum, 0)
+            f.storeBytes(of: vx_ipv6_l4_cksum(f + L.ip6VersionClass, f + L.icmp6Type), toByteOffset: L.icmp6Checksum, as: UInt16.self)
+            let excess = Int(vx_mbuf_pkt_len(m)) - (L.ip6Payload + payload)
             if excess > 0 { _ = vx_mbuf_trim(m, UInt16(excess)) }
             if inject(m, core: core) { count(.icmpv6EchoReplies) }
             return
@@ -146,29 +150,29 @@ extension UnderlayControl {
     /// Builds an ICMPv6 ND message (hop limit 255): 14 + 40 + 24 + 8 bytes with one link-layer option.
     func sendND(type: UInt8, flags: UInt8, to destination: IPv6Address, mac destinationMAC: MACAddress,
                         target: IPv6Address, option: UInt8) -> Bool {
-        guard let ours = ourIP6, let m = pool.allocate(), let p = vx_mbuf_append(m, 86) else { count(.allocFailed); return false }
+        guard let ours = ourIP6, let m = pool.allocate(), let p = vx_mbuf_append(m, UInt16(L.ndLength)) else { count(.allocFailed); return false }
         let f = UnsafeMutableRawPointer(p)
-        f.initializeMemory(as: UInt8.self, repeating: 0, count: 86)
+        f.initializeMemory(as: UInt8.self, repeating: 0, count: L.ndLength)
         for i in 0..<6 {
             f.storeBytes(of: destinationMAC.bytes[i], toByteOffset: i, as: UInt8.self)
-            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 6 + i, as: UInt8.self)
-            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: 80 + i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: L.ethSource + i, as: UInt8.self)
+            f.storeBytes(of: ourMAC.bytes[i], toByteOffset: L.ndOptionMAC + i, as: UInt8.self)
         }
-        store16(f, 12, VXLANLayout.etherTypeIPv6)
-        store32(f, 14, 0x6000_0000)
-        store16(f, 18, 32)
-        f.storeBytes(of: VXLANLayout.protocolICMPv6, toByteOffset: 20, as: UInt8.self)
-        f.storeBytes(of: 255, toByteOffset: 21, as: UInt8.self)
+        store16(f, L.ethType, VXLANLayout.etherTypeIPv6)
+        store32(f, L.ip6VersionClass, 0x6000_0000)
+        store16(f, L.ip6PayloadLength, UInt16(L.ndLength - L.ip6Payload))
+        f.storeBytes(of: VXLANLayout.protocolICMPv6, toByteOffset: L.ip6NextHeader, as: UInt8.self)
+        f.storeBytes(of: 255, toByteOffset: L.ip6HopLimit, as: UInt8.self)
         for i in 0..<16 {
-            f.storeBytes(of: ours.bytes[i], toByteOffset: 22 + i, as: UInt8.self)
-            f.storeBytes(of: destination.bytes[i], toByteOffset: 38 + i, as: UInt8.self)
-            f.storeBytes(of: target.bytes[i], toByteOffset: 62 + i, as: UInt8.self)
+            f.storeBytes(of: ours.bytes[i], toByteOffset: L.ip6Source + i, as: UInt8.self)
+            f.storeBytes(of: destination.bytes[i], toByteOffset: L.ip6Destination + i, as: UInt8.self)
+            f.storeBytes(of: target.bytes[i], toByteOffset: L.ndTarget + i, as: UInt8.self)
         }
-        f.storeBytes(of: type, toByteOffset: 54, as: UInt8.self)
-        f.storeBytes(of: flags, toByteOffset: 58, as: UInt8.self)
-        f.storeBytes(of: option, toByteOffset: 78, as: UInt8.self)
-        f.storeBytes(of: 1, toByteOffset: 79, as: UInt8.self)
-        f.storeBytes(of: vx_ipv6_l4_cksum(f + 14, f + 54), toByteOffset: 56, as: UInt16.self)
+        f.storeBytes(of: type, toByteOffset: L.icmp6Type, as: UInt8.self)
+        f.storeBytes(of: flags, toByteOffset: L.ndFlags, as: UInt8.self)
+        f.storeBytes(of: option, toByteOffset: L.ndOption, as: UInt8.self)
+        f.storeBytes(of: 1, toByteOffset: L.ndOption + 1, as: UInt8.self)
+        f.storeBytes(of: vx_ipv6_l4_cksum(f + L.ip6VersionClass, f + L.icmp6Type), toByteOffset: L.icmp6Checksum, as: UInt16.self)
         return inject(m, core: 0)
     }
 

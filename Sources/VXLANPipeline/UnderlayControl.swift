@@ -249,10 +249,10 @@ public final class UnderlayControl: @unchecked Sendable {
     private func handle(_ m: OpaquePointer, core: Int, now: Double) {
         let length = Int(vx_mbuf_data_len(m))
         let f = vx_mbuf_data(m)
-        let type = length >= 14 ? load16(f, 12) : 0
-        if type == VXLANLayout.etherTypeARP && length >= 42 { return handleARP(m, f, core: core, now: now) }
-        if type == VXLANLayout.etherTypeIPv4 && length >= 42 { return handleICMP(m, f, length: Int(vx_mbuf_pkt_len(m)), core: core) }
-        if type == VXLANLayout.etherTypeIPv6 && length >= 62 { return handleICMPv6(m, f, core: core, now: now) }
+        let type = length >= VXLANLayout.ethernetLength ? load16(f, FrameLayout.ethType) : 0
+        if type == VXLANLayout.etherTypeARP && length >= FrameLayout.arpLength { return handleARP(m, f, core: core, now: now) }
+        if type == VXLANLayout.etherTypeIPv4 && length >= FrameLayout.ipVersionIHL + 28 { return handleICMP(m, f, length: Int(vx_mbuf_pkt_len(m)), core: core) }
+        if type == VXLANLayout.etherTypeIPv6 && length >= FrameLayout.ip6Payload + 8 { return handleICMPv6(m, f, core: core, now: now) }
         count(.ignored)
         vx_mbuf_free(m)
     }

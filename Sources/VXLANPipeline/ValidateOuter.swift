@@ -17,21 +17,21 @@ extension VXLANProcessor {
         if first & 1 == 0 && (f.loadUnaligned(as: UInt64.self) & 0xFFFF_FFFF_FFFF) != view.underlayMACBits {
             return DropReason.notOurMAC.rawValue
         }
-        let type = load16(f, 12)
+        let type = load16(f, FrameLayout.ethType)
         if type == VXLANLayout.etherTypeIPv6 { return validate6(m, f, index: i, dataLength: dataLength, packetLength: packetLength) }
         if type != VXLANLayout.etherTypeIPv4 { return DropReason.notIP.rawValue }
         if dataLength < VXLANLayout.ethernetLength &+ VXLANLayout.ipv4Length { return DropReason.truncated.rawValue }
-        let versionIHL = f.load(fromByteOffset: 14, as: UInt8.self)
+        let versionIHL = f.load(fromByteOffset: FrameLayout.ipVersionIHL, as: UInt8.self)
         let ihl = Int(versionIHL & 0x0F) &* 4
-        let ipLength = Int(load16(f, 16))
+        let ipLength = Int(load16(f, FrameLayout.ipTotalLength))
         if versionIHL >> 4 != 4 || ihl < VXLANLayout.ipv4Length || ipLength < ihl { return DropReason.badIPHeader.rawValue }
         if VXLANLayout.ethernetLength &+ ipLength > packetLength || VXLANLayout.ethernetLength &+ ihl > dataLength {
             return DropReason.truncated.rawValue
         }
         if !ipv4HeaderChecksumIsValid(f + VXLANLayout.ipOffset, length: ihl) { return DropReason.badIPChecksum.rawValue }
-        if load16(f, 20) & 0x3FFF != 0 { return DropReason.ipFragment.rawValue }
+        if load16(f, FrameLayout.ipFlagsFragment) & 0x3FFF != 0 { return DropReason.ipFragment.rawValue }
         if load32(f, VXLANLayout.ipDestinationOffset) != view.underlayAddress { return DropReason.wrongDestination.rawValue }
-        if f.load(fromByteOffset: 23, as: UInt8.self) != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
+        if f.load(fromByteOffset: FrameLayout.ipProtocol, as: UInt8.self) != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
         let udp = VXLANLayout.ethernetLength &+ ihl
         if ipLength < ihl &+ VXLANLayout.udpLength || dataLength < udp &+ VXLANLayout.udpLength { return DropReason.truncated.rawValue }
         let reason = validateVXLAN(f, index: i, udp: udp, ipPayload: ipLength &- ihl, dataLength: dataLength)
@@ -48,10 +48,10 @@ extension VXLANProcessor {
     func validate6(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, index i: Int, dataLength: Int, packetLength: Int) -> Int {
         let fixed = VXLANLayout.ethernetLength &+ 40
         if dataLength < fixed { return DropReason.truncated.rawValue }
-        if f.load(fromByteOffset: 14, as: UInt8.self) >> 4 != 6 { return DropReason.badIPHeader.rawValue }
-        let payload = Int(load16(f, 18))
+        if f.load(fromByteOffset: FrameLayout.ip6VersionClass, as: UInt8.self) >> 4 != 6 { return DropReason.badIPHeader.rawValue }
+        let payload = Int(load16(f, FrameLayout.ip6PayloadLength))
         if fixed &+ payload > packetLength { return DropReason.truncated.rawValue }
-        let next = f.load(fromByteOffset: 20, as: UInt8.self)
+        let next = f.load(fromByteOffset: FrameLayout.ip6NextHeader, as: UInt8.self)
         if next == 44 { return DropReason.ipFragment.rawValue }
         if !view.hasAddress6 || f.loadUnaligned(fromByteOffset: VXLANLayout.ip6DestinationOffset, as: UInt64.self) != view.underlayAddress6.0
             || f.loadUnaligned(fromByteOffset: VXLANLayout.ip6DestinationOffset &+ 8, as: UInt64.self) != view.underlayAddress6.1 {
