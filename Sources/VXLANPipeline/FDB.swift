@@ -154,12 +154,6 @@ extension ForwardingTables {
         destroyTunnel(t)
     }
 
-    /// A free stamp slot, taking back those whose grace period is over when none is left.
-    func takeStamp() -> Int32? {
-        if freeStamps.isEmpty { reclaimStamps() }
-        return freeStamps.popLast()
-    }
-
     func reclaimStamps() {
         while let first = pendingStamps.first, vx_qsbr_check(qsbr, first.token) == 1 {
             for slot in first.slots { fdbLastSeen[Int(slot)] = 0 }
