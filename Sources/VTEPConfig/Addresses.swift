@@ -79,12 +79,15 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
         // Exactly 17 bytes: six pairs of hex digits and five separators, read in one pass.
         var value: UInt64 = 0
         var count = 0
+        var separator: UInt8 = 0
         for c in text.utf8 {
             let position = count % 3
             count += 1
             guard count <= 17 else { return nil }
             if position == 2 {
-                guard c == UInt8(ascii: ":") || c == UInt8(ascii: "-") else { return nil }
+                // One separator throughout: 02:00-00:... is a typo, not an address.
+                guard c == UInt8(ascii: ":") || c == UInt8(ascii: "-"), separator == 0 || c == separator else { return nil }
+                separator = c
                 continue
             }
             let digit: UInt8

@@ -414,3 +414,13 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertTrue(MACAddress("01:00:5e:00:00:01")!.isMulticast)
     }
 }
+
+final class MACAddressParsingTests: XCTestCase {
+    func testOneSeparatorThroughout() {
+        XCTAssertEqual(MACAddress("02:00:00:00:00:0a")?.bytes, [2, 0, 0, 0, 0, 10])
+        XCTAssertEqual(MACAddress("02-00-00-00-00-0A")?.bytes, [2, 0, 0, 0, 0, 10])
+        XCTAssertNil(MACAddress("02:00-00:00:00:0a"), "mixed separators are a typo")
+        XCTAssertNil(MACAddress("02:00:00:00:00"))
+        XCTAssertNil(MACAddress("02:00:00:00:00:0g"))
+    }
+}
