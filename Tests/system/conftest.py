@@ -15,6 +15,16 @@ VXLAND = BUILD / "vxland"
 VXLANCTL = BUILD / "vxlanctl"
 TOPOLOGY = ROOT / "scripts" / "netns-topology.sh"
 
+# vxland on two net_null ports (the underlay's receive side produces frames, the access port's none), for the
+# tests of the daemon, its control plane and its start-up.
+NULL_EAL = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1,no-rx=1"]
+NULL_CONFIG = """
+underlay: { port: net_null0, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }
+access: [ { port: net_null1, vni: 42 } ]
+vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+"""
+
 
 def pytest_configure(config):
     for binary in (VXLAND, VXLANCTL):

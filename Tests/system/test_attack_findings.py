@@ -13,15 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VXLAND, VXLANCTL
-
-EAL = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1,no-rx=1"]
-CONFIG = """
-underlay: { port: net_null0, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }
-access: [ { port: net_null1, vni: 42 } ]
-vnis: [ { vni: 42, flood: [10.99.0.2] } ]
-neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
-"""
+from conftest import NULL_CONFIG as CONFIG, NULL_EAL as EAL, VXLAND, VXLANCTL
 
 
 class Daemon:
@@ -164,30 +156,28 @@ def test_stop_signals_early_in_start_up_are_never_ignored(tmp_path):
     def leftovers(prefix):
         return glob.glob(f"/dev/hugepages/{prefix}map_*") + glob.glob(f"/var/run/dpdk/{prefix}")
 
+    def signal_after(name, delay, sig):
+        """Starts vxland, sends `sig` after `delay` s; returns its exit status (None: still running) and prefix."""
+        daemon = Daemon(tmp_path, name, wait=False)
+        time.sleep(delay)
+        daemon.process.send_signal(sig)
+        try:
+            status = daemon.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            status = None
+        daemon.stop()
+        return status, daemon.prefix
+
     for i in range(12):
-        daemon = Daemon(tmp_path, f"term{i}", wait=False)
-        time.sleep(0.002 + i * 0.004)
-        daemon.process.send_signal(signal.SIGTERM)
-        try:
-            status = daemon.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            status = None
-        prefix = daemon.prefix
-        daemon.stop()
-        assert status in (0, -signal.SIGTERM), f"SIGTERM after {0.002 + i * 0.004:.3f} s: exit {status}"
-        assert not leftovers(prefix), f"SIGTERM after {0.002 + i * 0.004:.3f} s left {leftovers(prefix)}"
+        delay = 0.002 + i * 0.004
+        status, prefix = signal_after(f"term{i}", delay, signal.SIGTERM)
+        assert status in (0, -signal.SIGTERM), f"SIGTERM after {delay:.3f} s: exit {status}"
+        assert not leftovers(prefix), f"SIGTERM after {delay:.3f} s left {leftovers(prefix)}"
     for i in range(6):
-        daemon = Daemon(tmp_path, f"quit{i}", wait=False)
-        time.sleep(0.08 + i * 0.05)
-        daemon.process.send_signal(signal.SIGQUIT)
-        try:
-            status = daemon.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            status = None
-        prefix = daemon.prefix
-        daemon.stop()
-        assert status == 0, f"SIGQUIT after {0.08 + i * 0.05:.2f} s: exit {status}"
-        assert not leftovers(prefix)
+        delay = 0.08 + i * 0.05
+        status, prefix = signal_after(f"quit{i}", delay, signal.SIGQUIT)
+        assert status == 0, f"SIGQUIT after {delay:.2f} s: exit {status}"
+        assert not leftovers(prefix), f"SIGQUIT after {delay:.2f} s left {leftovers(prefix)}"
 
 
 def test_idle_connections_do_not_lock_out_an_operator_under_a_small_descriptor_limit(tmp_path):

@@ -8,15 +8,7 @@ import struct
 import subprocess
 import time
 
-from conftest import VXLAND, VXLANCTL, Vxland
-
-EAL = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1,no-rx=1"]
-CONFIG = """
-underlay: { port: net_null0, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }
-access: [ { port: net_null1, vni: 42 } ]
-vnis: [ { vni: 42, flood: [10.99.0.2] } ]
-neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
-"""
+from conftest import NULL_CONFIG as CONFIG, NULL_EAL as EAL, VXLAND, VXLANCTL, Vxland
 
 
 def request(sock_path, line, read=True, timeout=5):
