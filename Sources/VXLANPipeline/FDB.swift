@@ -84,11 +84,16 @@ extension ForwardingTables {
         let entryKey = EntryKey(vni: vni, mac: mac)
         let existing = entries[entryKey]
         if let entry = existing {
-            fdbLastSeen[Int(entry.slot)] = clock.pointee
             if entry.isStatic { return .staticEntry }
+            // Seen where the entry says: refreshed. Seen elsewhere: stamped only once the move succeeds, so an
+            // entry whose move is refused (no tunnel left) ages out rather than living on at the old place.
             switch destination {
-            case .target(let t) where t == entry.target: return .refreshed
-            case .remote(let ip) where existingTunnel(vni: vni, remote: ip).map({ FDBTarget.tunnel($0) }) == entry.target: return .refreshed
+            case .target(let t) where t == entry.target:
+                fdbLastSeen[Int(entry.slot)] = clock.pointee
+                return .refreshed
+            case .remote(let ip) where existingTunnel(vni: vni, remote: ip).map({ FDBTarget.tunnel($0) }) == entry.target:
+                fdbLastSeen[Int(entry.slot)] = clock.pointee
+                return .refreshed
             default: break
             }
         } else {
@@ -129,6 +134,7 @@ extension ForwardingTables {
             release(entry.target)
             entry.target = target
             entries[entryKey] = entry
+            fdbLastSeen[Int(entry.slot)] = clock.pointee
             bumpGeneration()
             return .moved
         }

@@ -168,3 +168,24 @@ final class UnderlayResourceTests: XCTestCase {
         XCTAssertEqual(counter(.injectFull), 0)
     }
 }
+
+extension UnderlayResourceTests {
+    /// A MAC seen behind another remote whose move is refused (no tunnel left) is not refreshed where it was: it
+    /// ages out there instead of living on at its old place.
+    func testARefusedMoveDoesNotKeepTheEntryAlive() throws {
+        try build(vni: ", ageing: 10", tunnels: 16)
+        let mac = MACAddress("02:00:00:00:42:77")!
+        // The flood tunnel and 15 learned ones: the table is full.
+        XCTAssertEqual(tables.learn(vni: 42, mac: mac, remote: IPAddress("10.99.0.3")!, resolve: { _ in nil }), .added)
+        for i in 4..<18 {
+            XCTAssertEqual(tables.learn(vni: 42, mac: MACAddress("02:00:00:00:43:\(String(format: "%02x", i))")!,
+                                        remote: IPAddress("10.99.0.\(i)")!, resolve: { _ in nil }), .added)
+        }
+        tables.clock.pointee = 5
+        XCTAssertEqual(tables.learn(vni: 42, mac: mac, remote: IPAddress("10.99.0.100")!, resolve: { _ in nil }), .tunnelsFull)
+        tables.clock.pointee = 10
+        tables.age()
+        XCTAssertNil(tables.fdbEntries().first { $0.entry.mac == mac },
+                     "last seen at 0 where it is; the refused sighting at 5 must not keep it")
+    }
+}
