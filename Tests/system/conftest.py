@@ -106,14 +106,14 @@ AF_PACKET_EAL = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
 
 
 @contextlib.contextmanager
-def netns_testbed(tmp_path: Path, prefix: str, *topology_args: str):
-    """The namespace test bed (scripts/netns-topology.sh) with vxland running between its ports; torn down
-    afterwards, even when it was only half built."""
+def netns_testbed(tmp_path: Path, prefix: str, *topology_args: str, edit_config=lambda text: text):
+    """The namespace test bed (scripts/netns-topology.sh) with vxland running between its ports, its configuration
+    passed through `edit_config` first; torn down afterwards, even when it was only half built."""
     config = tmp_path / "topology.yaml"
     daemon = None
     try:
         subprocess.run([str(TOPOLOGY), "up", prefix, str(config), *topology_args], check=True, capture_output=True, timeout=60)
-        daemon = Vxland(tmp_path, AF_PACKET_EAL, config.read_text(), netns=prefix + "dp")
+        daemon = Vxland(tmp_path, AF_PACKET_EAL, edit_config(config.read_text()), netns=prefix + "dp")
         yield daemon
     finally:
         if daemon:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import AF_PACKET_EAL, TOPOLOGY, Vxland, ping, sh
+from conftest import netns_testbed, ping, sh
 
 PREFIX = f"vxh{os.getpid() % 100000}-"
 VM, DP, HV = PREFIX + "vm", PREFIX + "dp", PREFIX + "hv"
@@ -48,21 +48,15 @@ SPOOFER = textwrap.dedent("""
 """)
 
 
+def limits(text):
+    """Small limits, so that the flood meets them: max_learned 2000 in VNI 42, 64 tunnels."""
+    return text.replace("ageing: 10 }", "ageing: 10, max_learned: 2000 }") + "resources: { tunnels: 64, fdb_entries: 4096 }\n"
+
+
 @pytest.fixture
 def testbed(tmp_path):
-    config = tmp_path / "topology.yaml"
-    daemon = None
-    try:
-        subprocess.run([str(TOPOLOGY), "up", PREFIX, str(config), "1", "10"], check=True, capture_output=True, timeout=60)
-        text = config.read_text().replace("ageing: 10 }", "ageing: 10, max_learned: 2000 }")
-        text += "resources: { tunnels: 64, fdb_entries: 4096 }\n"
-        daemon = Vxland(tmp_path, AF_PACKET_EAL, text, netns=DP)
+    with netns_testbed(tmp_path, PREFIX, "1", "10", edit_config=limits) as daemon:
         yield daemon
-    finally:
-        if daemon:
-            status, log = daemon.stop()
-            assert status == 0, log
-        subprocess.run([str(TOPOLOGY), "down", PREFIX], check=False, capture_output=True, timeout=60)
 
 
 def rss_kib(pid):
