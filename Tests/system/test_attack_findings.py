@@ -89,9 +89,12 @@ def test_control_thread_is_named_so_the_spin_check_is_not_vacuous(tmp_path):
     and its 'the control thread spins' assertion can never fail."""
     daemon = Daemon(tmp_path, "names")
     try:
+        # The socket exists before the control thread starts (and names itself): wait until it answers.
+        assert daemon.ping(timeout=5).returncode == 0
         names = [open(f"/proc/{daemon.process.pid}/task/{t}/comm").read().strip()
                  for t in os.listdir(f"/proc/{daemon.process.pid}/task")]
         assert any("vxland-control" in n for n in names), names
+        assert any("vxland-slowpath" in n for n in names), names
     finally:
         daemon.stop()
 
