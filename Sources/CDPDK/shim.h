@@ -34,6 +34,11 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_arp.h>
 #include <rte_icmp.h>
+#include <rte_tcp.h>
+#include <rte_net.h>
+#include <rte_gso.h>
+#include <rte_dev.h>
+#include <rte_devargs.h>
 
 typedef struct rte_mbuf vx_mbuf;
 
@@ -107,6 +112,35 @@ static inline uint64_t vx_tx_offload_outer_ipv4_cksum(void) { return RTE_ETH_TX_
 static inline uint64_t vx_tx_offload_outer_udp_cksum(void) { return RTE_ETH_TX_OFFLOAD_OUTER_UDP_CKSUM; }
 static inline uint64_t vx_tx_offload_vxlan_tnl_tso(void) { return RTE_ETH_TX_OFFLOAD_VXLAN_TNL_TSO; }
 static inline uint64_t vx_tx_offload_mbuf_fast_free(void) { return RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE; }
+static inline uint64_t vx_tx_offload_tcp_tso(void) { return RTE_ETH_TX_OFFLOAD_TCP_TSO; }
+static inline uint64_t vx_tx_offload_tcp_cksum(void) { return RTE_ETH_TX_OFFLOAD_TCP_CKSUM; }
+static inline uint64_t vx_tx_offload_udp_cksum(void) { return RTE_ETH_TX_OFFLOAD_UDP_CKSUM; }
+static inline uint64_t vx_rx_offload_tcp_cksum(void) { return RTE_ETH_RX_OFFLOAD_TCP_CKSUM; }
+static inline uint64_t vx_rx_offload_udp_cksum(void) { return RTE_ETH_RX_OFFLOAD_UDP_CKSUM; }
+static inline uint64_t vx_rx_offload_ipv4_cksum(void) { return RTE_ETH_RX_OFFLOAD_IPV4_CKSUM; }
+static inline uint64_t vx_rx_offload_scatter(void) { return RTE_ETH_RX_OFFLOAD_SCATTER; }
+
+// The devargs a port was created with ("iface=dpacc,framesz=..."), or NULL.
+static inline const char *vx_port_devargs(uint16_t port) {
+    struct rte_eth_dev_info info;
+    if (rte_eth_dev_info_get(port, &info) != 0 || info.device == NULL) return NULL;
+    struct rte_devargs *da = rte_dev_devargs(info.device);
+    return da == NULL ? NULL : da->args;
+}
+
+// TX metadata of one mbuf, all at once (DPDK's offload contract: see TxOffloads.swift).
+static inline void vx_mbuf_set_tx_offload(struct rte_mbuf *m, uint64_t ol_flags, uint16_t outer_l2, uint16_t outer_l3,
+                                          uint16_t l2, uint16_t l3, uint16_t l4, uint16_t tso_segsz) {
+    m->ol_flags = (m->ol_flags & ~RTE_MBUF_F_TX_OFFLOAD_MASK) | ol_flags;
+    m->outer_l2_len = outer_l2; m->outer_l3_len = outer_l3;
+    m->l2_len = l2; m->l3_len = l3; m->l4_len = l4;
+    m->tso_segsz = tso_segsz;
+}
+static inline void vx_mbuf_clear_tx_offload(struct rte_mbuf *m) { m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK; }
+static inline uint16_t vx_mbuf_refcnt(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }
+static inline int vx_mbuf_is_indirect(const struct rte_mbuf *m) { return RTE_MBUF_CLONED(m) ? 1 : 0; }
+static inline uint16_t vx_mbuf_data_room(const struct rte_mempool *mp) { return rte_pktmbuf_data_room_size((struct rte_mempool *)mp); }
+
 
 // --- mempool (struct rte_mempool does not import either) --------------------------------------
 static inline struct rte_mempool *vx_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache,

@@ -30,6 +30,8 @@ public enum PortCounter: Int, CaseIterable, Sendable {
     /// Packets the TX queue did not take (ring full); freed and counted, never leaked.
     case txDropped
     case rxBursts
+    /// Packets `rte_eth_tx_prepare` refused (offload metadata the driver cannot take); freed.
+    case txPrepareRejected
 
     public var name: String {
         switch self {
@@ -39,6 +41,7 @@ public enum PortCounter: Int, CaseIterable, Sendable {
         case .txBytes: "tx_bytes"
         case .txDropped: "tx_dropped"
         case .rxBursts: "rx_bursts"
+        case .txPrepareRejected: "tx_prepare_rejected"
         }
     }
 

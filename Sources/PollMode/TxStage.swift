@@ -11,6 +11,10 @@ public struct TxStage {
     @usableFromInline let counts: UnsafeMutablePointer<Int>
     @usableFromInline let buffers: UnsafeMutablePointer<OpaquePointer?>
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
+    /// Per port: call `rte_eth_tx_prepare` before sending (ports given offload metadata).
+    @usableFromInline let prepare: UnsafeMutablePointer<Bool>
+    /// Per port: a device model that takes the bursts instead of the driver (tests only; nil in production).
+    @usableFromInline let models: UnsafeMutablePointer<TransmitModel?>
 
     /// - Parameters:
     ///   - ports: DPDK port id and TX queue of each local port index.
@@ -22,6 +26,8 @@ public struct TxStage {
         counts = .allocate(capacity: max(1, ports.count))
         buffers = .allocate(capacity: max(1, ports.count) * TxStage.capacity)
         buffers.initialize(repeating: nil, count: max(1, ports.count) * TxStage.capacity)
+        prepare = .allocate(capacity: max(1, ports.count)); prepare.initialize(repeating: false, count: max(1, ports.count))
+        models = .allocate(capacity: max(1, ports.count)); models.initialize(repeating: nil, count: max(1, ports.count))
         for (i, p) in ports.enumerated() {
             portIDs[i] = p.port
             queueIDs[i] = p.queue
@@ -33,7 +39,15 @@ public struct TxStage {
     /// Frees the stage's own memory; call once the core has stopped (after `flushAll`).
     public func deallocate() {
         portIDs.deallocate(); queueIDs.deallocate(); counts.deallocate(); buffers.deallocate()
+        prepare.deallocate()
+        models.deinitialize(count: max(1, portCount)); models.deallocate()
     }
+
+    /// Runs `rte_eth_tx_prepare` on every burst for `port` (set before the core starts).
+    public func setPrepare(_ on: Bool, port: Int) { prepare[port] = on }
+
+    /// Hands `port`'s bursts to `model` instead of the driver (tests; set before the core starts).
+    public func setModel(_ model: TransmitModel?, port: Int) { models[port] = model }
 
     /// Stages one packet for local port `port`; sends a burst when the buffer fills.
     @inlinable @inline(__always)
@@ -49,12 +63,18 @@ public struct TxStage {
     /// Sends what is staged for `port`; frees and counts whatever the queue refuses.
     @inlinable
     public func flush(port: Int) {
-        let n = counts[port]
+        var n = counts[port]
         if n == 0 { return }
         let start = buffers + port &* TxStage.capacity
+        if prepare[port] { n = prepareBurst(start, count: n, port: port) }
         var bytes: UInt64 = 0
         for i in 0..<n { bytes &+= UInt64(vx_mbuf_pkt_len(start[i])) }
-        let sent = Int(rte_eth_tx_burst(portIDs[port], queueIDs[port], start, UInt16(n)))
+        let sent: Int
+        if let model = models[port] {
+            sent = model.transmit(start, count: n)
+        } else {
+            sent = Int(rte_eth_tx_burst(portIDs[port], queueIDs[port], start, UInt16(n)))
+        }
         if sent < n {
             for i in sent..<n {
                 bytes &-= UInt64(vx_mbuf_pkt_len(start[i]))
@@ -65,6 +85,24 @@ public struct TxStage {
         counters[PortCounter.slot(port: port, .txPackets)] &+= UInt64(sent)
         counters[PortCounter.slot(port: port, .txBytes)] &+= bytes
         counts[port] = 0
+    }
+
+    /// `rte_eth_tx_prepare` over the burst: a packet the driver refuses (bad metadata) is freed and counted as
+    /// `txPrepareRejected`, the rest close up and are prepared in turn. Returns how many remain.
+    @inline(never) @usableFromInline
+    func prepareBurst(_ start: UnsafeMutablePointer<OpaquePointer?>, count: Int, port: Int) -> Int {
+        var n = count
+        var done = 0
+        while done < n {
+            done &+= Int(rte_eth_tx_prepare(portIDs[port], queueIDs[port], start + done, UInt16(n &- done)))
+            if done < n {
+                vx_mbuf_free(start[done].unsafelyUnwrapped)
+                counters[PortCounter.slot(port: port, .txPrepareRejected)] &+= 1
+                (start + done).update(from: start + (done &+ 1), count: n &- done &- 1)
+                n &-= 1
+            }
+        }
+        return n
     }
 
     @inlinable

@@ -1,0 +1,100 @@
+import CDPDK
+
+/// DPDK's mbuf offload flags (rte_mbuf_core.h, 22.11) as Swift constants. TX flags without OUTER_ speak of the
+/// inner headers once `txTunnelVXLAN` is set.
+public enum MbufFlag {
+    public static let rxL4ChecksumMask: UInt64 = (1 << 3) | (1 << 8)
+    /// The L4 checksum field holds only the pseudo-header sum (virtio NEEDS_CSUM): complete it before sending.
+    public static let rxL4ChecksumNone: UInt64 = (1 << 3) | (1 << 8)
+    public static let rxL4ChecksumBad: UInt64 = 1 << 3
+    public static let rxL4ChecksumGood: UInt64 = 1 << 8
+    public static let rxIPChecksumMask: UInt64 = (1 << 4) | (1 << 7)
+    public static let rxIPChecksumBad: UInt64 = 1 << 4
+    public static let rxIPChecksumGood: UInt64 = 1 << 7
+    /// A large TCP frame from a VM (virtio GSO): `tso_segsz` holds the sender's MSS.
+    public static let rxLRO: UInt64 = 1 << 16
+
+    public static let txOuterUDPChecksum: UInt64 = 1 << 41
+    public static let txTunnelVXLAN: UInt64 = 1 << 45
+    public static let txTunnelMask: UInt64 = 0xF << 45
+    public static let txTCPSegmentation: UInt64 = 1 << 50
+    public static let txIEEE1588: UInt64 = 1 << 51
+    public static let txTCPChecksum: UInt64 = 1 << 52
+    public static let txUDPChecksum: UInt64 = 3 << 52
+    public static let txL4Mask: UInt64 = 3 << 52
+    public static let txIPChecksum: UInt64 = 1 << 54
+    public static let txIPv4: UInt64 = 1 << 55
+    public static let txIPv6: UInt64 = 1 << 56
+    public static let txVLAN: UInt64 = 1 << 57
+    public static let txOuterIPChecksum: UInt64 = 1 << 58
+    public static let txOuterIPv4: UInt64 = 1 << 59
+    public static let txOuterIPv6: UInt64 = 1 << 60
+}
+
+/// The TX offloads that matter for VXLAN, as a port advertises (`tx_offload_capa`) or enables them.
+public struct TxOffloads: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let ipv4Checksum = TxOffloads(rawValue: vx_tx_offload_ipv4_cksum())
+    public static let udpChecksum = TxOffloads(rawValue: vx_tx_offload_udp_cksum())
+    public static let tcpChecksum = TxOffloads(rawValue: vx_tx_offload_tcp_cksum())
+    public static let tcpTSO = TxOffloads(rawValue: vx_tx_offload_tcp_tso())
+    public static let outerIPv4Checksum = TxOffloads(rawValue: vx_tx_offload_outer_ipv4_cksum())
+    public static let outerUDPChecksum = TxOffloads(rawValue: vx_tx_offload_outer_udp_cksum())
+    public static let vxlanTunnelTSO = TxOffloads(rawValue: vx_tx_offload_vxlan_tnl_tso())
+    public static let multiSegments = TxOffloads(rawValue: vx_tx_offload_multi_segs())
+
+    /// Everything the pipeline can make use of, in `show ports` order.
+    public static let useful: [(TxOffloads, String)] = [
+        (.outerIPv4Checksum, "outer_ipv4_cksum"), (.outerUDPChecksum, "outer_udp_cksum"), (.vxlanTunnelTSO, "vxlan_tnl_tso"),
+        (.ipv4Checksum, "ipv4_cksum"), (.tcpChecksum, "tcp_cksum"), (.udpChecksum, "udp_cksum"), (.tcpTSO, "tcp_tso"),
+        (.multiSegments, "multi_segs"),
+    ]
+    public static let all: TxOffloads = useful.reduce([]) { $0.union($1.0) }
+
+    public var names: [String] { Self.useful.filter { contains($0.0) }.map(\.1) }
+    public var description: String { names.isEmpty ? "none" : names.joined(separator: ",") }
+}
+
+/// How encapsulated packets leave through a port: what the NIC does and what the pipeline must do itself.
+/// Decided once at start from the offloads the port enabled (`EthPort.enabledTxOffloads`).
+public struct TunnelTxPlan: Sendable, Equatable {
+    /// The NIC segments VXLAN-encapsulated TCP (and fills inner and outer checksums while doing it).
+    public var tunnelTSO: Bool
+    /// The NIC fills inner IPv4 and TCP/UDP checksums of a VXLAN packet.
+    public var innerChecksums: Bool
+    /// The NIC fills the outer IPv4 header checksum.
+    public var outerIPv4Checksum: Bool
+    /// The NIC fills the outer UDP checksum (over IPv6; over IPv4 the checksum is sent as 0, RFC 7348).
+    public var outerUDPChecksum: Bool
+
+    public static let software = TunnelTxPlan(tunnelTSO: false, innerChecksums: false, outerIPv4Checksum: false, outerUDPChecksum: false)
+
+    /// The plan for a port that enabled `offloads`. Tunnel TSO needs the inner checksums, MULTI_SEGS and the
+    /// outer IPv4 checksum (every segment's outer header differs) as well.
+    public init(enabled offloads: TxOffloads) {
+        innerChecksums = offloads.isSuperset(of: [.ipv4Checksum, .tcpChecksum, .udpChecksum])
+        outerIPv4Checksum = offloads.contains(.outerIPv4Checksum)
+        outerUDPChecksum = offloads.contains(.outerUDPChecksum)
+        tunnelTSO = innerChecksums && outerIPv4Checksum && offloads.isSuperset(of: [.vxlanTunnelTSO, .multiSegments])
+    }
+
+    public init(tunnelTSO: Bool, innerChecksums: Bool, outerIPv4Checksum: Bool, outerUDPChecksum: Bool) {
+        self.tunnelTSO = tunnelTSO; self.innerChecksums = innerChecksums
+        self.outerIPv4Checksum = outerIPv4Checksum; self.outerUDPChecksum = outerUDPChecksum
+    }
+
+    /// Whether any metadata is handed to the NIC (then `rte_eth_tx_prepare` runs before every burst).
+    public var usesHardware: Bool { tunnelTSO || innerChecksums || outerUDPChecksum }
+
+    /// "hardware tso", "hardware checksum", "software": for `show ports`.
+    public var summary: String { tunnelTSO ? "hardware_tso" : innerChecksums ? "hardware_checksum" : "software" }
+}
+
+/// A stand-in for a NIC in tests: receives each burst staged for its port instead of `rte_eth_tx_burst`.
+/// Production ports have none; the check is one load per burst.
+public protocol TransmitModel: AnyObject {
+    /// Takes ownership of `packets[0..<count]` that it accepts (always from the front); returns how many.
+    func transmit(_ packets: UnsafeMutablePointer<OpaquePointer?>, count: Int) -> Int
+}
