@@ -136,6 +136,62 @@ static inline void vx_mbuf_set_tx_offload(struct rte_mbuf *m, uint64_t ol_flags,
     m->l2_len = l2; m->l3_len = l3; m->l4_len = l4;
     m->tso_segsz = tso_segsz;
 }
+// Writes the complete TCP or UDP checksum of the IPv4/IPv6 packet whose IP header starts at l3_off and L4 header
+// at l4_off (headers in the first segment, payload anywhere in the chain). The L4 length comes from the IP header.
+// Returns -1 (writing nothing) when the headers or lengths do not fit the mbuf.
+static inline int vx_l4_cksum_fill(struct rte_mbuf *m, uint16_t l3_off, uint16_t l4_off, int ipv6, int udp) {
+    uint8_t *base = rte_pktmbuf_mtod(m, uint8_t *);
+    uint32_t field = (uint32_t)l4_off + (udp ? 6u : 16u);
+    if (field + 2 > m->data_len || l4_off < l3_off) return -1;
+    uint32_t len, sum;
+    if (ipv6) {
+        const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(base + l3_off);
+        len = rte_be_to_cpu_16(ip->payload_len) - (uint32_t)(l4_off - l3_off - 40);
+        sum = rte_ipv6_phdr_cksum(ip, 0);
+    } else {
+        const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(base + l3_off);
+        len = (uint32_t)rte_be_to_cpu_16(ip->total_length) - (uint32_t)(l4_off - l3_off);
+        sum = rte_ipv4_phdr_cksum(ip, 0);
+    }
+    if ((uint64_t)l4_off + len > m->pkt_len || len < (udp ? 8u : 20u)) return -1;
+    *(uint16_t *)(base + field) = 0;
+    uint16_t raw = 0;
+    if (rte_raw_cksum_mbuf(m, l4_off, len, &raw) != 0) return -1;
+    sum += raw;
+    sum = (sum >> 16) + (sum & 0xffff);
+    sum += sum >> 16;
+    uint16_t c = (uint16_t)~sum;
+    if (c == 0 && udp) c = 0xffff;
+    *(uint16_t *)(base + field) = c;
+    return 0;
+}
+
+// Recomputes an IPv4 header checksum in place.
+static inline void vx_ipv4_cksum_fill(void *ip) {
+    struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+    h->hdr_checksum = 0;
+    h->hdr_checksum = rte_ipv4_cksum(h);
+}
+
+// rte_gso_segment with a context built from its parts (the struct's layout stays in C).
+static inline int vx_gso_segment(struct rte_mbuf *m, struct rte_mempool *direct, struct rte_mempool *indirect,
+                                 uint64_t gso_types, uint16_t gso_size, struct rte_mbuf **out, uint16_t n_out) {
+    struct rte_gso_ctx ctx = { .direct_pool = direct, .indirect_pool = indirect, .gso_types = gso_types,
+                               .gso_size = gso_size, .flag = 0 };
+    return rte_gso_segment(m, &ctx, out, n_out);
+}
+
+// A copy of [offset, offset+len) of m into new mbufs from mp (chained when longer than one), or NULL.
+static inline struct rte_mbuf *vx_mbuf_copy_range(const struct rte_mbuf *m, struct rte_mempool *mp, uint32_t offset, uint32_t len) {
+    return rte_pktmbuf_copy(m, mp, offset, len);
+}
+static inline int vx_mbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail) { return rte_pktmbuf_chain(head, tail); }
+static inline const void *vx_mbuf_read(const struct rte_mbuf *m, uint32_t off, uint32_t len, void *buf) {
+    return rte_pktmbuf_read(m, off, len, buf);
+}
+static inline uint64_t vx_tsc(void) { return rte_rdtsc(); }
+static inline uint64_t vx_tsc_hz(void) { return rte_get_tsc_hz(); }
+
 static inline void vx_mbuf_clear_tx_offload(struct rte_mbuf *m) { m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK; }
 static inline uint16_t vx_mbuf_refcnt(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }
 static inline int vx_mbuf_is_indirect(const struct rte_mbuf *m) { return RTE_MBUF_CLONED(m) ? 1 : 0; }

@@ -1,12 +1,13 @@
 /// Human-readable renderings of the reports, as `vxlanctl` prints them without `--json`.
 public enum Render {
     public static func ports(_ report: PortsReport) -> String {
-        var rows = [["#", "PORT", "ID", "DRIVER", "ROLE", "VNI", "MAC", "IP", "LINK", "QUEUES", "RX PKTS", "TX PKTS", "RX MISSED"]]
+        var rows = [["#", "PORT", "ID", "DRIVER", "ROLE", "VNI", "MAC", "IP", "LINK", "QUEUES", "TX PATH", "TX OFFLOADS", "RX PKTS", "TX PKTS", "RX MISSED"]]
         for p in report.ports {
             let vni = p.vni.map(String.init)
                 ?? p.vlans.map { $0.sorted { Int($0.key)! < Int($1.key)! }.map { "vlan \($0.key):\($0.value)" }.joined(separator: ",") } ?? "-"
             rows.append([String(p.index), p.name, String(p.portId), p.driver, p.role, vni, p.mac, p.ip ?? "-",
                          p.linkUp ? (p.speedMbps > 0 ? "up \(p.speedMbps)M" : "up") : "down", String(p.queues),
+                         p.txPath ?? "-", p.txOffloads.isEmpty ? "none" : p.txOffloads.joined(separator: ","),
                          String(p.hardware["rx_packets"] ?? 0), String(p.hardware["tx_packets"] ?? 0),
                          String(p.hardware["rx_missed"] ?? 0)])
         }

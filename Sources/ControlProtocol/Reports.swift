@@ -16,12 +16,17 @@ public struct PortsReport: Codable, Equatable, Sendable {
         public var speedMbps: UInt32
         public var queues: Int
         public var txOffloads: [String]
+        /// The underlay's TX path: `hardware_tso`, `hardware_checksum` or `software` (TunnelTxPlan).
+        public var txPath: String?
+        public var rxOffloads: [String]?
         /// The driver's own totals (rte_eth_stats), a cross-check of the per-core counters.
         public var hardware: [String: UInt64]
 
         public init(index: Int, name: String, portId: Int, driver: String, role: String, vni: UInt32?, vlans: [String: UInt32]? = nil,
                     mac: String, ip: String?,
-                    linkUp: Bool, speedMbps: UInt32, queues: Int, txOffloads: [String], hardware: [String: UInt64]) {
+                    linkUp: Bool, speedMbps: UInt32, queues: Int, txOffloads: [String], txPath: String? = nil, rxOffloads: [String]? = nil,
+                    hardware: [String: UInt64]) {
+            self.txPath = txPath; self.rxOffloads = rxOffloads
             self.index = index; self.name = name; self.portId = portId; self.driver = driver; self.role = role; self.vni = vni
             self.vlans = vlans
             self.mac = mac; self.ip = ip; self.linkUp = linkUp; self.speedMbps = speedMbps; self.queues = queues
@@ -67,7 +72,10 @@ public struct StatsReport: Codable, Equatable, Sendable {
     }
 
     public var uptimeSeconds: Double
+    /// The main packet pool.
     public var mempool: Mempool?
+    /// Every pool the dataplane owns (main, indirect for segmentation, large frames): all must return to full.
+    public var pools: [Mempool]?
     public var cores: [Core]
     public var totals: Totals
 

@@ -62,7 +62,7 @@ public enum ConfigParser {
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
                             allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict",
-                                      "allowed_remotes"])
+                                      "allowed_remotes", "offloads"])
         guard u.optional("ip") != nil || u.optional("ip6") != nil else {
             throw u.error("ip", "required key is missing (give ip, ip6 or both)")
         }
@@ -81,6 +81,7 @@ public enum ConfigParser {
         if u.optional("udp_port") != nil { underlay.udpPort = UInt16(try u.integer("udp_port", in: 1...65535)) }
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
+        if u.optional("offloads") != nil { underlay.offloads = try u.offloadMode("offloads") }
         if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
         underlay.allowedRemotes = try u.prefixes("allowed_remotes")
         if let interface = underlay.interface {
@@ -153,7 +154,7 @@ public enum ConfigParser {
         var access: [VTEPConfiguration.AccessPort] = []
         var accessPorts = Set<String>()
         for (i, node) in try top.sequence("access").enumerated() {
-            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans"])
+            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans", "offloads"])
             let port = try m.port("port")
             if port == underlay.port { throw m.error("port", "'\(port)' is already the underlay port") }
             guard accessPorts.insert(port).inserted else { throw m.error("port", "'\(port)' is listed twice") }
@@ -181,6 +182,7 @@ public enum ConfigParser {
                 }
                 access.append(.init(port: port, vlans: mappings))
             }
+            if m.optional("offloads") != nil { access[access.count - 1].offloads = try m.offloadMode("offloads") }
         }
 
         var neighbors: [VTEPConfiguration.Neighbor] = []
@@ -445,6 +447,12 @@ struct Mapping {
                               "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
         }
         return value
+    }
+
+    func offloadMode(_ key: String) throws -> VTEPConfiguration.OffloadMode {
+        try parse(key, expected: "auto (use what the port offers) or software (use no offload)") {
+            VTEPConfiguration.OffloadMode(rawValue: $0.lowercased())
+        }
     }
 
     func boolean(_ key: String) throws -> Bool {

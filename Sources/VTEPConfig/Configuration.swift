@@ -21,6 +21,9 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var neighborTimeout: Int = 300
         /// Drop VXLAN whose reserved bits are not zero (RFC 7348 says ignore them; Linux and OVS drop).
         public var strict: Bool = false
+        /// `auto`: hand the NIC what it advertises (tunnel TSO, inner and outer checksums); `software`: do all of
+        /// it in software (a NIC whose tunnel offloads are broken, or for comparison).
+        public var offloads: OffloadMode = .auto
         /// Who may send VXLAN to this VTEP (sources elsewhere are dropped as remote_not_allowed), for every VNI
         /// without a list of its own; nil allows any source. Each VNI's static remotes are allowed regardless.
         public var allowedRemotes: [IPPrefix]?
@@ -47,6 +50,10 @@ public struct VTEPConfiguration: Sendable, Equatable {
         }
     }
 
+    public enum OffloadMode: String, Sendable, Equatable {
+        case auto, software
+    }
+
     /// An access port: untagged (the whole port in one VNI), or 802.1Q-tagged with each VLAN in its own VNI.
     public struct AccessPort: Sendable, Equatable {
         public var port: String
@@ -54,6 +61,8 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var vni: UInt32?
         /// VLAN id -> VNI for a tagged port (the tag is removed on encapsulation and restored on decapsulation).
         public var vlans: [VLANMapping]
+        /// `software`: enable no checksum offload on this port (the driver or vxland completes checksums).
+        public var offloads: OffloadMode = .auto
 
         public init(port: String, vni: UInt32) { self.port = port; self.vni = vni; self.vlans = [] }
         public init(port: String, vlans: [VLANMapping]) { self.port = port; self.vni = nil; self.vlans = vlans }

@@ -19,6 +19,11 @@ public final class Dataplane: @unchecked Sendable {
     public let ports: [EthPort]
     public let roles: [PortRole]
     public let pool: PacketPool
+    /// Mbufs without data room for rte_gso's segments; one pool of 64 KB mbufs per large-frame af_packet port.
+    public let indirectPool: PacketPool
+    public let largeFramePools: [PacketPool]
+    /// How encapsulated packets leave through the underlay: what its NIC does, what vxland does in software.
+    public let txPlan: TunnelTxPlan
     public let tables: ForwardingTables
     /// ARP and ICMP for the VTEP address, next-hop resolution: the slow path, on its own thread.
     public let underlay: UnderlayControl
@@ -30,6 +35,17 @@ public final class Dataplane: @unchecked Sendable {
     private var launchedOnWorkers = false
     private var stopped = false
     private static let instances = Counter()
+
+    /// The frame size a `net_af_packet` port was created with (`framesz=` in its devargs; the PMD's default is
+    /// 2048), or nil for other drivers.
+    static func afPacketFrameSize(_ port: EthPort) -> Int? {
+        guard port.capabilities.driver == "net_af_packet" else { return nil }
+        guard let args = vx_port_devargs(port.id).map({ String(cString: $0) }) else { return 2048 }
+        for part in args.split(separator: ",") where part.hasPrefix("framesz=") {
+            return Int(part.dropFirst("framesz=".count)) ?? 2048
+        }
+        return 2048
+    }
 
     /// Resolves and configures the ports, builds the tables and one polling core per lcore in `lcores`.
     /// Nothing is started yet. Throws, naming the port or key, when the configuration cannot be applied.
@@ -56,27 +72,53 @@ public final class Dataplane: @unchecked Sendable {
         self.roles = roles
 
         let socket = lcores.first.map { EAL.socketOf(lcore: $0) } ?? Int32(SOCKET_ID_ANY)
-        pool = try PacketPool(name: "vxland_mbufs\(Dataplane.instances.next())", count: configuration.resources.mbufs, socket: socket < 0 ? Int32(SOCKET_ID_ANY) : socket)
+        let poolSocket = socket < 0 ? Int32(SOCKET_ID_ANY) : socket
+        let instance = Dataplane.instances.next()
+        pool = try PacketPool(name: "vxland_mbufs\(instance)", count: configuration.resources.mbufs, socket: poolSocket)
+        // Segments point into the frame they were cut from through mbufs without data room (rte_gso).
+        indirectPool = try PacketPool(name: "vxland_indirect\(instance)", count: 8191, dataRoom: 0, socket: poolSocket)
 
         let mac = configuration.underlay.mac ?? MACAddress(bytes: underlayPort.macAddress)!
         tables = try ForwardingTables(configuration: configuration, roles: roles, underlayMAC: mac, readers: lcores.count)
         underlay = try UnderlayControl(tables: tables, pool: pool, cores: lcores.count)
 
-        for port in ports {
+        var largeFramePools: [Int: PacketPool] = [:]
+        for (index, port) in ports.enumerated() {
             var setup = PortSetup(queues: lcores.count)
             setup.rxDescriptors = configuration.resources.rxDescriptors
             setup.txDescriptors = configuration.resources.txDescriptors
-            // Flood and multi-port copies are single-segment, but chained mbufs (jumbo RX) must be sendable.
-            setup.wantedTxOffloads = vx_tx_offload_multi_segs()
-            do { try port.configure(setup, pool: pool) } catch { throw SetupError("port \(port.name): \(error)") }
+            let mode = index == 0 ? configuration.underlay.offloads : configuration.access[index - 1].offloads
+            // Chained mbufs (jumbo RX, segments) must be sendable everywhere. The underlay is offered every tunnel
+            // offload it advertises; access ports the receive checksum offloads, so that a VM's unfinished
+            // checksums arrive flagged (vhost-user) instead of being completed by the driver.
+            setup.wantedTxOffloads = TxOffloads.multiSegments.rawValue
+            if index == 0 && mode == .auto { setup.wantedTxOffloads = TxOffloads.all.rawValue }
+            if index > 0 && mode == .auto { setup.wantedRxOffloads = vx_rx_offload_tcp_cksum() | vx_rx_offload_udp_cksum() }
+            var rxPool = pool
+            if let frame = Dataplane.afPacketFrameSize(port), frame > 2048 {
+                // net_af_packet copies each kernel frame (64 KB GSO frames with framesz=65424) into one mbuf.
+                let large = try PacketPool(name: "vxland_large\(instance)_\(index)", count: 1023, cacheSize: 32,
+                                           dataRoom: min(65535, frame + Int(RTE_PKTMBUF_HEADROOM)), socket: poolSocket)
+                largeFramePools[index] = large
+                rxPool = large
+            }
+            do { try port.configure(setup, pool: rxPool) } catch { throw SetupError("port \(port.name): \(error)") }
         }
-
+        self.largeFramePools = Array(largeFramePools.values)
+        txPlan = configuration.underlay.offloads == .software
+            ? .software : TunnelTxPlan(enabled: TxOffloads(rawValue: underlayPort.enabledTxOffloads))
+        // Kernel-attached ports: the kernel's checksum offload leaves TCP/UDP sums unfinished and af_packet has no
+        // virtio-net header to say so, so every TCP/UDP checksum from them is computed.
+        let completeChecksumPorts = Set(ports.indices.filter { $0 > 0 && ports[$0].capabilities.driver == "net_af_packet" })
         for (c, lcore) in lcores.enumerated() {
             let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: UInt16(c)) }
             let tx = ports.map { (port: $0.id, queue: UInt16(c)) }
             let core = UnsafeMutablePointer<PollingCore<VXLANProcessor>>.allocate(capacity: 1)
-            let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c])
+            let offload = OffloadSettings(plan: txPlan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
+                                          completeChecksumPorts: completeChecksumPorts)
+            let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload)
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx))
+            core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)
             cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock))
         }
@@ -222,7 +264,11 @@ public final class Dataplane: @unchecked Sendable {
             return StatsReport.Core(lcore: core.lcore, ports: portReports, pipeline: pipeline, drops: drops)
         }
         let mempool = StatsReport.Mempool(name: pool.name, capacity: pool.capacity, available: pool.available, inUse: pool.inUse)
-        return StatsReport(uptimeSeconds: uptime, mempool: mempool, cores: coreReports)
+        var report = StatsReport(uptimeSeconds: uptime, mempool: mempool, cores: coreReports)
+        report.pools = ([pool, indirectPool] + largeFramePools).map {
+            StatsReport.Mempool(name: $0.name, capacity: $0.capacity, available: $0.available, inUse: $0.inUse)
+        }
+        return report
     }
 
     public func portsReport() -> PortsReport {
@@ -240,7 +286,9 @@ public final class Dataplane: @unchecked Sendable {
                 mac: (role == .underlay ? tables.underlayMAC : MACAddress(bytes: port.macAddress)!).description,
                 ip: role == .underlay ? configuration.underlay.addressesDescription : nil,
                 linkUp: link.up, speedMbps: link.speedMbps, queues: port.queueCount,
-                txOffloads: port.enabledTxOffloads == vx_tx_offload_multi_segs() ? ["multi_segs"] : (port.enabledTxOffloads == 0 ? [] : ["0x" + String(port.enabledTxOffloads, radix: 16)]),
+                txOffloads: TxOffloads(rawValue: port.enabledTxOffloads).names,
+                txPath: role == .underlay ? txPlan.summary : nil,
+                rxOffloads: port.enabledRxOffloads == 0 ? [] : ["0x" + String(port.enabledRxOffloads, radix: 16)],
                 hardware: ["rx_packets": hw.rxPackets, "tx_packets": hw.txPackets, "rx_bytes": hw.rxBytes, "tx_bytes": hw.txBytes,
                            "rx_missed": hw.rxMissed, "rx_errors": hw.rxErrors, "tx_errors": hw.txErrors, "rx_nombuf": hw.rxNoBuffer])
         })

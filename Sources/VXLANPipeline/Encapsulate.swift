@@ -18,6 +18,7 @@ extension VXLANProcessor {
         let fixedEntry = view.segments[max(fixedSegment, 0)]
         // Last-key check (as VPP does): a burst from one VM mostly repeats its source MAC; check it once.
         var lastSource: (UInt64, UInt64, Int32) = (0, 0, -1)
+        let portCompletes = completesChecksums[port] != 0
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
@@ -39,7 +40,11 @@ extension VXLANProcessor {
             let length = Int(vx_mbuf_pkt_len(m))
             innerLength[i] = Int32(truncatingIfNeeded: length)
             if length < VXLANLayout.minimumInnerFrame { state[i] = Self.dropped; drop(m, .runtFrame); continue }
-            if length > view.maxInnerFrame { state[i] = Self.dropped; drop(m, .overMTU); continue }
+            // Over the MTU, a sender's unfinished checksum (virtio NEEDS_CSUM / GSO), or a port that never says:
+            // Offload.swift takes the frame once its destination is known.
+            let flags = vx_mbuf_ol_flags(m)
+            work[i] = length > workThreshold || portCompletes || flags & MbufFlag.rxLRO != 0
+                || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone ? 1 : 0
             let frame = vx_mbuf_data(m)
             // Pass 2 may write 50 bytes in front of the frame: that line is cold, so ask for it now.
             vx_mbuf_prefetch_headroom_for_write(m)
@@ -66,23 +71,30 @@ extension VXLANProcessor {
             let s = state[i]
             if s == Self.dropped { continue }
             let m = packets[i].unsafelyUnwrapped
-            let from = ingress[i]
-            if s == Self.flood {
-                flood(m, segment: Int(view.endpointSegment[Int(from)]), ingress: from, innerLength: Int(innerLength[i]),
-                      flowHash: UInt32(bitPattern: aux[i]), tx: tx)
-            } else if s < FDBTarget.localBase {
-                push(m, tunnel: Int(s), innerLength: Int(innerLength[i]), flowHash: UInt32(bitPattern: aux[i]), tx: tx)
-            } else if s &- FDBTarget.localBase == from {
-                drop(m, .samePort)
-            } else if view.endpointSegment[Int(s &- FDBTarget.localBase)] != view.endpointSegment[Int(from)] {
-                // Never switched into another segment: a target outside the frame's VNI is no target at all.
-                count(.unknownUnicast)
-                flood(m, segment: Int(view.endpointSegment[Int(from)]), ingress: from, innerLength: Int(innerLength[i]),
-                      flowHash: UInt32(bitPattern: aux[i]), tx: tx)
+            if work[i] != 0 {
+                forwardWithOffload(m, target: s, from: ingress[i], flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             } else {
-                send(m, toEndpoint: s &- FDBTarget.localBase, tx: tx)
-                count(.switchedLocally)
+                forward(m, target: s, from: ingress[i], innerLength: Int(innerLength[i]), flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             }
+        }
+    }
+
+    /// Pass 2's action for one frame: into its tunnel, to another local endpoint of its VNI, or flooded.
+    @inlinable @inline(__always)
+    func forward(_ m: OpaquePointer, target s: Int32, from: Int32, innerLength: Int, flowHash: UInt32, tx: TxStage) {
+        if s == Self.flood {
+            flood(m, segment: Int(view.endpointSegment[Int(from)]), ingress: from, innerLength: innerLength, flowHash: flowHash, tx: tx)
+        } else if s < FDBTarget.localBase {
+            push(m, tunnel: Int(s), innerLength: innerLength, flowHash: flowHash, tx: tx)
+        } else if s &- FDBTarget.localBase == from {
+            drop(m, .samePort)
+        } else if view.endpointSegment[Int(s &- FDBTarget.localBase)] != view.endpointSegment[Int(from)] {
+            // Never switched into another segment: a target outside the frame's VNI is no target at all.
+            count(.unknownUnicast)
+            flood(m, segment: Int(view.endpointSegment[Int(from)]), ingress: from, innerLength: innerLength, flowHash: flowHash, tx: tx)
+        } else {
+            send(m, toEndpoint: s &- FDBTarget.localBase, tx: tx)
+            count(.switchedLocally)
         }
     }
 
@@ -114,10 +126,19 @@ extension VXLANProcessor {
     /// The same over IPv6: 70 bytes, and a UDP checksum over the whole packet (RFC 8200).
     @inline(never) @usableFromInline
     func push6(_ m: OpaquePointer, tunnel: Int, copy: Int, innerLength: Int, flowHash: UInt32, tx: TxStage) {
-        if innerLength > view.maxInnerFrame6 { drop(m, .overMTU); return }
+        if innerLength > view.maxInnerFrame6 && vx_mbuf_ol_flags(m) & MbufFlag.txTCPSegmentation == 0 { drop(m, .overMTU); return }
         guard let header = vx_mbuf_prepend(m, UInt16(VXLANLayout.outerLength6)) else { drop(m, .noHeadroom); return }
         let h = UnsafeMutableRawPointer(header)
         h.copyMemory(from: view.templates + (tunnel &* 2 &+ copy) &* ForwardingTables.templateStride, byteCount: VXLANLayout.outerLength6)
+        if vx_mbuf_ol_flags(m) & MbufFlag.txOuterUDPChecksum != 0 {
+            // The NIC sums the datagram (rte_eth_tx_prepare seeds the pseudo-header where the driver needs it).
+            OuterHeaderTemplate6.patch(h, innerLength: innerLength, sourcePort: vxlanSourcePort(flowHash: flowHash), flowHash: flowHash,
+                                       partialSum: view.partialSums[tunnel], innerSum: 0)
+            h.storeBytes(of: 0, toByteOffset: VXLANLayout.udp6ChecksumOffset, as: UInt16.self)
+            tx.push(m, to: view.underlayPort)
+            count(.encapsulated)
+            return
+        }
         let innerSum = vx_mbuf_nb_segs(m) == 1
             ? rawChecksum(h + VXLANLayout.outerLength6, length: innerLength)
             : vx_mbuf_raw_cksum(m, UInt32(VXLANLayout.outerLength6), UInt32(innerLength))

@@ -22,6 +22,20 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
     case learnEvents
     /// Learning events lost because the core's queue to the slow path was full (the frame itself was forwarded).
     case learnQueueFull
+    /// Access frames larger than the tunnel allows, cut into TCP segments in software (Segment.swift).
+    case framesSegmented
+    /// The segments those frames became.
+    case segmentsOut
+    /// TCP/UDP checksums computed in software (frames the sender left unfinished, and every segment).
+    case checksumsCompleted
+    /// Frames handed to the underlay NIC with VXLAN TSO metadata (it segments them).
+    case hardwareTSO
+    /// Frames handed to the underlay NIC with inner checksum metadata.
+    case hardwareChecksum
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" sent back to a VM.
+    case tooBigSent
+    /// Those not sent because of the rate limit (or no buffer).
+    case tooBigRateLimited
 
     public var name: String {
         switch self {
@@ -36,6 +50,13 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
         case .localFloodCopies: "local_flood_copies"
         case .learnEvents: "learn_events"
         case .learnQueueFull: "learn_queue_full"
+        case .framesSegmented: "frames_segmented"
+        case .segmentsOut: "segments_out"
+        case .checksumsCompleted: "checksums_completed"
+        case .hardwareTSO: "hardware_tso"
+        case .hardwareChecksum: "hardware_checksum"
+        case .tooBigSent: "icmp_too_big_sent"
+        case .tooBigRateLimited: "icmp_too_big_rate_limited"
         }
     }
 }
@@ -73,8 +94,14 @@ public enum DropReason: Int, CaseIterable, Sendable {
     // Access receive (encapsulation)
     /// Access frame shorter than an Ethernet header.
     case runtFrame
-    /// Frame that would exceed the underlay MTU once encapsulated (segmentation comes with offloads).
+    /// Frame that would exceed the underlay MTU once encapsulated and cannot be segmented (not TCP): an ICMP
+    /// "too big" goes back to the sender (rate-limited).
     case overMTU
+    /// Access frame whose IP lengths overrun its bytes (a truncated capture) or whose headers are split across
+    /// buffers, found while completing a checksum or segmenting.
+    case innerMalformed
+    /// A buffer ran out while segmenting (the whole frame is dropped, no partial output).
+    case segmentationFailed
     /// Not enough headroom in the buffer to prepend the outer headers.
     case noHeadroom
     /// Nowhere to send it: unknown unicast or BUM with an empty flood list, or a VNI without access ports.
@@ -112,6 +139,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .innerTooShort: "inner_too_short"
         case .runtFrame: "runt_frame"
         case .overMTU: "over_mtu"
+        case .innerMalformed: "inner_malformed"
+        case .segmentationFailed: "segmentation_failed"
         case .noHeadroom: "no_headroom"
         case .noDestination: "no_destination"
         case .copyFailed: "copy_failed"

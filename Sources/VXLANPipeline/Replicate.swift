@@ -31,7 +31,7 @@ extension VXLANProcessor {
             let packet: OpaquePointer
             if sent == destinations {
                 packet = m
-            } else if let c = rte_pktmbuf_copy(m, vx_mbuf_pool(m), 0, UInt32.max) {
+            } else if let c = rte_pktmbuf_copy(m, offload.pools?.direct ?? vx_mbuf_pool(m), 0, UInt32.max) {
                 packet = c
             } else {
                 counters[PipelineCounterLayout.slot(.copyFailed)] &+= 1
@@ -66,7 +66,7 @@ extension VXLANProcessor {
         if ports == 0 { drop(m, .noDestination); return }
         for p in 0..<ports {
             let last = p == ports &- 1
-            guard let copy = last ? m : rte_pktmbuf_copy(m, vx_mbuf_pool(m), 0, UInt32.max) else {
+            guard let copy = last ? m : rte_pktmbuf_copy(m, offload.pools?.direct ?? vx_mbuf_pool(m), 0, UInt32.max) else {
                 counters[PipelineCounterLayout.slot(.copyFailed)] &+= 1
                 continue
             }

@@ -43,6 +43,15 @@ public struct VXLANProcessor: BurstProcessor {
     /// Encap: the local endpoint each frame came from.
     @usableFromInline let ingress: UnsafeMutablePointer<Int32>
     @usableFromInline let injectBuffer: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    /// Encap: 1 when the frame needs offload work (Offload.swift), decided in pass 1.
+    @usableFromInline let work: UnsafeMutablePointer<UInt8>
+    /// Where a frame's segments go (Segment.swift).
+    @usableFromInline let segmentScratch: UnsafeMutablePointer<OpaquePointer?>
+    @usableFromInline let offload: OffloadSettings
+    /// Per local port: 1 when its TCP/UDP checksums may be unfinished (`OffloadSettings.completeChecksumPorts`).
+    @usableFromInline let completesChecksums: UnsafeMutablePointer<UInt8>
+    /// Frames longer than this need offload work: the smaller of the IPv4 and (with an IPv6 address) IPv6 limits.
+    @usableFromInline let workThreshold: Int
 
     @usableFromInline static let maxBurst = 64
     @usableFromInline static let dropped: Int32 = -1
@@ -54,7 +63,8 @@ public struct VXLANProcessor: BurstProcessor {
     /// - Parameters:
     ///   - reader: this core's index among the tables' RCU readers.
     ///   - slowPath: where ARP, ICMP for the VTEP and learned MACs go, and where replies come from.
-    public init(tables: ForwardingTables, reader: Int = 0, slowPath: SlowPathChannel? = nil) {
+    ///   - offload: the underlay's TX plan, buffers for segmentation, ports with unfinished checksums.
+    public init(tables: ForwardingTables, reader: Int = 0, slowPath: SlowPathChannel? = nil, offload: OffloadSettings = OffloadSettings()) {
         self.tables = tables
         counterBlock = CounterBlock(count: PipelineCounterLayout.count)
         counters = counterBlock.base
@@ -76,6 +86,13 @@ public struct VXLANProcessor: BurstProcessor {
         innerTarget = .allocate(capacity: n); innerTarget.initialize(repeating: 0, count: n)
         ingress = .allocate(capacity: n); ingress.initialize(repeating: 0, count: n)
         injectBuffer = .allocate(capacity: 32); injectBuffer.initialize(repeating: nil, count: 32)
+        work = .allocate(capacity: n); work.initialize(repeating: 0, count: n)
+        segmentScratch = .allocate(capacity: Self.maxSegments); segmentScratch.initialize(repeating: nil, count: Self.maxSegments)
+        self.offload = offload
+        let ports = max(1, (offload.completeChecksumPorts.max() ?? 0) + 1, tables.roles.count)
+        completesChecksums = .allocate(capacity: ports); completesChecksums.initialize(repeating: 0, count: ports)
+        for p in offload.completeChecksumPorts where p >= 0 { completesChecksums[p] = 1 }
+        workThreshold = view.hasAddress6 ? min(view.maxInnerFrame, view.maxInnerFrame6) : view.maxInnerFrame
         tables.registerReader(reader)
     }
 
@@ -87,6 +104,7 @@ public struct VXLANProcessor: BurstProcessor {
         state.deallocate(); aux.deallocate(); innerLength.deallocate(); outerSource.deallocate(); innerTarget.deallocate()
         ingress.deallocate(); outerSource6.deallocate(); outerIsIPv6.deallocate()
         injectBuffer.deallocate()
+        work.deallocate(); segmentScratch.deallocate(); completesChecksums.deallocate()
     }
 
     @inlinable @inline(__always)

@@ -13,16 +13,23 @@ public final class PipelineHarness {
     public let tables: ForwardingTables
     public let control: UnderlayControl?
     public var core: PollingCore<VXLANProcessor>
+    /// Mbufs without data room for segmentation (rte_gso), from the same EAL.
+    public let indirectPool: PacketPool
     private var released = false
 
     /// - Parameters:
     ///   - accessPorts: how many access ports to create.
     ///   - config: the YAML, given the ports' DPDK names (underlay first).
     ///   - slowPath: run an `UnderlayControl` (ARP, ND, learning), or drop control frames as a bare processor does.
+    ///   - plan: the underlay's TX offload plan (software unless a test stands a NIC model in: `underlayModel`).
+    ///   - completeChecksumPorts: access ports treated as kernel-attached (every TCP/UDP checksum computed).
+    ///   - underlayModel: a device model that takes the underlay's bursts instead of its TX ring.
     public init(accessPorts: Int, poolSize: Int = 2047, slowPath: Bool = true, underlayTxSize: UInt32 = 1024,
+                plan: TunnelTxPlan = .software, completeChecksumPorts: Set<Int> = [], underlayModel: TransmitModel? = nil,
                 config: ([String]) -> String) throws {
         try TestEAL.start()
         pool = try PacketPool(name: TestEAL.uniqueName("hpool"), count: poolSize, cacheSize: 0)
+        indirectPool = try PacketPool(name: TestEAL.uniqueName("ipool"), count: 4095, cacheSize: 0, dataRoom: 0)
         var rings = [try RingPort(txSize: underlayTxSize)]
         for _ in 0..<accessPorts { rings.append(try RingPort()) }
         self.rings = rings
@@ -36,9 +43,13 @@ public final class PipelineHarness {
             try p.configure(PortSetup(queues: 1), pool: pool)
             try p.start()
         }
-        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control?.rings[0]),
+        let offload = OffloadSettings(plan: plan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
+                                      completeChecksumPorts: completeChecksumPorts)
+        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control?.rings[0], offload: offload),
                            rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
                            txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
+        core.tx.setPrepare(plan.usesHardware, port: 0)
+        if let underlayModel { core.tx.setModel(underlayModel, port: 0) }
     }
 
     /// Injects `frames[port]` (mbufs from the harness's pool), runs a round, returns each port's output.
@@ -66,7 +77,7 @@ public final class PipelineHarness {
         core.processor.release()
         control?.release()
         for r in rings { _ = r.drain() }
-        let state = (pool.available, pool.capacity)
+        let state = (pool.available + indirectPool.available - indirectPool.capacity, pool.capacity)
         for p in ports { p.close() }
         for r in rings { r.destroy() }
         return state

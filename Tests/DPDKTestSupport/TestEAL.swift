@@ -116,6 +116,19 @@ public enum Mbuf {
         return m
     }
 
+    /// An mbuf chain holding `bytes`, `segment` bytes per mbuf (as vhost-user or scattered RX deliver large frames).
+    public static func makeChained(_ bytes: [UInt8], pool: PacketPool, segment: Int = 1900) -> OpaquePointer {
+        var head: OpaquePointer?
+        var offset = 0
+        while offset < bytes.count || head == nil {
+            let part = Array(bytes[offset..<min(bytes.count, offset + segment)])
+            let m = make(part, pool: pool)
+            if let head { precondition(vx_mbuf_chain(head, m) == 0, "chain too long") } else { head = m }
+            offset += part.count
+        }
+        return head!
+    }
+
     /// The packet's bytes across all segments.
     public static func bytes(_ m: OpaquePointer) -> [UInt8] {
         var out: [UInt8] = []

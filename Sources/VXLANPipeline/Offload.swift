@@ -1,0 +1,134 @@
+import CDPDK
+import PollMode
+
+/// What a polling core needs for offload work: the underlay's TX plan, buffers for segmentation and ICMP,
+/// which access ports hand over frames whose checksums may be unfinished, and the ICMP rate limiter.
+public struct OffloadSettings: @unchecked Sendable {
+    public struct Pools: @unchecked Sendable {
+        /// Header mbufs of segments, ICMP errors, flood copies.
+        public let direct: OpaquePointer
+        /// Mbufs without data room that point into a segmented frame (rte_gso's indirect mbufs).
+        public let indirect: OpaquePointer
+        public init(direct: OpaquePointer, indirect: OpaquePointer) { self.direct = direct; self.indirect = indirect }
+    }
+
+    public var plan: TunnelTxPlan
+    /// Without pools, frames over the MTU are dropped (`over_mtu`) as they were before segmentation existed.
+    public var pools: Pools?
+    /// Local port indexes whose frames may carry partial checksums without saying so (kernel-attached
+    /// `net_af_packet` ports: the kernel's checksum offload leaves the TCP/UDP sum unfinished and there is no
+    /// virtio-net header to tell). Every TCP/UDP frame from them has its checksum computed.
+    public var completeChecksumPorts: Set<Int>
+    public var limiter: TooBigLimiter
+
+    public init(plan: TunnelTxPlan = .software, pools: Pools? = nil, completeChecksumPorts: Set<Int> = [],
+                limiter: TooBigLimiter = TooBigLimiter()) {
+        self.plan = plan; self.pools = pools; self.completeChecksumPorts = completeChecksumPorts; self.limiter = limiter
+    }
+}
+
+/// Access frames that need more than a header prepended: over the tunnel's MTU (TCP is segmented, anything else
+/// answered with ICMP "too big"), or carrying a checksum the sender left to the NIC (completed). Marked in pass 1
+/// of `encapsulate`; handled here once the destination is known, so the MTU is the right tunnel's and the work
+/// goes to the NIC when the underlay can do it (`TunnelTxPlan`): DPDK's tunnel TSO / checksum metadata, with
+/// `rte_eth_tx_prepare` run by the TX stage. Everything else is done in software (Segment.swift).
+extension VXLANProcessor {
+    @inline(never) @usableFromInline
+    func forwardWithOffload(_ m: OpaquePointer, target: Int32, from: Int32, flowHash: UInt32, tx: TxStage) {
+        // Resolve the destination as `forward` would, once for all the segments.
+        var target = target
+        if target >= FDBTarget.localBase {
+            if target &- FDBTarget.localBase == from { drop(m, .samePort); return }
+            if view.endpointSegment[Int(target &- FDBTarget.localBase)] != view.endpointSegment[Int(from)] {
+                count(.unknownUnicast); target = Self.flood
+            }
+        }
+        let tunnel = target >= 0 && target < FDBTarget.localBase ? Int(target) : -1
+        let tunnelIPv6 = tunnel >= 0 && view.tunnelIsIPv6[tunnel] != 0
+        // The largest inner frame the destination takes; for floods and local ports the smaller of the two families'.
+        let limit = tunnel >= 0 ? (tunnelIPv6 ? view.maxInnerFrame6 : view.maxInnerFrame) : workThreshold
+        let length = Int(vx_mbuf_pkt_len(m))
+
+        // Over IPv6 the outer UDP checksum covers the inner bytes: the NIC may fill inner fields only if it also
+        // computes that checksum afterwards.
+        let hardwareInner = tunnel >= 0 && offload.plan.innerChecksums && (!tunnelIPv6 || offload.plan.outerUDPChecksum)
+        let hardwareTSO = hardwareInner && offload.plan.tunnelTSO
+        let headers: InnerHeaders
+        switch InnerHeaders.parse(m) {
+        case .ip(let h): headers = h
+        case .notIP:
+            if length > limit { drop(m, .overMTU); return }
+            return forward(m, target: target, from: from, innerLength: length, flowHash: flowHash, tx: tx)
+        case .malformed:
+            drop(m, .innerMalformed); return
+        }
+        let frameLength = Int(vx_mbuf_pkt_len(m))                 // padding trimmed
+        let lro = vx_mbuf_ol_flags(m) & MbufFlag.rxLRO != 0 ? Int(vx_mbuf_tso_segsz(m)) : 0
+        if frameLength <= limit {
+            if hardwareInner && (headers.isTCP || headers.isUDP) {
+                setTunnelMetadata(m, headers, tunnelIPv6: tunnelIPv6, mss: 0)
+                count(.hardwareChecksum)
+            } else {
+                vx_mbuf_clear_tx_offload(m)
+                if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
+                if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
+            }
+            return forward(m, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
+        }
+        guard headers.isTCP else {
+            sendTooBig(for: m, headers, mtu: limit &- InnerHeaders.l2, toEndpoint: from, tx: tx)
+            drop(m, .overMTU); return
+        }
+        var mss = limit &- headers.headerLength
+        if lro > 0 { mss = min(mss, lro) }
+        if mss < 8 { drop(m, .overMTU); return }
+        let outer = tunnelIPv6 ? VXLANLayout.outerLength6 : VXLANLayout.outerLength
+        if hardwareTSO && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535 {
+            setTunnelMetadata(m, headers, tunnelIPv6: tunnelIPv6, mss: mss)
+            count(.hardwareTSO)
+            return forward(m, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
+        }
+        let n = segmentTCP(m, headers, mss: mss)
+        if n <= 0 { return }
+        let hardwareChecksum = hardwareInner
+        for i in 0..<n {
+            let s = segmentScratch[i].unsafelyUnwrapped
+            if !headers.ipv6 { vx_ipv4_cksum_fill(UnsafeMutableRawPointer(vx_mbuf_data(s)) + InnerHeaders.l2) }
+            if hardwareChecksum {
+                setTunnelMetadata(s, headers, tunnelIPv6: tunnelIPv6, mss: 0)
+            } else if vx_l4_cksum_fill(s, UInt16(InnerHeaders.l2), UInt16(InnerHeaders.l2 &+ headers.l3Length),
+                                       headers.ipv6 ? 1 : 0, 0) != 0 {
+                drop(s, .innerMalformed); continue
+            }
+            forward(s, target: target, from: from, innerLength: Int(vx_mbuf_pkt_len(s)), flowHash: flowHash, tx: tx)
+        }
+        if !hardwareChecksum { count(.checksumsCompleted, UInt64(n)) } else { count(.hardwareChecksum, UInt64(n)) }
+    }
+
+    /// DPDK's VXLAN TX contract: TUNNEL_VXLAN with OUTER_IPV4/6, inner IPV4/6, the inner L4 request (TCP_SEG,
+    /// which implies TCP_CKSUM, or TCP/UDP_CKSUM); `l2_len` = outer UDP + VXLAN + inner Ethernet. Outer IPv4
+    /// checksum by the NIC only for TSO (each segment's outer header differs; otherwise the template's is right);
+    /// outer UDP checksum over IPv6 by the NIC when it can (`push6` then skips its software sum).
+    @usableFromInline
+    func setTunnelMetadata(_ m: OpaquePointer, _ h: InnerHeaders, tunnelIPv6: Bool, mss: Int) {
+        var flags = MbufFlag.txTunnelVXLAN
+        if tunnelIPv6 {
+            flags |= MbufFlag.txOuterIPv6
+            if offload.plan.outerUDPChecksum { flags |= MbufFlag.txOuterUDPChecksum }
+        } else {
+            flags |= MbufFlag.txOuterIPv4
+            if mss > 0 { flags |= MbufFlag.txOuterIPChecksum }
+        }
+        flags |= h.ipv6 ? MbufFlag.txIPv6 : MbufFlag.txIPv4
+        if mss > 0 {
+            flags |= MbufFlag.txTCPSegmentation
+            if !h.ipv6 { flags |= MbufFlag.txIPChecksum }          // every segment's inner IPv4 header differs
+        } else {
+            flags |= h.isTCP ? MbufFlag.txTCPChecksum : MbufFlag.txUDPChecksum
+        }
+        let outerL3 = tunnelIPv6 ? 40 : 20
+        vx_mbuf_set_tx_offload(m, flags, UInt16(VXLANLayout.ethernetLength), UInt16(outerL3),
+                               UInt16(VXLANLayout.udpLength &+ VXLANLayout.vxlanLength &+ InnerHeaders.l2),
+                               UInt16(h.l3Length), UInt16(h.l4Length), UInt16(mss))
+    }
+}

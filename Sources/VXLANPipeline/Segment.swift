@@ -1,0 +1,89 @@
+import CDPDK
+import PollMode
+
+/// Software TCP segmentation of an inner frame larger than the tunnel allows: each output is a complete frame
+/// (inner headers copied, lengths, IP id, sequence number and flags per segment) carrying at most `mss` bytes
+/// of payload. The pipeline then encapsulates each one like any other frame, so one path serves IPv4 and IPv6
+/// underlays, flooding and local switching alike. Checksums are left to the caller (`finishSegments`).
+///
+/// TCP/IPv4 uses DPDK's rte_gso (header mbuf + indirect mbufs into the original: no payload copy). DPDK 22.11's
+/// rte_gso has no TCP/IPv6, so that case is written here: header mbuf + a copy of the payload window.
+extension VXLANProcessor {
+    /// Most segments one frame may become (a 64 KiB frame at the smallest MSS the configuration allows).
+    @usableFromInline static let maxSegments = 256
+
+    /// Segments `m` into `segmentScratch`; consumes `m` in every case. Returns the number of segments, or -1
+    /// after counting the drop.
+    @usableFromInline
+    func segmentTCP(_ m: OpaquePointer, _ h: InnerHeaders, mss: Int) -> Int {
+        guard let pools = offload.pools else { drop(m, .overMTU); return -1 }
+        let n: Int
+        if h.ipv6 {
+            n = segmentTCP6(m, h, mss: mss, pool: pools.direct)
+        } else {
+            vx_mbuf_set_tx_offload(m, MbufFlag.txTCPSegmentation | MbufFlag.txIPv4, 0, 0,
+                                   UInt16(InnerHeaders.l2), UInt16(h.l3Length), UInt16(h.l4Length), UInt16(mss))
+            let rc = Int(vx_gso_segment(m, pools.direct, pools.indirect, vx_tx_offload_tcp_tso(),
+                                        UInt16(h.headerLength &+ mss), segmentScratch, UInt16(Self.maxSegments)))
+            if rc == 0 {
+                // rte_gso found nothing to cut (the frame already fits): pass it on whole.
+                vx_mbuf_clear_tx_offload(m)
+                segmentScratch[0] = m
+                return 1
+            }
+            n = rc
+        }
+        if n <= 0 { drop(m, .segmentationFailed); return -1 }
+        vx_mbuf_free(m)                       // the segments hold their own references to its data
+        let l4 = InnerHeaders.l2 &+ h.l3Length
+        for i in 0..<n {
+            let s = segmentScratch[i].unsafelyUnwrapped
+            vx_mbuf_clear_tx_offload(s)
+            let f = UnsafeMutableRawPointer(vx_mbuf_data(s))
+            // RFC 3168: CWR only on the first segment (as Linux's and NICs' TSO do); rte_gso leaves it.
+            if i > 0 { f.storeBytes(of: f.load(fromByteOffset: l4 &+ 13, as: UInt8.self) & ~0x80, toByteOffset: l4 &+ 13, as: UInt8.self) }
+        }
+        count(.framesSegmented)
+        count(.segmentsOut, UInt64(n))
+        return n
+    }
+
+    /// TCP/IPv6: a header mbuf with the frame's headers, then a copy of the payload window chained to it.
+    @usableFromInline
+    func segmentTCP6(_ m: OpaquePointer, _ h: InnerHeaders, mss: Int, pool: OpaquePointer) -> Int {
+        let headers = h.headerLength
+        let payload = h.ipLength &- h.l3Length &- h.l4Length
+        let n = (payload &+ mss &- 1) / mss
+        guard n > 0, n <= Self.maxSegments else { return -1 }
+        let source = UnsafeMutableRawPointer(vx_mbuf_data(m))
+        let l4 = InnerHeaders.l2 &+ h.l3Length
+        let sequence = load32(source, l4 &+ 4)
+        let flags = source.load(fromByteOffset: l4 &+ 13, as: UInt8.self)
+        for i in 0..<n {
+            let offset = i &* mss
+            let size = min(mss, payload &- offset)
+            guard let head = vx_mbuf_alloc(pool), let p = vx_mbuf_append(head, UInt16(headers)) else {
+                freeSegments(i); return -1
+            }
+            segmentScratch[i] = head
+            let f = UnsafeMutableRawPointer(p)
+            f.copyMemory(from: source, byteCount: headers)
+            guard let body = vx_mbuf_copy_range(m, pool, UInt32(headers &+ offset), UInt32(size)) else {
+                freeSegments(i &+ 1); return -1
+            }
+            if vx_mbuf_chain(head, body) != 0 { vx_mbuf_free(body); freeSegments(i &+ 1); return -1 }
+            store16(f, InnerHeaders.l2 &+ 4, UInt16(h.l4Length &+ size))
+            store32(f, l4 &+ 4, sequence &+ UInt32(truncatingIfNeeded: offset))
+            // FIN and PSH only on the last segment, CWR only on the first.
+            var segmentFlags = flags
+            if i &+ 1 < n { segmentFlags &= ~0x09 }
+            f.storeBytes(of: segmentFlags, toByteOffset: l4 &+ 13, as: UInt8.self)
+        }
+        return n
+    }
+
+    @usableFromInline
+    func freeSegments(_ n: Int) {
+        for i in 0..<n { vx_mbuf_free(segmentScratch[i].unsafelyUnwrapped) }
+    }
+}
