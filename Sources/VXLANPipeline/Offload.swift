@@ -83,10 +83,10 @@ extension VXLANProcessor {
         if lro > 0 { mss = min(mss, lro) }
         if mss < 8 { drop(m, .overMTU); return }
         let outer = tunnelIPv6 ? VXLANLayout.outerLength6 : VXLANLayout.outerLength
-        if hardwareTSO && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535 {
-            setTunnelMetadata(m, headers, tunnelIPv6: tunnelIPv6, mss: mss)
+        if hardwareTSO && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535, let head = splitHeaders(m, headers) {
+            setTunnelMetadata(head, headers, tunnelIPv6: tunnelIPv6, mss: mss)
             count(.hardwareTSO)
-            return forward(m, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
+            return forward(head, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
         }
         let n = segmentTCP(m, headers, mss: mss)
         if n <= 0 { return }
@@ -103,6 +103,25 @@ extension VXLANProcessor {
             forward(s, target: target, from: from, innerLength: Int(vx_mbuf_pkt_len(s)), flowHash: flowHash, tx: tx)
         }
         if !hardwareChecksum { count(.checksumsCompleted, UInt64(n)) } else { count(.hardwareChecksum, UInt64(n)) }
+    }
+
+    /// For the NIC's TSO the headers go in a buffer of their own, the payload chained behind: drivers bound the
+    /// first segment (ice in DPDK 22.11 refuses one longer than MTU + 26 bytes even for TSO), and a 60 KB af_packet
+    /// buffer or a 2 KB vhost one would exceed it. Nil (nothing changed) when no buffer is free.
+    @usableFromInline
+    func splitHeaders(_ m: OpaquePointer, _ h: InnerHeaders) -> OpaquePointer? {
+        let length = h.headerLength
+        if Int(vx_mbuf_data_len(m)) == length { return m }
+        guard let pool = offload.pools?.direct, let head = vx_mbuf_alloc(pool), let p = vx_mbuf_append(head, UInt16(length)) else { return nil }
+        UnsafeMutableRawPointer(p).copyMemory(from: vx_mbuf_data(m), byteCount: length)
+        _ = vx_mbuf_adj(m, UInt16(length))
+        if vx_mbuf_chain(head, m) != 0 {
+            // Too many segments to chain: put the headers back and let software segment it.
+            _ = vx_mbuf_prepend(m, UInt16(length))
+            vx_mbuf_free(head)
+            return nil
+        }
+        return head
     }
 
     /// DPDK's VXLAN TX contract: TUNNEL_VXLAN with OUTER_IPV4/6, inner IPV4/6, the inner L4 request (TCP_SEG,

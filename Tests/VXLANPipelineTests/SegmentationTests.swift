@@ -97,20 +97,22 @@ final class SegmentationTests: XCTestCase {
         let l3 = inner + 14
         let inner6 = p[inner + 12] == 0x86
         let l4: Int, ipID: Int
+        let proto = inner6 ? p[l3 + 6] : p[l3 + 9]
         if inner6 {
             l4 = l3 + 40
             XCTAssertEqual(Int(p[l3 + 4]) << 8 | Int(p[l3 + 5]), p.count - l4, "inner IPv6 payload length", file: file, line: line)
-            let s = sum(p[l4...], initial: pseudo(src: Array(p[l3 + 8..<l3 + 24]), dst: Array(p[l3 + 24..<l3 + 40]), proto: 6, length: p.count - l4))
-            XCTAssertEqual(s, 0xffff, "inner TCP checksum", file: file, line: line)
+            let s = sum(p[l4...], initial: pseudo(src: Array(p[l3 + 8..<l3 + 24]), dst: Array(p[l3 + 24..<l3 + 40]), proto: proto, length: p.count - l4))
+            XCTAssertEqual(s, 0xffff, "inner L4 checksum", file: file, line: line)
             ipID = 0
         } else {
             l4 = l3 + 20
             XCTAssertEqual(Int(p[l3 + 2]) << 8 | Int(p[l3 + 3]), p.count - l3, "inner IP length", file: file, line: line)
             XCTAssertEqual(sum(p[l3..<l4]), 0xffff, "inner IP checksum", file: file, line: line)
-            let s = sum(p[l4...], initial: pseudo(src: Array(p[l3 + 12..<l3 + 16]), dst: Array(p[l3 + 16..<l3 + 20]), proto: 6, length: p.count - l4))
-            XCTAssertEqual(s, 0xffff, "inner TCP checksum", file: file, line: line)
+            let s = sum(p[l4...], initial: pseudo(src: Array(p[l3 + 12..<l3 + 16]), dst: Array(p[l3 + 16..<l3 + 20]), proto: proto, length: p.count - l4))
+            XCTAssertEqual(s, 0xffff, "inner L4 checksum", file: file, line: line)
             ipID = Int(p[l3 + 4]) << 8 | Int(p[l3 + 5])
         }
+        guard proto == 6 else { return nil }
         let seq = UInt32(p[l4 + 4]) << 24 | UInt32(p[l4 + 5]) << 16 | UInt32(p[l4 + 6]) << 8 | UInt32(p[l4 + 7])
         let doff = Int(p[l4 + 12] >> 4) * 4
         return Segment(seq: seq, flags: p[l4 + 13], payload: Array(p[(l4 + doff)...]), ipID: ipID, sourcePort: sourcePort)
