@@ -41,6 +41,7 @@ let package = Package(
         .executable(name: "vxland", targets: ["vxland"]),
         .executable(name: "vxlanctl", targets: ["ControlCLI"]),
         .executable(name: "vxlan-bench", targets: ["VXLANBench"]),
+        .executable(name: "vxlan-guest", targets: ["GuestTraffic"]),
         // libFuzzer targets (scripts/fuzz.sh); built plainly they replay a corpus.
         .executable(name: "config-fuzzer", targets: ["ConfigFuzzer"]),
         .executable(name: "control-fuzzer", targets: ["ControlFuzzer"]),
@@ -81,6 +82,10 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "MallocInterposerSwift", package: "malloc-interposer")],
                           swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        // A VM's side of a vhost-user port (virtio_user) for tests: TCP with TSO metadata out, a pcap of what comes in.
+        .executableTarget(name: "GuestTraffic",
+                          dependencies: ["PollMode", "CDPDK", "VTEPConfig", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         // Shared by the DPDK tests: one process-wide EAL, net_ring ports, an independent frame builder, and a
         // harness that runs the pipeline on ring ports.
         .target(name: "DPDKTestSupport", dependencies: ["CDPDK", "PollMode", "VXLANPipeline", "VTEPConfig"], path: "Tests/DPDKTestSupport",

@@ -153,11 +153,13 @@ public enum ConfigParser {
 
         var access: [VTEPConfiguration.AccessPort] = []
         var accessPorts = Set<String>()
+        var vhostSockets = Set<String>()
         for (i, node) in try top.sequence("access").enumerated() {
-            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans", "offloads"])
+            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans", "offloads", "vhost"])
             let port = try m.port("port")
             if port == underlay.port { throw m.error("port", "'\(port)' is already the underlay port") }
             guard accessPorts.insert(port).inserted else { throw m.error("port", "'\(port)' is listed twice") }
+            let vhost = try m.optional("vhost") == nil ? nil : vhostPort(m, port: port, index: i, sockets: &vhostSockets)
             switch (m.optional("vni"), m.optional("vlans")) {
             case (.some, .some):
                 throw m.error("vlans", "give either vni (an untagged port) or vlans (a tagged port), not both")
@@ -166,7 +168,7 @@ public enum ConfigParser {
             case (.some, .none):
                 let vni = try m.vni("vni")
                 guard declared.contains(vni) else { throw m.error("vni", "VNI \(vni) is not declared under vnis") }
-                access.append(.init(port: port, vni: vni))
+                access.append(.init(port: port, vni: vni, vhost: vhost))
             case (.none, .some):
                 var mappings: [VTEPConfiguration.VLANMapping] = []
                 var mapped = Set<UInt16>()
@@ -180,7 +182,7 @@ public enum ConfigParser {
                     guard declared.contains(vni) else { throw vm.error("vni", "VNI \(vni) is not declared under vnis") }
                     mappings.append(.init(vlan: vlan, vni: vni))
                 }
-                access.append(.init(port: port, vlans: mappings))
+                access.append(.init(port: port, vlans: mappings, vhost: vhost))
             }
             if m.optional("offloads") != nil { access[access.count - 1].offloads = try m.offloadMode("offloads") }
         }
@@ -265,6 +267,30 @@ public enum ConfigParser {
         }
         return VTEPConfiguration(underlay: underlay, access: access, segments: segments, fdb: fdb,
                                  neighbors: neighbors, resources: resources)
+    }
+
+    /// `vhost: { socket, client, tso }` of access port `index`, whose `port` must then name a net_vhost device.
+    private static func vhostPort(_ m: Mapping, port: String, index i: Int, sockets: inout Set<String>) throws -> VTEPConfiguration.Vhost {
+        let v = try Mapping(try m.required("vhost"), path: "access[\(i)].vhost", allowed: ["socket", "client", "tso"])
+        // rte_vdev_init picks the driver by the name's prefix: anything else would not be a vhost-user port.
+        guard port.hasPrefix("net_vhost") else {
+            throw m.error("port", "'\(port)' cannot carry vhost: a vhost-user port's name must start with net_vhost (such as net_vhost0)")
+        }
+        let socketNode = try v.required("socket")
+        let socket = v.trimmed(try v.text(socketNode, key: "socket"))
+        func refuse(_ problem: String) -> ConfigError { ConfigError(v.keyPath("socket"), line: Mapping.line(socketNode), problem) }
+        guard socket.hasPrefix("/") else { throw refuse("expected the absolute path of the vhost-user socket, got '\(socket)'") }
+        guard socket.count > 1, !socket.hasSuffix("/") else { throw refuse("'\(socket)' names a directory, not a socket") }
+        // DPDK's devargs split at ',' and '=', and sockaddr_un holds 107 bytes and a NUL.
+        guard !socket.contains(","), !socket.contains("="), !socket.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+            throw refuse("'\(socket)' contains a comma, '=' or a blank, which DPDK's device arguments cannot carry")
+        }
+        guard socket.utf8.count <= 107 else { throw refuse("'\(socket)' is \(socket.utf8.count) bytes; a UNIX socket path is at most 107") }
+        guard sockets.insert(socket).inserted else { throw refuse("'\(socket)' is the socket of another access port too") }
+        var vhost = VTEPConfiguration.Vhost(socket: socket)
+        if v.optional("client") != nil { vhost.client = try v.boolean("client") }
+        if v.optional("tso") != nil { vhost.tso = try v.boolean("tso") }
+        return vhost
     }
 
     // The keys of the entries a file may hold hundreds of thousands of, built once.

@@ -63,9 +63,28 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var vlans: [VLANMapping]
         /// `software`: enable no checksum offload on this port (the driver or vxland completes checksums).
         public var offloads: OffloadMode = .auto
+        /// A vhost-user port to a VM: vxland creates the `net_vhost` device `port` itself (nil: an EAL port).
+        public var vhost: Vhost?
 
-        public init(port: String, vni: UInt32) { self.port = port; self.vni = vni; self.vlans = [] }
-        public init(port: String, vlans: [VLANMapping]) { self.port = port; self.vni = nil; self.vlans = vlans }
+        public init(port: String, vni: UInt32, vhost: Vhost? = nil) { self.port = port; self.vni = vni; self.vlans = []; self.vhost = vhost }
+        public init(port: String, vlans: [VLANMapping], vhost: Vhost? = nil) {
+            self.port = port; self.vni = nil; self.vlans = vlans; self.vhost = vhost
+        }
+    }
+
+    /// The vhost-user side of a VM-facing access port (DPDK's net_vhost).
+    public struct Vhost: Sendable, Equatable {
+        /// The vhost-user UNIX socket (an absolute path).
+        public var socket: String
+        /// false: vxland is the vhost-user server and creates the socket; true: it connects to a socket that the VM
+        /// manager (QEMU's `server=on` chardev) created, and reconnects when it goes away.
+        public var client: Bool = false
+        /// Offer the guest VIRTIO_NET_F_HOST_TSO4/6: it may then send TCP frames up to 64 KiB for vxland to segment.
+        public var tso: Bool = true
+
+        public init(socket: String, client: Bool = false, tso: Bool = true) {
+            self.socket = socket; self.client = client; self.tso = tso
+        }
     }
 
     public struct VLANMapping: Sendable, Equatable {

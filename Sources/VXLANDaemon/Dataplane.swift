@@ -35,6 +35,7 @@ public final class Dataplane: @unchecked Sendable {
     private var launchedOnWorkers = false
     private var stopped = false
     private static let instances = Counter()
+    private let vhostPorts: VhostPorts
 
     /// The frame size a `net_af_packet` port was created with (`framesz=` in its devargs; the PMD's default is
     /// 2048), or nil for other drivers.
@@ -51,6 +52,7 @@ public final class Dataplane: @unchecked Sendable {
     /// Nothing is started yet. Throws, naming the port or key, when the configuration cannot be applied.
     public init(configuration: VTEPConfiguration, lcores: [UInt32]) throws {
         guard !lcores.isEmpty else { throw SetupError("no lcore to poll on") }
+        vhostPorts = try VhostPorts(configuration: configuration, queues: lcores.count)
         self.configuration = configuration
         var ports: [EthPort] = []
         var roles: [PortRole] = []
@@ -180,6 +182,7 @@ public final class Dataplane: @unchecked Sendable {
         pollingCores = []
         underlay.release()
         for port in ports { port.close() }
+        vhostPorts.remove()
     }
 
     public var uptime: Double { Date().timeIntervalSince(started) }

@@ -82,6 +82,50 @@ final class ConfigParserTests: XCTestCase {
         assertError(base + "access: [ { port: p1 } ]", "access[0].vni (line 3): required key is missing (or give vlans for a tagged port)")
     }
 
+    func testVhostUserAccessPorts() throws {
+        let c = try ConfigParser.parse("""
+            underlay: { port: p0, ip: 10.99.0.1/24 }
+            access:
+              - { port: net_vhost0, vni: 42, vhost: { socket: /run/vxland/vm1.sock } }
+              - { port: net_vhost1, vlans: [ { vlan: 10, vni: 42 } ], vhost: { socket: /run/qemu/vm2.sock, client: true, tso: false } }
+              - { port: net_vhost2, vni: 42 }
+            vnis: [ { vni: 42 } ]
+            """)
+        XCTAssertEqual(c.access, [
+            .init(port: "net_vhost0", vni: 42, vhost: .init(socket: "/run/vxland/vm1.sock", client: false, tso: true)),
+            .init(port: "net_vhost1", vlans: [.init(vlan: 10, vni: 42)], vhost: .init(socket: "/run/qemu/vm2.sock", client: true, tso: false)),
+            // Without vhost the port is EAL's (a --vdev net_vhost2,... on the command line).
+            .init(port: "net_vhost2", vni: 42),
+        ])
+
+        let base = "underlay: { port: p0, ip: 10.99.0.1/24 }\nvnis: [ { vni: 42 } ]\naccess:\n"
+        assertError(base + "  - { port: net_pcap1, vni: 42, vhost: { socket: /tmp/vm.sock } }",
+                    "access[0].port (line 4): 'net_pcap1' cannot carry vhost: a vhost-user port's name must start with net_vhost (such as net_vhost0)")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: vm.sock } }",
+                    "access[0].vhost.socket (line 4): expected the absolute path of the vhost-user socket, got 'vm.sock'")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: \"\" } }",
+                    "access[0].vhost.socket (line 4): expected the absolute path of the vhost-user socket, got ''")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { client: true } }",
+                    "access[0].vhost.socket (line 4): required key is missing")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: /tmp/ } }",
+                    "access[0].vhost.socket (line 4): '/tmp/' names a directory, not a socket")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: \"/tmp/a,b.sock\" } }",
+                    "access[0].vhost.socket (line 4): '/tmp/a,b.sock' contains a comma, '=' or a blank, which DPDK's device arguments cannot carry")
+        let long = "/tmp/" + String(repeating: "s", count: 103)
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: \(long) } }",
+                    "access[0].vhost.socket (line 4): '\(long)' is 108 bytes; a UNIX socket path is at most 107")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: /tmp/vm.sock } }\n  - { port: net_vhost1, vni: 42, vhost: { socket: /tmp/vm.sock } }",
+                    "access[1].vhost.socket (line 5): '/tmp/vm.sock' is the socket of another access port too")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: /tmp/vm.sock, client: maybe } }",
+                    "access[0].vhost.client (line 4): expected true or false, got 'maybe'")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: /tmp/vm.sock, queues: 2 } }",
+                    "access[0].vhost.queues (line 4): unknown key (expected one of: socket, client, tso)")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: /tmp/vm.sock }",
+                    "access[0].vhost (line 4): expected a mapping of keys (socket, client, tso)")
+        assertError(base + "  - { port: net_vhost0, vni: 42, extra: 1 }",
+                    "access[0].extra (line 4): unknown key (expected one of: port, vni, vlans, offloads, vhost)")
+    }
+
     /// An IPv6-only VTEP, and a dual-stack one with remotes of both families in one VNI.
     func testIPv6AndDualStackUnderlays() throws {
         let v6 = try ConfigParser.parse("""
