@@ -14,6 +14,9 @@ public enum MbufFlag {
     /// A large TCP frame from a VM (virtio GSO): `tso_segsz` holds the sender's MSS.
     public static let rxLRO: UInt64 = 1 << 16
 
+    /// The mbuf's data lives in another mbuf (a clone) or in an external buffer.
+    public static let indirectOrExternal: UInt64 = (1 << 62) | (1 << 61)
+
     public static let txOuterUDPChecksum: UInt64 = 1 << 41
     public static let txTunnelVXLAN: UInt64 = 1 << 45
     public static let txTunnelMask: UInt64 = 0xF << 45

@@ -26,11 +26,12 @@ struct Bench: ParsableCommand {
     var repeats: Int = 3
     @Option(help: """
         Which scenarios: standard (64 remote MACs, one VNI: every lookup hits the per-core caches), large (\(LargeTables.macs) \
-        MACs over \(LargeTables.vnis) VNIs on a tagged access port, \(LargeTables.flows) inner flows: the caches miss), or all.
+        MACs over \(LargeTables.vnis) VNIs on a tagged access port, \(LargeTables.flows) inner flows: the caches miss), \
+        segmentation (64 KB TCP frames from a VM: software segmentation and the hardware-TSO metadata path), or all.
         """)
     var scenario: ScenarioSet = .all
 
-    enum ScenarioSet: String, ExpressibleByArgument { case standard, large, all }
+    enum ScenarioSet: String, ExpressibleByArgument { case standard, large, segmentation, all }
 
     func run() throws {
         let frameSizes = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -43,7 +44,7 @@ struct Bench: ParsableCommand {
         let memory = hugepages ? ["-m", "1024"] : ["--no-huge", "-m", "2048"]
 
         var scenarios: [Scenario] = []
-        for size in frameSizes {
+        for size in frameSizes where scenario != .segmentation {
             let standard: [Scenario.Kind] = scenario == .large ? [] : [.encap, .decap] + (ipv6 ? [.encap6, .decap6] : [])
             let large: [Scenario.Kind] = scenario == .standard ? [] : [.encapLarge, .decapLarge]
             for kind in standard + large {
@@ -73,7 +74,22 @@ struct Bench: ParsableCommand {
         for i in scenarios.indices {
             for r in 0..<max(1, repeats) { try scenarios[i].measureDataplane(on: worker, seconds: seconds, index: i * 100 + r) }
         }
-        report(scenarios, mallocCounted: interposed)
+        if !scenarios.isEmpty { report(scenarios, mallocCounted: interposed) }
+        if scenario == .segmentation || scenario == .all {
+            var runs = SegmentationScenario.Kind.allCases.map { SegmentationScenario(kind: $0) }
+            for i in runs.indices {
+                for r in 0..<max(1, repeats) { try runs[i].measure(on: worker, seconds: seconds, index: 9000 + i * 100 + r) }
+            }
+            print("\n64 KB TCP frames (\(SegmentationScenario.payload) B payload) from a VM, one polling core, underlay MTU 1500, "
+                  + "best of \(max(1, repeats)) x \(String(format: "%.0f", seconds)) s")
+            var rows = [["scenario", "frames/s", "ns/frame", "segments/frame", "payload Gbit/s"]]
+            for r in runs {
+                rows.append([r.kind.rawValue, String(format: "%.0f", r.framesPerSecond), String(format: "%.0f", r.nanosecondsPerFrame),
+                             r.kind == .hardware ? "(NIC)" : String(format: "%.1f", r.segmentsPerFrame), String(format: "%.1f", r.payloadGbps)])
+            }
+            let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max()! }
+            for r in rows { print(r.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ")) }
+        }
     }
 
     func report(_ scenarios: [Scenario], mallocCounted: Bool) {

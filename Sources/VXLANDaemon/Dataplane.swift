@@ -50,7 +50,9 @@ public final class Dataplane: @unchecked Sendable {
 
     /// Resolves and configures the ports, builds the tables and one polling core per lcore in `lcores`.
     /// Nothing is started yet. Throws, naming the port or key, when the configuration cannot be applied.
-    public init(configuration: VTEPConfiguration, lcores: [UInt32]) throws {
+    ///   - txPlanOverride: the underlay TX plan to use whatever the port advertises (benchmarks of the hardware
+    ///     path on ports that offer no offload; never set by vxland).
+    public init(configuration: VTEPConfiguration, lcores: [UInt32], txPlanOverride: TunnelTxPlan? = nil) throws {
         guard !lcores.isEmpty else { throw SetupError("no lcore to poll on") }
         vhostPorts = try VhostPorts(configuration: configuration, queues: lcores.count)
         self.configuration = configuration
@@ -107,8 +109,8 @@ public final class Dataplane: @unchecked Sendable {
             do { try port.configure(setup, pool: rxPool) } catch { throw SetupError("port \(port.name): \(error)") }
         }
         self.largeFramePools = Array(largeFramePools.values)
-        txPlan = configuration.underlay.offloads == .software
-            ? .software : TunnelTxPlan(enabled: TxOffloads(rawValue: underlayPort.enabledTxOffloads))
+        txPlan = txPlanOverride ?? (configuration.underlay.offloads == .software
+            ? .software : TunnelTxPlan(enabled: TxOffloads(rawValue: underlayPort.enabledTxOffloads)))
         // Kernel-attached ports: the kernel's checksum offload leaves TCP/UDP sums unfinished and af_packet has no
         // virtio-net header to say so, so every TCP/UDP checksum from them is computed.
         let completeChecksumPorts = Set(ports.indices.filter { $0 > 0 && ports[$0].capabilities.driver == "net_af_packet" })

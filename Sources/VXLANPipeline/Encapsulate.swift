@@ -141,7 +141,7 @@ extension VXLANProcessor {
         }
         let innerSum = vx_mbuf_nb_segs(m) == 1
             ? rawChecksum(h + VXLANLayout.outerLength6, length: innerLength)
-            : vx_mbuf_raw_cksum(m, UInt32(VXLANLayout.outerLength6), UInt32(innerLength))
+            : L4Checksum.chainSum(m, from: VXLANLayout.outerLength6, length: innerLength)
         OuterHeaderTemplate6.patch(h, innerLength: innerLength, sourcePort: vxlanSourcePort(flowHash: flowHash), flowHash: flowHash,
                                    partialSum: view.partialSums[tunnel], innerSum: innerSum)
         tx.push(m, to: view.underlayPort)

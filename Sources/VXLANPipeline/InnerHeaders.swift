@@ -81,6 +81,6 @@ struct InnerHeaders {
         guard isTCP || isUDP else { return true }
         let l4 = Self.l2 &+ l3Length
         if isUDP && !ipv6 && load16(UnsafeMutableRawPointer(vx_mbuf_data(m)), l4 &+ 6) == 0 { return true }
-        return vx_l4_cksum_fill(m, UInt16(Self.l2), UInt16(l4), ipv6 ? 1 : 0, isUDP ? 1 : 0) == 0
+        return L4Checksum.fill(m, l3: Self.l2, l4: l4, ipv6: ipv6, udp: isUDP)
     }
 }

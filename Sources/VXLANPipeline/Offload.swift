@@ -96,8 +96,7 @@ extension VXLANProcessor {
             if !headers.ipv6 { vx_ipv4_cksum_fill(UnsafeMutableRawPointer(vx_mbuf_data(s)) + InnerHeaders.l2) }
             if hardwareChecksum {
                 setTunnelMetadata(s, headers, tunnelIPv6: tunnelIPv6, mss: 0)
-            } else if vx_l4_cksum_fill(s, UInt16(InnerHeaders.l2), UInt16(InnerHeaders.l2 &+ headers.l3Length),
-                                       headers.ipv6 ? 1 : 0, 0) != 0 {
+            } else if !L4Checksum.fill(s, l3: InnerHeaders.l2, l4: InnerHeaders.l2 &+ headers.l3Length, ipv6: headers.ipv6, udp: false) {
                 drop(s, .innerMalformed); continue
             }
             forward(s, target: target, from: from, innerLength: Int(vx_mbuf_pkt_len(s)), flowHash: flowHash, tx: tx)

@@ -4,10 +4,12 @@ import PollMode
 /// Software TCP segmentation of an inner frame larger than the tunnel allows: each output is a complete frame
 /// (inner headers copied, lengths, IP id, sequence number and flags per segment) carrying at most `mss` bytes
 /// of payload. The pipeline then encapsulates each one like any other frame, so one path serves IPv4 and IPv6
-/// underlays, flooding and local switching alike. Checksums are left to the caller (`finishSegments`).
+/// underlays, flooding and local switching alike. Checksums are left to the caller (Offload.swift).
 ///
-/// TCP/IPv4 uses DPDK's rte_gso (header mbuf + indirect mbufs into the original: no payload copy). DPDK 22.11's
-/// rte_gso has no TCP/IPv6, so that case is written here: header mbuf + a copy of the payload window.
+/// TCP/IPv4 uses DPDK's rte_gso (header mbuf + indirect mbufs into the original: no payload copy). Written here,
+/// as a header mbuf + a copy of the payload window: TCP/IPv6, which DPDK 22.11's rte_gso does not segment, and
+/// frames in indirect or external buffers (a vhost-user port with external buffers, clones), because rte_gso
+/// copies the input's `ol_flags`, INDIRECT and EXTERNAL included, into the header mbufs it allocates.
 extension VXLANProcessor {
     /// Most segments one frame may become (a 64 KiB frame at the smallest MSS the configuration allows).
     @usableFromInline static let maxSegments = 256
@@ -18,8 +20,8 @@ extension VXLANProcessor {
     func segmentTCP(_ m: OpaquePointer, _ h: InnerHeaders, mss: Int) -> Int {
         guard let pools = offload.pools else { drop(m, .overMTU); return -1 }
         let n: Int
-        if h.ipv6 {
-            n = segmentTCP6(m, h, mss: mss, pool: pools.direct)
+        if h.ipv6 || vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal != 0 {
+            n = segmentByCopy(m, h, mss: mss, pool: pools.direct)
         } else {
             vx_mbuf_set_tx_offload(m, MbufFlag.txTCPSegmentation | MbufFlag.txIPv4, 0, 0,
                                    UInt16(InnerHeaders.l2), UInt16(h.l3Length), UInt16(h.l4Length), UInt16(mss))
@@ -38,7 +40,7 @@ extension VXLANProcessor {
         let l4 = InnerHeaders.l2 &+ h.l3Length
         for i in 0..<n {
             let s = segmentScratch[i].unsafelyUnwrapped
-            vx_mbuf_clear_tx_offload(s)
+            vx_mbuf_set_ol_flags(s, 0)               // fresh direct mbufs: nothing of the input's flags applies
             let f = UnsafeMutableRawPointer(vx_mbuf_data(s))
             // RFC 3168: CWR only on the first segment (as Linux's and NICs' TSO do); rte_gso leaves it.
             if i > 0 { f.storeBytes(of: f.load(fromByteOffset: l4 &+ 13, as: UInt8.self) & ~0x80, toByteOffset: l4 &+ 13, as: UInt8.self) }
@@ -48,9 +50,9 @@ extension VXLANProcessor {
         return n
     }
 
-    /// TCP/IPv6: a header mbuf with the frame's headers, then a copy of the payload window chained to it.
+    /// A header mbuf with the frame's headers, then a copy of the payload window chained to it.
     @usableFromInline
-    func segmentTCP6(_ m: OpaquePointer, _ h: InnerHeaders, mss: Int, pool: OpaquePointer) -> Int {
+    func segmentByCopy(_ m: OpaquePointer, _ h: InnerHeaders, mss: Int, pool: OpaquePointer) -> Int {
         let headers = h.headerLength
         let payload = h.ipLength &- h.l3Length &- h.l4Length
         let n = (payload &+ mss &- 1) / mss
@@ -72,7 +74,12 @@ extension VXLANProcessor {
                 freeSegments(i &+ 1); return -1
             }
             if vx_mbuf_chain(head, body) != 0 { vx_mbuf_free(body); freeSegments(i &+ 1); return -1 }
-            store16(f, InnerHeaders.l2 &+ 4, UInt16(h.l4Length &+ size))
+            if h.ipv6 {
+                store16(f, InnerHeaders.l2 &+ 4, UInt16(h.l4Length &+ size))
+            } else {
+                store16(f, InnerHeaders.l2 &+ 2, UInt16(h.l3Length &+ h.l4Length &+ size))
+                store16(f, InnerHeaders.l2 &+ 4, load16(source, InnerHeaders.l2 &+ 4) &+ UInt16(truncatingIfNeeded: i))
+            }
             store32(f, l4 &+ 4, sequence &+ UInt32(truncatingIfNeeded: offset))
             // FIN and PSH only on the last segment, CWR only on the first.
             var segmentFlags = flags

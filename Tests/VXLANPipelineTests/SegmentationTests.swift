@@ -184,7 +184,8 @@ final class SegmentationTests: XCTestCase {
     func testTheSendersSegmentSizeIsKeptWhenSmaller() throws {
         try makePipeline()
         let payload = randomPayload(10000, #function)
-        let m = Mbuf.makeChained(Self.tcpFrame(payload: payload), pool: h.pool)
+        // Odd-sized buffers: checksums must pair bytes across buffer boundaries at odd positions.
+        let m = Mbuf.makeChained(Self.tcpFrame(payload: payload), pool: h.pool, segment: 999)
         vx_mbuf_set_ol_flags(m, MbufFlag.rxLRO | MbufFlag.rxL4ChecksumNone)     // as vhost-user marks a guest's TSO frame
         vx_mbuf_set_tso_segsz(m, 1000)
         h.rings[1].inject([m])
@@ -196,7 +197,7 @@ final class SegmentationTests: XCTestCase {
     func testSmallFramesGetTheirChecksumsCompleted() throws {
         try makePipeline()
         let payload = randomPayload(700, #function)
-        h.rings[1].inject([Mbuf.make(Self.tcpFrame(payload: payload), pool: h.pool),
+        h.rings[1].inject([Mbuf.makeChained(Self.tcpFrame(payload: payload), pool: h.pool, segment: 333),
                            Mbuf.make(Self.tcpFrame(payload: payload, partial: false), pool: h.pool)])
         h.core.pollOnce()
         let out = h.rings[0].drain()
@@ -259,5 +260,39 @@ final class SegmentationTests: XCTestCase {
         h.core.pollOnce()
         XCTAssertTrue(h.rings[0].drain().isEmpty)
         XCTAssertEqual(h.drops(.innerMalformed), 1)
+    }
+}
+
+extension SegmentationTests {
+    /// A kernel port's frame: one 64 KB buffer (net_af_packet copies each frame into one mbuf), and clones of it.
+    func testOneLargeBufferAndItsClones() throws {
+        try makePipeline()
+        let large = try PacketPool(name: TestEAL.uniqueName("large"), count: 7, cacheSize: 0, dataRoom: 65535)
+        let clones = try PacketPool(name: TestEAL.uniqueName("clones"), count: 63, cacheSize: 0, dataRoom: 0)
+        let payload = randomPayload(64000, #function)
+        let m = Mbuf.make(Self.tcpFrame(payload: payload), pool: large)
+        vx_mbuf_set_ol_flags(m, MbufFlag.rxLRO | MbufFlag.rxL4ChecksumNone)
+        vx_mbuf_set_tso_segsz(m, 1448)
+        // Rounds 0-1: clones (the copy path; rte_gso would copy their INDIRECT flag into its own buffers);
+        // rounds 2-3: the buffer itself, referenced 16 times (rte_gso).
+        for round in 0..<4 {
+            if round < 2 {
+                h.rings[1].inject((0..<16).map { _ in rte_pktmbuf_clone(m, clones.pointer)! })
+            } else {
+                rte_mbuf_refcnt_update(m, 16)
+                h.rings[1].inject([OpaquePointer](repeating: m, count: 16))
+            }
+            h.core.pollOnce()
+            let out = h.rings[0].drain()
+            for k in 0..<16 {
+                let segments = out[(k * 46)..<min(out.count, (k + 1) * 46)].compactMap { Self.decode($0) }
+                Self.checkSegments(segments, payload: payload, seq: 1_000_000, flags: 0x18, mss: 1410, ipID: 0x1234)
+            }
+            XCTAssertEqual(h.totalDrops, 0, "round \(round)")
+            XCTAssertEqual(h.indirectPool.available, h.indirectPool.capacity, "round \(round)")
+        }
+        vx_mbuf_free(m)
+        XCTAssertEqual(large.available, large.capacity)
+        XCTAssertEqual(clones.available, clones.capacity)
     }
 }
