@@ -112,8 +112,9 @@ public final class Dataplane: @unchecked Sendable {
         txPlan = txPlanOverride ?? (configuration.underlay.offloads == .software
             ? .software : TunnelTxPlan(enabled: TxOffloads(rawValue: underlayPort.enabledTxOffloads)))
         // Kernel-attached ports: the kernel's checksum offload leaves TCP/UDP sums unfinished and af_packet has no
-        // virtio-net header to say so, so every TCP/UDP checksum from them is computed.
-        let completeChecksumPorts = Set(ports.indices.filter { $0 > 0 && ports[$0].capabilities.driver == "net_af_packet" })
+        // virtio-net header to say so, so every TCP/UDP checksum from them is computed (on an underlay port: the
+        // inner ones, after decapsulation).
+        let completeChecksumPorts = Set(ports.indices.filter { ports[$0].capabilities.driver == "net_af_packet" })
         for (c, lcore) in lcores.enumerated() {
             let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: UInt16(c)) }
             let tx = ports.map { (port: $0.id, queue: UInt16(c)) }

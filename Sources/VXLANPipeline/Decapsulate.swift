@@ -70,6 +70,9 @@ extension VXLANProcessor {
         resolveSources(expected: -1, now: now)
         // Memo of the last segment with a single untagged endpoint: its frames go straight to that port.
         var memoSegment: Int32 = -1, memoPort = -1
+        // A kernel-attached underlay (net_af_packet) hands over the remote kernel's unfinished inner checksums and
+        // 64 KB GSO frames: those go through the offload stage (Offload.swift) on their way to the VM.
+        let underlayCompletes = completesChecksums[view.underlayPort] != 0
         for i in 0..<n {
             let s = state[i]
             if s < 0 { continue }
@@ -79,6 +82,10 @@ extension VXLANProcessor {
             let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])
             if excess > 0 { _ = vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) }
             let target = innerTarget[i]
+            if underlayCompletes || Int(innerLength[i]) > workThreshold {
+                deliverWithOffload(m, segment: s, target: target, tx: tx)
+                continue
+            }
             if target == Self.flood {
                 if s != memoSegment {
                     let entry = view.segments[Int(s)]
@@ -95,13 +102,19 @@ extension VXLANProcessor {
                     continue
                 }
             }
-            // Split horizon: a decapsulated frame only ever goes to local ports of its own VNI.
-            if target >= FDBTarget.localBase && view.endpointSegment[Int(target &- FDBTarget.localBase)] == s {
-                send(m, toEndpoint: target &- FDBTarget.localBase, tx: tx)
-                count(.decapsulated)
-            } else {
-                deliver(m, segment: Int(s), tx: tx)
-            }
+            deliverDecapsulated(m, segment: s, target: target, tx: tx)
+        }
+    }
+
+    /// A decapsulated frame to its local endpoint, or to every access port of its VNI. Split horizon: it only
+    /// ever goes to local ports of its own VNI.
+    @inlinable @inline(__always)
+    func deliverDecapsulated(_ m: OpaquePointer, segment s: Int32, target: Int32, tx: TxStage) {
+        if target >= FDBTarget.localBase && view.endpointSegment[Int(target &- FDBTarget.localBase)] == s {
+            send(m, toEndpoint: target &- FDBTarget.localBase, tx: tx)
+            count(.decapsulated)
+        } else {
+            deliver(m, segment: Int(s), tx: tx)
         }
     }
 

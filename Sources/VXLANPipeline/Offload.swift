@@ -150,3 +150,38 @@ extension VXLANProcessor {
                                UInt16(h.l3Length), UInt16(h.l4Length), UInt16(mss))
     }
 }
+
+/// The receive side: decapsulated frames from a kernel-attached underlay (the remote kernel left inner checksums
+/// unfinished, or sent a 64 KB GSO frame through a veth or bridge) are completed, and cut to the overlay MTU for
+/// VMs on ports that cannot take large frames, before delivery.
+extension VXLANProcessor {
+    @inline(never) @usableFromInline
+    func deliverWithOffload(_ m: OpaquePointer, segment s: Int32, target: Int32, tx: TxStage) {
+        let headers: InnerHeaders
+        switch InnerHeaders.parse(m) {
+        case .ip(let h): headers = h
+        case .notIP: return deliverDecapsulated(m, segment: s, target: target, tx: tx)
+        case .malformed: drop(m, .innerMalformed); return
+        }
+        vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)   // the underlay's RX flags say nothing here
+        let length = Int(vx_mbuf_pkt_len(m))
+        if length <= workThreshold || !headers.isTCP {
+            if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
+            if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
+            if length > workThreshold { count(.oversizeDelivered) }
+            return deliverDecapsulated(m, segment: s, target: target, tx: tx)
+        }
+        let mss = workThreshold &- headers.headerLength
+        let n = segmentTCP(m, headers, mss: mss)
+        if n <= 0 { return }
+        for i in 0..<n {
+            let seg = segmentScratch[i].unsafelyUnwrapped
+            if !headers.ipv6 { vx_ipv4_cksum_fill(UnsafeMutableRawPointer(vx_mbuf_data(seg)) + InnerHeaders.l2) }
+            if !L4Checksum.fill(seg, l3: InnerHeaders.l2, l4: InnerHeaders.l2 &+ headers.l3Length, ipv6: headers.ipv6, udp: false) {
+                drop(seg, .innerMalformed); continue
+            }
+            deliverDecapsulated(seg, segment: s, target: target, tx: tx)
+        }
+        count(.checksumsCompleted, UInt64(n))
+    }
+}

@@ -36,6 +36,8 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
     case tooBigSent
     /// Those not sent because of the rate limit (or no buffer).
     case tooBigRateLimited
+    /// Decapsulated non-TCP frames larger than the overlay MTU, delivered as they came (nothing can cut them).
+    case oversizeDelivered
 
     public var name: String {
         switch self {
@@ -57,6 +59,7 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
         case .hardwareChecksum: "hardware_checksum"
         case .tooBigSent: "icmp_too_big_sent"
         case .tooBigRateLimited: "icmp_too_big_rate_limited"
+        case .oversizeDelivered: "oversize_delivered"
         }
     }
 }
