@@ -29,9 +29,10 @@ let dpdkSwiftFlags = dpdkCFlags.flatMap { ["-Xcc", $0] }
 // --no-as-needed: PMDs are plugins, but the libraries we call directly must stay linked.
 let dpdkLinkFlags = pkgConfig(["--libs", "libdpdk"]).filter { $0.hasPrefix("-l") || $0.hasPrefix("-L") }
     .flatMap { ["-Xlinker", $0] }
-// The vdev bus (rte_vdev_init: hot-plugging virtual devices) is a driver library pkg-config does not list.
+// The vdev bus (rte_vdev_init: hot-plugging virtual devices) and the vhost PMD (whether a guest negotiated TSO)
+// are driver libraries pkg-config does not list.
 let dpdkLinker: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--no-as-needed"] + dpdkLinkFlags
-    + ["-Xlinker", "-lrte_bus_vdev", "-Xlinker", "-lnuma"])]
+    + ["-Xlinker", "-lrte_bus_vdev", "-Xlinker", "-lrte_net_vhost", "-Xlinker", "-lnuma"])]
 let dpdkSwift: [SwiftSetting] = [.unsafeFlags(dpdkSwiftFlags)]
 let fastSwift: [SwiftSetting] = dpdkSwift + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 

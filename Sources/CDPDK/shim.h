@@ -39,6 +39,9 @@
 #include <rte_gso.h>
 #include <rte_dev.h>
 #include <rte_devargs.h>
+#include <rte_gro.h>
+#include <rte_eth_vhost.h>
+#include <rte_vhost.h>
 
 typedef struct rte_mbuf vx_mbuf;
 
@@ -192,6 +195,30 @@ static inline const void *vx_mbuf_read(const struct rte_mbuf *m, uint32_t off, u
 static inline uint64_t vx_tsc(void) { return rte_rdtsc(); }
 static inline uint64_t vx_tsc_hz(void) { return rte_get_tsc_hz(); }
 
+// Packet type and header lengths from the bytes (virtual devices fill neither), as rte_gro needs them.
+static inline uint32_t vx_mbuf_classify(struct rte_mbuf *m) {
+    struct rte_net_hdr_lens lens;
+    uint32_t ptype = rte_net_get_ptype(m, &lens, RTE_PTYPE_ALL_MASK);
+    m->packet_type = ptype;
+    m->l2_len = lens.l2_len; m->l3_len = lens.l3_len; m->l4_len = lens.l4_len;
+    return ptype;
+}
+static inline int vx_ptype_is_ipv4_tcp(uint32_t ptype) {
+    return RTE_ETH_IS_IPV4_HDR(ptype) && (ptype & RTE_PTYPE_L4_MASK) == RTE_PTYPE_L4_TCP && (ptype & RTE_PTYPE_TUNNEL_MASK) == 0;
+}
+// TCP/IPv4 GRO over a burst in lightweight mode (DPDK's rte_gro): merges in place, returns the new count.
+static inline uint16_t vx_gro_tcp4_burst(struct rte_mbuf **pkts, uint16_t n) {
+    struct rte_gro_param p = { .gro_types = RTE_GRO_TCP_IPV4, .max_flow_num = 64, .max_item_per_flow = 64, .socket_id = 0 };
+    return rte_gro_reassemble_burst(pkts, n, &p);
+}
+// Whether the guest behind a vhost-user port takes TCP segmentation and partial checksums (GUEST_TSO4/6, GUEST_CSUM).
+static inline int vx_vhost_guest_takes_tso(uint16_t port) {
+    int vid = rte_eth_vhost_get_vid_from_port_id(port);
+    uint64_t f = 0;
+    if (vid < 0 || rte_vhost_get_negotiated_features(vid, &f) != 0) return 0;
+    return (f & (1ULL << 1)) && (f & (1ULL << 7)) && (f & (1ULL << 8));
+}
+
 static inline void vx_mbuf_clear_tx_offload(struct rte_mbuf *m) { m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK; }
 static inline uint16_t vx_mbuf_refcnt(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }
 static inline int vx_mbuf_is_indirect(const struct rte_mbuf *m) { return RTE_MBUF_CLONED(m) ? 1 : 0; }
@@ -209,6 +236,7 @@ static inline int32_t vx_load_acquire_i32(const int32_t *p) { return __atomic_lo
 static inline void vx_store_release_i32(int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline uint64_t vx_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void vx_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void vx_store_release_u8(uint8_t *p, uint8_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void vx_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 // --- rings and RCU (struct rte_ring / rte_rcu_qsbr are opaque to Swift) ---------------------------

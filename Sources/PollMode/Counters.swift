@@ -32,6 +32,9 @@ public enum PortCounter: Int, CaseIterable, Sendable {
     case rxBursts
     /// Packets `rte_eth_tx_prepare` refused (offload metadata the driver cannot take); freed.
     case txPrepareRejected
+    /// Received TCP segments merged into larger frames for this (access) port (rte_gro), not counting the
+    /// frame each run became.
+    case coalescedSegments
 
     public var name: String {
         switch self {
@@ -42,6 +45,7 @@ public enum PortCounter: Int, CaseIterable, Sendable {
         case .txDropped: "tx_dropped"
         case .rxBursts: "rx_bursts"
         case .txPrepareRejected: "tx_prepare_rejected"
+        case .coalescedSegments: "gro_merged_segments"
         }
     }
 

@@ -60,6 +60,11 @@ public struct TxStage {
 
     @inlinable public func pending(port: Int) -> Int { counts[port] }
 
+    /// Adds to one of `port`'s counters on this core (what the pipeline does for a port, e.g. segments merged).
+    @inlinable public func add(_ counter: PortCounter, port: Int, _ n: UInt64) {
+        counters[PortCounter.slot(port: port, counter)] &+= n
+    }
+
     /// Sends what is staged for `port`; frees and counts whatever the queue refuses.
     @inlinable
     public func flush(port: Int) {

@@ -97,7 +97,11 @@ public final class Dataplane: @unchecked Sendable {
             // checksums arrive flagged (vhost-user) instead of being completed by the driver.
             setup.wantedTxOffloads = TxOffloads.multiSegments.rawValue
             if index == 0 && mode == .auto { setup.wantedTxOffloads = TxOffloads.all.rawValue }
-            if index > 0 && mode == .auto { setup.wantedRxOffloads = vx_rx_offload_tcp_cksum() | vx_rx_offload_udp_cksum() }
+            if index > 0 && mode == .auto {
+                setup.wantedRxOffloads = vx_rx_offload_tcp_cksum() | vx_rx_offload_udp_cksum()
+                // vhost-user: partial checksums and (with the guest's TSO) segmentation metadata go to the guest.
+                setup.wantedTxOffloads |= TxOffloads.tcpChecksum.rawValue | TxOffloads.udpChecksum.rawValue
+            }
             var rxPool = pool
             if let frame = Dataplane.afPacketFrameSize(port), frame > 2048 {
                 // net_af_packet copies each kernel frame (64 KB GSO frames with framesz=65424) into one mbuf.
@@ -139,14 +143,26 @@ public final class Dataplane: @unchecked Sendable {
         let underlay = self.underlay, stop = stopSignal
         let thread = Thread {
             setThreadName("vxland-slowpath")
+            var round = 0
             while !stop.isRequested {
                 underlay.poll(now: monotonicSeconds())
+                if round % 1000 == 0 { self.refreshLargeFramePorts() }
+                round += 1
                 usleep(1000)
             }
         }
         thread.name = "vxland-slowpath"
         slowPathThread = thread
         thread.start()
+    }
+
+    /// Which access ports take large TCP frames (GRO, whole GSO frames): vhost-user ports whose guest negotiated
+    /// TSO and partial checksums, unless the port's `offloads` is `software`. Guests come and go: checked every second.
+    func refreshLargeFramePorts() {
+        for (index, port) in ports.enumerated() where index > 0 && port.capabilities.driver == "net_vhost" {
+            let takes = configuration.access[index - 1].offloads == .auto && vx_vhost_guest_takes_tso(port.id) != 0
+            tables.setPortTakesLargeFrames(index, takes)
+        }
     }
 
     /// Runs each polling core on its own worker lcore until `stopSignal`.

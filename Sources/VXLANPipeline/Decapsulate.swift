@@ -97,13 +97,20 @@ extension VXLANProcessor {
                     }
                 }
                 if memoPort >= 0 {
+                    if view.portTakesLargeFrames[memoPort] != 0 { stageForCoalescing(m, port: memoPort); continue }
                     tx.push(m, to: memoPort)
                     count(.decapsulated)
                     continue
                 }
             }
+            if target >= FDBTarget.localBase, view.endpointSegment[Int(target &- FDBTarget.localBase)] == s,
+               view.endpointVLAN[Int(target &- FDBTarget.localBase)] == 0 {
+                let port = Int(view.endpointPort[Int(target &- FDBTarget.localBase)])
+                if view.portTakesLargeFrames[port] != 0 { stageForCoalescing(m, port: port); continue }
+            }
             deliverDecapsulated(m, segment: s, target: target, tx: tx)
         }
+        if coalesceCount > 0 { flushCoalesced(tx: tx) }
     }
 
     /// A decapsulated frame to its local endpoint, or to every access port of its VNI. Split horizon: it only

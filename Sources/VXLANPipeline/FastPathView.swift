@@ -30,6 +30,7 @@ public struct FastPathView: @unchecked Sendable {
     public let endpointVLAN: UnsafeMutablePointer<UInt16>
     public let endpointSegment: UnsafeMutablePointer<Int32>
     public let portEndpoint: UnsafeMutablePointer<Int32>
+    public let portTakesLargeFrames: UnsafeMutablePointer<UInt8>
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
 
     // Hash tables (FDB.swift) and what keeps them consistent.
@@ -63,6 +64,7 @@ public struct FastPathView: @unchecked Sendable {
          segmentFiltered: UnsafeMutablePointer<UInt8>, remoteFilters: UnsafeMutablePointer<RemoteFilter>,
          accessPorts: UnsafeMutablePointer<Int32>, endpointPort: UnsafeMutablePointer<Int32>, endpointVLAN: UnsafeMutablePointer<UInt16>,
          endpointSegment: UnsafeMutablePointer<Int32>, endpointCount: Int, portEndpoint: UnsafeMutablePointer<Int32>,
+         portTakesLargeFrames: UnsafeMutablePointer<UInt8>,
          vlanEndpoint: UnsafeMutablePointer<Int32>,
          fdbHash: OpaquePointer, fdbLastSeen: UnsafeMutablePointer<UInt32>, fdbCapacity: Int, vniHash: OpaquePointer,
          clock: UnsafeMutablePointer<UInt32>, generation: UnsafeMutablePointer<UInt64>, qsbr: OpaquePointer,
@@ -75,7 +77,7 @@ public struct FastPathView: @unchecked Sendable {
         self.remoteFilters = remoteFilters; self.accessPorts = accessPorts
         self.endpointPort = endpointPort; self.endpointVLAN = endpointVLAN; self.endpointSegment = endpointSegment
         endpointLimit = UInt32(endpointCount)
-        self.portEndpoint = portEndpoint; self.vlanEndpoint = vlanEndpoint
+        self.portEndpoint = portEndpoint; self.vlanEndpoint = vlanEndpoint; self.portTakesLargeFrames = portTakesLargeFrames
         self.fdbHash = fdbHash; self.fdbLastSeen = fdbLastSeen; stampLimit = UInt32(fdbCapacity); self.vniHash = vniHash
         self.clock = clock; self.generation = generation; self.qsbr = qsbr
         self.underlayPort = underlayPort

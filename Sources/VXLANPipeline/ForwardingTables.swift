@@ -102,6 +102,10 @@ public final class ForwardingTables: @unchecked Sendable {
     public let endpointCount: Int
     /// For each local port: its endpoint when untagged, `PortKind.underlay` or `PortKind.tagged`.
     public let portEndpoint: UnsafeMutablePointer<Int32>
+    /// Per local port: 1 when it takes TCP frames larger than the MTU with segmentation metadata (a vhost-user
+    /// guest that negotiated TSO and partial checksums). Written by the control side as guests come and go,
+    /// read by the cores as a plain byte: a stale value only means one burst delivered the other way.
+    public let portTakesLargeFrames: UnsafeMutablePointer<UInt8>
     /// For tagged ports: `vlanEndpoint[port * 4096 + vid]`, -1 when the VLAN is not mapped.
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
     public enum PortKind { public static let underlay: Int32 = -1, tagged: Int32 = -2 }
@@ -162,6 +166,12 @@ public final class ForwardingTables: @unchecked Sendable {
     let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
 
     /// - Parameter readers: how many polling cores will read the tables (each registers as an RCU reader).
+    /// Marks whether `port` takes large TCP frames (GRO and whole GSO frames go to it); see `portTakesLargeFrames`.
+    public func setPortTakesLargeFrames(_ port: Int, _ takes: Bool) {
+        guard port >= 0 && port < roles.count else { return }
+        vx_store_release_u8(portTakesLargeFrames + port, takes ? 1 : 0)
+    }
+
     public init(configuration config: VTEPConfiguration, roles: [PortRole], underlayMAC: MACAddress, readers: Int = 1) throws {
         let configuration = config
         guard let underlay = roles.firstIndex(of: .underlay), roles.filter({ $0 == .underlay }).count == 1 else {
@@ -258,6 +268,8 @@ public final class ForwardingTables: @unchecked Sendable {
         endpointVLAN = .allocate(capacity: max(1, endpoints.count))
         endpointSegment = .allocate(capacity: max(1, endpoints.count))
         portEndpoint = .allocate(capacity: max(1, roles.count))
+        portTakesLargeFrames = .allocate(capacity: max(1, roles.count))
+        portTakesLargeFrames.initialize(repeating: 0, count: max(1, roles.count))
         portEndpoint.initialize(repeating: PortKind.underlay, count: max(1, roles.count))
         vlanEndpoint = .allocate(capacity: max(1, roles.count) * 4096)
         vlanEndpoint.initialize(repeating: -1, count: max(1, roles.count) * 4096)
@@ -291,7 +303,7 @@ public final class ForwardingTables: @unchecked Sendable {
             tunnelIsIPv6: tunnelIsIPv6, tunnelRemote6: tunnelRemote6, tunnelCapacity: tunnelCapacity,
             segments: segments, floodTunnels: floodTunnels, segmentFiltered: segmentFiltered, remoteFilters: remoteFilters,
             accessPorts: accessPorts, endpointPort: endpointPort, endpointVLAN: endpointVLAN, endpointSegment: endpointSegment,
-            endpointCount: endpointCount, portEndpoint: portEndpoint, vlanEndpoint: vlanEndpoint,
+            endpointCount: endpointCount, portEndpoint: portEndpoint, portTakesLargeFrames: portTakesLargeFrames, vlanEndpoint: vlanEndpoint,
             fdbHash: fdbHash, fdbLastSeen: fdbLastSeen, fdbCapacity: fdbCapacity, vniHash: vniHash,
             clock: clock, generation: generation, qsbr: qsbr,
             underlayPort: underlayPort, underlayMAC: underlayMAC, underlayAddress: underlayAddress, underlayAddress6: underlayAddress6,
@@ -394,7 +406,7 @@ public final class ForwardingTables: @unchecked Sendable {
         floodTunnels.deallocate()
         accessPorts.deallocate()
         endpointPort.deallocate(); endpointVLAN.deallocate(); endpointSegment.deallocate()
-        portEndpoint.deallocate(); vlanEndpoint.deallocate()
+        portEndpoint.deallocate(); vlanEndpoint.deallocate(); portTakesLargeFrames.deallocate()
     }
 }
 

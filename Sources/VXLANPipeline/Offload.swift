@@ -172,6 +172,23 @@ extension VXLANProcessor {
             return deliverDecapsulated(m, segment: s, target: target, tx: tx)
         }
         let mss = workThreshold &- headers.headerLength
+        let port = largeFramePort(segment: s, target: target)
+        if port >= 0 {
+            // The VM takes it whole: segmentation metadata, the TCP checksum left partial (virtio NEEDS_CSUM).
+            let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
+            let l3 = InnerHeaders.l2, l4 = l3 &+ headers.l3Length
+            let length = headers.ipLength &- headers.l3Length
+            let pseudo = UInt32(rawChecksum(f + (headers.ipv6 ? l3 &+ 8 : l3 &+ 12), length: headers.ipv6 ? 32 : 8))
+                &+ UInt32(UInt16(6) << 8) &+ UInt32(UInt16(truncatingIfNeeded: length).byteSwapped)
+            f.storeBytes(of: foldChecksum(pseudo), toByteOffset: l4 &+ 16, as: UInt16.self)
+            let family = headers.ipv6 ? MbufFlag.txIPv6 : MbufFlag.txIPv4 | MbufFlag.txIPChecksum
+            vx_mbuf_set_tx_offload(m, MbufFlag.txTCPSegmentation | MbufFlag.txTCPChecksum | family, 0, 0, UInt16(l3),
+                                   UInt16(headers.l3Length), UInt16(headers.l4Length), UInt16(mss))
+            count(.largeFramesDelivered)
+            tx.push(m, to: port)
+            count(.decapsulated)
+            return
+        }
         let n = segmentTCP(m, headers, mss: mss)
         if n <= 0 { return }
         for i in 0..<n {

@@ -38,6 +38,12 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
     case tooBigRateLimited
     /// Decapsulated non-TCP frames larger than the overlay MTU, delivered as they came (nothing can cut them).
     case oversizeDelivered
+    /// Frames rte_gro built from several decapsulated segments, for VMs that take large frames.
+    case coalescedFrames
+    /// The segments merged away into them.
+    case coalescedSegments
+    /// 64 KB frames from the underlay handed whole to a VM that takes them (with segmentation metadata).
+    case largeFramesDelivered
 
     public var name: String {
         switch self {
@@ -60,6 +66,9 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
         case .tooBigSent: "icmp_too_big_sent"
         case .tooBigRateLimited: "icmp_too_big_rate_limited"
         case .oversizeDelivered: "oversize_delivered"
+        case .coalescedFrames: "gro_frames"
+        case .coalescedSegments: "gro_merged_segments"
+        case .largeFramesDelivered: "large_frames_delivered"
         }
     }
 }

@@ -50,6 +50,15 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let offload: OffloadSettings
     /// Per local port: 1 when its TCP/UDP checksums may be unfinished (`OffloadSettings.completeChecksumPorts`).
     @usableFromInline let completesChecksums: UnsafeMutablePointer<UInt8>
+    /// Decapsulated frames kept for rte_gro until the end of the burst (Coalesce.swift), with their ports.
+    @usableFromInline let coalesceFrames: UnsafeMutablePointer<OpaquePointer?>
+    @usableFromInline let coalescePorts: UnsafeMutablePointer<Int32>
+    @usableFromInline let coalesceRun: UnsafeMutablePointer<OpaquePointer?>
+    @usableFromInline var coalesceCount: Int {
+        get { coalesceState.pointee }
+        nonmutating set { coalesceState.pointee = newValue }
+    }
+    @usableFromInline let coalesceState: UnsafeMutablePointer<Int>
     /// Frames longer than this need offload work: the smaller of the IPv4 and (with an IPv6 address) IPv6 limits.
     @usableFromInline let workThreshold: Int
 
@@ -87,6 +96,10 @@ public struct VXLANProcessor: BurstProcessor {
         ingress = .allocate(capacity: n); ingress.initialize(repeating: 0, count: n)
         injectBuffer = .allocate(capacity: 32); injectBuffer.initialize(repeating: nil, count: 32)
         work = .allocate(capacity: n); work.initialize(repeating: 0, count: n)
+        coalesceFrames = .allocate(capacity: n); coalesceFrames.initialize(repeating: nil, count: n)
+        coalescePorts = .allocate(capacity: n); coalescePorts.initialize(repeating: 0, count: n)
+        coalesceRun = .allocate(capacity: n); coalesceRun.initialize(repeating: nil, count: n)
+        coalesceState = .allocate(capacity: 1); coalesceState.initialize(to: 0)
         segmentScratch = .allocate(capacity: Self.maxSegments); segmentScratch.initialize(repeating: nil, count: Self.maxSegments)
         self.offload = offload
         let ports = max(1, (offload.completeChecksumPorts.max() ?? 0) + 1, tables.roles.count)
@@ -105,6 +118,7 @@ public struct VXLANProcessor: BurstProcessor {
         ingress.deallocate(); outerSource6.deallocate(); outerIsIPv6.deallocate()
         injectBuffer.deallocate()
         work.deallocate(); segmentScratch.deallocate(); completesChecksums.deallocate()
+        coalesceFrames.deallocate(); coalescePorts.deallocate(); coalesceRun.deallocate(); coalesceState.deallocate()
     }
 
     @inlinable @inline(__always)

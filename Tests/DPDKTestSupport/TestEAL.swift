@@ -80,6 +80,20 @@ public final class RingPort {
     }
 
     /// Everything transmitted on TX queue `queue` (all queues when nil) since the last call; the mbufs are freed.
+    /// What the ports sent, as mbufs (the caller frees them): for tests of offload metadata.
+    public func drainMbufs() -> [OpaquePointer] {
+        var out: [OpaquePointer] = []
+        var objects = [UnsafeMutableRawPointer?](repeating: nil, count: 64)
+        for ring in txRings {
+            while true {
+                let n = Int(rte_ring_dequeue_burst(ring, &objects, 64, nil))
+                if n == 0 { break }
+                out += objects[0..<n].map { OpaquePointer($0!) }
+            }
+        }
+        return out
+    }
+
     public func drain(queue: Int? = nil) -> [[UInt8]] {
         var frames: [[UInt8]] = []
         var objects = [UnsafeMutableRawPointer?](repeating: nil, count: 64)

@@ -1,0 +1,98 @@
+import CDPDK
+import DPDKTestSupport
+import PollMode
+import VTEPConfig
+import XCTest
+@testable import VXLANPipeline
+
+/// Receive offload to VMs that take large frames: TCP segments of one flow in a burst become one frame with
+/// segmentation metadata; other flows, PSH or SYN segments, gaps and IPv6 keep their place and their bytes.
+final class CoalesceTests: XCTestCase {
+    typealias S = SegmentationTests
+    var h: PipelineHarness!
+
+    override func setUpWithError() throws {
+        h = try PipelineHarness(accessPorts: 1, poolSize: 4095, slowPath: false) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+            """
+        }
+        h.tables.setPortTakesLargeFrames(1, true)
+    }
+
+    override func tearDown() {
+        guard let h else { return }
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        self.h = nil
+    }
+
+    /// A segment from the remote VM to ours with a complete checksum, as the remote's NIC or kernel sent it.
+    static func segment(seq: UInt32, payload: [UInt8], flags: UInt8 = 0x10) -> [UInt8] {
+        S.fromRemote(S.tcpFrame(payload: payload, seq: seq, flags: flags, partial: false))
+    }
+
+    func run(_ inner: [[UInt8]]) -> [OpaquePointer] {
+        h.rings[0].inject(inner.map { Mbuf.make(Frames.vxlanPacket(inner: $0), pool: h.pool) })
+        h.core.pollOnce()
+        return h.rings[1].drainMbufs()
+    }
+
+    func payloadOf(_ bytes: [UInt8]) -> [UInt8] { Array(bytes[(14 + 20 + Int(bytes[14 + 20 + 12] >> 4) * 4)...]) }
+
+    func testSegmentsOfOneFlowBecomeOneFrameAndAPSHSegmentKeepsItsPlace() throws {
+        var g = SeededGenerator.forTest(#function)
+        let chunks = (0..<9).map { _ in (0..<1400).map { _ in UInt8.random(in: 0...255, using: &g) } }
+        var frames: [[UInt8]] = []
+        var seq: UInt32 = 5000
+        for (i, c) in chunks.enumerated() {
+            frames.append(Self.segment(seq: seq, payload: c, flags: i == 3 ? 0x18 : 0x10))   // PSH on the 4th
+            seq &+= 1400
+        }
+        let out = run(frames)
+        defer { out.forEach { vx_mbuf_free($0) } }
+        let bytes = out.map { Mbuf.bytes($0) }
+        XCTAssertEqual(out.count, 3, "segments 1-3 merged, the PSH segment alone, 5-9 merged")
+        XCTAssertEqual(payloadOf(bytes[0]), Array(chunks[0..<3].joined()))
+        XCTAssertEqual(payloadOf(bytes[1]), chunks[3])
+        XCTAssertEqual(payloadOf(bytes[2]), Array(chunks[4...].joined()))
+        for (i, n) in [(0, 3), (2, 5)] {
+            let b = bytes[i]
+            XCTAssertEqual(Int(b[16]) << 8 | Int(b[17]), 20 + 20 + n * 1400, "IP total length")
+            XCTAssertEqual(vx_mbuf_ol_flags(out[i]) & MbufFlag.txTCPSegmentation, MbufFlag.txTCPSegmentation)
+            XCTAssertEqual(vx_mbuf_tso_segsz(out[i]), 1400)
+            XCTAssertEqual([vx_mbuf_l2_len(out[i]), vx_mbuf_l3_len(out[i]), vx_mbuf_l4_len(out[i])], [14, 20, 20])
+            // The TCP checksum is left partial (virtio NEEDS_CSUM): the pseudo-header sum over the merged length.
+            let pseudo = S.pseudo(src: Array(b[26..<30]), dst: Array(b[30..<34]), proto: 6, length: b.count - 34)
+            XCTAssertEqual(UInt32(b[50]) << 8 | UInt32(b[51]), pseudo)
+        }
+        XCTAssertEqual(vx_mbuf_ol_flags(out[1]) & MbufFlag.txTCPSegmentation, 0, "a single segment goes as it came")
+        XCTAssertEqual(h.pipeline(.coalescedFrames), 2)
+        XCTAssertEqual(h.pipeline(.coalescedSegments), 6)
+        XCTAssertEqual(h.port(1, .coalescedSegments), 6)
+        XCTAssertEqual(h.pipeline(.decapsulated), 3)
+    }
+
+    func testOtherFlowsGapsAndNonTCPPassUntouchedInOrder() throws {
+        let p = [UInt8](repeating: 0x5a, count: 1000)
+        let udp = S.fromRemote(Frames.ethernet(dst: S.vmMAC, src: S.remoteVMMAC, type: 0x0800,
+                                               payload: Frames.ipv4(src: "192.168.42.2", dst: "192.168.42.1", proto: 17,
+                                                                    payload: Frames.udp(sport: 1, dport: 2, payload: p))))
+        let frames = [Self.segment(seq: 0, payload: p), udp, Self.segment(seq: 5000, payload: p),        // gap: 1000 -> 5000
+                      Self.segment(seq: 0, payload: p, flags: 0x02), S.fromRemote(S.tcpFrame(ipv6: true, payload: p, partial: false))]
+        let out = run(frames)
+        defer { out.forEach { vx_mbuf_free($0) } }
+        XCTAssertEqual(out.map { Mbuf.bytes($0) }, frames, "nothing to merge: every frame as it came, in order")
+        XCTAssertEqual(h.pipeline(.coalescedFrames), 0)
+    }
+
+    func testAPortThatDoesNotTakeLargeFramesGetsSegmentsAsTheyCame() throws {
+        h.tables.setPortTakesLargeFrames(1, false)
+        let frames = (0..<4).map { Self.segment(seq: UInt32($0 * 1000), payload: [UInt8](repeating: 1, count: 1000)) }
+        let out = run(frames)
+        defer { out.forEach { vx_mbuf_free($0) } }
+        XCTAssertEqual(out.map { Mbuf.bytes($0) }, frames)
+    }
+}
