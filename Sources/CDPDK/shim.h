@@ -122,6 +122,7 @@ static inline uint64_t vx_rx_offload_tcp_cksum(void) { return RTE_ETH_RX_OFFLOAD
 static inline uint64_t vx_rx_offload_udp_cksum(void) { return RTE_ETH_RX_OFFLOAD_UDP_CKSUM; }
 static inline uint64_t vx_rx_offload_ipv4_cksum(void) { return RTE_ETH_RX_OFFLOAD_IPV4_CKSUM; }
 static inline uint64_t vx_rx_offload_scatter(void) { return RTE_ETH_RX_OFFLOAD_SCATTER; }
+static inline uint64_t vx_rx_offload_tcp_lro(void) { return RTE_ETH_RX_OFFLOAD_TCP_LRO; }
 
 // The devargs a port was created with ("iface=dpacc,framesz=..."), or NULL.
 static inline const char *vx_port_devargs(uint16_t port) {
@@ -211,12 +212,17 @@ static inline uint16_t vx_gro_tcp4_burst(struct rte_mbuf **pkts, uint16_t n) {
     struct rte_gro_param p = { .gro_types = RTE_GRO_TCP_IPV4, .max_flow_num = 64, .max_item_per_flow = 64, .socket_id = 0 };
     return rte_gro_reassemble_burst(pkts, n, &p);
 }
-// Whether the guest behind a vhost-user port takes TCP segmentation and partial checksums (GUEST_TSO4/6, GUEST_CSUM).
-static inline int vx_vhost_guest_takes_tso(uint16_t port) {
-    int vid = rte_eth_vhost_get_vid_from_port_id(port);
-    uint64_t f = 0;
-    if (vid < 0 || rte_vhost_get_negotiated_features(vid, &f) != 0) return 0;
-    return (f & (1ULL << 1)) && (f & (1ULL << 7)) && (f & (1ULL << 8));
+// Whether the guest on vhost-user socket `path` takes TCP segmentation and partial checksums (GUEST_TSO4/6,
+// GUEST_CSUM): the vhost device is found by its socket path, the configuration's own key.
+static inline int vx_vhost_guest_takes_tso(const char *path) {
+    char name[PATH_MAX];
+    for (int vid = 0; vid < RTE_MAX_VHOST_DEVICE; vid++) {
+        if (rte_vhost_get_ifname(vid, name, sizeof(name)) != 0 || strcmp(name, path) != 0) continue;
+        uint64_t f = 0;
+        if (rte_vhost_get_negotiated_features(vid, &f) != 0) return 0;
+        return (f & (1ULL << 1)) && (f & (1ULL << 7)) && (f & (1ULL << 8));
+    }
+    return 0;
 }
 
 static inline void vx_mbuf_clear_tx_offload(struct rte_mbuf *m) { m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK; }

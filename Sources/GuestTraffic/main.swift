@@ -311,6 +311,15 @@ struct Receive: ParsableCommand {
     @Option(name: .long, help: "Stop once this many frames arrived.")
     var count: Int?
 
+    @Option(name: .long, help: "Seconds to receive and discard first (until the host has seen the negotiated features).")
+    var settle: Double = 0
+
+    @Flag(name: .long, help: """
+        Take large frames as a Linux guest with offloads does: negotiate GUEST_TSO4/6 and GUEST_CSUM (LRO and checksum \
+        RX offloads); frames that arrive with the checksum left partial get it completed before they are written.
+        """)
+    var lro = false
+
     func run() throws {
         let port = try portOptions.open()
         let pool = try PacketPool(name: "guest_rx", count: 4095)
@@ -318,6 +327,7 @@ struct Receive: ParsableCommand {
         setup.rxDescriptors = 256
         setup.txDescriptors = 256
         setup.wantedTxOffloads = vx_tx_offload_multi_segs()
+        if lro { setup.wantedRxOffloads = vx_rx_offload_tcp_lro() | vx_rx_offload_tcp_cksum() | vx_rx_offload_udp_cksum() }
         setup.promiscuous = false
         try port.configure(setup, pool: pool)
         try port.start()
@@ -326,8 +336,14 @@ struct Receive: ParsableCommand {
 
         var writer: PcapWriter?
         if let pcap { writer = try PcapWriter(path: pcap) }
-        var received = 0, bytes = 0, segmented = 0
+        var received = 0, bytes = 0, segmented = 0, large = 0, completed = 0, largest = 0
         var burst = [OpaquePointer?](repeating: nil, count: 32)
+        let settled = Date().addingTimeInterval(settle)
+        while Date() < settled {
+            let n = Int(burst.withUnsafeMutableBufferPointer { rte_eth_rx_burst(port.id, 0, $0.baseAddress, 32) })
+            for i in 0..<n { vx_mbuf_free(burst[i]!) }
+            if n == 0 { usleep(100) }
+        }
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline, count.map({ received < $0 }) ?? true {
             let n = Int(burst.withUnsafeMutableBufferPointer { rte_eth_rx_burst(port.id, 0, $0.baseAddress, 32) })
@@ -342,6 +358,10 @@ struct Receive: ParsableCommand {
                     segment = vx_mbuf_next(s)
                 }
                 if vx_mbuf_nb_segs(m) > 1 { segmented += 1 }
+                let flags = vx_mbuf_ol_flags(m)
+                if flags & MbufFlag.rxLRO != 0 { large += 1 }
+                if flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone, Self.completeTCPChecksum(&frame) { completed += 1 }
+                largest = max(largest, frame.count)
                 received += 1
                 bytes += frame.count
                 try writer?.write(frame)
@@ -349,7 +369,33 @@ struct Receive: ParsableCommand {
             }
         }
         try writer?.close()
-        printJSON([("received", received), ("bytes", bytes), ("multi_segment", segmented), ("pcap", pcap ?? "")])
+        printJSON([("received", received), ("bytes", bytes), ("multi_segment", segmented), ("lro", large),
+                   ("checksums_completed", completed), ("largest", largest), ("pcap", pcap ?? "")])
+    }
+
+    /// Completes the TCP checksum of an untagged IPv4/IPv6 frame whose checksum field holds only the pseudo-header
+    /// sum (virtio NEEDS_CSUM), as a guest forwarding it would. False for anything else.
+    static func completeTCPChecksum(_ f: inout [UInt8]) -> Bool {
+        guard f.count >= 54 else { return false }
+        let type = Int(f[12]) << 8 | Int(f[13])
+        let l4: Int, pseudo: [UInt8]
+        if type == 0x0800 && f[23] == 6 {
+            l4 = 14 + Int(f[14] & 0x0F) * 4
+            let length = (Int(f[16]) << 8 | Int(f[17])) - (l4 - 14)
+            pseudo = Array(f[26..<34]) + [0, 6, UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+        } else if type == 0x86DD && f[20] == 6 {
+            l4 = 54
+            let length = Int(f[18]) << 8 | Int(f[19])
+            pseudo = Array(f[22..<54]) + [0, 0, UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), 0, 0, 0, 6]
+        } else {
+            return false
+        }
+        guard f.count >= l4 + 20 else { return false }
+        f[l4 + 16] = 0; f[l4 + 17] = 0
+        let body = Array(f[l4...])
+        let c = ~Checksum.fold(pseudo.withUnsafeBufferPointer { Checksum.sum($0) } &+ body.withUnsafeBufferPointer { Checksum.sum($0) })
+        f[l4 + 16] = UInt8(c >> 8); f[l4 + 17] = UInt8(c & 0xFF)
+        return true
     }
 }
 

@@ -146,7 +146,7 @@ public final class Dataplane: @unchecked Sendable {
             var round = 0
             while !stop.isRequested {
                 underlay.poll(now: monotonicSeconds())
-                if round % 1000 == 0 { self.refreshLargeFramePorts() }
+                if round % 100 == 0 { self.refreshLargeFramePorts() }
                 round += 1
                 usleep(1000)
             }
@@ -157,11 +157,12 @@ public final class Dataplane: @unchecked Sendable {
     }
 
     /// Which access ports take large TCP frames (GRO, whole GSO frames): vhost-user ports whose guest negotiated
-    /// TSO and partial checksums, unless the port's `offloads` is `software`. Guests come and go: checked every second.
+    /// TSO and partial checksums, unless the port's `offloads` is `software`. Guests come and go: checked every 100 ms.
     func refreshLargeFramePorts() {
-        for (index, port) in ports.enumerated() where index > 0 && port.capabilities.driver == "net_vhost" {
-            let takes = configuration.access[index - 1].offloads == .auto && vx_vhost_guest_takes_tso(port.id) != 0
-            tables.setPortTakesLargeFrames(index, takes)
+        for (index, _) in ports.enumerated() where index > 0 {
+            let access = configuration.access[index - 1]
+            guard let vhost = access.vhost else { continue }
+            tables.setPortTakesLargeFrames(index, access.offloads == .auto && vx_vhost_guest_takes_tso(vhost.socket) != 0)
         }
     }
 

@@ -324,3 +324,48 @@ def test_a_stale_server_socket_is_replaced_and_removed_on_stop(tmp_path):
         status, log = daemon.stop()
     assert status == 0, log
     assert not sock.exists()
+
+
+def test_guest_that_takes_large_frames_gets_merged_segments(tmp_path, hugepages):
+    """Receive offload: a remote's TCP segments (one flow, pure ACKs) reach a guest that negotiated TSO and partial
+    checksums as a few large frames (rte_gro, virtio GSO header), their payload the same stream, in order."""
+    base, size, count = 100_000, 1400, 40
+    stream = pattern(0, size * count)
+    segments = []
+    for k in range(count):
+        inner = (Ether(dst=VM, src=REMOTE_VM) / IP(src="192.168.42.2", dst="192.168.42.1", flags="DF", id=k)
+                 / TCP(sport=5201, dport=40000, seq=base + k * size, ack=1, flags="A" if k < count - 1 else "PA")
+                 / Raw(stream[k * size:(k + 1) * size]))
+        segments.append(Ether(dst=OUR_MAC, src=REMOTE_MAC) / IP(src="10.99.0.2", dst="10.99.0.1", flags="DF")
+                        / UDP(sport=50000, dport=4789) / VXLAN(flags=0x08, vni=42) / Ether(bytes(inner)))
+    wrpcap(str(tmp_path / "underlay_in.pcap"), segments)
+    sock = tmp_path / "vm1.sock"
+    daemon = Vxland(tmp_path, vxland_eal(tmp_path, rx_pcap=tmp_path / "underlay_in.pcap"), config(sock))
+    try:
+        summary = run_guest(tmp_path, sock, "receive", "--lro", "--settle", "1", "--seconds", "20", "--count", "3000",
+                            "--pcap", str(tmp_path / "guest.pcap"))
+        stats = daemon.stats()
+    finally:
+        status, log = daemon.stop()
+    assert status == 0, log
+    pipeline = stats["totals"]["pipeline"]
+    assert pipeline["gro_frames"] > 0 and pipeline["gro_merged_segments"] > 0, pipeline
+    assert port_counters(stats, "net_vhost0")["gro_merged_segments"] == pipeline["gro_merged_segments"]
+    assert summary["lro"] > 0 and summary["largest"] > 14 + MTU, summary
+    frames = rdpcap(str(tmp_path / "guest.pcap"))
+    merged = 0
+    for f in frames:
+        pkt = Ether(bytes(f))
+        tcp = pkt[TCP]
+        data = bytes(tcp.payload)
+        offset = tcp.seq - base
+        assert 0 <= offset and offset + len(data) <= len(stream) and offset % size == 0, (tcp.seq, len(data))
+        assert data == stream[offset:offset + len(data)], "payload of a merged frame is the stream, in order"
+        # Checksums: IPv4 by vhost-user, TCP completed by the guest from the partial sum vxland left (virtio).
+        assert pkt[IP].len == len(bytes(pkt[IP]))
+        recomputed = Ether(bytes(pkt.copy().__class__(bytes(pkt))))
+        del recomputed[IP].chksum, recomputed[TCP].chksum
+        recomputed = Ether(bytes(recomputed))
+        assert (pkt[IP].chksum, tcp.chksum) == (recomputed[IP].chksum, recomputed[TCP].chksum)
+        merged += len(data) > size
+    assert merged > 0
