@@ -105,14 +105,21 @@ AF_PACKET_EAL = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
                  "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"]
 
 
+def topology(action: str, prefix: str, *args: str, offloads="on"):
+    """scripts/netns-topology.sh with OFFLOADS=on|off (the VM's side: vm0 and dpacc)."""
+    return subprocess.run([str(TOPOLOGY), action, prefix, *args], check=True, capture_output=True, timeout=60,
+                          env={**os.environ, "OFFLOADS": offloads})
+
+
 @contextlib.contextmanager
-def netns_testbed(tmp_path: Path, prefix: str, *topology_args: str, edit_config=lambda text: text):
+def netns_testbed(tmp_path: Path, prefix: str, *topology_args: str, edit_config=lambda text: text, offloads="on"):
     """The namespace test bed (scripts/netns-topology.sh) with vxland running between its ports, its configuration
-    passed through `edit_config` first; torn down afterwards, even when it was only half built."""
+    passed through `edit_config` first; torn down afterwards, even when it was only half built. `offloads` is the
+    VM's side: "on" (the kernel's defaults, as a VM has them) or "off"."""
     config = tmp_path / "topology.yaml"
     daemon = None
     try:
-        subprocess.run([str(TOPOLOGY), "up", prefix, str(config), *topology_args], check=True, capture_output=True, timeout=60)
+        topology("up", prefix, str(config), *topology_args, offloads=offloads)
         daemon = Vxland(tmp_path, AF_PACKET_EAL, edit_config(config.read_text()), netns=prefix + "dp")
         yield daemon
     finally:
