@@ -21,7 +21,7 @@
 #
 # Offloads: the VM's side (vm0 and dpacc) keeps the kernel's defaults, so the VM sends what a VM sends: TCP
 # super-frames of up to 64 KiB (TSO/GSO) and TCP/UDP with partial checksums (TX checksum offload); vxland's
-# access port must take them (net_af_packet with framesz=65424) and finish them. OFFLOADS=off switches them off
+# access port must take them (net_af_packet with framesz=65408) and finish them. OFFLOADS=off switches them off
 # there too, for comparison. The underlay side (dpund, p0..pN, hv0, vx42) always has TX checksum, TSO, GSO and
 # GRO off: frames on the underlay are finished, MTU-sized frames (what the receive side takes today).
 # Measured (ethtool -k, veth, Linux 6.x): by default vm0/dpacc have tx-checksumming, TSO, GSO, tx-udp-segmentation

@@ -101,8 +101,16 @@ class Vxland:
         return self.process.returncode, self.log_path.read_text()
 
 
-AF_PACKET_EAL = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci",
-                 "--vdev", "net_af_packet0,iface=dpund", "--vdev", "net_af_packet1,iface=dpacc"]
+# The access port takes what a VM with offloads sends, 64 KiB TSO/GSO frames, whole: af_packet copies each frame
+# into one mbuf, and its queue setup wants framesz - 32 bytes of data room after the headroom
+# (65408 - 32 = 65376 <= 65535 - 128). The PMD finds ring frame i at i * framesz, so a block must hold a whole
+# number of frames with no slack (with framesz=65424,blocksz=65536 only the first frame is ever read): blocks of
+# 32 frames, 32 * 65408 = 2093056 = 511 pages. The kernel writes a frame's data 66 bytes into its slot, so frames
+# of up to 65342 bytes arrive whole (longer ones cut to that); the largest TSO frame of a 1450-byte-MTU VM is about
+# 64.4 KB. 512 frames: 32 MiB of RX ring and 32 MiB of TX ring. -m leaves room for the pool of 64 KiB mbufs.
+ACCESS_PORT = "net_af_packet1,iface=dpacc,framesz=65408,blocksz=2093056,framecnt=512"
+AF_PACKET_EAL = ["-l", "0,1", "--no-huge", "-m", "1024", "--no-pci",
+                 "--vdev", "net_af_packet0,iface=dpund", "--vdev", ACCESS_PORT]
 
 
 def topology(action: str, prefix: str, *args: str, offloads="on"):
