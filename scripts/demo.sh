@@ -16,8 +16,9 @@ swift build -c release --product vxland >/dev/null
 swift build -c release --product vxlanctl >/dev/null
 bin=.build/release
 
-if ./hugepages-setup.sh 256; then memory=(-m 256); else
-    echo "demo: no hugepages; running with --no-huge"; memory=(--no-huge -m 256); fi
+# 1 GiB: the access port's pool holds 64 KiB mbufs (it takes the VM's TSO/GSO frames whole).
+if ./hugepages-setup.sh 512; then memory=(-m 1024); else
+    echo "demo: no hugepages; running with --no-huge"; memory=(--no-huge -m 1024); fi
 
 prefix="vxdemo-"
 work=$(mktemp -d /tmp/vxlan-demo.XXXXXX)
@@ -39,7 +40,7 @@ echo "== test bed: ${prefix}vm <-> vxland (${prefix}dp) <-> ${prefix}hv (Linux v
 scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml"
 cores=$(( $(nproc) > 1 ? 1 : 0 ))
 ip netns exec "${prefix}dp" "$bin/vxland" -l "0-$cores" "${memory[@]}" --no-pci --file-prefix vxdemo \
-    --vdev net_af_packet0,iface=dpund --vdev net_af_packet1,iface=dpacc \
+    --vdev net_af_packet0,iface=dpund --vdev net_af_packet1,iface=dpacc,framesz=65408,blocksz=2093056,framecnt=512 \
     -- --config "$work/vxland.yaml" --socket "$work/vxland.sock" >"$work/vxland.log" 2>&1 &
 vxland_pid=$!
 for _ in $(seq 100); do [[ -S "$work/vxland.sock" ]] && break; kill -0 "$vxland_pid" || { cat "$work/vxland.log"; exit 1; }; sleep 0.1; done

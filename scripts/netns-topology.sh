@@ -19,11 +19,29 @@
 # With MODE "ipv6", the underlay is IPv6: vxland is fd00::1, remote N is fd00::N. With MODE "dual", vxland has
 # both addresses and the remotes alternate: remote 1 over IPv4 (10.99.0.2), remote 2 over IPv6 (fd00::3), ...
 #
-# Usage: netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING [MODE]]]   (REMOTES 1-8, default 1)
+# Offloads: the VM's side (vm0 and dpacc) keeps the kernel's defaults, so the VM sends what a VM sends: TCP
+# super-frames of up to 64 KiB (TSO/GSO) and TCP/UDP with partial checksums (TX checksum offload); vxland's
+# access port must take them (net_af_packet with framesz=65408) and finish them. OFFLOADS=off switches them off
+# there too, for comparison. The underlay side (dpund, p0..pN, hv0, vx42) always has TX checksum, TSO, GSO and
+# GRO off: frames on the underlay are finished, MTU-sized frames (what the receive side takes today).
+# Measured (ethtool -k, veth, Linux 6.x): by default vm0/dpacc have tx-checksumming, TSO, GSO, tx-udp-segmentation
+# on, GRO off, gso_max_size 65536, and dpacc receives TCP frames of up to ~64.4 KB, every TCP/UDP frame with a
+# partial checksum; plain() (underlay, OFFLOADS=off) turns tx-checksumming/TSO/GSO/GRO/tx-udp-segmentation off:
+# MTU-sized frames, finished checksums (scatter-gather and tx-udp_tnl-segmentation stay on, inert without TSO).
+#
+# The "kernel-vtep" action turns vxland's namespace into the Linux kernel doing vxland's job (IPv4 underlay
+# only), for baselines: a bridge joining dpacc with a kernel vxlan device vxk (VNI 42, local 10.99.0.1 on dpund,
+# flooding to every remote, learning), with 10.99.0.1/24 on dpund. vxland must not run on that test bed.
+#
+# Usage: [OFFLOADS=on|off] netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING [MODE]]]   (REMOTES 1-8, default 1)
+#        [OFFLOADS=on|off] netns-topology.sh kernel-vtep PREFIX
 #        netns-topology.sh down PREFIX
 set -euo pipefail
-action="${1:?usage: netns-topology.sh up|down PREFIX [CONFIG_OUT [REMOTES [AGEING]]]}"
-prefix="${2:?usage: netns-topology.sh up|down PREFIX [CONFIG_OUT [REMOTES [AGEING]]]}"
+usage="usage: [OFFLOADS=on|off] netns-topology.sh up|kernel-vtep|down PREFIX [CONFIG_OUT [REMOTES [AGEING [MODE]]]]"
+action="${1:?$usage}"
+prefix="${2:?$usage}"
+offloads="${OFFLOADS:-on}"
+[[ "$offloads" == on || "$offloads" == off ]] || { echo "netns-topology: OFFLOADS must be on or off, got '$offloads'" >&2; exit 2; }
 vm="${prefix}vm" dp="${prefix}dp" ul="${prefix}ul"
 hv_name() { if (( $1 == 1 )); then echo "${prefix}hv"; else echo "${prefix}hv$1"; fi; }
 
@@ -37,9 +55,11 @@ quiet_ipv6() {   # no router solicitations, MLD or DAD traffic: only what the te
     ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 }
 
-# Frames must reach af_packet as they are on the wire: no unfinished checksums (TX checksum offload) and
-# no 64 KiB super-packets (TSO/GSO/GRO) on the veths around the dataplane.
+# Frames as they are on the wire: no unfinished checksums (TX checksum offload) and no 64 KiB super-packets
+# (TSO/GSO/GRO). Always on the underlay side; on the VM's side only with OFFLOADS=off (vm_side).
 plain() { ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || ip netns exec "$1" ethtool -K "$2" tx off >/dev/null; }
+
+vm_side() { [[ "$offloads" == on ]] || plain "$@"; }
 
 up() {
     local config="${1:?CONFIG_OUT is required for up}" remotes="${2:-1}" ageing="${3:-300}" mode="${4:-untagged}"
@@ -60,7 +80,7 @@ up() {
     ip -n "$dp" link set dpacc up
     ip -n "$dp" link set dpund address 02:00:00:00:00:01 up
     ip -n "$ul" link set p0 master br0 up
-    plain "$vm" vm0; plain "$dp" dpacc; plain "$dp" dpund; plain "$ul" p0
+    vm_side "$vm" vm0; vm_side "$dp" dpacc; plain "$dp" dpund; plain "$ul" p0
 
     local flood="" i
     for (( i = 1; i <= remotes; i++ )); do
@@ -130,8 +150,27 @@ vnis:
 CONF
 }
 
+kernel_vtep() {
+    ip netns list | grep -q "^${dp}\b" || { echo "netns-topology: no test bed '$prefix': run up first" >&2; exit 2; }
+    ip -n "$dp" addr add 10.99.0.1/24 dev dpund
+    ip -n "$dp" link add vxk type vxlan id 42 local 10.99.0.1 dstport 4789 dev dpund
+    ip -n "$dp" link set vxk mtu 1450
+    ip -n "$dp" link add brk type bridge
+    ip -n "$dp" link set dpacc master brk
+    ip -n "$dp" link set vxk master brk up
+    ip -n "$dp" link set brk up
+    vm_side "$dp" vxk
+    local hv
+    for hv in $(ip netns list | awk '{print $1}' | grep -E "^${prefix}hv[0-9]*$"); do
+        local remote; remote=$(ip -n "$hv" -4 -o addr show dev hv0 | awk '{print $4}' | cut -d/ -f1)
+        [[ -n "$remote" ]] || { echo "netns-topology: kernel-vtep needs an IPv4 underlay ($hv has none)" >&2; exit 2; }
+        ip netns exec "$dp" bridge fdb append 00:00:00:00:00:00 dev vxk dst "$remote"
+    done
+}
+
 case "$action" in
     up) up "${3:-}" "${4:-1}" "${5:-300}" "${6:-untagged}" ;;
+    kernel-vtep) kernel_vtep ;;
     down) down ;;
-    *) echo "usage: netns-topology.sh up|down PREFIX [CONFIG_OUT [REMOTES [AGEING [MODE]]]]" >&2; exit 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
 esac
