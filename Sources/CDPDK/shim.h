@@ -40,6 +40,7 @@
 #include <rte_dev.h>
 #include <rte_devargs.h>
 #include <rte_gro.h>
+#include <rte_ip_frag.h>
 #include <rte_eth_vhost.h>
 #include <rte_vhost.h>
 

@@ -76,6 +76,10 @@ extension VXLANProcessor {
             return forward(m, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
         }
         guard headers.isTCP else {
+            // IPv4 without DF may be fragmented (the inner packet, never the outer: RFC 7348); with DF, or IPv6,
+            // the sender is told the MTU it can use, as Linux's bridge + vxlan path does.
+            if !headers.ipv6 && !headers.dontFragment { return fragment(m, mtu: limit &- InnerHeaders.l2, target: target, from: from,
+                                                                        flowHash: flowHash, tx: tx) }
             sendTooBig(for: m, headers, mtu: limit &- InnerHeaders.l2, toEndpoint: from, tx: tx)
             drop(m, .overMTU); return
         }
@@ -102,6 +106,27 @@ extension VXLANProcessor {
             forward(s, target: target, from: from, innerLength: Int(vx_mbuf_pkt_len(s)), flowHash: flowHash, tx: tx)
         }
         if !hardwareChecksum { count(.checksumsCompleted, UInt64(n)) } else { count(.hardwareChecksum, UInt64(n)) }
+    }
+
+    /// IPv4 fragments of the inner packet (DPDK's rte_ipv4_fragment_packet), each encapsulated like any frame.
+    @usableFromInline
+    func fragment(_ m: OpaquePointer, mtu: Int, target: Int32, from: Int32, flowHash: UInt32, tx: TxStage) {
+        guard let pools = offload.pools, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal == 0 else { drop(m, .overMTU); return }
+        var ethernet: (UInt64, UInt32, UInt16) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &ethernet) { $0.baseAddress!.copyMemory(from: vx_mbuf_data(m), byteCount: InnerHeaders.l2) }
+        _ = vx_mbuf_adj(m, UInt16(InnerHeaders.l2))                  // the library takes the IP packet alone
+        let n = Int(rte_ipv4_fragment_packet(m, segmentScratch, UInt16(Self.maxSegments), UInt16(mtu), pools.direct, pools.indirect))
+        vx_mbuf_free(m)
+        if n <= 0 { counters[PipelineCounterLayout.slot(DropReason.segmentationFailed)] &+= 1; return }
+        count(.framesFragmented)
+        count(.fragmentsOut, UInt64(n))
+        for i in 0..<n {
+            let f = segmentScratch[i].unsafelyUnwrapped
+            guard let header = vx_mbuf_prepend(f, UInt16(InnerHeaders.l2)) else { drop(f, .noHeadroom); continue }
+            withUnsafeBytes(of: &ethernet) { UnsafeMutableRawPointer(header).copyMemory(from: $0.baseAddress!, byteCount: InnerHeaders.l2) }
+            vx_ipv4_cksum_fill(UnsafeMutableRawPointer(header) + InnerHeaders.l2)   // the library leaves it 0
+            forward(f, target: target, from: from, innerLength: Int(vx_mbuf_pkt_len(f)), flowHash: flowHash, tx: tx)
+        }
     }
 
     /// For the NIC's TSO the headers go in a buffer of their own, the payload chained behind: drivers bound the

@@ -36,6 +36,9 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
     case tooBigSent
     /// Those not sent because of the rate limit (or no buffer).
     case tooBigRateLimited
+    /// IPv4 packets without DF over the tunnel's MTU, split into fragments (the inner packet; the outer never is).
+    case framesFragmented
+    case fragmentsOut
     /// Decapsulated non-TCP frames larger than the overlay MTU, delivered as they came (nothing can cut them).
     case oversizeDelivered
     /// Frames rte_gro built from several decapsulated segments, for VMs that take large frames.
@@ -66,6 +69,8 @@ public enum PipelineCounter: Int, CaseIterable, Sendable {
         case .tooBigSent: "icmp_too_big_sent"
         case .tooBigRateLimited: "icmp_too_big_rate_limited"
         case .oversizeDelivered: "oversize_delivered"
+        case .framesFragmented: "frames_fragmented"
+        case .fragmentsOut: "fragments_out"
         case .coalescedFrames: "gro_frames"
         case .coalescedSegments: "gro_merged_segments"
         case .largeFramesDelivered: "large_frames_delivered"
@@ -106,8 +111,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     // Access receive (encapsulation)
     /// Access frame shorter than an Ethernet header.
     case runtFrame
-    /// Frame that would exceed the underlay MTU once encapsulated and cannot be segmented (not TCP): an ICMP
-    /// "too big" goes back to the sender (rate-limited).
+    /// Frame that would exceed the underlay MTU once encapsulated and can be neither segmented (not TCP) nor
+    /// fragmented (IPv6, or DF set): an ICMP "too big" goes back to the sender (rate-limited).
     case overMTU
     /// Access frame whose IP lengths overrun its bytes (a truncated capture) or whose headers are split across
     /// buffers, found while completing a checksum or segmenting.

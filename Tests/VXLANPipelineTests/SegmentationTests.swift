@@ -347,3 +347,37 @@ extension SegmentationTests {
         XCTAssertEqual(h.pipeline(.checksumsCompleted), 1)
     }
 }
+
+extension SegmentationTests {
+    func testOverMTUDatagramWithoutDFIsFragmentedNotRefused() throws {
+        try makePipeline()
+        var g = SeededGenerator.forTest(#function)
+        let data = (0..<3000).map { _ in UInt8.random(in: 0...255, using: &g) }
+        let udp = Frames.udp(sport: 5000, dport: 6000, payload: data)
+        let frame = Frames.ethernet(dst: Self.remoteVMMAC, src: Self.vmMAC, type: 0x0800,
+                                    payload: Frames.ipv4(src: "192.168.42.1", dst: "192.168.42.2", proto: 17, payload: udp,
+                                                         flagsFragment: 0, id: 77))
+        h.rings[1].inject([Mbuf.makeChained(frame, pool: h.pool)])
+        h.core.pollOnce()
+        let out = h.rings[0].drain()
+        XCTAssertTrue(h.rings[1].drain().isEmpty, "no ICMP for a packet that may be fragmented")
+        XCTAssertEqual(out.count, 3)
+        var reassembled = [UInt8](repeating: 0, count: udp.count)
+        var covered = 0
+        for p in out {
+            XCTAssertLessThanOrEqual(p.count - 14, 1500)
+            let ip = 64
+            XCTAssertEqual(Self.sum(p[ip..<ip + 20]), 0xffff, "fragment's IP header checksum")
+            XCTAssertEqual(Int(p[ip + 4]) << 8 | Int(p[ip + 5]), 77, "the original id")
+            let field = Int(p[ip + 6]) << 8 | Int(p[ip + 7])
+            let offset = (field & 0x1fff) * 8, length = (Int(p[ip + 2]) << 8 | Int(p[ip + 3])) - 20
+            XCTAssertEqual(field & 0x2000 != 0, offset + length < udp.count, "more-fragments on all but the last")
+            reassembled.replaceSubrange(offset..<offset + length, with: p[(ip + 20)...])
+            covered += length
+        }
+        XCTAssertEqual(covered, udp.count)
+        XCTAssertEqual(reassembled, udp)
+        XCTAssertEqual(h.pipeline(.framesFragmented), 1)
+        XCTAssertEqual(h.totalDrops, 0)
+    }
+}

@@ -1,7 +1,7 @@
 """vxland on net_pcap: frames crafted with scapy go in, scapy decodes what comes out, field by field."""
 import struct
 
-from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, Raw, rdpcap, wrpcap
+from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, Raw, defragment, rdpcap, wrpcap
 from scapy.layers.vxlan import VXLAN
 
 from conftest import Vxland, nonzero_drops, port_counters
@@ -38,9 +38,11 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
     known_tcp_full = sized(Ether(dst=REMOTE_VM, src=VM) / IP(src="192.168.42.1", dst="192.168.42.2") / TCP(sport=40000, dport=5201), 1464)
     arp = Ether(dst="ff:ff:ff:ff:ff:ff", src=VM) / ARP(op=1, hwsrc=VM, psrc="192.168.42.1", pdst="192.168.42.2")
     unknown = sized(Ether(dst="02:00:00:00:99:99", src=VM) / IP(src="192.168.42.1", dst="192.168.42.99") / UDP(), 100)
-    too_big = sized(Ether(dst=REMOTE_VM, src=VM) / IP(src="192.168.42.1", dst="192.168.42.2") / UDP(), 1465)
+    # One byte over the overlay MTU: with DF the VM is told the MTU (ICMP); without, the inner packet is fragmented.
+    too_big_df = sized(Ether(dst=REMOTE_VM, src=VM) / IP(src="192.168.42.1", dst="192.168.42.2", flags="DF") / UDP(), 1465)
+    too_big = sized(Ether(dst=REMOTE_VM, src=VM) / IP(src="192.168.42.1", dst="192.168.42.2", id=99) / UDP(), 1465)
     runt = Raw(b"\xff" * 10)
-    access_in = [known_udp, known_tcp_full, arp, unknown, too_big, runt]
+    access_in = [known_udp, known_tcp_full, arp, unknown, too_big_df, too_big, runt]
 
     reply = Ether(dst=VM, src=REMOTE_VM) / IP(src="192.168.42.2", dst="192.168.42.1") / ICMP(type=0) / Raw(b"x" * 32)
     good = vxlan_in(reply)
@@ -74,7 +76,7 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
     try:
         stats = daemon.wait_for(lambda s: port_counters(s, "net_pcap0")["rx_packets"] == len(underlay_in)
                                 and port_counters(s, "net_pcap1")["rx_packets"] == len(access_in)
-                                and port_counters(s, "net_pcap0")["tx_packets"] == 8)
+                                and port_counters(s, "net_pcap0")["tx_packets"] == 10)
     finally:
         status, log = daemon.stop()
     assert status == 0, log
@@ -85,17 +87,26 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
         "bad_ip_checksum": 1, "truncated": 1, "inner_too_short": 1, "not_ip": 1, "not_our_mac": 1,
         "over_mtu": 1, "runt_frame": 1}
     # One learning event: the VM's MAC on the access port (the remote VM's entry is static).
-    assert stats["totals"]["pipeline"] == {"encapsulated": 6, "decapsulated": 1, "flood_copies": 4, "unknown_unicast": 1,
-                                           "punted": 2, "injected": 2, "learn_events": 1, "learn_queue_full": 0,
-                                           "local_flood_copies": 0, "switched_locally": 0, "flooded": 2}
-    assert port_counters(stats, "net_pcap0")["tx_packets"] == 8
-    assert port_counters(stats, "net_pcap1")["tx_packets"] == 1
-    assert port_counters(stats, "net_pcap1")["tx_bytes"] == len(reply)
+    assert {k: v for k, v in stats["totals"]["pipeline"].items() if v} == {
+        "encapsulated": 8, "decapsulated": 1, "flood_copies": 4, "unknown_unicast": 1, "punted": 2, "injected": 2,
+        "learn_events": 1, "flooded": 2, "icmp_too_big_sent": 1, "frames_fragmented": 1, "fragments_out": 2}
+    assert port_counters(stats, "net_pcap0")["tx_packets"] == 10
+    assert port_counters(stats, "net_pcap1")["tx_packets"] == 2
     assert stats["mempool"]["in_use"] == 0, stats["mempool"]
 
-    # Decapsulated: exactly the inner frame.
-    access_out = rdpcap(str(tmp_path / "access_out.pcap"))
-    assert [bytes(p) for p in access_out] == [bytes(reply)]
+    # Decapsulated: exactly the inner frame. And the ICMP "fragmentation needed" for the DF frame, from its
+    # destination, with the overlay's MTU and the original's headers quoted.
+    access_out = [bytes(p) for p in rdpcap(str(tmp_path / "access_out.pcap"))]
+    assert bytes(reply) in access_out and len(access_out) == 2
+    too_big_reply = Ether(next(p for p in access_out if p != bytes(reply)))
+    assert (too_big_reply.dst, too_big_reply.src) == (VM, REMOTE_VM)
+    assert (too_big_reply[IP].src, too_big_reply[IP].dst) == ("192.168.42.2", "192.168.42.1")
+    assert (too_big_reply[ICMP].type, too_big_reply[ICMP].code, too_big_reply[ICMP].nexthopmtu) == (3, 4, 1450)
+    assert bytes(too_big_reply[ICMP].payload)[:20] == bytes(too_big_df[IP])[:20]
+    for layer in (IP, ICMP):
+        fresh = too_big_reply[layer].copy()
+        del fresh.chksum
+        assert layer(bytes(fresh)).chksum == too_big_reply[layer].chksum, f"{layer.__name__} checksum of the ICMP error"
 
     # The slow path's answers: an ARP reply and an ICMP echo reply from the VTEP address.
     underlay_out = rdpcap(str(tmp_path / "underlay_out.pcap"))
@@ -138,10 +149,17 @@ def test_pcap_encap_decap_field_by_field(tmp_path):
         assert isinstance(pkt[UDP].payload, VXLAN) and pkt[VXLAN].vni == 42
         got.append((ip.dst, bytes(udp.payload)[8:], udp.sport))
     inner = [(dst, frame) for dst, frame, _ in got]
-    assert inner == [
+    assert inner[:6] == [
         ("10.99.0.2", bytes(known_udp)), ("10.99.0.2", bytes(known_tcp_full)),
         ("10.99.0.2", bytes(arp)), ("10.99.0.3", bytes(arp)),
         ("10.99.0.2", bytes(unknown)), ("10.99.0.3", bytes(unknown)),
     ]
+    # The frame without DF: two IPv4 fragments of the inner packet, each within the MTU, reassembling to it.
+    fragments = [Ether(frame) for dst, frame in inner[6:]]
+    assert len(fragments) == 2 and all(dst == "10.99.0.2" for dst, _ in inner[6:])
+    assert all(len(bytes(f)) <= 1464 and f[IP].id == 99 for f in fragments)
+    assert [f[IP].flags.MF for f in fragments] == [1, 0]
+    whole = defragment([f[IP] for f in fragments])
+    assert len(whole) == 1 and bytes(whole[0]) == bytes(too_big[IP])
     assert len(got[1][1]) + 50 == 1514, "a 1464-byte inner frame fills a 1500-byte underlay MTU exactly"
     assert got[2][2] == got[3][2], "flood copies of one frame share its flow's source port"
