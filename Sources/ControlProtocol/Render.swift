@@ -1,13 +1,14 @@
 /// Human-readable renderings of the reports, as `vxlanctl` prints them without `--json`.
 public enum Render {
     public static func ports(_ report: PortsReport) -> String {
-        var rows = [["#", "PORT", "ID", "DRIVER", "ROLE", "VNI", "MAC", "IP", "LINK", "QUEUES", "TX PATH", "TX OFFLOADS", "RX PKTS", "TX PKTS", "RX MISSED"]]
+        var rows = [["#", "PORT", "ID", "DRIVER", "ROLE", "VNI", "MAC", "IP", "LINK", "QUEUES", "TX PATH", "TX OFFLOADS", "GRO", "RX PKTS", "TX PKTS", "RX MISSED"]]
         for p in report.ports {
             let vni = p.vni.map(String.init)
                 ?? p.vlans.map { $0.sorted { Int($0.key)! < Int($1.key)! }.map { "vlan \($0.key):\($0.value)" }.joined(separator: ",") } ?? "-"
             rows.append([String(p.index), p.name, String(p.portId), p.driver, p.role, vni, p.mac, p.ip ?? "-",
                          p.linkUp ? (p.speedMbps > 0 ? "up \(p.speedMbps)M" : "up") : "down", String(p.queues),
                          p.txPath ?? "-", p.txOffloads.isEmpty ? "none" : p.txOffloads.joined(separator: ","),
+                         p.gro.map { $0 ? "on" : "off" } ?? "-",
                          String(p.hardware["rx_packets"] ?? 0), String(p.hardware["tx_packets"] ?? 0),
                          String(p.hardware["rx_missed"] ?? 0)])
         }
@@ -16,9 +17,13 @@ public enum Render {
 
     public static func stats(_ report: StatsReport, perCore: Bool = false) -> String {
         var out = "uptime \(String(format1: report.uptimeSeconds))s, \(report.cores.count) polling core(s)"
-        if let pool = report.mempool { out += ", mbufs \(pool.inUse) in use of \(pool.capacity)" }
+        if let pools = report.pools, !pools.isEmpty {
+            out += ", mbufs in use: " + pools.map { "\($0.name) \($0.inUse)/\($0.capacity)" }.joined(separator: ", ")
+        } else if let pool = report.mempool {
+            out += ", mbufs \(pool.inUse) in use of \(pool.capacity)"
+        }
         out += "\n\n"
-        let portKeys = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped"]
+        let portKeys = ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped", "tx_prepare_rejected", "gro_merged_segments"]
         func portTable(_ ports: [StatsReport.PortCounters]) -> String {
             var rows = [["PORT"] + portKeys.map { $0.uppercased().replacingUnderscores() }]
             for p in ports { rows.append([p.port] + portKeys.map { String(p.counters[$0] ?? 0) }) }

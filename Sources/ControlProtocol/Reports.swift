@@ -19,14 +19,16 @@ public struct PortsReport: Codable, Equatable, Sendable {
         /// The underlay's TX path: `hardware_tso`, `hardware_checksum` or `software` (TunnelTxPlan).
         public var txPath: String?
         public var rxOffloads: [String]?
+        /// Access ports: whether the VM takes large TCP frames (GRO and whole GSO frames go to it).
+        public var gro: Bool?
         /// The driver's own totals (rte_eth_stats), a cross-check of the per-core counters.
         public var hardware: [String: UInt64]
 
         public init(index: Int, name: String, portId: Int, driver: String, role: String, vni: UInt32?, vlans: [String: UInt32]? = nil,
                     mac: String, ip: String?,
                     linkUp: Bool, speedMbps: UInt32, queues: Int, txOffloads: [String], txPath: String? = nil, rxOffloads: [String]? = nil,
-                    hardware: [String: UInt64]) {
-            self.txPath = txPath; self.rxOffloads = rxOffloads
+                    gro: Bool? = nil, hardware: [String: UInt64]) {
+            self.txPath = txPath; self.rxOffloads = rxOffloads; self.gro = gro
             self.index = index; self.name = name; self.portId = portId; self.driver = driver; self.role = role; self.vni = vni
             self.vlans = vlans
             self.mac = mac; self.ip = ip; self.linkUp = linkUp; self.speedMbps = speedMbps; self.queues = queues

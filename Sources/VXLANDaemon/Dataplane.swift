@@ -312,6 +312,7 @@ public final class Dataplane: @unchecked Sendable {
                 txOffloads: TxOffloads(rawValue: port.enabledTxOffloads).names,
                 txPath: role == .underlay ? txPlan.summary : nil,
                 rxOffloads: port.enabledRxOffloads == 0 ? [] : ["0x" + String(port.enabledRxOffloads, radix: 16)],
+                gro: role == .underlay ? nil : tables.portTakesLargeFrames[index] != 0,
                 hardware: ["rx_packets": hw.rxPackets, "tx_packets": hw.txPackets, "rx_bytes": hw.rxBytes, "tx_bytes": hw.txBytes,
                            "rx_missed": hw.rxMissed, "rx_errors": hw.rxErrors, "tx_errors": hw.txErrors, "rx_nombuf": hw.rxNoBuffer])
         })

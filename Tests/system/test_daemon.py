@@ -87,6 +87,10 @@ def test_control_socket_show_commands_and_clean_stop(tmp_path):
         assert ports[0]["ip"] == "10.99.0.1/24" and ports[0]["mac"] == "02:00:00:00:00:01"
         table = daemon.ctl("show", "ports").stdout
         assert "net_null0" in table and "underlay" in table and "10.99.0.1/24" in table
+        # net_null offers no offload: the underlay's TX path is software, the access port takes no large frames.
+        assert (ports[0]["tx_path"], ports[0]["tx_offloads"]) == ("software", [])
+        assert ports[1]["gro"] is False and "tx_path" not in ports[1]
+        assert "TX PATH" in table and "software" in table
 
         # net_null0's receive side produces all-zero frames: not for our MAC, each dropped and counted.
         stats = daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > 1000)
