@@ -75,6 +75,27 @@ final class CoalesceTests: XCTestCase {
         XCTAssertEqual(h.pipeline(.decapsulated), 3)
     }
 
+    func testInterleavedFlowsAreEachMerged() throws {
+        let a = [UInt8](repeating: 0xa, count: 1000), b = [UInt8](repeating: 0xb, count: 1000)
+        // Flow B: the same hosts, another source port (its checksum is computed afresh by the frame builder).
+        func flowB(_ seq: UInt32) -> [UInt8] {
+            var f = Self.segment(seq: seq, payload: b)
+            f[34] = 0x9c; f[35] = 0x41                          // source port 40001 instead of 40000
+            f[50] = 0; f[51] = 0
+            let c = ~UInt16(S.sum(ArraySlice(f[34...]), initial: S.pseudo(src: Array(f[26..<30]), dst: Array(f[30..<34]), proto: 6,
+                                                                             length: f.count - 34)))
+            f[50] = UInt8(c >> 8); f[51] = UInt8(c & 0xff)
+            return f
+        }
+        let out = run([Self.segment(seq: 0, payload: a), flowB(0), Self.segment(seq: 1000, payload: a), flowB(1000),
+                       Self.segment(seq: 2000, payload: a), flowB(2000)])
+        defer { out.forEach { vx_mbuf_free($0) } }
+        let payloads = Set(out.map { payloadOf(Mbuf.bytes($0)) })
+        XCTAssertEqual(out.count, 2)
+        XCTAssertEqual(payloads, [a + a + a, b + b + b], "each flow merged, in its own order")
+        XCTAssertEqual(h.pipeline(.coalescedSegments), 4)
+    }
+
     func testOtherFlowsGapsAndNonTCPPassUntouchedInOrder() throws {
         let p = [UInt8](repeating: 0x5a, count: 1000)
         let udp = S.fromRemote(Frames.ethernet(dst: S.vmMAC, src: S.remoteVMMAC, type: 0x0800,
