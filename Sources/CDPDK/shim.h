@@ -41,6 +41,8 @@
 #include <rte_devargs.h>
 #include <rte_gro.h>
 #include <rte_ip_frag.h>
+#include <rte_telemetry.h>
+#include <rte_pdump.h>
 #include <rte_eth_vhost.h>
 #include <rte_vhost.h>
 

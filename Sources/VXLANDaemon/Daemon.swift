@@ -1,3 +1,4 @@
+import CDPDK
 import ControlProtocol
 import Foundation
 import Logging
@@ -40,7 +41,12 @@ public enum Daemon {
             logger.critical("\(error)")
             return 1
         }
+        // dpdk-dumpcap / dpdk-pdump (secondary processes) may capture any port while vxland runs; they need
+        // vxland's hugepage files, so not under --no-huge or --no-shconf (then pdump stays off, said once).
+        let capture = rte_eal_has_hugepages() != 0 && rte_pdump_init() == 0
+        if !capture { logger.info("packet capture (dpdk-dumpcap) unavailable: needs hugepages and a shared configuration") }
         defer {
+            if capture { _ = rte_pdump_uninit() }
             EAL.cleanup()
             logger.debug("EAL released")
         }
@@ -85,6 +91,8 @@ public enum Daemon {
         logger.info("\(dataplane.underlay.tunnelRemotes().count) tunnel(s), \(configuration.fdb.count) static FDB entries; polling on lcore(s) \(lcores.map(String.init).joined(separator: ",")); control socket \(options.socketPath)")
 
         if stopRequested("before launching the polling cores") { return 0 }
+        Telemetry.attach(dataplane)
+        defer { Telemetry.detach() }
         dataplane.startSlowPath()
         // From here a stop signal reaches the cores through dataplane.stopSignal: the watcher forwards it (and also
         // one that arrived since the last check above: the request is never cleared).

@@ -109,3 +109,52 @@ def test_control_socket_show_commands_and_clean_stop(tmp_path):
     assert status == 0, log
     assert not daemon.socket.exists(), "socket removed on exit"
     assert "stopping" in log
+
+
+def test_telemetry_shows_vxlands_counters(tmp_path):
+    """DPDK's own telemetry client reads vxland's counters next to ethdev's (/vxland/stats, /ports, /cores)."""
+    eal = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1,no-rx=1"]
+    daemon = Vxland(tmp_path, eal, NULL_CONFIG)
+    try:
+        before = daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > 1000)
+        result = subprocess.run(["/usr/bin/dpdk-telemetry.py", "-f", daemon.prefix], input="/vxland/stats\n/vxland/ports\n/vxland/cores\n",
+                                capture_output=True, text=True, timeout=30)
+        answers = {}
+        for line in result.stdout.splitlines():
+            if line.startswith("{"):
+                answers.update(json.loads(line))
+        after = daemon.stats()
+    finally:
+        status, log = daemon.stop()
+    assert status == 0, log
+    stats, ports, cores = answers["/vxland/stats"], answers["/vxland/ports"], answers["/vxland/cores"]
+    # Counters only grow: what telemetry read lies between the two control-socket reads.
+    assert before["totals"]["drops"]["not_our_mac"] <= stats["drop_not_our_mac"] <= after["totals"]["drops"]["not_our_mac"]
+    assert set(stats) == set(after["totals"]["pipeline"]) | {f"drop_{k}" for k in after["totals"]["drops"]}
+    assert set(ports) == {"net_null0", "net_null1"}
+    assert before["totals"]["ports"][0]["counters"]["rx_packets"] <= ports["net_null0"]["rx_packets"]
+    assert list(cores) == ["lcore1"] and cores["lcore1"]["drop_not_our_mac"] >= before["totals"]["drops"]["not_our_mac"]
+
+
+@pytest.mark.skipif(not hugepages_usable(), reason="dpdk-dumpcap attaches as a secondary process: needs hugepages")
+def test_dpdk_dumpcap_captures_a_port_while_vxland_forwards(tmp_path):
+    from scapy.all import UDP, Ether, rdpcap
+    from scapy.layers.vxlan import VXLAN
+    eal = ["-l", "0,1", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1"]
+    daemon = Vxland(tmp_path, eal, NULL_CONFIG)
+    out = tmp_path / "capture.pcapng"
+    try:
+        daemon.wait_for(lambda s: s["totals"]["pipeline"]["encapsulated"] > 1000)
+        result = subprocess.run(["/usr/bin/dpdk-dumpcap", f"--file-prefix={daemon.prefix}", "-i", "net_null0", "-c", "50",
+                                 "-w", str(out)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        after = daemon.stats()
+    finally:
+        status, log = daemon.stop()
+    assert status == 0, log
+    packets = [Ether(bytes(p)) for p in rdpcap(str(out))]
+    assert len(packets) >= 50
+    # What net_null0 sent: the access port's frames (all-zero, so flooded) encapsulated towards 10.99.0.2.
+    tunnelled = [p for p in packets if UDP in p and p[UDP].dport == 4789]
+    assert tunnelled and all(p[VXLAN].vni == 42 and len(bytes(p[VXLAN].payload)) == 64 for p in tunnelled)
+    assert after["totals"]["drops"]["not_our_mac"] > 0

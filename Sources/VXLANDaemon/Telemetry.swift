@@ -1,0 +1,60 @@
+import CDPDK
+import ControlProtocol
+import Foundation
+
+/// vxland's counters in DPDK's telemetry, next to ethdev's: `dpdk-telemetry.py -f PREFIX`, then `/vxland/stats`
+/// (pipeline counters and drops by reason, summed over cores), `/vxland/ports` (per port), `/vxland/cores`
+/// (per polling core). The callbacks run on DPDK's telemetry thread and read the same per-core counters the
+/// control socket reads; DPDK 22.11 cannot unregister a command, so after the dataplane stops they answer empty.
+enum Telemetry {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var dataplane: Dataplane?
+    nonisolated(unsafe) private static var registered = false
+
+    static func attach(_ d: Dataplane) {
+        lock.lock(); defer { lock.unlock() }
+        dataplane = d
+        guard !registered else { return }
+        registered = true
+        _ = rte_telemetry_register_cmd("/vxland/stats", { _, _, d in Telemetry.answer(d) { report, out in
+            Telemetry.add(report.totals.pipeline, to: out)
+            Telemetry.add(report.totals.drops.mapKeys { "drop_\($0)" }, to: out)
+        } }, "vxland pipeline counters and drops by reason, all polling cores. No parameters")
+        _ = rte_telemetry_register_cmd("/vxland/ports", { _, _, d in Telemetry.answer(d) { report, out in
+            for p in report.totals.ports { Telemetry.nested(p.port, p.counters, in: out) }
+        } }, "vxland per-port counters, all polling cores. No parameters")
+        _ = rte_telemetry_register_cmd("/vxland/cores", { _, _, d in Telemetry.answer(d) { report, out in
+            for c in report.cores {
+                Telemetry.nested("lcore\(c.lcore)", c.pipeline.merging(c.drops.mapKeys { "drop_\($0)" }) { a, _ in a }, in: out)
+            }
+        } }, "vxland counters per polling core. No parameters")
+    }
+
+    static func detach() {
+        lock.lock(); defer { lock.unlock() }
+        dataplane = nil
+    }
+
+    private static func answer(_ d: OpaquePointer?, _ fill: (StatsReport, OpaquePointer) -> Void) -> Int32 {
+        guard let d else { return -1 }
+        rte_tel_data_start_dict(d)
+        lock.lock(); defer { lock.unlock() }
+        if let report = dataplane?.statsReport() { fill(report, d) }
+        return 0
+    }
+
+    private static func add(_ values: [String: UInt64], to d: OpaquePointer) {
+        for (name, value) in values.sorted(by: { $0.key < $1.key }) { _ = rte_tel_data_add_dict_u64(d, name, value) }
+    }
+
+    private static func nested(_ name: String, _ values: [String: UInt64], in d: OpaquePointer) {
+        guard let inner = rte_tel_data_alloc() else { return }
+        rte_tel_data_start_dict(inner)
+        add(values, to: inner)
+        if rte_tel_data_add_dict_container(d, name, inner, 0) != 0 { rte_tel_data_free(inner) }
+    }
+}
+
+extension Dictionary where Key == String {
+    func mapKeys(_ f: (String) -> String) -> [String: Value] { Dictionary(uniqueKeysWithValues: map { (f($0.key), $0.value) }) }
+}
