@@ -7,7 +7,23 @@ struct Vxlanctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vxlanctl",
         abstract: "Control and inspect a running vxland.",
-        subcommands: [Show.self, Ping.self])
+        subcommands: [Show.self, Stats.self, Ping.self])
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Act on the counters.", subcommands: [Clear.self])
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start every counter from zero (per port, per core, pipeline, drops); forwarding is not disturbed.")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() throws {
+            let client = try connection.client()
+            _ = try perform { try client.call("stats.clear", as: [String: String].self) }
+            print("counters cleared")
+        }
+    }
 }
 
 struct ConnectionOptions: ParsableArguments {

@@ -5,7 +5,7 @@ import VTEPConfig
 
 /// The control methods the daemon answers. `show.*` reads counters; later issues add methods that change state.
 public enum ControlMethods {
-    public static let all = ["show.ports", "show.stats", "show.fdb", "show.neighbors", "show.config", "ping"]
+    public static let all = ["show.ports", "show.stats", "show.fdb", "show.neighbors", "show.config", "stats.clear", "ping"]
 
     public static func handle(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
         let encoder = JSONEncoder.control
@@ -26,6 +26,9 @@ public enum ControlMethods {
                 "vnis": c.segments.map { "\($0.vni) flood [\($0.flood.map(\.description).joined(separator: ", "))]" }.joined(separator: "; "),
                 "fdb_entries": String(c.fdb.count),
             ])
+        case "stats.clear":
+            dataplane.clearStats()
+            return try encoder.encode(["cleared": "stats"])
         case "ping":
             return try encoder.encode(["pong": "vxland", "protocol": String(ControlProtocol.version), "dpdk": EAL.version])
         default:

@@ -273,15 +273,33 @@ public final class Dataplane: @unchecked Sendable {
 
     // MARK: - Reports
 
+    /// Counter values at the last `clearStats()`, per core: reports show what happened since. The cores' own
+    /// counters are never written from outside (they keep plain, unshared stores); clearing is a new baseline.
+    private var baselines: [(ports: [UInt64], pipeline: [UInt64])] = []
+    private let baselineLock = NSLock()
+
+    /// `vxlanctl stats clear`: counters start again from zero in every report (the cores are not disturbed).
+    public func clearStats() {
+        baselineLock.lock(); defer { baselineLock.unlock() }
+        baselines = cores.map { ($0.portCounters.snapshot(), $0.pipelineCounters.snapshot()) }
+    }
+
     public func statsReport() -> StatsReport {
-        let coreReports = cores.map { core -> StatsReport.Core in
-            let p = core.portCounters.snapshot()
+        baselineLock.lock()
+        let baselines = self.baselines
+        baselineLock.unlock()
+        let coreReports = cores.enumerated().map { index, core -> StatsReport.Core in
+            var p = core.portCounters.snapshot()
+            var q = core.pipelineCounters.snapshot()
+            if index < baselines.count {
+                for i in p.indices { p[i] &-= baselines[index].ports[i] }
+                for i in q.indices { q[i] &-= baselines[index].pipeline[i] }
+            }
             let portReports = ports.enumerated().map { index, port in
                 StatsReport.PortCounters(port: port.name, counters: Dictionary(uniqueKeysWithValues: PortCounter.allCases.map {
                     ($0.name, p[PortCounter.slot(port: index, $0)])
                 }))
             }
-            let q = core.pipelineCounters.snapshot()
             let pipeline = Dictionary(uniqueKeysWithValues: PipelineCounter.allCases.map { ($0.name, q[PipelineCounterLayout.slot($0)]) })
             let drops = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.name, q[PipelineCounterLayout.slot($0)]) })
             return StatsReport.Core(lcore: core.lcore, ports: portReports, pipeline: pipeline, drops: drops)

@@ -3,6 +3,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,15 @@ def test_control_socket_show_commands_and_clean_stop(tmp_path):
         assert stats["totals"]["ports"][0]["counters"]["rx_packets"] > 1000
         text = daemon.ctl("show", "stats", "--per-core").stdout
         assert "not_our_mac" in text and "lcore 1:" in text and "mbufs" in text
+
+        # stats clear: every counter starts again from zero, forwarding goes on.
+        time.sleep(1)
+        before = daemon.stats()
+        assert "counters cleared" in daemon.ctl("stats", "clear").stdout
+        after = daemon.stats()
+        assert after["totals"]["drops"]["not_our_mac"] < before["totals"]["drops"]["not_our_mac"] // 2
+        assert after["totals"]["ports"][0]["counters"]["rx_packets"] < before["totals"]["ports"][0]["counters"]["rx_packets"] // 2
+        assert daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > after["totals"]["drops"]["not_our_mac"])
 
         neighbors = json.loads(daemon.ctl("show", "neighbors", "--json").stdout)
         assert [(n["ip"], n["state"]) for n in neighbors["neighbors"]] == [("10.99.0.2", "permanent")]
