@@ -220,4 +220,51 @@ final class ReceiveChecksumTests: XCTestCase {
         XCTAssertEqual(deliver([(Frames.vxlanPacket6(inner: Self.inner(3), checksum: 0), 0, 0)]), [])
         XCTAssertEqual(h.drops(.badUDPChecksum), 1)
     }
+
+    // MARK: - udp6_zero_checksum.tx with a NIC
+
+    /// Frames from a VM through an IPv6 tunnel whose underlay is `model` (or a TX ring): the wire and the counters.
+    func sendThroughIPv6Tunnel(zeroTx: Bool, model: NICModel?) throws -> (wire: [[UInt8]], hardwareChecksums: UInt64) {
+        let S = SegmentationTests.self
+        let plan = model.map { TunnelTxPlan(enabled: $0.capabilities) } ?? .software
+        let h = try PipelineHarness(accessPorts: 1, poolSize: 4095, slowPath: false, plan: plan, completeChecksumPorts: [1],
+                                    underlayModel: model) { names in """
+            underlay: { port: \(names[0]), ip6: "fd00::1/64", mac: "02:00:00:00:00:01"\(zeroTx ? ", udp6_zero_checksum: { tx: true }" : "") }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: ["fd00::2"] } ]
+            fdb: [ { vni: 42, mac: "\(S.remoteVMMAC)", remote: "fd00::2" } ]
+            neighbors: [ { ip: "fd00::2", mac: "02:00:00:00:00:02" } ]
+            """ }
+        h.rings[1].inject(HardwarePathTests.traffic().map { Mbuf.makeChained($0, pool: h.pool) })
+        h.core.pollOnce()
+        let wire = model?.takeWire() ?? h.rings[0].drain()
+        XCTAssertEqual(h.totalDrops, 0)
+        let counted = h.pipeline(.hardwareChecksum)
+        let pool = h.release()
+        XCTAssertEqual(pool.available, pool.capacity, "mbufs leaked")
+        return (wire, counted)
+    }
+
+    /// A NIC with inner checksum offloads but no outer UDP checksum offload: over IPv6 it may fill the inner
+    /// checksums only when the outer UDP checksum is zero. With `udp6_zero_checksum.tx` it does, and no frame asks
+    /// it for OUTER_UDP_CKSUM; the wire is the software path's (checksummed) wire with the outer UDP checksum 0.
+    func testZeroChecksumTransmitLetsTheNICFillInnerChecksumsWithoutOuterUDPOffload() throws {
+        var offloads = NICModel.Profile.checksumOnly.capabilities
+        offloads.remove(.outerUDPChecksum)
+        let reference = try sendThroughIPv6Tunnel(zeroTx: false, model: nil).wire
+        for p in reference { _ = SegmentationTests.decode(p) }                  // valid lengths and checksums
+        let without = NICModel(profile: .checksumOnly, capabilities: offloads)
+        XCTAssertEqual(try sendThroughIPv6Tunnel(zeroTx: false, model: without).hardwareChecksums, 0,
+                       "without zero checksums the inner sums stay in software over IPv6")
+        let model = NICModel(profile: .checksumOnly, capabilities: offloads)
+        let zero = try sendThroughIPv6Tunnel(zeroTx: true, model: model)
+        XCTAssertEqual(model.violations, [], "metadata the NIC would refuse (OUTER_UDP_CKSUM it lacks)")
+        XCTAssertGreaterThan(zero.hardwareChecksums, 0)
+        XCTAssertEqual(zero.wire.count, reference.count)
+        for (i, (a, b)) in zip(zero.wire, reference).enumerated() {
+            var expected = b
+            expected[60] = 0; expected[61] = 0
+            XCTAssertEqual(a, expected, "packet \(i)")
+        }
+    }
 }
