@@ -126,6 +126,13 @@ static inline uint64_t vx_rx_offload_udp_cksum(void) { return RTE_ETH_RX_OFFLOAD
 static inline uint64_t vx_rx_offload_ipv4_cksum(void) { return RTE_ETH_RX_OFFLOAD_IPV4_CKSUM; }
 static inline uint64_t vx_rx_offload_scatter(void) { return RTE_ETH_RX_OFFLOAD_SCATTER; }
 static inline uint64_t vx_rx_offload_tcp_lro(void) { return RTE_ETH_RX_OFFLOAD_TCP_LRO; }
+static inline uint64_t vx_rx_offload_outer_ipv4_cksum(void) { return RTE_ETH_RX_OFFLOAD_OUTER_IPV4_CKSUM; }
+static inline uint64_t vx_rx_offload_outer_udp_cksum(void) { return RTE_ETH_RX_OFFLOAD_OUTER_UDP_CKSUM; }
+/* Tells the port that UDP to udp_port is VXLAN (parsing, RSS, checksums of the inner headers), where it can. */
+static inline int vx_udp_tunnel_port_add_vxlan(uint16_t port_id, uint16_t udp_port) {
+    struct rte_eth_udp_tunnel t = { .udp_port = udp_port, .prot_type = RTE_ETH_TUNNEL_TYPE_VXLAN };
+    return rte_eth_dev_udp_tunnel_port_add(port_id, &t);
+}
 
 // The devargs a port was created with ("iface=dpacc,framesz=..."), or NULL.
 static inline const char *vx_port_devargs(uint16_t port) {

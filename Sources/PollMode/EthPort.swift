@@ -1,4 +1,5 @@
 import CDPDK
+import Glibc
 
 /// What a port's driver advertises (rte_eth_dev_info), read before configuring it.
 public struct PortCapabilities: Sendable {
@@ -21,6 +22,9 @@ public struct PortSetup: Sendable {
     /// TX offloads wanted; only those the port advertises are enabled (see `EthPort.enabledTxOffloads`).
     public var wantedTxOffloads: UInt64 = 0
     public var wantedRxOffloads: UInt64 = 0
+    /// UDP port whose traffic is VXLAN, announced to the port (`rte_eth_dev_udp_tunnel_port_add`) where it can
+    /// use it (parsing, RSS and checksums of tunnelled packets); nil announces nothing.
+    public var vxlanUDPPort: UInt16?
     public var promiscuous: Bool = true
     public init(queues: Int) { self.queues = queues }
 }
@@ -33,6 +37,10 @@ public final class EthPort: @unchecked Sendable {
     public private(set) var enabledTxOffloads: UInt64 = 0
     public private(set) var enabledRxOffloads: UInt64 = 0
     public private(set) var queueCount = 0
+    /// The RSS hash functions configured (`rss_hf`, within the port's `flow_type_rss_offloads`); 0 without RSS.
+    public private(set) var rssHashFunctions: UInt64 = 0
+    /// What `rte_eth_dev_udp_tunnel_port_add` answered (0, or a negative errno such as -ENOTSUP); nil if not asked.
+    public private(set) var vxlanPortResult: Int32?
     private var started = false
     private var closed = false
 
@@ -124,6 +132,15 @@ public final class EthPort: @unchecked Sendable {
         }
         var rc = rte_eth_dev_configure(id, UInt16(setup.queues), UInt16(setup.queues), &conf)
         guard rc == 0 else { throw DPDKError("configuring port \(name) with \(setup.queues) queue(s)", code: rc) }
+        rssHashFunctions = conf.rxmode.mq_mode == RTE_ETH_MQ_RX_RSS ? conf.rx_adv_conf.rss_conf.rss_hf : 0
+        if let udpPort = setup.vxlanUDPPort {
+            // Most virtual devices cannot use it (-ENOTSUP); anything else is worth a line in the log.
+            let result = vx_udp_tunnel_port_add_vxlan(id, udpPort)
+            vxlanPortResult = result
+            if result != 0 && result != -ENOTSUP {
+                fputs("vxland: port \(name): announcing VXLAN on UDP port \(udpPort) failed: \(String(cString: strerror(-result)))\n", stderr)
+            }
+        }
 
         var rxDesc = UInt16(clamping: setup.rxDescriptors.clamped(to: caps.rxDescriptors))
         var txDesc = UInt16(clamping: setup.txDescriptors.clamped(to: caps.txDescriptors))

@@ -11,6 +11,17 @@ public enum MbufFlag {
     public static let rxIPChecksumMask: UInt64 = (1 << 4) | (1 << 7)
     public static let rxIPChecksumBad: UInt64 = 1 << 4
     public static let rxIPChecksumGood: UInt64 = 1 << 7
+    /// Both bits: the IP checksum field is not right but the header's integrity was verified.
+    public static let rxIPChecksumNone: UInt64 = (1 << 4) | (1 << 7)
+    /// The outermost IP header's checksum is wrong (there is no GOOD counterpart).
+    public static let rxOuterIPChecksumBad: UInt64 = 1 << 5
+    public static let rxOuterL4ChecksumMask: UInt64 = (1 << 21) | (1 << 22)
+    public static let rxOuterL4ChecksumBad: UInt64 = 1 << 21
+    public static let rxOuterL4ChecksumGood: UInt64 = 1 << 22
+    /// Both bits: the outer L4 checksum status is invalid (no information).
+    public static let rxOuterL4ChecksumInvalid: UInt64 = (1 << 21) | (1 << 22)
+    /// Every bit that reports a receive checksum status (all zero: the driver said nothing).
+    public static let rxChecksumStatus: UInt64 = rxIPChecksumMask | rxL4ChecksumMask | rxOuterIPChecksumBad | rxOuterL4ChecksumMask
     /// A large TCP frame from a VM (virtio GSO): `tso_segsz` holds the sender's MSS.
     public static let rxLRO: UInt64 = 1 << 16
 

@@ -62,7 +62,7 @@ public enum ConfigParser {
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
                             allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict",
-                                      "allowed_remotes", "offloads"])
+                                      "allowed_remotes", "offloads", "verify_udp_checksum", "udp6_zero_checksum"])
         guard u.optional("ip") != nil || u.optional("ip6") != nil else {
             throw u.error("ip", "required key is missing (give ip, ip6 or both)")
         }
@@ -82,6 +82,22 @@ public enum ConfigParser {
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("offloads") != nil { underlay.offloads = try u.offloadMode("offloads") }
+        if u.optional("verify_udp_checksum") != nil { underlay.verifyUDPChecksum = try u.boolean("verify_udp_checksum") }
+        if let node = u.optional("udp6_zero_checksum") {
+            if node.mapping != nil {
+                let z = try Mapping(node, path: "underlay.udp6_zero_checksum", allowed: ["tx", "rx"])
+                if z.optional("tx") != nil { underlay.udp6ZeroChecksum.tx = try z.boolean("tx") }
+                if z.optional("rx") != nil { underlay.udp6ZeroChecksum.rx = try z.boolean("rx") }
+            } else if node.scalar == nil {
+                throw u.error("udp6_zero_checksum", "expected true, false or a mapping { tx: true|false, rx: true|false }")
+            } else {
+                let both = try u.boolean("udp6_zero_checksum")
+                underlay.udp6ZeroChecksum = .init(tx: both, rx: both)
+            }
+            if underlay.interface6 == nil && (underlay.udp6ZeroChecksum.tx || underlay.udp6ZeroChecksum.rx) {
+                throw u.error("udp6_zero_checksum", "zero UDP checksums are for VXLAN over IPv6, and the VTEP has no ip6")
+            }
+        }
         if u.optional("neighbor_timeout") != nil { underlay.neighborTimeout = try u.integer("neighbor_timeout", in: 5...86400) }
         underlay.allowedRemotes = try u.prefixes("allowed_remotes")
         if let interface = underlay.interface {

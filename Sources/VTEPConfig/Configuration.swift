@@ -21,6 +21,11 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var neighborTimeout: Int = 300
         /// Drop VXLAN whose reserved bits are not zero (RFC 7348 says ignore them; Linux and OVS drop).
         public var strict: Bool = false
+        /// Verify non-zero UDP checksums of VXLAN over IPv4 (RFC 7348 lets a receiver skip it; a zero checksum
+        /// is always accepted over IPv4). Wrong ones are dropped as bad_udp_checksum.
+        public var verifyUDPChecksum: Bool = false
+        /// RFC 6935/6936 zero UDP checksums for VXLAN over IPv6, as Linux's `udp6zerocsumtx` / `udp6zerocsumrx`.
+        public var udp6ZeroChecksum = UDP6ZeroChecksum()
         /// `auto`: hand the NIC what it advertises (tunnel TSO, inner and outer checksums); `software`: do all of
         /// it in software (a NIC whose tunnel offloads are broken, or for comparison).
         public var offloads: OffloadMode = .auto
@@ -48,6 +53,15 @@ public struct VTEPConfiguration: Sendable, Equatable {
                 return interface6.contains(a) ? remote : gateway6.map(IPAddress.v6)
             }
         }
+    }
+
+    /// Zero UDP checksums over IPv6 (RFC 6935, 6936), per VTEP as Linux sets them per vxlan device.
+    public struct UDP6ZeroChecksum: Sendable, Equatable {
+        /// Send VXLAN over IPv6 with UDP checksum 0 (no sum computed at all): `udp6zerocsumtx`.
+        public var tx: Bool = false
+        /// Accept VXLAN over IPv6 whose UDP checksum is 0 (non-zero ones are still verified): `udp6zerocsumrx`.
+        public var rx: Bool = false
+        public init(tx: Bool = false, rx: Bool = false) { self.tx = tx; self.rx = rx }
     }
 
     public enum OffloadMode: String, Sendable, Equatable {

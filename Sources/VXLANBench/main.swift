@@ -45,7 +45,7 @@ struct Bench: ParsableCommand {
 
         var scenarios: [Scenario] = []
         for size in frameSizes where scenario != .segmentation {
-            let standard: [Scenario.Kind] = scenario == .large ? [] : [.encap, .decap] + (ipv6 ? [.encap6, .decap6] : [])
+            let standard: [Scenario.Kind] = scenario == .large ? [] : [.encap, .decap] + (ipv6 ? [.encap6, .decap6, .encap6Zero, .decap6Zero] : [])
             let large: [Scenario.Kind] = scenario == .standard ? [] : [.encapLarge, .decapLarge]
             for kind in standard + large {
                 let path = "\(work)/\(kind)-\(size).pcap"
@@ -117,6 +117,8 @@ struct Bench: ParsableCommand {
 struct Scenario {
     enum Kind: String {
         case encap, decap, encap6, decap6
+        /// Over IPv6 with zero UDP checksums (`udp6_zero_checksum: true`): no checksum sent, none verified.
+        case encap6Zero = "encap6-zero", decap6Zero = "decap6-zero"
         /// Large tables: the per-core exact-match caches miss (see LargeTables).
         case encapLarge = "encap-large", decapLarge = "decap-large"
         var isLarge: Bool { self == .encapLarge || self == .decapLarge }
@@ -131,7 +133,7 @@ struct Scenario {
                 // Consecutive frames go to different remote VMs: the lookup path is measured, not one hot entry.
                 return Frames.innerUDP(dst: Kind.remoteMAC(flow % Kind.remoteMACs), src: Kind.vmMAC, sport: 1024 + flow,
                                        dport: 5201, size: innerSize)
-            case .encap6:
+            case .encap6, .encap6Zero:
                 return Kind.encap.frame(innerSize: innerSize, flow: flow)
             case .decap:
                 let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
@@ -141,6 +143,10 @@ struct Scenario {
                 let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
                                             sport: 1024 + flow, dport: 5201, size: innerSize)
                 return Frames.vxlanPacket6(outerSrc: "02:00:00:00:00:02", inner: inner)
+            case .decap6Zero:
+                let inner = Frames.innerUDP(dst: Kind.vmMAC, src: Kind.remoteVMMAC, srcIP: "192.168.42.2", dstIP: "192.168.42.1",
+                                            sport: 1024 + flow, dport: 5201, size: innerSize)
+                return Frames.vxlanPacket6(outerSrc: "02:00:00:00:00:02", inner: inner, checksum: 0)
             case .encapLarge:
                 // A tagged frame of the flow's VLAN (VNI) to one of that VNI's remote MACs, from the VNI's VM.
                 let (segment, mac) = LargeTables.slot(flow)
@@ -164,12 +170,12 @@ struct Scenario {
     var testpmdMpps: Double?
     var mpps = 0.0
     var allocationsPerPacket = 0.0
-    var isEncap: Bool { kind == .encap || kind == .encap6 || kind == .encapLarge }
+    var isEncap: Bool { kind == .encap || kind == .encap6 || kind == .encap6Zero || kind == .encapLarge }
     var outSize: Int {
         switch kind {
         case .encap, .encapLarge: return innerSize + 50
-        case .encap6: return innerSize + 70
-        case .decap, .decap6: return innerSize
+        case .encap6, .encap6Zero: return innerSize + 70
+        case .decap, .decap6, .decap6Zero: return innerSize
         case .decapLarge: return innerSize + 4      // the VLAN tag restored
         }
     }
@@ -180,9 +186,10 @@ struct Scenario {
         try VirtualDevice.create(nullName, arguments: "no-rx=1")
         defer { VirtualDevice.remove(pcapName); VirtualDevice.remove(nullName) }
         let (underlay, access) = isEncap ? (nullName, pcapName) : (pcapName, nullName)
-        let remote = kind == .encap6 || kind == .decap6 ? "\"fd00::2\"" : "10.99.0.2"
+        let zero = kind == .encap6Zero || kind == .decap6Zero
+        let remote = kind == .encap6 || kind == .decap6 || zero ? "\"fd00::2\"" : "10.99.0.2"
         var config = kind.isLarge ? try LargeTables.configuration() : try ConfigParser.parse("""
-            underlay: { port: \(underlay), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01", mtu: 9000 }
+            underlay: { port: \(underlay), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01", mtu: 9000\(zero ? ", udp6_zero_checksum: true" : "") }
             access: [ { port: \(access), vni: 42 } ]
             vnis: [ { vni: 42, flood: [\(remote)] } ]
             fdb: [\((0..<Kind.remoteMACs).map { "{ vni: 42, mac: \"\(Kind.remoteMAC($0))\", remote: \(remote) }" }.joined(separator: ", "))]

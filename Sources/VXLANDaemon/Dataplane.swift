@@ -102,6 +102,7 @@ public final class Dataplane: @unchecked Sendable {
                 // vhost-user: partial checksums and (with the guest's TSO) segmentation metadata go to the guest.
                 setup.wantedTxOffloads |= TxOffloads.tcpChecksum.rawValue | TxOffloads.udpChecksum.rawValue
             }
+            if index == 0 && mode == .auto { setup.wantedRxOffloads = RxChecksums.offloads; setup.vxlanUDPPort = configuration.underlay.udpPort }
             var rxPool = pool
             if let frame = Dataplane.afPacketFrameSize(port), frame > 2048 {
                 // net_af_packet copies each kernel frame (64 KB GSO frames with framesz=65424) into one mbuf.
@@ -124,7 +125,8 @@ public final class Dataplane: @unchecked Sendable {
             let tx = ports.map { (port: $0.id, queue: UInt16(c)) }
             let core = UnsafeMutablePointer<PollingCore<VXLANProcessor>>.allocate(capacity: 1)
             let offload = OffloadSettings(plan: txPlan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
-                                          completeChecksumPorts: completeChecksumPorts)
+                                          completeChecksumPorts: completeChecksumPorts,
+                                          underlayRxChecksums: RxChecksums.reported(byPortWith: underlayPort.enabledRxOffloads))
             let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload)
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx))
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)

@@ -123,14 +123,16 @@ extension VXLANProcessor {
         count(.encapsulated)
     }
 
-    /// The same over IPv6: 70 bytes, and a UDP checksum over the whole packet (RFC 8200).
+    /// The same over IPv6: 70 bytes, and a UDP checksum over the whole packet (RFC 8200), unless zero checksums
+    /// were configured (`udp6_zero_checksum.tx`).
     @inline(never) @usableFromInline
     func push6(_ m: OpaquePointer, tunnel: Int, copy: Int, innerLength: Int, flowHash: UInt32, tx: TxStage) {
         if innerLength > view.maxInnerFrame6 && vx_mbuf_ol_flags(m) & MbufFlag.txTCPSegmentation == 0 { drop(m, .overMTU); return }
         guard let header = vx_mbuf_prepend(m, UInt16(VXLANLayout.outerLength6)) else { drop(m, .noHeadroom); return }
         let h = UnsafeMutableRawPointer(header)
         h.copyMemory(from: view.templates + (tunnel &* 2 &+ copy) &* ForwardingTables.templateStride, byteCount: VXLANLayout.outerLength6)
-        if vx_mbuf_ol_flags(m) & MbufFlag.txOuterUDPChecksum != 0 {
+        // Zero checksum (udp6_zero_checksum.tx, RFC 6935/6936: the receiver must accept it) or the NIC's sum.
+        if view.udp6ZeroChecksumTx || vx_mbuf_ol_flags(m) & MbufFlag.txOuterUDPChecksum != 0 {
             // The NIC sums the datagram (rte_eth_tx_prepare seeds the pseudo-header where the driver needs it).
             OuterHeaderTemplate6.patch(h, innerLength: innerLength, sourcePort: vxlanSourcePort(flowHash: flowHash), flowHash: flowHash,
                                        partialSum: view.partialSums[tunnel], innerSum: 0)

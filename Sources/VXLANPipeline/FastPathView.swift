@@ -52,6 +52,11 @@ public struct FastPathView: @unchecked Sendable {
     public let underlayAddress6: (UInt64, UInt64)
     public let udpPort: UInt16
     public let strict: Bool
+    /// Verify non-zero outer UDP checksums over IPv4 (`underlay.verify_udp_checksum`).
+    public let verifyUDPChecksum: Bool
+    /// Send IPv6 VXLAN with UDP checksum 0; accept a zero one (`underlay.udp6_zero_checksum`).
+    public let udp6ZeroChecksumTx: Bool
+    public let udp6ZeroChecksumRx: Bool
     public let maxInnerFrame: Int
     public let maxInnerFrame6: Int
     /// The underlay MAC as the low 48 bits of a little-endian 8-byte load of the frame start.
@@ -69,7 +74,8 @@ public struct FastPathView: @unchecked Sendable {
          fdbHash: OpaquePointer, fdbLastSeen: UnsafeMutablePointer<UInt32>, fdbCapacity: Int, vniHash: OpaquePointer,
          clock: UnsafeMutablePointer<UInt32>, generation: UnsafeMutablePointer<UInt64>, qsbr: OpaquePointer,
          underlayPort: Int, underlayMAC: MACAddress, underlayAddress: UInt32, underlayAddress6: (UInt64, UInt64)?, udpPort: UInt16,
-         strict: Bool, maxInnerFrame: Int, maxInnerFrame6: Int) {
+         strict: Bool, verifyUDPChecksum: Bool = false, udp6ZeroChecksum: VTEPConfiguration.UDP6ZeroChecksum = .init(),
+         maxInnerFrame: Int, maxInnerFrame6: Int) {
         self.templates = templates; self.partialSums = partialSums; self.activeCopy = activeCopy
         self.tunnelRemote = tunnelRemote; self.tunnelIsIPv6 = tunnelIsIPv6; self.tunnelRemote6 = tunnelRemote6
         tunnelLimit = UInt32(tunnelCapacity)
@@ -85,6 +91,8 @@ public struct FastPathView: @unchecked Sendable {
         hasAddress6 = underlayAddress6 != nil
         self.underlayAddress6 = underlayAddress6 ?? (0, 0)
         self.udpPort = udpPort; self.strict = strict
+        self.verifyUDPChecksum = verifyUDPChecksum
+        udp6ZeroChecksumTx = udp6ZeroChecksum.tx; udp6ZeroChecksumRx = udp6ZeroChecksum.rx
         self.maxInnerFrame = maxInnerFrame; self.maxInnerFrame6 = maxInnerFrame6
         underlayMACBits = underlayMAC.bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }

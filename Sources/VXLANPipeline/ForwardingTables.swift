@@ -307,7 +307,8 @@ public final class ForwardingTables: @unchecked Sendable {
             fdbHash: fdbHash, fdbLastSeen: fdbLastSeen, fdbCapacity: fdbCapacity, vniHash: vniHash,
             clock: clock, generation: generation, qsbr: qsbr,
             underlayPort: underlayPort, underlayMAC: underlayMAC, underlayAddress: underlayAddress, underlayAddress6: underlayAddress6,
-            udpPort: udpPort, strict: strict, maxInnerFrame: maxInnerFrame, maxInnerFrame6: maxInnerFrame6)
+            udpPort: udpPort, strict: strict, verifyUDPChecksum: configuration.underlay.verifyUDPChecksum,
+            udp6ZeroChecksum: configuration.underlay.udp6ZeroChecksum, maxInnerFrame: maxInnerFrame, maxInnerFrame6: maxInnerFrame6)
 
         for (i, e) in segmentEntries.enumerated() {
             Self.writeVNIKey(key, vni: e.vni)

@@ -20,10 +20,14 @@ public struct OffloadSettings: @unchecked Sendable {
     /// virtio-net header to tell). Every TCP/UDP frame from them has its checksum computed.
     public var completeChecksumPorts: Set<Int>
     public var limiter: TooBigLimiter
+    /// The underlay's driver reports receive checksum status in `ol_flags` (its RX checksum offloads are enabled):
+    /// GOOD skips the software check of the outer IPv4 header and UDP checksum, BAD drops (`RxChecksums`).
+    public var underlayRxChecksums: Bool
 
     public init(plan: TunnelTxPlan = .software, pools: Pools? = nil, completeChecksumPorts: Set<Int> = [],
-                limiter: TooBigLimiter = TooBigLimiter()) {
+                limiter: TooBigLimiter = TooBigLimiter(), underlayRxChecksums: Bool = false) {
         self.plan = plan; self.pools = pools; self.completeChecksumPorts = completeChecksumPorts; self.limiter = limiter
+        self.underlayRxChecksums = underlayRxChecksums
     }
 }
 
@@ -51,7 +55,9 @@ extension VXLANProcessor {
 
         // Over IPv6 the outer UDP checksum covers the inner bytes: the NIC may fill inner fields only if it also
         // computes that checksum afterwards.
-        let hardwareInner = tunnel >= 0 && offload.plan.innerChecksums && (!tunnelIPv6 || offload.plan.outerUDPChecksum)
+        // With zero UDP checksums over IPv6 (udp6_zero_checksum.tx) there is no outer sum to keep right.
+        let hardwareInner = tunnel >= 0 && offload.plan.innerChecksums
+            && (!tunnelIPv6 || offload.plan.outerUDPChecksum || view.udp6ZeroChecksumTx)
         let hardwareTSO = hardwareInner && offload.plan.tunnelTSO
         let headers: InnerHeaders
         switch InnerHeaders.parse(m) {
@@ -157,7 +163,7 @@ extension VXLANProcessor {
         var flags = MbufFlag.txTunnelVXLAN
         if tunnelIPv6 {
             flags |= MbufFlag.txOuterIPv6
-            if offload.plan.outerUDPChecksum { flags |= MbufFlag.txOuterUDPChecksum }
+            if offload.plan.outerUDPChecksum && !view.udp6ZeroChecksumTx { flags |= MbufFlag.txOuterUDPChecksum }
         } else {
             flags |= MbufFlag.txOuterIPv4
             if mss > 0 { flags |= MbufFlag.txOuterIPChecksum }

@@ -61,6 +61,8 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let coalesceState: UnsafeMutablePointer<Int>
     /// Frames longer than this need offload work: the smaller of the IPv4 and (with an IPv6 address) IPv6 limits.
     @usableFromInline let workThreshold: Int
+    /// The underlay's `ol_flags` carry checksum status the NIC vouches for (`OffloadSettings.underlayRxChecksums`).
+    @usableFromInline let underlayRxChecksums: Bool
 
     @usableFromInline static let maxBurst = 64
     @usableFromInline static let dropped: Int32 = -1
@@ -105,6 +107,7 @@ public struct VXLANProcessor: BurstProcessor {
         let ports = max(1, (offload.completeChecksumPorts.max() ?? 0) + 1, tables.roles.count)
         completesChecksums = .allocate(capacity: ports); completesChecksums.initialize(repeating: 0, count: ports)
         for p in offload.completeChecksumPorts where p >= 0 { completesChecksums[p] = 1 }
+        underlayRxChecksums = offload.underlayRxChecksums
         workThreshold = view.hasAddress6 ? min(view.maxInnerFrame, view.maxInnerFrame6) : view.maxInnerFrame
         tables.registerReader(reader)
     }

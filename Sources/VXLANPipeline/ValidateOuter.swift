@@ -28,7 +28,12 @@ extension VXLANProcessor {
         if VXLANLayout.ethernetLength &+ ipLength > packetLength || VXLANLayout.ethernetLength &+ ihl > dataLength {
             return DropReason.truncated.rawValue
         }
-        if !ipv4HeaderChecksumIsValid(f + VXLANLayout.ipOffset, length: ihl) { return DropReason.badIPChecksum.rawValue }
+        // What the NIC says about the checksums (nothing, unless the underlay's RX checksum offloads are on).
+        let rxFlags = underlayRxChecksums ? vx_mbuf_ol_flags(m) & MbufFlag.rxChecksumStatus : 0
+        let ipVerdict = rxFlags == 0 ? .unknown : RxChecksums.outerIP(flags: rxFlags, packetType: vx_mbuf_packet_type(m))
+        if ipVerdict == .bad || (ipVerdict == .unknown && !ipv4HeaderChecksumIsValid(f + VXLANLayout.ipOffset, length: ihl)) {
+            return DropReason.badIPChecksum.rawValue
+        }
         if load16(f, FrameLayout.ipFlagsFragment) & 0x3FFF != 0 { return DropReason.ipFragment.rawValue }
         if load32(f, VXLANLayout.ipDestinationOffset) != view.underlayAddress { return DropReason.wrongDestination.rawValue }
         if f.load(fromByteOffset: FrameLayout.ipProtocol, as: UInt8.self) != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
@@ -36,14 +41,35 @@ extension VXLANProcessor {
         if ipLength < ihl &+ VXLANLayout.udpLength || dataLength < udp &+ VXLANLayout.udpLength { return DropReason.truncated.rawValue }
         let reason = validateVXLAN(f, index: i, udp: udp, ipPayload: ipLength &- ihl, dataLength: dataLength)
         if reason < 0 {
+            // A zero UDP checksum over IPv4 means "none" (RFC 768, 7348). A non-zero one is checked when the NIC
+            // has (its BAD is free to act on) or, with verify_udp_checksum, in software.
+            if load16(f, udp &+ 6) != 0 && (rxFlags != 0 || view.verifyUDPChecksum) {
+                let verdict = rxFlags == 0 ? .unknown : RxChecksums.outerL4(flags: rxFlags, packetType: vx_mbuf_packet_type(m))
+                if verdict == .bad || (verdict == .unknown && view.verifyUDPChecksum && !udp4ChecksumIsValid(m, f, udp: udp, dataLength: dataLength)) {
+                    return DropReason.badUDPChecksum.rawValue
+                }
+            }
             outerSource[i] = load32(f, VXLANLayout.ipSourceOffset)
             outerIsIPv6[i] = 0
         }
         return reason
     }
 
+    /// Verifies the UDP checksum of an IPv4 packet whose lengths `validateVXLAN` accepted: pseudo-header plus the
+    /// datagram, checksum included, must sum to 0xFFFF.
+    @inline(never) @usableFromInline
+    func udp4ChecksumIsValid(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, udp: Int, dataLength: Int) -> Bool {
+        let udpLength = Int(load16(f, udp &+ 4))
+        var sum = UInt32(rawChecksum(f + VXLANLayout.ipSourceOffset, length: 8))
+        sum &+= UInt32(UInt16(truncatingIfNeeded: udpLength).byteSwapped) &+ UInt32(UInt16(VXLANLayout.protocolUDP).byteSwapped)
+        sum &+= udp &+ udpLength <= dataLength
+            ? UInt32(rawChecksum(f + udp, length: udpLength))
+            : UInt32(L4Checksum.chainSum(m, from: udp, length: udpLength))      // spans segments
+        return foldChecksum(sum) == 0xFFFF
+    }
+
     /// The IPv6 half of `validate`: fixed header, no extension headers, our address, a UDP checksum that is
-    /// present and right (RFC 8200).
+    /// present and right (RFC 8200), or zero with `udp6_zero_checksum.rx` (RFC 6935/6936).
     @inline(never) @usableFromInline
     func validate6(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, index i: Int, dataLength: Int, packetLength: Int) -> Int {
         let fixed = VXLANLayout.ethernetLength &+ 40
@@ -60,8 +86,15 @@ extension VXLANProcessor {
         if next != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
         if payload < VXLANLayout.udpLength || dataLength < fixed &+ VXLANLayout.udpLength { return DropReason.truncated.rawValue }
         if load16(f, VXLANLayout.udp6Offset &+ 2) != view.udpPort { return DropReason.wrongUDPPort.rawValue }
-        if load16(f, VXLANLayout.udp6ChecksumOffset) == 0 || !udp6ChecksumIsValid(m, f, payload: payload, dataLength: dataLength) {
-            return DropReason.badUDPChecksum.rawValue
+        if load16(f, VXLANLayout.udp6ChecksumOffset) == 0 {
+            // RFC 6935/6936: only with udp6_zero_checksum.rx (Linux's udp6zerocsumrx).
+            if !view.udp6ZeroChecksumRx { return DropReason.badUDPChecksum.rawValue }
+        } else {
+            let rxFlags = underlayRxChecksums ? vx_mbuf_ol_flags(m) & MbufFlag.rxChecksumStatus : 0
+            let verdict = rxFlags == 0 ? .unknown : RxChecksums.outerL4(flags: rxFlags, packetType: vx_mbuf_packet_type(m))
+            if verdict == .bad || (verdict == .unknown && !udp6ChecksumIsValid(m, f, payload: payload, dataLength: dataLength)) {
+                return DropReason.badUDPChecksum.rawValue
+            }
         }
         let reason = validateVXLAN(f, index: i, udp: fixed, ipPayload: payload, dataLength: dataLength)
         if reason < 0 {

@@ -53,9 +53,11 @@ public final class NICModel: TransmitModel {
     private var _framesOut = 0
     private var _packetsRejected = 0
 
-    public init(profile: Profile, mtu: Int = 1500) {
+    /// - Parameter capabilities: what the model advertises and accepts, when not the profile's own (a NIC without
+    ///   one of its offloads).
+    public init(profile: Profile, capabilities: TxOffloads? = nil, mtu: Int = 1500) {
         self.profile = profile
-        self.capabilities = profile.capabilities
+        self.capabilities = capabilities ?? profile.capabilities
         self.mtu = mtu
     }
 

@@ -24,9 +24,11 @@ public final class PipelineHarness {
     ///   - plan: the underlay's TX offload plan (software unless a test stands a NIC model in: `underlayModel`).
     ///   - completeChecksumPorts: access ports treated as kernel-attached (every TCP/UDP checksum computed).
     ///   - underlayModel: a device model that takes the underlay's bursts instead of its TX ring.
+    ///   - underlayRxChecksums: treat the underlay as a port whose RX checksum offloads are on (its frames' `ol_flags`
+    ///     are believed); net_ring advertises none.
     public init(accessPorts: Int, poolSize: Int = 2047, slowPath: Bool = true, underlayTxSize: UInt32 = 1024,
                 plan: TunnelTxPlan = .software, completeChecksumPorts: Set<Int> = [], underlayModel: TransmitModel? = nil,
-                config: ([String]) -> String) throws {
+                underlayRxChecksums: Bool = false, config: ([String]) -> String) throws {
         try TestEAL.start()
         pool = try PacketPool(name: TestEAL.uniqueName("hpool"), count: poolSize, cacheSize: 0)
         indirectPool = try PacketPool(name: TestEAL.uniqueName("ipool"), count: 4095, cacheSize: 0, dataRoom: 0)
@@ -44,12 +46,29 @@ public final class PipelineHarness {
             try p.start()
         }
         let offload = OffloadSettings(plan: plan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
-                                      completeChecksumPorts: completeChecksumPorts)
+                                      completeChecksumPorts: completeChecksumPorts, underlayRxChecksums: underlayRxChecksums)
         core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control?.rings[0], offload: offload),
                            rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
                            txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
         core.tx.setPrepare(plan.usesHardware, port: 0)
         if let underlayModel { core.tx.setModel(underlayModel, port: 0) }
+    }
+
+    /// Injects frames on the underlay with `ol_flags` (and `packet_type`) set as a NIC would, runs a round, returns
+    /// each port's output.
+    public func runUnderlay(_ frames: [(bytes: [UInt8], flags: UInt64, packetType: UInt32)], now: Double = 0) -> [[[UInt8]]] {
+        rings[0].inject(frames.map { f in
+            let m = Mbuf.make(f.bytes, pool: pool)
+            vx_mbuf_set_ol_flags(m, f.flags)
+            vx_mbuf_set_packet_type(m, f.packetType)
+            return m
+        })
+        core.pollOnce()
+        if let control {
+            control.poll(now: now)
+            core.pollOnce()
+        }
+        return rings.map { $0.drain() }
     }
 
     /// Injects `frames[port]` (mbufs from the harness's pool), runs a round, returns each port's output.

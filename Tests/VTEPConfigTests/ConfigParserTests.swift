@@ -173,7 +173,7 @@ final class ConfigParserTests: XCTestCase {
         assertError("- 1\n- 2", "configuration (line 1): expected a mapping of keys (underlay, access, vnis, fdb, neighbors, resources)")
         assertError("access: []", "underlay (line 1): required key is missing")
         assertError(replacing("mtu: 1500", "mtuu: 1500"),
-                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, ip6, mac, mtu, udp_port, ttl, gateway, gateway6, neighbor_timeout, strict, allowed_remotes, offloads)")
+                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, ip6, mac, mtu, udp_port, ttl, gateway, gateway6, neighbor_timeout, strict, allowed_remotes, offloads, verify_udp_checksum, udp6_zero_checksum)")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.300/24"),
                     "underlay.ip (line 3): expected an IPv4 address with prefix length, such as 10.99.0.1/24, got '10.99.0.300/24'")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.1"),
