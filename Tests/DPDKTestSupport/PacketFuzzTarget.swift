@@ -60,10 +60,14 @@ public final class PacketFuzzTarget {
     }
 
     /// Each received frame counted once, by what became of it: decapsulated, punted, tunnelled (a flood once, not
-    /// per copy), switched locally, or dropped under a reason.
+    /// per copy), switched locally, or dropped under a reason. A frame cut into segments or fragments is counted
+    /// once per piece along those paths, so the extra pieces are taken off; segments merged by GRO are put back.
     func accounted() -> UInt64 {
         harness.pipeline(.decapsulated) + harness.pipeline(.punted) + harness.pipeline(.encapsulated) - harness.pipeline(.floodCopies)
             + harness.pipeline(.flooded) + harness.pipeline(.switchedLocally) + harness.totalDrops
+            - (harness.pipeline(.segmentsOut) - harness.pipeline(.framesSegmented))
+            - (harness.pipeline(.fragmentsOut) - harness.pipeline(.framesFragmented))
+            + harness.pipeline(.coalescedSegments)
     }
 
     func checkUnderlayFrame(_ f: [UInt8]) {
