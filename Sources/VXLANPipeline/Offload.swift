@@ -200,6 +200,9 @@ extension VXLANProcessor {
             if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
             if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
             if length > workThreshold { count(.oversizeDelivered) }
+            // A VM that takes large frames gets these merged too (Coalesce.swift), as from any other underlay.
+            let port = length <= workThreshold ? largeFramePort(segment: s, target: target) : -1
+            if port >= 0 { stageForCoalescing(m, port: port); return }
             return deliverDecapsulated(m, segment: s, target: target, tx: tx)
         }
         let mss = workThreshold &- headers.headerLength

@@ -117,3 +117,26 @@ final class CoalesceTests: XCTestCase {
         XCTAssertEqual(out.map { Mbuf.bytes($0) }, frames)
     }
 }
+
+extension CoalesceTests {
+    /// From a kernel-attached underlay (checksums left unfinished by the remote kernel) the segments are completed,
+    /// then merged like any others.
+    func testSegmentsFromAKernelUnderlayAreCompletedThenMerged() throws {
+        h.release(); h = nil
+        h = try PipelineHarness(accessPorts: 1, poolSize: 4095, slowPath: false, completeChecksumPorts: [0]) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+            """
+        }
+        h.tables.setPortTakesLargeFrames(1, true)
+        let chunk = [UInt8](repeating: 0x77, count: 1200)
+        let frames = (0..<4).map { S.fromRemote(S.tcpFrame(payload: chunk, seq: UInt32($0 * 1200), flags: 0x10, partial: true)) }
+        let out = run(frames)
+        defer { out.forEach { vx_mbuf_free($0) } }
+        XCTAssertEqual(out.count, 1)
+        XCTAssertEqual(payloadOf(Mbuf.bytes(out[0])), Array(repeating: chunk, count: 4).flatMap { $0 })
+        XCTAssertEqual(h.pipeline(.checksumsCompleted), 4)
+        XCTAssertEqual(h.pipeline(.coalescedSegments), 3)
+    }
+}
