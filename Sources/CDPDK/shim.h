@@ -222,17 +222,28 @@ static inline uint16_t vx_gro_tcp4_burst(struct rte_mbuf **pkts, uint16_t n) {
     struct rte_gro_param p = { .gro_types = RTE_GRO_TCP_IPV4, .max_flow_num = 64, .max_item_per_flow = 64, .socket_id = 0 };
     return rte_gro_reassemble_burst(pkts, n, &p);
 }
-// Whether the guest on vhost-user socket `path` takes TCP segmentation and partial checksums (GUEST_TSO4/6,
-// GUEST_CSUM): the vhost device is found by its socket path, the configuration's own key.
-static inline int vx_vhost_guest_takes_tso(const char *path) {
-    char name[PATH_MAX];
-    for (int vid = 0; vid < RTE_MAX_VHOST_DEVICE; vid++) {
-        if (rte_vhost_get_ifname(vid, name, sizeof(name)) != 0 || strcmp(name, path) != 0) continue;
-        uint64_t f = 0;
-        if (rte_vhost_get_negotiated_features(vid, &f) != 0) return 0;
-        return (f & (1ULL << 1)) && (f & (1ULL << 7)) && (f & (1ULL << 8));
-    }
+// Whether the guest behind vhost-user port `port` takes TCP segmentation and partial checksums (GUEST_TSO4/6,
+// GUEST_CSUM); 0 while no guest is attached.
+static inline int vx_vhost_guest_takes_tso(uint16_t port) {
+    int vid = rte_eth_vhost_get_vid_from_port_id(port);
+    uint64_t f = 0;
+    if (vid < 0 || rte_vhost_get_negotiated_features(vid, &f) != 0) return 0;
+    return (f & (1ULL << 1)) && (f & (1ULL << 7)) && (f & (1ULL << 8));
+}
+// net_vhost raises a link-state event when a guest attaches (new_device) and when it goes (destroy_device), on
+// the vhost thread while the device is valid: the flag byte `arg` is published then, never polled.
+static inline int vx_vhost_link_event(uint16_t port, enum rte_eth_event_type type, void *arg, void *ret) {
+    (void)type; (void)ret;
+    struct rte_eth_link link;
+    int takes = rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP && vx_vhost_guest_takes_tso(port);
+    __atomic_store_n((uint8_t *)arg, (uint8_t)(takes ? 1 : 0), __ATOMIC_RELEASE);
     return 0;
+}
+static inline int vx_vhost_watch_guest(uint16_t port, uint8_t *flag) {
+    return rte_eth_dev_callback_register(port, RTE_ETH_EVENT_INTR_LSC, vx_vhost_link_event, flag);
+}
+static inline void vx_vhost_unwatch_guest(uint16_t port, uint8_t *flag) {
+    rte_eth_dev_callback_unregister(port, RTE_ETH_EVENT_INTR_LSC, vx_vhost_link_event, flag);
 }
 
 static inline void vx_mbuf_clear_tx_offload(struct rte_mbuf *m) { m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK; }

@@ -85,12 +85,15 @@ public struct TunnelTxPlan: Sendable, Equatable {
 
     public static let software = TunnelTxPlan(tunnelTSO: false, innerChecksums: false, outerIPv4Checksum: false, outerUDPChecksum: false)
 
-    /// The plan for a port that enabled `offloads`. Tunnel TSO needs the inner checksums, MULTI_SEGS and the
-    /// outer IPv4 checksum (every segment's outer header differs) as well.
+    /// The plan for a port that enabled `offloads`. Inner checksums need a NIC that knows tunnels: one that
+    /// offers an outer checksum or tunnel TSO (a NIC with plain TCP/UDP checksum offload, such as ixgbe, refuses
+    /// TUNNEL_VXLAN in tx_prepare). Tunnel TSO needs the inner checksums, MULTI_SEGS and the outer IPv4 checksum
+    /// (every segment's outer header differs) as well.
     public init(enabled offloads: TxOffloads) {
-        innerChecksums = offloads.isSuperset(of: [.ipv4Checksum, .tcpChecksum, .udpChecksum])
         outerIPv4Checksum = offloads.contains(.outerIPv4Checksum)
         outerUDPChecksum = offloads.contains(.outerUDPChecksum)
+        innerChecksums = offloads.isSuperset(of: [.ipv4Checksum, .tcpChecksum, .udpChecksum])
+            && (outerIPv4Checksum || offloads.contains(.vxlanTunnelTSO))
         tunnelTSO = innerChecksums && outerIPv4Checksum && offloads.isSuperset(of: [.vxlanTunnelTSO, .multiSegments])
     }
 

@@ -138,6 +138,7 @@ public final class Dataplane: @unchecked Sendable {
     /// Starts the ports. Polling happens in `launch()` (worker lcores) or `runOnCurrentThread()`.
     public func startPorts() throws {
         for port in ports { try port.start() }
+        watchVhostGuests()
     }
 
     /// Runs the slow path (ARP, ICMP, neighbor timers) every millisecond on a plain thread until `stop()`.
@@ -145,11 +146,8 @@ public final class Dataplane: @unchecked Sendable {
         let underlay = self.underlay, stop = stopSignal
         let thread = Thread {
             setThreadName("vxland-slowpath")
-            var round = 0
             while !stop.isRequested {
                 underlay.poll(now: monotonicSeconds())
-                if round % 100 == 0 { self.refreshLargeFramePorts() }
-                round += 1
                 usleep(1000)
             }
         }
@@ -159,13 +157,23 @@ public final class Dataplane: @unchecked Sendable {
     }
 
     /// Which access ports take large TCP frames (GRO, whole GSO frames): vhost-user ports whose guest negotiated
-    /// TSO and partial checksums, unless the port's `offloads` is `software`. Guests come and go: checked every 100 ms.
-    func refreshLargeFramePorts() {
-        for (index, _) in ports.enumerated() where index > 0 {
-            let access = configuration.access[index - 1]
-            guard let vhost = access.vhost else { continue }
-            tables.setPortTakesLargeFrames(index, access.offloads == .auto && vx_vhost_guest_takes_tso(vhost.socket) != 0)
+    /// TSO and partial checksums, unless the port's `offloads` is `software`. Guests come and go: net_vhost's
+    /// link-state event (raised on the vhost thread when a guest attaches or leaves) publishes the flag; it is
+    /// also read once when the ports start, for a guest that attached before.
+    private var watchedVhostPorts: [Int] = []
+
+    func watchVhostGuests() {
+        for (index, port) in ports.enumerated() where index > 0 && port.capabilities.driver == "net_vhost" {
+            guard configuration.access[index - 1].offloads == .auto else { continue }
+            _ = vx_vhost_watch_guest(port.id, tables.portTakesLargeFrames + index)
+            watchedVhostPorts.append(index)
+            tables.setPortTakesLargeFrames(index, vx_vhost_guest_takes_tso(port.id) != 0 && port.link.up)
         }
+    }
+
+    func unwatchVhostGuests() {
+        for index in watchedVhostPorts { vx_vhost_unwatch_guest(ports[index].id, tables.portTakesLargeFrames + index) }
+        watchedVhostPorts = []
     }
 
     /// Runs each polling core on its own worker lcore until `stopSignal`.
@@ -194,6 +202,7 @@ public final class Dataplane: @unchecked Sendable {
         stopSignal.request()
         if launchedOnWorkers { Lcores.waitAll() }
         while let t = slowPathThread, !t.isFinished { usleep(1000) }
+        unwatchVhostGuests()
         for port in ports { port.stop() }
         for core in pollingCores {
             core.pointee.release()

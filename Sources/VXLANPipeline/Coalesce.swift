@@ -5,9 +5,10 @@ import PollMode
 /// checksums): decapsulated TCP/IPv4 segments of one flow within a burst are merged by DPDK's rte_gro into one
 /// frame, and handed to the port with segmentation metadata (`TX_TCP_SEG`, `tso_segsz` = the segments' size),
 /// which vhost-user turns into a virtio GSO header; the guest's stack then sees one 64 KB segment instead of 45.
-/// Only runs of mergeable segments (pure ACK with payload, as rte_gro requires) go through rte_gro: whatever
-/// else is in the burst keeps its place, so nothing is reordered. TCP/IPv6 passes unmerged (22.11's rte_gro
-/// has no IPv6).
+/// Only runs of mergeable segments (pure ACK with payload, as rte_gro requires) go through rte_gro, and a run
+/// ends before a segment that rte_gro would file under another key for the same connection (a new ACK number):
+/// whatever else is in the burst keeps its place, so no connection's segments are reordered. TCP/IPv6 passes
+/// unmerged (22.11's rte_gro has no IPv6).
 extension VXLANProcessor {
     /// The port a decapsulated frame would go to alone, untagged, when that port takes large frames; else -1.
     @inlinable @inline(__always)
@@ -44,6 +45,10 @@ extension VXLANProcessor {
                 let m = coalesceFrames[i].unsafelyUnwrapped
                 coalesceFrames[i] = nil
                 if isMergeable(m) {
+                    // rte_gro keys flows by addresses, ports and the ACK number: a segment of a connection already
+                    // in the run with another ACK would come out before that connection's earlier ones. Send the
+                    // run first.
+                    if conflictsWithRun(m, run) { mergeAndSend(run, port: Int(port), tx: tx); run = 0 }
                     coalesceRun[run] = m; run &+= 1
                 } else {
                     mergeAndSend(run, port: Int(port), tx: tx); run = 0
@@ -58,29 +63,59 @@ extension VXLANProcessor {
     }
 
     /// TCP/IPv4 with payload and only ACK set: what rte_gro merges (anything else would come out after it).
+    /// Ethernet padding is trimmed first (rte_gro would count it as payload). Leaves the payload length in
+    /// `tso_segsz`, which rte_gro does not touch: after merging, a frame longer than that was merged, and that is
+    /// its segment size.
     @usableFromInline
     func isMergeable(_ m: OpaquePointer) -> Bool {
         let ptype = vx_mbuf_classify(m)
         guard vx_ptype_is_ipv4_tcp(ptype) != 0 else { return false }
-        let l4 = Int(vx_mbuf_l2_len(m)) &+ Int(vx_mbuf_l3_len(m))
+        let l3 = Int(vx_mbuf_l2_len(m)), l4 = l3 &+ Int(vx_mbuf_l3_len(m))
         guard Int(vx_mbuf_data_len(m)) >= l4 &+ 20 else { return false }
         let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
-        return f.load(fromByteOffset: l4 &+ 13, as: UInt8.self) == 0x10 && Int(vx_mbuf_pkt_len(m)) > l4 &+ Int(vx_mbuf_l4_len(m))
+        let ipEnd = l3 &+ Int(load16(f, l3 &+ 2))
+        let length = Int(vx_mbuf_pkt_len(m))
+        guard ipEnd <= length else { return false }
+        if ipEnd < length && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: length &- ipEnd)) != 0 { return false }
+        let payload = ipEnd &- l4 &- Int(vx_mbuf_l4_len(m))
+        guard f.load(fromByteOffset: l4 &+ 13, as: UInt8.self) == 0x10, payload > 0 else { return false }
+        vx_mbuf_set_tso_segsz(m, UInt16(truncatingIfNeeded: payload))
+        return true
+    }
+
+    /// Whether `m` belongs to a connection already in the run under another ACK number (or other MACs).
+    @usableFromInline
+    func conflictsWithRun(_ m: OpaquePointer, _ run: Int) -> Bool {
+        let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
+        let l3 = Int(vx_mbuf_l2_len(m)), l4 = l3 &+ Int(vx_mbuf_l3_len(m))
+        let addresses = f.loadUnaligned(fromByteOffset: l3 &+ 12, as: UInt64.self)
+        let ports = f.loadUnaligned(fromByteOffset: l4, as: UInt32.self)
+        let ack = f.loadUnaligned(fromByteOffset: l4 &+ 8, as: UInt32.self)
+        let macs0 = f.loadUnaligned(fromByteOffset: 0, as: UInt64.self), macs1 = f.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+        var k = run
+        while k > 0 {
+            k &-= 1
+            let o = UnsafeMutableRawPointer(vx_mbuf_data(coalesceRun[k].unsafelyUnwrapped))
+            let ol3 = Int(vx_mbuf_l2_len(coalesceRun[k].unsafelyUnwrapped))
+            let ol4 = ol3 &+ Int(vx_mbuf_l3_len(coalesceRun[k].unsafelyUnwrapped))
+            if o.loadUnaligned(fromByteOffset: ol3 &+ 12, as: UInt64.self) == addresses
+                && o.loadUnaligned(fromByteOffset: ol4, as: UInt32.self) == ports {
+                // The same connection: its latest segment in the run decides.
+                return o.loadUnaligned(fromByteOffset: ol4 &+ 8, as: UInt32.self) != ack
+                    || o.loadUnaligned(fromByteOffset: 0, as: UInt64.self) != macs0 || o.loadUnaligned(fromByteOffset: 8, as: UInt32.self) != macs1
+            }
+        }
+        return false
     }
 
     @usableFromInline
     func mergeAndSend(_ n: Int, port: Int, tx: TxStage) {
         if n == 0 { return }
-        // The segment size the sender used: the first segment's payload (rte_gro merges equal ones, bar the last).
-        var segmentSize = 0
-        for i in 0..<n {
-            let m = coalesceRun[i].unsafelyUnwrapped
-            segmentSize = max(segmentSize, Int(vx_mbuf_pkt_len(m)) &- Int(vx_mbuf_l2_len(m)) &- Int(vx_mbuf_l3_len(m)) &- Int(vx_mbuf_l4_len(m)))
-        }
         let out = n > 1 ? Int(vx_gro_tcp4_burst(coalesceRun, UInt16(n))) : n
         for i in 0..<out {
             let m = coalesceRun[i].unsafelyUnwrapped
             let l3 = Int(vx_mbuf_l2_len(m)), l4 = l3 &+ Int(vx_mbuf_l3_len(m)), headers = l4 &+ Int(vx_mbuf_l4_len(m))
+            let segmentSize = Int(vx_mbuf_tso_segsz(m))              // the head's own payload, before merging
             if Int(vx_mbuf_pkt_len(m)) &- headers > segmentSize {
                 // Merged: rte_gro fixed the IP length; the IPv4 header checksum is stale (vhost-user recomputes it
                 // for IP_CKSUM) and the TCP one is left partial for the guest: the pseudo-header sum, as virtio's
@@ -93,6 +128,8 @@ extension VXLANProcessor {
                 vx_mbuf_set_tx_offload(m, MbufFlag.txTCPSegmentation | MbufFlag.txIPv4 | MbufFlag.txIPChecksum | MbufFlag.txTCPChecksum,
                                        0, 0, UInt16(l3), UInt16(l4 &- l3), UInt16(headers &- l4), UInt16(segmentSize))
                 count(.coalescedFrames)
+            } else {
+                vx_mbuf_set_tso_segsz(m, 0)
             }
             tx.push(m, to: port)
         }

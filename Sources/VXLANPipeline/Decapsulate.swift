@@ -82,7 +82,7 @@ extension VXLANProcessor {
             let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])
             if excess > 0 { _ = vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) }
             let target = innerTarget[i]
-            if underlayCompletes || Int(innerLength[i]) > workThreshold {
+            if underlayCompletes || Int(innerLength[i]) > view.maxInnerFrame {
                 deliverWithOffload(m, segment: s, target: target, tx: tx)
                 continue
             }

@@ -72,7 +72,7 @@ extension VXLANProcessor {
             if s == Self.dropped { continue }
             let m = packets[i].unsafelyUnwrapped
             if work[i] != 0 {
-                forwardWithOffload(m, target: s, from: ingress[i], flowHash: UInt32(bitPattern: aux[i]), tx: tx)
+                forwardWithOffload(m, target: s, from: ingress[i], flowHash: UInt32(bitPattern: aux[i]), portCompletes: portCompletes, tx: tx)
             } else {
                 forward(m, target: s, from: ingress[i], innerLength: Int(innerLength[i]), flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             }

@@ -52,10 +52,25 @@ struct InnerHeaders {
         case VXLANLayout.etherTypeIPv6:
             guard first >= l2 &+ 40, f.load(fromByteOffset: l2, as: UInt8.self) >> 4 == 6 else { return .malformed }
             h.ipv6 = true
-            h.l3Length = 40
             h.ipLength = Int(load16(f, l2 &+ 4)) &+ 40
-            h.proto = f.load(fromByteOffset: l2 &+ 6, as: UInt8.self)   // extension headers: treated as "other"
             h.dontFragment = true                                        // IPv6 is never fragmented on the way
+            // Extension headers (hop-by-hop, routing, destination options, AH) are part of the L3 header here;
+            // a fragment header makes it a fragment.
+            var next = f.load(fromByteOffset: l2 &+ 6, as: UInt8.self)
+            var offset = 40
+            var hops = 0
+            while next == 0 || next == 43 || next == 60 || next == 51 || next == 44 {
+                guard hops < 8, first >= l2 &+ offset &+ 8 else { return .malformed }
+                if next == 44 { h.isFragment = true }
+                let length = next == 51 ? (Int(f.load(fromByteOffset: l2 &+ offset &+ 1, as: UInt8.self)) &+ 2) &* 4
+                    : next == 44 ? 8 : (Int(f.load(fromByteOffset: l2 &+ offset &+ 1, as: UInt8.self)) &+ 1) &* 8
+                next = f.load(fromByteOffset: l2 &+ offset, as: UInt8.self)
+                offset &+= length
+                hops &+= 1
+            }
+            h.l3Length = offset
+            h.proto = next
+            guard h.ipLength >= h.l3Length else { return .malformed }
         default:
             return .notIP
         }

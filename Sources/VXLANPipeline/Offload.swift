@@ -38,7 +38,7 @@ public struct OffloadSettings: @unchecked Sendable {
 /// `rte_eth_tx_prepare` run by the TX stage. Everything else is done in software (Segment.swift).
 extension VXLANProcessor {
     @inline(never) @usableFromInline
-    func forwardWithOffload(_ m: OpaquePointer, target: Int32, from: Int32, flowHash: UInt32, tx: TxStage) {
+    func forwardWithOffload(_ m: OpaquePointer, target: Int32, from: Int32, flowHash: UInt32, portCompletes: Bool, tx: TxStage) {
         // Resolve the destination as `forward` would, once for all the segments.
         var target = target
         if target >= FDBTarget.localBase {
@@ -52,6 +52,10 @@ extension VXLANProcessor {
         // The largest inner frame the destination takes; for floods and local ports the smaller of the two families'.
         let limit = tunnel >= 0 ? (tunnelIPv6 ? view.maxInnerFrame6 : view.maxInnerFrame) : workThreshold
         let length = Int(vx_mbuf_pkt_len(m))
+        let flags = vx_mbuf_ol_flags(m)
+        let unfinished = portCompletes || flags & MbufFlag.rxLRO != 0 || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone
+        // Marked only for its size (dual-stack: over the IPv6 limit) but it fits this tunnel: nothing to do.
+        if !unfinished && length <= limit { return forward(m, target: target, from: from, innerLength: length, flowHash: flowHash, tx: tx) }
 
         // Over IPv6 the outer UDP checksum covers the inner bytes: the NIC may fill inner fields only if it also
         // computes that checksum afterwards.
@@ -84,14 +88,20 @@ extension VXLANProcessor {
         guard headers.isTCP else {
             // IPv4 without DF may be fragmented (the inner packet, never the outer: RFC 7348); with DF, or IPv6,
             // the sender is told the MTU it can use, as Linux's bridge + vxlan path does.
-            if !headers.ipv6 && !headers.dontFragment { return fragment(m, mtu: limit &- InnerHeaders.l2, target: target, from: from,
-                                                                        flowHash: flowHash, tx: tx) }
+            if !headers.ipv6 && !headers.dontFragment {
+                // The fragments carry the datagram's checksum in the first one: finish it before cutting.
+                if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
+                return fragment(m, mtu: limit &- InnerHeaders.l2, target: target, from: from, flowHash: flowHash, tx: tx)
+            }
             sendTooBig(for: m, headers, mtu: limit &- InnerHeaders.l2, toEndpoint: from, tx: tx)
             drop(m, .overMTU); return
         }
         var mss = limit &- headers.headerLength
         if lro > 0 { mss = min(mss, lro) }
-        if mss < 8 { drop(m, .overMTU); return }
+        // A sender's segment size is its own business, up to a point: no frame becomes more than `maxSegments`
+        // packets, on the NIC or here (a VM asking for 64 KB in 8-byte segments gets its frame dropped).
+        let payload = headers.ipLength &- headers.l3Length &- headers.l4Length
+        if mss < 8 || (payload &+ mss &- 1) / mss > Self.maxSegments { drop(m, .segmentationFailed); return }
         let outer = tunnelIPv6 ? VXLANLayout.outerLength6 : VXLANLayout.outerLength
         if hardwareTSO && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535, let head = splitHeaders(m, headers) {
             setTunnelMetadata(head, headers, tunnelIPv6: tunnelIPv6, mss: mss)
@@ -142,7 +152,8 @@ extension VXLANProcessor {
     func splitHeaders(_ m: OpaquePointer, _ h: InnerHeaders) -> OpaquePointer? {
         let length = h.headerLength
         if Int(vx_mbuf_data_len(m)) == length { return m }
-        guard let pool = offload.pools?.direct, let head = vx_mbuf_alloc(pool), let p = vx_mbuf_append(head, UInt16(length)) else { return nil }
+        guard let pool = offload.pools?.direct, let head = vx_mbuf_alloc(pool) else { return nil }
+        guard let p = vx_mbuf_append(head, UInt16(length)) else { vx_mbuf_free(head); return nil }
         UnsafeMutableRawPointer(p).copyMemory(from: vx_mbuf_data(m), byteCount: length)
         _ = vx_mbuf_adj(m, UInt16(length))
         if vx_mbuf_chain(head, m) != 0 {
@@ -196,12 +207,14 @@ extension VXLANProcessor {
         }
         vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)   // the underlay's RX flags say nothing here
         let length = Int(vx_mbuf_pkt_len(m))
-        if length <= workThreshold || !headers.isTCP {
+        // Frames up to the larger family's limit go as they are (a dual-stack VTEP's IPv4 remotes send up to it);
+        // what is cut is cut to the smaller, which every VM of a dual-stack overlay has as its MTU.
+        if length <= view.maxInnerFrame || !headers.isTCP {
             if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
             if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
-            if length > workThreshold { count(.oversizeDelivered) }
+            if length > view.maxInnerFrame { count(.oversizeDelivered) }
             // A VM that takes large frames gets these merged too (Coalesce.swift), as from any other underlay.
-            let port = length <= workThreshold ? largeFramePort(segment: s, target: target) : -1
+            let port = length <= view.maxInnerFrame ? largeFramePort(segment: s, target: target) : -1
             if port >= 0 { stageForCoalescing(m, port: port); return }
             return deliverDecapsulated(m, segment: s, target: target, tx: tx)
         }
@@ -219,6 +232,7 @@ extension VXLANProcessor {
             vx_mbuf_set_tx_offload(m, MbufFlag.txTCPSegmentation | MbufFlag.txTCPChecksum | family, 0, 0, UInt16(l3),
                                    UInt16(headers.l3Length), UInt16(headers.l4Length), UInt16(mss))
             count(.largeFramesDelivered)
+            if coalesceCount > 0 { flushCoalesced(tx: tx) }      // what came before it goes before it
             tx.push(m, to: port)
             count(.decapsulated)
             return

@@ -64,9 +64,8 @@ extension VXLANProcessor {
         for i in 0..<n {
             let offset = i &* mss
             let size = min(mss, payload &- offset)
-            guard let head = vx_mbuf_alloc(pool), let p = vx_mbuf_append(head, UInt16(headers)) else {
-                freeSegments(i); return -1
-            }
+            guard let head = vx_mbuf_alloc(pool) else { freeSegments(i); return -1 }
+            guard let p = vx_mbuf_append(head, UInt16(headers)) else { vx_mbuf_free(head); freeSegments(i); return -1 }
             segmentScratch[i] = head
             let f = UnsafeMutableRawPointer(p)
             f.copyMemory(from: source, byteCount: headers)
@@ -75,7 +74,8 @@ extension VXLANProcessor {
             }
             if vx_mbuf_chain(head, body) != 0 { vx_mbuf_free(body); freeSegments(i &+ 1); return -1 }
             if h.ipv6 {
-                store16(f, InnerHeaders.l2 &+ 4, UInt16(h.l4Length &+ size))
+                // Payload length covers any extension headers as well.
+                store16(f, InnerHeaders.l2 &+ 4, UInt16(h.l3Length &- 40 &+ h.l4Length &+ size))
             } else {
                 store16(f, InnerHeaders.l2 &+ 2, UInt16(h.l3Length &+ h.l4Length &+ size))
                 store16(f, InnerHeaders.l2 &+ 4, load16(source, InnerHeaders.l2 &+ 4) &+ UInt16(truncatingIfNeeded: i))

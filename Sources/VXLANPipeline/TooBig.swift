@@ -13,26 +13,37 @@ extension VXLANProcessor {
         guard let pool = offload.pools?.direct else { return }
         let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
         let l3 = InnerHeaders.l2
-        // Never an error about an error, a fragment's tail, or a packet from or to a group address.
+        // Never an error about an error, a fragment's tail, or a packet from or to a group, broadcast, loopback,
+        // reserved or unspecified address (RFC 1812 4.3.2.7, RFC 4443 2.4), at the link layer either.
         if h.isFragment && !h.ipv6 && load16(f, l3 &+ 6) & 0x1FFF != 0 { return }
         if f.load(fromByteOffset: FrameLayout.ethSource, as: UInt8.self) & 1 != 0 { return }
+        if f.load(fromByteOffset: FrameLayout.ethDestination, as: UInt8.self) & 1 != 0 { return }
+        let firstLength = Int(vx_mbuf_data_len(m))
         if h.ipv6 {
-            if h.proto == VXLANLayout.protocolICMPv6 && f.load(fromByteOffset: l3 &+ 40, as: UInt8.self) < 128 { return }
+            if h.proto == VXLANLayout.protocolICMPv6 {
+                guard firstLength > l3 &+ h.l3Length else { return }
+                if f.load(fromByteOffset: l3 &+ h.l3Length, as: UInt8.self) < 128 { return }
+            }
             if f.load(fromByteOffset: l3 &+ 24, as: UInt8.self) == 0xFF { return }
+            let s0 = f.loadUnaligned(fromByteOffset: l3 &+ 8, as: UInt64.self), s1 = f.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt64.self)
+            if s0 == 0 && (s1 == 0 || s1 == UInt64(1).bigEndian) { return }    // :: and ::1
         } else {
             if h.proto == VXLANLayout.protocolICMP {
+                guard firstLength > l3 &+ h.l3Length else { return }
                 let type = f.load(fromByteOffset: l3 &+ h.l3Length, as: UInt8.self)
                 if type != 0 && type != 8 { return }
             }
             let destination = load32(f, l3 &+ 16), source = load32(f, l3 &+ 12)
-            if destination >> 28 == 0xE || destination == 0xFFFF_FFFF || source == 0 || source >> 28 == 0xE { return }
+            if destination >> 28 == 0xE || destination == 0xFFFF_FFFF { return }
+            if source == 0 || source >> 28 >= 0xE || source >> 24 == 127 { return }
         }
         if !offload.limiter.take() { count(.tooBigRateLimited); return }
         // RFC 1812: the reply at most 576 bytes; RFC 4443: at most the IPv6 minimum MTU, 1280.
         let header = h.ipv6 ? 40 : 20
         let quoted = min(h.ipLength, (h.ipv6 ? 1280 : 576) &- header &- 8)
         let total = l3 &+ header &+ 8 &+ quoted
-        guard let r = vx_mbuf_alloc(pool), let p = vx_mbuf_append(r, UInt16(total)) else { count(.tooBigRateLimited); return }
+        guard let r = vx_mbuf_alloc(pool) else { count(.tooBigRateLimited); return }
+        guard let p = vx_mbuf_append(r, UInt16(total)) else { vx_mbuf_free(r); count(.tooBigRateLimited); return }
         let o = UnsafeMutableRawPointer(p)
         o.copyMemory(from: f + 6, byteCount: 6)          // back to the sender
         o.advanced(by: 6).copyMemory(from: f, byteCount: 6)

@@ -18,6 +18,8 @@ public final class NICModel: TransmitModel {
         case e810
         /// Inner and outer checksums, no TSO.
         case checksumOnly
+        /// A NIC that knows no tunnels (ixgbe 82599, igb): TCP/UDP/IPv4 checksums and plain TSO, nothing outer.
+        case plainChecksum
         /// Chained mbufs only.
         case none
 
@@ -25,6 +27,7 @@ public final class NICModel: TransmitModel {
             switch self {
             case .e810: TxOffloads.all
             case .checksumOnly: [.ipv4Checksum, .tcpChecksum, .udpChecksum, .outerIPv4Checksum, .outerUDPChecksum, .multiSegments]
+            case .plainChecksum: [.ipv4Checksum, .tcpChecksum, .udpChecksum, .tcpTSO, .multiSegments]
             case .none: .multiSegments
             }
         }

@@ -140,3 +140,50 @@ extension CoalesceTests {
         XCTAssertEqual(h.pipeline(.coalescedSegments), 3)
     }
 }
+
+extension CoalesceTests {
+    /// Each merged frame carries its own segments' size, whatever the other flows in the burst use.
+    func testFlowsWithDifferentSegmentSizesEachKeepTheirOwn() throws {
+        let a = [UInt8](repeating: 0xa, count: 1400), b = [UInt8](repeating: 0xb, count: 500)
+        var second = S.fromRemote(S.tcpFrame(payload: b, seq: 0, flags: 0x10, partial: false))
+        var third = S.fromRemote(S.tcpFrame(payload: b, seq: 500, flags: 0x10, partial: false))
+        for f in [0, 1] {      // flow B from another source address (192.168.42.3), checksums rebuilt
+            var frame = f == 0 ? second : third
+            frame[29] = 3
+            frame[24] = 0; frame[25] = 0
+            let ic = ~UInt16(S.sum(ArraySlice(frame[14..<34]))); frame[24] = UInt8(ic >> 8); frame[25] = UInt8(ic & 0xff)
+            frame[50] = 0; frame[51] = 0
+            let c = ~UInt16(S.sum(ArraySlice(frame[34...]), initial: S.pseudo(src: Array(frame[26..<30]), dst: Array(frame[30..<34]),
+                                                                                 proto: 6, length: frame.count - 34)))
+            frame[50] = UInt8(c >> 8); frame[51] = UInt8(c & 0xff)
+            if f == 0 { second = frame } else { third = frame }
+        }
+        let out = run([Self.segment(seq: 0, payload: a), second, Self.segment(seq: 1400, payload: a), third])
+        defer { out.forEach { vx_mbuf_free($0) } }
+        XCTAssertEqual(out.count, 2)
+        for m in out {
+            XCTAssertEqual(vx_mbuf_ol_flags(m) & MbufFlag.txTCPSegmentation, MbufFlag.txTCPSegmentation)
+            let payload = payloadOf(Mbuf.bytes(m))
+            XCTAssertEqual(Int(vx_mbuf_tso_segsz(m)), payload.count / 2, "the flow's own segment size")
+        }
+    }
+
+    /// Ethernet padding is no payload, and a new ACK number in a connection ends the run: order is kept.
+    func testPaddingAndNewAcknowledgementsKeepTheOrder() throws {
+        let p = [UInt8](repeating: 1, count: 800)
+        var pureAck = S.fromRemote(S.tcpFrame(payload: [], seq: 5000, flags: 0x10, partial: false))
+        pureAck += [UInt8](repeating: 0, count: 60 - pureAck.count)        // padded to the Ethernet minimum
+        var laterAck = Self.segment(seq: 800, payload: p)
+        laterAck[34 + 8 + 3] = 2                                           // acknowledges 2 instead of 1
+        laterAck[50] = 0; laterAck[51] = 0
+        let c = ~UInt16(S.sum(ArraySlice(laterAck[34...]), initial: S.pseudo(src: Array(laterAck[26..<30]), dst: Array(laterAck[30..<34]),
+                                                                             proto: 6, length: laterAck.count - 34)))
+        laterAck[50] = UInt8(c >> 8); laterAck[51] = UInt8(c & 0xff)
+        let frames = [Self.segment(seq: 0, payload: p), pureAck, laterAck, Self.segment(seq: 1600, payload: p)]
+        let out = run(frames)
+        defer { out.forEach { vx_mbuf_free($0) } }
+        let seqs = out.map { b -> Int in let x = Mbuf.bytes(b); return Int(x[38]) << 24 | Int(x[39]) << 16 | Int(x[40]) << 8 | Int(x[41]) }
+        XCTAssertEqual(seqs, [0, 5000, 800, 1600], "every frame in its place (the padded ACK is not merged, a new ACK starts anew)")
+        XCTAssertEqual(out.reduce(0) { $0 + payloadOf(Array(Mbuf.bytes($1).prefix(14 + Int(Mbuf.bytes($1)[16]) << 8 + Int(Mbuf.bytes($1)[17])))).count }, 2400)
+    }
+}

@@ -77,6 +77,11 @@ final class HardwarePathTests: XCTestCase {
     func testChecksumOffloadMatchesSoftware() throws { try check(.checksumOnly, ipv6Underlay: false, expect: .hardwareChecksum) }
     func testChecksumOffloadOverIPv6MatchesSoftware() throws { try check(.checksumOnly, ipv6Underlay: true, expect: .hardwareChecksum) }
     func testNoOffloadProfileUsesTheSoftwarePath() throws { try check(.none, ipv6Underlay: false, expect: .framesSegmented) }
+    /// A NIC with checksum offload but no notion of tunnels is given no tunnel metadata (it would refuse it).
+    func testANICThatKnowsNoTunnelsGetsTheSoftwarePath() throws {
+        XCTAssertEqual(TunnelTxPlan(enabled: NICModel.Profile.plainChecksum.capabilities), .software)
+        try check(.plainChecksum, ipv6Underlay: false, expect: .checksumsCompleted)
+    }
 
     func testPlanFollowsWhatThePortEnabled() {
         XCTAssertTrue(TunnelTxPlan(enabled: NICModel.Profile.e810.capabilities).tunnelTSO)

@@ -381,3 +381,92 @@ extension SegmentationTests {
         XCTAssertEqual(h.totalDrops, 0)
     }
 }
+
+/// Regressions from review: each failed before its fix.
+extension SegmentationTests {
+    func testFragmentsOfADatagramWithAnUnfinishedChecksumReassembleToAValidOne() throws {
+        try makePipeline()
+        let data = [UInt8](repeating: 0x42, count: 2000)
+        var udp = Frames.udp(sport: 5000, dport: 6000, payload: data)
+        let ph = Self.pseudo(src: Frames.ip("192.168.42.1"), dst: Frames.ip("192.168.42.2"), proto: 17, length: udp.count)
+        udp[6] = UInt8(ph >> 8); udp[7] = UInt8(ph & 0xff)                       // partial, as the kernel leaves it
+        let frame = Frames.ethernet(dst: Self.remoteVMMAC, src: Self.vmMAC, type: 0x0800,
+                                    payload: Frames.ipv4(src: "192.168.42.1", dst: "192.168.42.2", proto: 17, payload: udp, flagsFragment: 0))
+        h.rings[1].inject([Mbuf.makeChained(frame, pool: h.pool)])
+        h.core.pollOnce()
+        var datagram = [UInt8](repeating: 0, count: udp.count)
+        for p in h.rings[0].drain() {
+            let field = Int(p[70]) << 8 | Int(p[71]), length = (Int(p[66]) << 8 | Int(p[67])) - 20
+            datagram.replaceSubrange((field & 0x1fff) * 8..<(field & 0x1fff) * 8 + length, with: p[84...])
+        }
+        XCTAssertEqual(Self.sum(ArraySlice(datagram), initial: ph), 0xffff, "UDP checksum of the reassembled datagram")
+    }
+
+    func testADualStackVTEPSendsFullSizeIPv4FramesUntouched() throws {
+        h = try PipelineHarness(accessPorts: 1, poolSize: 4095, slowPath: false) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01" }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+            fdb: [ { vni: 42, mac: "\(Self.remoteVMMAC)", remote: 10.99.0.2 } ]
+            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+            """
+        }
+        let frame = Self.tcpFrame(payload: [UInt8](repeating: 3, count: 1464 - 54), partial: false)   // fits IPv4, not IPv6
+        h.rings[1].inject([Mbuf.make(frame, pool: h.pool)])
+        h.rings[0].inject([Mbuf.make(Frames.vxlanPacket(inner: Self.fromRemote(frame)), pool: h.pool)])
+        h.core.pollOnce()
+        XCTAssertEqual(h.rings[0].drain().map { Array($0[50...]) }, [frame], "one packet, the frame as it was")
+        XCTAssertEqual(h.rings[1].drain(), [Self.fromRemote(frame)], "delivered whole, not cut to the IPv6 limit")
+        XCTAssertEqual(h.pipeline(.checksumsCompleted) + h.pipeline(.framesSegmented), 0)
+    }
+
+    func testAGuestAskingForTinySegmentsCannotMultiplyItsFrame() throws {
+        try makePipeline()
+        let m = Mbuf.makeChained(Self.tcpFrame(payload: [UInt8](repeating: 1, count: 60000)), pool: h.pool)
+        vx_mbuf_set_ol_flags(m, MbufFlag.rxLRO | MbufFlag.rxL4ChecksumNone)
+        vx_mbuf_set_tso_segsz(m, 16)                                              // 3750 segments
+        h.rings[1].inject([m])
+        h.core.pollOnce()
+        XCTAssertTrue(h.rings[0].drain().isEmpty)
+        XCTAssertEqual(h.drops(.segmentationFailed), 1)
+    }
+
+    func testIPv6WithExtensionHeadersIsCompletedAndSegmented() throws {
+        try makePipeline()
+        let payload = randomPayload(5000, #function)
+        var f = Self.tcpFrame(ipv6: true, payload: payload)
+        // Insert an 8-byte hop-by-hop header (PadN) between the IPv6 header and TCP.
+        let hopByHop: [UInt8] = [6, 0, 1, 4, 0, 0, 0, 0]
+        f.insert(contentsOf: hopByHop, at: 54)
+        f[20] = 0                                                                 // next header: hop-by-hop
+        let plen = Int(f[18]) << 8 | Int(f[19]) + 8
+        f[18] = UInt8(plen >> 8); f[19] = UInt8(plen & 0xff)
+        h.rings[1].inject([Mbuf.makeChained(f, pool: h.pool)])
+        h.core.pollOnce()
+        let out = h.rings[0].drain()
+        XCTAssertGreaterThan(out.count, 1)
+        var stream: [UInt8] = []
+        for p in out {
+            XCTAssertLessThanOrEqual(p.count - 14, 1500)
+            let l3 = 64, l4 = l3 + 48
+            XCTAssertEqual(Int(p[l3 + 4]) << 8 | Int(p[l3 + 5]), p.count - l3 - 40, "payload length covers the extension header")
+            let s = Self.sum(p[l4...], initial: Self.pseudo(src: Array(p[l3 + 8..<l3 + 24]), dst: Array(p[l3 + 24..<l3 + 40]), proto: 6,
+                                                           length: p.count - l4))
+            XCTAssertEqual(s, 0xffff, "TCP checksum")
+            stream += p[(l4 + 20)...]
+        }
+        XCTAssertEqual(stream, payload)
+    }
+
+    func testNoTooBigForALinkLayerBroadcast() throws {
+        try makePipeline(ipv6Underlay: false)
+        let udp = Frames.udp(sport: 5000, dport: 6000, payload: [UInt8](repeating: 0, count: 1472))
+        let frame = Frames.ethernet(dst: "ff:ff:ff:ff:ff:ff", src: Self.vmMAC, type: 0x0800,
+                                    payload: Frames.ipv4(src: "192.168.42.1", dst: "192.168.42.255", proto: 17, payload: udp))
+        h.rings[1].inject([Mbuf.make(frame, pool: h.pool)])
+        h.core.pollOnce()
+        XCTAssertTrue(h.rings[1].drain().isEmpty)
+        XCTAssertEqual(h.pipeline(.tooBigSent), 0)
+        XCTAssertEqual(h.drops(.overMTU), 1)
+    }
+}
