@@ -8,7 +8,10 @@ import PollMode
 /// Only runs of mergeable segments (pure ACK with payload, as rte_gro requires) go through rte_gro, and a run
 /// ends before a segment that rte_gro would file under another key for the same connection (a new ACK number):
 /// whatever else is in the burst keeps its place, so no connection's segments are reordered. TCP/IPv6 passes
-/// unmerged (22.11's rte_gro has no IPv6).
+/// DPDK 22.11's rte_gro has no TCP/IPv6: that case is written here (`Merge6`), with the rules of Linux's
+/// ipv6_gro_receive and tcp_gro_receive: same addresses, flow label, hop limit and ports, no extension headers,
+/// ACK only, the same ACK number and TCP options, contiguous sequence numbers, every segment the size of the
+/// first but a shorter last one, which ends the merge.
 extension VXLANProcessor {
     /// The port a decapsulated frame would go to alone, untagged, when that port takes large frames; else -1.
     @inlinable @inline(__always)
@@ -41,22 +44,32 @@ extension VXLANProcessor {
             // One port at a time (a burst mostly carries one VM's traffic): take its frames in order.
             let port = coalescePorts[done]
             var run = 0
+            var merge6 = Merge6()
             for i in done..<coalesceCount where coalescePorts[i] == port && coalesceFrames[i] != nil {
                 let m = coalesceFrames[i].unsafelyUnwrapped
                 coalesceFrames[i] = nil
                 if isMergeable(m) {
+                    finish6(&merge6, port: Int(port), tx: tx)
                     // rte_gro keys flows by addresses, ports and the ACK number: a segment of a connection already
                     // in the run with another ACK would come out before that connection's earlier ones. Send the
                     // run first.
                     if conflictsWithRun(m, run) { mergeAndSend(run, port: Int(port), tx: tx); run = 0 }
                     coalesceRun[run] = m; run &+= 1
+                } else if isMergeable6(m) {
+                    mergeAndSend(run, port: Int(port), tx: tx); run = 0
+                    if !append6(m, to: &merge6) {
+                        finish6(&merge6, port: Int(port), tx: tx)
+                        merge6 = Merge6(head: m)
+                    }
                 } else {
                     mergeAndSend(run, port: Int(port), tx: tx); run = 0
+                    finish6(&merge6, port: Int(port), tx: tx)
                     tx.push(m, to: Int(port))
                     count(.decapsulated)
                 }
             }
             mergeAndSend(run, port: Int(port), tx: tx)
+            finish6(&merge6, port: Int(port), tx: tx)
             while done < coalesceCount && coalesceFrames[done] == nil { done &+= 1 }
         }
         coalesceCount = 0
@@ -135,5 +148,100 @@ extension VXLANProcessor {
         }
         count(.decapsulated, UInt64(out))
         if out < n { tx.add(.coalescedSegments, port: port, UInt64(n &- out)); count(.coalescedSegments, UInt64(n &- out)) }
+    }
+}
+
+/// TCP/IPv6 receive coalescing, hand-written because DPDK 22.11's rte_gro has none: consecutive segments of one
+/// connection in arrival order are chained behind the first (their headers cut off), as Linux's GRO would merge
+/// them (rules in the file's header comment).
+@usableFromInline
+struct Merge6 {
+    @usableFromInline var head: OpaquePointer?
+    @usableFromInline var nextSequence: UInt32 = 0
+    @usableFromInline var segmentSize = 0
+    @usableFromInline var payload = 0
+    @usableFromInline var pieces = 0
+    @usableFromInline var closed = false
+
+    @usableFromInline init() {}
+    @usableFromInline init(head m: OpaquePointer) {
+        head = m
+        let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
+        let l4 = 54, size = Int(vx_mbuf_tso_segsz(m))
+        nextSequence = load32(f, l4 &+ 4) &+ UInt32(size)
+        segmentSize = size; payload = size; pieces = 1
+    }
+}
+
+extension VXLANProcessor {
+    /// Untagged TCP/IPv6 without extension headers, ACK only, with payload (padding trimmed); leaves the payload
+    /// length in `tso_segsz`.
+    @usableFromInline
+    func isMergeable6(_ m: OpaquePointer) -> Bool {
+        let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
+        guard Int(vx_mbuf_data_len(m)) >= 74, load16(f, 12) == VXLANLayout.etherTypeIPv6,
+              f.load(fromByteOffset: 20, as: UInt8.self) == VXLANLayout.protocolTCP else { return false }
+        let l4Length = Int(f.load(fromByteOffset: 66, as: UInt8.self) >> 4) &* 4
+        let end = 54 &+ Int(load16(f, 18))
+        let length = Int(vx_mbuf_pkt_len(m))
+        guard l4Length >= 20, Int(vx_mbuf_data_len(m)) >= 54 &+ l4Length, end <= length, end > 54 &+ l4Length,
+              f.load(fromByteOffset: 67, as: UInt8.self) == 0x10 else { return false }
+        if end < length && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: length &- end)) != 0 { return false }
+        vx_mbuf_set_tso_segsz(m, UInt16(truncatingIfNeeded: end &- 54 &- l4Length))
+        return true
+    }
+
+    /// Chains `m` behind the merge when Linux's GRO would; false (nothing changed) when it would not.
+    @usableFromInline
+    func append6(_ m: OpaquePointer, to merge: inout Merge6) -> Bool {
+        guard let head = merge.head, !merge.closed, merge.pieces < 45 else { return false }
+        let a = UnsafeMutableRawPointer(vx_mbuf_data(head)), b = UnsafeMutableRawPointer(vx_mbuf_data(m))
+        let size = Int(vx_mbuf_tso_segsz(m))
+        let l4Length = Int(b.load(fromByteOffset: 66, as: UInt8.self) >> 4) &* 4
+        guard size <= merge.segmentSize, merge.payload &+ size &+ l4Length <= 65535,
+              Int(a.load(fromByteOffset: 66, as: UInt8.self) >> 4) &* 4 == l4Length,
+              load32(b, 58) == merge.nextSequence else { return false }
+        // Ethernet addresses and type, IPv6 version/class/flow label, next header, hop limit, addresses, ports, ACK.
+        guard memcmp(a, b, 14) == 0, a.loadUnaligned(fromByteOffset: 14, as: UInt32.self) == b.loadUnaligned(fromByteOffset: 14, as: UInt32.self),
+              memcmp(a + 20, b + 20, 2 &+ 32 &+ 4) == 0, memcmp(a + 62, b + 62, 4) == 0,
+              memcmp(a + 74, b + 74, l4Length &- 20) == 0 else { return false }     // the TCP options, timestamps too
+        _ = vx_mbuf_adj(m, UInt16(54 &+ l4Length))
+        guard vx_mbuf_chain(head, m) == 0 else {             // too many buffers: it starts the next merge
+            _ = vx_mbuf_prepend(m, UInt16(54 &+ l4Length))
+            return false
+        }
+        merge.nextSequence &+= UInt32(size)
+        merge.payload &+= size
+        merge.pieces &+= 1
+        if size < merge.segmentSize { merge.closed = true }
+        return true
+    }
+
+    /// Sends the merge: a lone segment as it came, a merged one with segmentation metadata for the guest.
+    @usableFromInline
+    func finish6(_ merge: inout Merge6, port: Int, tx: TxStage) {
+        guard let head = merge.head else { return }
+        let merged = UInt64(merge.pieces &- 1)
+        merge = Merge6()
+        let f = UnsafeMutableRawPointer(vx_mbuf_data(head))
+        let segmentSize = Int(vx_mbuf_tso_segsz(head))
+        let l4Length = Int(f.load(fromByteOffset: 66, as: UInt8.self) >> 4) &* 4
+        let payload = Int(vx_mbuf_pkt_len(head)) &- 54 &- l4Length
+        if payload > segmentSize {
+            store16(f, 18, UInt16(l4Length &+ payload))
+            // The TCP checksum left partial (virtio NEEDS_CSUM): the IPv6 pseudo-header sum over the merged length.
+            let length = l4Length &+ payload
+            let pseudo = UInt32(rawChecksum(f + 22, length: 32)) &+ UInt32(UInt16(6) << 8)
+                &+ UInt32(UInt16(truncatingIfNeeded: length).byteSwapped)
+            f.storeBytes(of: foldChecksum(pseudo), toByteOffset: 54 &+ 16, as: UInt16.self)
+            vx_mbuf_set_tx_offload(head, MbufFlag.txTCPSegmentation | MbufFlag.txIPv6 | MbufFlag.txTCPChecksum,
+                                   0, 0, 14, 40, UInt16(l4Length), UInt16(segmentSize))
+            count(.coalescedFrames)
+            tx.add(.coalescedSegments, port: port, merged); count(.coalescedSegments, merged)
+        } else {
+            vx_mbuf_set_tso_segsz(head, 0)
+        }
+        tx.push(head, to: port)
+        count(.decapsulated)
     }
 }

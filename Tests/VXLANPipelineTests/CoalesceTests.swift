@@ -187,3 +187,39 @@ extension CoalesceTests {
         XCTAssertEqual(out.reduce(0) { $0 + payloadOf(Array(Mbuf.bytes($1).prefix(14 + Int(Mbuf.bytes($1)[16]) << 8 + Int(Mbuf.bytes($1)[17])))).count }, 2400)
     }
 }
+
+/// TCP/IPv6, merged by vxland's own code (22.11's rte_gro has none) by the rules of Linux's GRO.
+extension CoalesceTests {
+    static func segment6(seq: UInt32, payload: [UInt8], flags: UInt8 = 0x10, options: [UInt8] = [], flowLabel: UInt8 = 0) -> [UInt8] {
+        var tcp = Frames.be16(5201) + Frames.be16(40000) + [UInt8(seq >> 24), UInt8(seq >> 16 & 0xff), UInt8(seq >> 8 & 0xff), UInt8(seq & 0xff)]
+            + [0, 0, 0, 1] + [UInt8((20 + options.count) / 4) << 4, flags] + Frames.be16(502) + [0, 0, 0, 0] + options + payload
+        let src = Frames.ip6("fd42::2"), dst = Frames.ip6("fd42::1")
+        let c = ~UInt16(S.sum(ArraySlice(tcp), initial: S.pseudo(src: src, dst: dst, proto: 6, length: tcp.count)))
+        tcp[16] = UInt8(c >> 8); tcp[17] = UInt8(c & 0xff)
+        let ip: [UInt8] = [0x60, 0, 0, flowLabel] + Frames.be16(tcp.count) + [6, 64] + src + dst
+        return Frames.mac(S.vmMAC) + Frames.mac(S.remoteVMMAC) + Frames.be16(0x86DD) + ip + tcp
+    }
+
+    func testTCPv6SegmentsOfOneConnectionAreMergedAsLinuxWould() throws {
+        let timestamps: [UInt8] = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]
+        let chunks = (0..<5).map { k in [UInt8](repeating: UInt8(k + 1), count: 1000) }
+        var frames = (0..<4).map { Self.segment6(seq: UInt32($0 * 1000), payload: chunks[$0], options: timestamps) }
+        frames.append(Self.segment6(seq: 4000, payload: Array(chunks[4][0..<300]), options: timestamps))    // short: ends it
+        frames.append(Self.segment6(seq: 4300, payload: chunks[0], options: timestamps))                   // after the short one
+        frames.append(Self.segment6(seq: 5300, payload: chunks[1], options: [1, 1, 8, 10, 0, 0, 0, 8, 0, 0, 0, 9]))  // new timestamp
+        frames.append(Self.segment6(seq: 6300, payload: chunks[2], options: [1, 1, 8, 10, 0, 0, 0, 8, 0, 0, 0, 9], flowLabel: 5))
+        let out = run(frames)
+        defer { out.forEach { vx_mbuf_free($0) } }
+        XCTAssertEqual(out.count, 4, "1-5 merged; the frame after the short one, the new timestamp, the new flow label alone")
+        let first = Mbuf.bytes(out[0])
+        XCTAssertEqual(Array(first[(54 + 32)...]), Array(chunks[0..<4].joined()) + Array(chunks[4][0..<300]))
+        XCTAssertEqual(Int(first[18]) << 8 | Int(first[19]), first.count - 54, "IPv6 payload length")
+        XCTAssertEqual(vx_mbuf_ol_flags(out[0]) & (MbufFlag.txTCPSegmentation | MbufFlag.txIPv6), MbufFlag.txTCPSegmentation | MbufFlag.txIPv6)
+        XCTAssertEqual(vx_mbuf_tso_segsz(out[0]), 1000)
+        XCTAssertEqual([vx_mbuf_l2_len(out[0]), vx_mbuf_l3_len(out[0]), vx_mbuf_l4_len(out[0])], [14, 40, 32])
+        let pseudo = S.pseudo(src: Array(first[22..<38]), dst: Array(first[38..<54]), proto: 6, length: first.count - 54)
+        XCTAssertEqual(UInt32(first[70]) << 8 | UInt32(first[71]), pseudo, "TCP checksum left partial for the guest")
+        XCTAssertEqual(out[1...].map { Mbuf.bytes($0) }, Array(frames[5...]), "the rest as they came, in order")
+        XCTAssertEqual(h.port(1, .coalescedSegments), 4)
+    }
+}
