@@ -74,6 +74,12 @@ struct InnerHeaders {
         return .ip(h)
     }
 
+    /// A TCP segment with SYN or RST (the flags byte is in the first buffer: `parse` checked the TCP header).
+    @usableFromInline
+    func synOrReset(_ m: OpaquePointer) -> Bool {
+        isTCP && UnsafeRawPointer(vx_mbuf_data(m)).load(fromByteOffset: Self.l2 &+ l3Length &+ 13, as: UInt8.self) & 0x06 != 0
+    }
+
     /// Writes the TCP or UDP checksum from scratch (a sender's partial checksum is replaced). False when the
     /// lengths do not allow it; an IPv4 UDP datagram sent without checksum (0) keeps none.
     @usableFromInline

@@ -75,11 +75,17 @@ extension VXLANProcessor {
             }
             return forward(m, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
         }
-        guard headers.isTCP else {
+        // A SYN or RST is never cut in several: each piece would carry the flag (Linux never hands one to GSO).
+        guard headers.isTCP && !headers.synOrReset(m) else {
             // IPv4 without DF may be fragmented (the inner packet, never the outer: RFC 7348); with DF, or IPv6,
             // the sender is told the MTU it can use, as Linux's bridge + vxlan path does.
-            if !headers.ipv6 && !headers.dontFragment { return fragment(m, mtu: limit &- InnerHeaders.l2, target: target, from: from,
-                                                                        flowHash: flowHash, tx: tx) }
+            if !headers.ipv6 && !headers.dontFragment {
+                // The fragments carry the datagram's checksum as it is: a sender's unfinished one is completed first.
+                vx_mbuf_clear_tx_offload(m)
+                if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
+                if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
+                return fragment(m, mtu: limit &- InnerHeaders.l2, target: target, from: from, flowHash: flowHash, tx: tx)
+            }
             sendTooBig(for: m, headers, mtu: limit &- InnerHeaders.l2, toEndpoint: from, tx: tx)
             drop(m, .overMTU); return
         }
@@ -87,7 +93,8 @@ extension VXLANProcessor {
         if lro > 0 { mss = min(mss, lro) }
         if mss < 8 { drop(m, .overMTU); return }
         let outer = tunnelIPv6 ? VXLANLayout.outerLength6 : VXLANLayout.outerLength
-        if hardwareTSO && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535, let head = splitHeaders(m, headers) {
+        if hardwareTSO && mss >= Self.minimumHardwareMSS && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535
+            && tsoGatherFits(m, headerLength: headers.headerLength, mss: mss), let head = splitHeaders(m, headers) {
             setTunnelMetadata(head, headers, tunnelIPv6: tunnelIPv6, mss: mss)
             count(.hardwareTSO)
             return forward(head, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
@@ -127,6 +134,35 @@ extension VXLANProcessor {
             vx_ipv4_cksum_fill(UnsafeMutableRawPointer(header) + InnerHeaders.l2)   // the library leaves it 0
             forward(f, target: target, from: from, innerLength: Int(vx_mbuf_pkt_len(f)), flowHash: flowHash, tx: tx)
         }
+    }
+
+    /// The smallest TSO segment size handed to a NIC: drivers refuse smaller ones in tx_prepare (ice: 64, i40e: 256),
+    /// and a guest may announce any gso_size. Below it the software path segments.
+    @usableFromInline static let minimumHardwareMSS = 256
+    /// Buffers a NIC gathers one frame from (for TSO: one segment, its header buffer included); more is a
+    /// malicious-driver event on Intel NICs, which ice's tx_prepare in 22.11 does not check.
+    @usableFromInline static let maxGatherBuffers = 8
+
+    /// Whether every TSO segment of `m` gathers from at most `maxGatherBuffers` buffers once its headers
+    /// (`headerLength` bytes of the first buffer) have a buffer of their own. A chain of tiny buffers does not.
+    @usableFromInline
+    func tsoGatherFits(_ m: OpaquePointer, headerLength: Int, mss: Int) -> Bool {
+        if Int(vx_mbuf_nb_segs(m)) < Self.maxGatherBuffers { return true }
+        var segment: OpaquePointer? = m
+        var skip = headerLength, position = 0
+        var window = -1, buffers = 0
+        while let s = segment {
+            let size = Int(vx_mbuf_data_len(s)) &- skip
+            skip = 0
+            segment = vx_mbuf_next(s)
+            if size <= 0 { continue }
+            let first = position / mss, last = (position &+ size &- 1) / mss
+            if first == window { buffers &+= 1 } else { buffers = 1 }
+            if buffers &+ 1 > Self.maxGatherBuffers { return false }
+            if last != first { window = last; buffers = 1 } else { window = first }
+            position &+= size
+        }
+        return true
     }
 
     /// For the NIC's TSO the headers go in a buffer of their own, the payload chained behind: drivers bound the

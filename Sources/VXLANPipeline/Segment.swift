@@ -20,7 +20,10 @@ extension VXLANProcessor {
     func segmentTCP(_ m: OpaquePointer, _ h: InnerHeaders, mss: Int) -> Int {
         guard let pools = offload.pools else { drop(m, .overMTU); return -1 }
         let n: Int
-        if h.ipv6 || vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal != 0 {
+        // rte_gso's segments point into the input's buffers, one per buffer a segment touches: from a chain of tiny
+        // buffers that is more than a NIC gathers one frame from (Offload.swift, maxGatherBuffers), so copy.
+        if h.ipv6 || vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal != 0
+            || !tsoGatherFits(m, headerLength: h.headerLength, mss: mss) {
             n = segmentByCopy(m, h, mss: mss, pool: pools.direct)
         } else {
             vx_mbuf_set_tx_offload(m, MbufFlag.txTCPSegmentation | MbufFlag.txIPv4, 0, 0,
