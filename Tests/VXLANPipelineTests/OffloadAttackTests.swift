@@ -365,3 +365,22 @@ extension OffloadAttackTests {
         }
     }
 }
+
+extension OffloadAttackTests {
+    /// A first buffer that holds the headers alone (a chain cut at 54 bytes): rte_gso gave the first segment an
+    /// empty buffer, which a NIC turns into a zero-length descriptor (found by the packet fuzzer's hardware path).
+    func testHeadersAloneInTheFirstBufferGiveNoEmptyBuffer() throws {
+        for profile in NICModel.Profile.allCases {
+            try makePipeline(model: NICModel(profile: profile))
+            let data = payload(5000)
+            let m = Mbuf.makeChained(S.tcpFrame(payload: data), pool: h.pool, segment: 54)
+            vx_mbuf_set_ol_flags(m, MbufFlag.rxLRO | MbufFlag.rxL4ChecksumNone)
+            vx_mbuf_set_tso_segsz(m, 200)                          // below the hardware minimum: software segments
+            h.rings[1].inject([m])
+            h.core.pollOnce()
+            let segments = model!.takeWire().compactMap { S.decode($0) }
+            XCTAssertEqual(segments.flatMap(\.payload), data, "\(profile): the payload arrives")
+            tearDown()
+        }
+    }
+}
