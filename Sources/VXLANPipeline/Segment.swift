@@ -21,8 +21,10 @@ extension VXLANProcessor {
         guard let pools = offload.pools else { drop(m, .overMTU); return -1 }
         let n: Int
         // rte_gso's segments point into the input's buffers, one per buffer a segment touches: from a chain of tiny
-        // buffers that is more than a NIC gathers one frame from (Offload.swift, maxGatherBuffers), so copy.
+        // buffers that is more than a NIC gathers one frame from (Offload.swift, maxGatherBuffers), so copy. A first
+        // buffer holding the headers alone gives the first segment an empty buffer (a NIC's zero-length descriptor).
         if h.ipv6 || vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal != 0
+            || Int(vx_mbuf_data_len(m)) == h.headerLength
             || !tsoGatherFits(m, headerLength: h.headerLength, mss: mss) {
             n = segmentByCopy(m, h, mss: mss, pool: pools.direct)
         } else {
