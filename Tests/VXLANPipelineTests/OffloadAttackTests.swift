@@ -384,3 +384,20 @@ extension OffloadAttackTests {
         }
     }
 }
+
+extension OffloadAttackTests {
+    /// A frame within the MTU in a chain of many small buffers went to the NIC as it came: more buffers than a NIC
+    /// gathers one frame from (ice: 8; more is a malicious-driver event, or tx_prepare's refusal) on every path,
+    /// checksum offload or none (found by the packet fuzzer's hardware path).
+    func testAFrameInManySmallBuffersIsNotHandedToTheNICAsIs() throws {
+        for profile in NICModel.Profile.allCases {
+            try makePipeline(model: NICModel(profile: profile))
+            let data = payload(1300)
+            h.rings[1].inject([Mbuf.makeChained(S.tcpFrame(payload: data), pool: h.pool, segment: 100)])
+            h.core.pollOnce()
+            let segments = model!.takeWire().compactMap { S.decode($0) }
+            XCTAssertEqual(segments.flatMap(\.payload), data, "\(profile): the payload arrives")
+            tearDown()
+        }
+    }
+}
