@@ -35,6 +35,15 @@ public struct OffloadSettings: @unchecked Sendable {
 extension VXLANProcessor {
     @inline(never) @usableFromInline
     func forwardWithOffload(_ m: OpaquePointer, target: Int32, from: Int32, flowHash: UInt32, tx: TxStage) {
+        var m = m
+        // A chain of many small buffers is more than a NIC gathers one frame from (and may split the headers):
+        // copied into full buffers first. Ports deliver full buffers, so this is for hostile or odd drivers only.
+        let buffers = Int(vx_mbuf_nb_segs(m))
+        if buffers >= Self.maxGatherBuffers && Int(vx_mbuf_pkt_len(m)) / buffers < 1024, let pool = offload.pools?.direct {
+            guard let copy = vx_mbuf_copy_range(m, pool, 0, vx_mbuf_pkt_len(m)) else { drop(m, .copyFailed); return }
+            vx_mbuf_free(m)
+            m = copy
+        }
         // Resolve the destination as `forward` would, once for all the segments.
         var target = target
         if target >= FDBTarget.localBase {
