@@ -69,7 +69,9 @@ struct InnerHeaders {
             guard h.l4Length >= 20, first >= l4 &+ h.l4Length, h.ipLength >= h.l3Length &+ h.l4Length else { return .malformed }
         } else if h.proto == 17 {
             guard first >= l4 &+ 8, h.ipLength >= h.l3Length &+ 8 else { return .malformed }
-            h.l4Length = 8
+            // A UDP length that contradicts the IP length: no checksum is right for it (neither ours nor a NIC's),
+            // so the datagram is passed on as it is, as a bridge would.
+            if Int(load16(f, l4 &+ 4)) == h.ipLength &- h.l3Length { h.l4Length = 8 }
         }
         return .ip(h)
     }
