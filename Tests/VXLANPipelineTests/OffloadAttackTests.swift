@@ -423,3 +423,26 @@ extension OffloadAttackTests {
         }
     }
 }
+
+extension OffloadAttackTests {
+    /// A guest's 64 KB TSO frame with a small MSS (a peer may announce down to Linux's tcp_min_snd_mss, 48): more
+    /// than 256 segments, and the whole frame was dropped (`segmentation_failed`), every retransmission too, so the
+    /// connection stalls. Every byte must arrive in segments of at most the guest's MSS.
+    func testA64KBFrameWithASmallGuestMSSIsSegmentedNotDropped() throws {
+        for (mss, ipv6) in [(48, false), (64, false), (100, true)] {
+            try makePipeline()
+            let data = payload(64000)
+            let m = Mbuf.makeChained(S.tcpFrame(ipv6: ipv6, payload: data), pool: h.pool)
+            vx_mbuf_set_ol_flags(m, MbufFlag.rxLRO | MbufFlag.rxL4ChecksumNone)
+            vx_mbuf_set_tso_segsz(m, UInt16(mss))
+            h.rings[1].inject([m])
+            var wire: [[UInt8]] = []
+            for _ in 0..<8 { h.core.pollOnce(); wire += h.rings[0].drain() }
+            let segments = wire.compactMap { S.decode($0) }
+            XCTAssertEqual(h.drops(.segmentationFailed), 0, "MSS \(mss)")
+            XCTAssertEqual(segments.flatMap(\.payload), data, "MSS \(mss): the payload arrives")
+            XCTAssertTrue(segments.allSatisfy { $0.payload.count <= mss }, "MSS \(mss)")
+            tearDown()
+        }
+    }
+}
