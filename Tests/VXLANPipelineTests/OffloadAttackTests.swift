@@ -13,10 +13,12 @@ final class OffloadAttackTests: XCTestCase {
     var h: PipelineHarness!
     var model: NICModel?
 
-    func makePipeline(mtu: Int = 1500, poolSize: Int = 4095, model: NICModel? = nil, ipv6Underlay: Bool = false) throws {
+    func makePipeline(mtu: Int = 1500, poolSize: Int = 4095, model: NICModel? = nil, ipv6Underlay: Bool = false,
+                      underlayTxSize: UInt32 = 1024) throws {
         self.model = model
         let plan = model.map { TunnelTxPlan(enabled: $0.capabilities) } ?? .software
-        h = try PipelineHarness(accessPorts: 1, poolSize: poolSize, slowPath: false, plan: plan, completeChecksumPorts: [1],
+        h = try PipelineHarness(accessPorts: 1, poolSize: poolSize, slowPath: false, underlayTxSize: underlayTxSize, plan: plan,
+                                completeChecksumPorts: [1],
                                 underlayModel: model) { names in
             let remote = ipv6Underlay ? "\"fd00::2\"" : "10.99.0.2"
             return """
@@ -430,7 +432,7 @@ extension OffloadAttackTests {
     /// connection stalls. Every byte must arrive in segments of at most the guest's MSS.
     func testA64KBFrameWithASmallGuestMSSIsSegmentedNotDropped() throws {
         for (mss, ipv6) in [(48, false), (64, false), (100, true)] {
-            try makePipeline()
+            try makePipeline(underlayTxSize: 2048)              // 1334 segments in one go
             let data = payload(64000)
             let m = Mbuf.makeChained(S.tcpFrame(ipv6: ipv6, payload: data), pool: h.pool)
             vx_mbuf_set_ol_flags(m, MbufFlag.rxLRO | MbufFlag.rxL4ChecksumNone)
