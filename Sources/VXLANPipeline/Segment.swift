@@ -11,8 +11,9 @@ import PollMode
 /// frames in indirect or external buffers (a vhost-user port with external buffers, clones), because rte_gso
 /// copies the input's `ol_flags`, INDIRECT and EXTERNAL included, into the header mbufs it allocates.
 extension VXLANProcessor {
-    /// Most segments one frame may become (a 64 KiB frame at the smallest MSS the configuration allows).
-    @usableFromInline static let maxSegments = 256
+    /// Most segments one frame may become: a 64 KiB frame at the smallest MSS a guest's TCP uses (Linux's
+    /// tcp_min_snd_mss, 48: a peer may announce that little, and the guest's TSO frames are cut to it).
+    @usableFromInline static let maxSegments = 65535 / 48 + 1
 
     /// Segments `m` into `segmentScratch`; consumes `m` in every case. Returns the number of segments, or -1
     /// after counting the drop.
