@@ -448,3 +448,19 @@ extension OffloadAttackTests {
         }
     }
 }
+
+extension OffloadAttackTests {
+    /// An underlay frame with more bytes after its IP packet than its last buffer holds (a chained, scattered
+    /// jumbo frame whose outer IP length is short): the trim of the padding failed unchecked and the VM got the
+    /// trailing bytes as part of its frame, over the MTU (found by the packet fuzzer's chained underlay frames).
+    func testPaddingBeyondTheLastBufferIsNotDeliveredToTheVM() throws {
+        try makePipeline()
+        let inner = Frames.innerUDP(dst: S.vmMAC, src: S.remoteVMMAC, size: 100)
+        let packet = Frames.vxlanPacket(inner: inner) + payload(2400, "junk")
+        h.rings[0].inject([Mbuf.makeChained(packet, pool: h.pool, segment: 1900)])
+        h.core.pollOnce()
+        let delivered = h.rings[1].drain()
+        for f in delivered { XCTAssertEqual(f.count, inner.count, "the inner frame, and nothing after it") }
+        XCTAssertEqual(UInt64(delivered.count) + h.totalDrops, 1, "delivered or counted")
+    }
+}
