@@ -99,7 +99,8 @@ public final class PacketFuzzTarget {
                 if frame.count > 1518 + 4 { large += 1 }
             }
         }
-        check(large <= oversize, "\(which): \(large) access frames over 1522 bytes, \(oversize) counted as oversize")
+        // Counted once per frame: a flooded one reaches both access ports.
+        check(large <= 2 * oversize, "\(which): \(large) access frames over 1522 bytes, \(oversize) counted as oversize")
         check(h.pool.available == h.pool.capacity, "\(which): mbufs leaked: \(h.pool.capacity - h.pool.available) in use after the round")
         check(h.indirectPool.available == h.indirectPool.capacity,
               "\(which): indirect mbufs leaked: \(h.indirectPool.capacity - h.indirectPool.available) in use after the round")
