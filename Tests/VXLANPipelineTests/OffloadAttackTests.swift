@@ -464,3 +464,37 @@ extension OffloadAttackTests {
         XCTAssertEqual(UInt64(delivered.count) + h.totalDrops, 1, "delivered or counted")
     }
 }
+
+extension OffloadAttackTests {
+    /// GRO towards a guest that takes large frames: rte_gro merges segments without looking at their checksums,
+    /// and the merged frame goes with a partial checksum (NEEDS_CSUM) that the guest completes itself. A segment
+    /// damaged on the way (its TCP checksum no longer matches) became valid data in the guest: the end-to-end
+    /// checksum was laundered. Linux's GRO merges only segments whose checksum it verified. A damaged segment must
+    /// reach the guest as it came (its bad checksum intact), never inside a merged frame.
+    func testGRONeverMergesASegmentWhoseChecksumIsWrong() throws {
+        h = try PipelineHarness(accessPorts: 1, poolSize: 4095, slowPath: false) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }
+            access: [ { port: \(names[1]), vni: 42 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]
+            """
+        }
+        h.tables.setPortTakesLargeFrames(1, true)
+        let chunks = (0..<6).map { payload(1400, "chunk\($0)") }
+        var frames = chunks.enumerated().map { i, c in CoalesceTests.segment(seq: 5000 + UInt32(i * 1400), payload: c) }
+        frames[2][14 + 20 + 20 + 100] ^= 0x40                       // one bit flipped in the third segment's payload
+        h.rings[0].inject(frames.map { Mbuf.make(Frames.vxlanPacket(inner: $0), pool: h.pool) })
+        h.core.pollOnce()
+        let out = h.rings[1].drainMbufs()
+        defer { out.forEach { vx_mbuf_free($0) } }
+        let damaged = Array(frames[2][54...])
+        for m in out {
+            let b = Mbuf.bytes(m)
+            let data = Array(b[54...])
+            if vx_mbuf_ol_flags(m) & MbufFlag.txTCPSegmentation != 0 {
+                XCTAssertFalse(data.count > 1400 && (0...(data.count - 1400)).contains { Array(data[$0..<$0 + 1400]) == damaged },
+                               "the damaged segment's payload went into a merged frame with a partial checksum")
+            }
+        }
+    }
+}
