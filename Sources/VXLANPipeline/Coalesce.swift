@@ -65,7 +65,17 @@ extension VXLANProcessor {
         let l4 = Int(vx_mbuf_l2_len(m)) &+ Int(vx_mbuf_l3_len(m))
         guard Int(vx_mbuf_data_len(m)) >= l4 &+ 20 else { return false }
         let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
-        return f.load(fromByteOffset: l4 &+ 13, as: UInt8.self) == 0x10 && Int(vx_mbuf_pkt_len(m)) > l4 &+ Int(vx_mbuf_l4_len(m))
+        guard f.load(fromByteOffset: l4 &+ 13, as: UInt8.self) == 0x10 && Int(vx_mbuf_pkt_len(m)) > l4 &+ Int(vx_mbuf_l4_len(m)) else {
+            return false
+        }
+        // The merged frame leaves with a partial checksum the guest completes: only segments whose own checksum is
+        // right may go into it (as Linux's GRO), or a segment damaged on the way would become valid data.
+        let l3 = Int(vx_mbuf_l2_len(m))
+        let length = Int(load16(f, l3 &+ 2)) &- (l4 &- l3)
+        guard length >= 20, l4 &+ length <= Int(vx_mbuf_pkt_len(m)) else { return false }
+        let sum = UInt32(rawChecksum(f + (l3 &+ 12), length: 8)) &+ UInt32(UInt16(6) << 8)
+            &+ UInt32(UInt16(truncatingIfNeeded: length).byteSwapped) &+ UInt32(L4Checksum.chainSum(m, from: l4, length: length))
+        return foldChecksum(sum) == 0xFFFF
     }
 
     @usableFromInline
