@@ -230,7 +230,9 @@ extension VXLANProcessor {
         let headers: InnerHeaders
         switch InnerHeaders.parse(m) {
         case .ip(let h): headers = h
-        case .notIP: return deliverDecapsulated(m, segment: s, target: target, tx: tx)
+        case .notIP:
+            if Int(vx_mbuf_pkt_len(m)) > workThreshold { count(.oversizeDelivered) }
+            return deliverDecapsulated(m, segment: s, target: target, tx: tx)
         case .malformed: drop(m, .innerMalformed); return
         }
         vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)   // the underlay's RX flags say nothing here
