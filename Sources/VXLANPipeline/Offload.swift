@@ -89,10 +89,15 @@ extension VXLANProcessor {
             // IPv4 without DF may be fragmented (the inner packet, never the outer: RFC 7348); with DF, or IPv6,
             // the sender is told the MTU it can use, as Linux's bridge + vxlan path does.
             if !headers.ipv6 && !headers.dontFragment {
-                // The fragments carry the datagram's checksum as it is: a sender's unfinished one is completed first.
-                vx_mbuf_clear_tx_offload(m)
-                if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
-                if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
+                // The fragments carry the datagram's checksum as it is: one the sender may have left unfinished (a
+                // kernel-attached port, or flagged so) is completed first.
+                let flags = vx_mbuf_ol_flags(m)
+                if completesChecksums[Int(view.endpointPort[Int(from)])] != 0 || flags & MbufFlag.rxLRO != 0
+                    || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone {
+                    vx_mbuf_clear_tx_offload(m)
+                    if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
+                    if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
+                }
                 return fragment(m, mtu: limit &- InnerHeaders.l2, target: target, from: from, flowHash: flowHash, tx: tx)
             }
             sendTooBig(for: m, headers, mtu: limit &- InnerHeaders.l2, toEndpoint: from, tx: tx)
