@@ -92,6 +92,12 @@ extension VXLANProcessor {
         if ipEnd < length && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: length &- ipEnd)) != 0 { return false }
         let payload = ipEnd &- l4 &- Int(vx_mbuf_l4_len(m))
         guard f.load(fromByteOffset: l4 &+ 13, as: UInt8.self) == 0x10, payload > 0 else { return false }
+        // The merged frame leaves with a partial checksum the guest completes: only segments whose own checksum is
+        // right may go into it (as Linux's GRO), or a segment damaged on the way would become valid data.
+        let l4Total = ipEnd &- l4
+        let sum = UInt32(rawChecksum(f + (l3 &+ 12), length: 8)) &+ UInt32(UInt16(6) << 8)
+            &+ UInt32(UInt16(truncatingIfNeeded: l4Total).byteSwapped) &+ UInt32(L4Checksum.chainSum(m, from: l4, length: l4Total))
+        guard foldChecksum(sum) == 0xFFFF else { return false }
         vx_mbuf_set_tso_segsz(m, UInt16(truncatingIfNeeded: payload))
         return true
     }
@@ -187,6 +193,11 @@ extension VXLANProcessor {
         guard l4Length >= 20, Int(vx_mbuf_data_len(m)) >= 54 &+ l4Length, end <= length, end > 54 &+ l4Length,
               f.load(fromByteOffset: 67, as: UInt8.self) == 0x10 else { return false }
         if end < length && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: length &- end)) != 0 { return false }
+        // As for IPv4: a segment whose checksum is wrong is never merged (it goes on as it came).
+        let l4Total = end &- 54
+        let sum = UInt32(rawChecksum(f + 22, length: 32)) &+ UInt32(UInt16(6) << 8)
+            &+ UInt32(UInt16(truncatingIfNeeded: l4Total).byteSwapped) &+ UInt32(L4Checksum.chainSum(m, from: 54, length: l4Total))
+        guard foldChecksum(sum) == 0xFFFF else { return false }
         vx_mbuf_set_tso_segsz(m, UInt16(truncatingIfNeeded: end &- 54 &- l4Length))
         return true
     }

@@ -80,7 +80,9 @@ extension VXLANProcessor {
             // Strip the outer headers and any Ethernet padding after the VXLAN payload.
             _ = vx_mbuf_adj(m, UInt16(truncatingIfNeeded: aux[i]))
             let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])
-            if excess > 0 { _ = vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) }
+            // rte_pktmbuf_trim cuts the last buffer only: more after the packet than that (a chained frame whose
+            // outer IP length is short; VXLAN is never short enough for Ethernet padding) is dropped, never delivered.
+            if excess > 0 && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) != 0 { drop(m, .innerMalformed); continue }
             let target = innerTarget[i]
             if underlayCompletes || Int(innerLength[i]) > view.maxInnerFrame {
                 deliverWithOffload(m, segment: s, target: target, tx: tx)

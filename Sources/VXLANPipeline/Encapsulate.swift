@@ -44,7 +44,8 @@ extension VXLANProcessor {
             // Offload.swift takes the frame once its destination is known.
             let flags = vx_mbuf_ol_flags(m)
             work[i] = length > workThreshold || portCompletes || flags & MbufFlag.rxLRO != 0
-                || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone ? 1 : 0
+                || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone
+                || Int(vx_mbuf_nb_segs(m)) >= Self.maxGatherBuffers ? 1 : 0
             let frame = vx_mbuf_data(m)
             // Pass 2 may write 50 bytes in front of the frame: that line is cold, so ask for it now.
             vx_mbuf_prefetch_headroom_for_write(m)

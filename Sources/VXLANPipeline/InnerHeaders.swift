@@ -84,9 +84,17 @@ struct InnerHeaders {
             guard h.l4Length >= 20, first >= l4 &+ h.l4Length, h.ipLength >= h.l3Length &+ h.l4Length else { return .malformed }
         } else if h.proto == 17 {
             guard first >= l4 &+ 8, h.ipLength >= h.l3Length &+ 8 else { return .malformed }
-            h.l4Length = 8
+            // A UDP length that contradicts the IP length: no checksum is right for it (neither ours nor a NIC's),
+            // so the datagram is passed on as it is, as a bridge would.
+            if Int(load16(f, l4 &+ 4)) == h.ipLength &- h.l3Length { h.l4Length = 8 }
         }
         return .ip(h)
+    }
+
+    /// A TCP segment with SYN or RST (the flags byte is in the first buffer: `parse` checked the TCP header).
+    @usableFromInline
+    func synOrReset(_ m: OpaquePointer) -> Bool {
+        isTCP && UnsafeRawPointer(vx_mbuf_data(m)).load(fromByteOffset: Self.l2 &+ l3Length &+ 13, as: UInt8.self) & 0x06 != 0
     }
 
     /// Writes the TCP or UDP checksum from scratch (a sender's partial checksum is replaced). False when the

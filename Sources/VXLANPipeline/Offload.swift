@@ -39,6 +39,15 @@ public struct OffloadSettings: @unchecked Sendable {
 extension VXLANProcessor {
     @inline(never) @usableFromInline
     func forwardWithOffload(_ m: OpaquePointer, target: Int32, from: Int32, flowHash: UInt32, portCompletes: Bool, tx: TxStage) {
+        var m = m
+        // A chain of many small buffers is more than a NIC gathers one frame from (and may split the headers):
+        // copied into full buffers first. Ports deliver full buffers, so this is for hostile or odd drivers only.
+        let buffers = Int(vx_mbuf_nb_segs(m))
+        if buffers >= Self.maxGatherBuffers && Int(vx_mbuf_pkt_len(m)) / buffers < 1024, let pool = offload.pools?.direct {
+            guard let copy = vx_mbuf_copy_range(m, pool, 0, vx_mbuf_pkt_len(m)) else { drop(m, .copyFailed); return }
+            vx_mbuf_free(m)
+            m = copy
+        }
         // Resolve the destination as `forward` would, once for all the segments.
         var target = target
         if target >= FDBTarget.localBase {
@@ -60,9 +69,6 @@ extension VXLANProcessor {
         // Over IPv6 the outer UDP checksum covers the inner bytes: the NIC may fill inner fields only if it also
         // computes that checksum afterwards.
         // With zero UDP checksums over IPv6 (udp6_zero_checksum.tx) there is no outer sum to keep right.
-        let hardwareInner = tunnel >= 0 && offload.plan.innerChecksums
-            && (!tunnelIPv6 || offload.plan.outerUDPChecksum || view.udp6ZeroChecksumTx)
-        let hardwareTSO = hardwareInner && offload.plan.tunnelTSO
         let headers: InnerHeaders
         switch InnerHeaders.parse(m) {
         case .ip(let h): headers = h
@@ -72,6 +78,11 @@ extension VXLANProcessor {
         case .malformed:
             drop(m, .innerMalformed); return
         }
+        // IPv6 extension headers stay with software: NICs differ in what they parse behind them.
+        let hardwareInner = tunnel >= 0 && offload.plan.innerChecksums
+            && (!tunnelIPv6 || offload.plan.outerUDPChecksum || view.udp6ZeroChecksumTx)
+            && (!headers.ipv6 || headers.l3Length == 40)
+        let hardwareTSO = hardwareInner && offload.plan.tunnelTSO
         let frameLength = Int(vx_mbuf_pkt_len(m))                 // padding trimmed
         let lro = vx_mbuf_ol_flags(m) & MbufFlag.rxLRO != 0 ? Int(vx_mbuf_tso_segsz(m)) : 0
         if frameLength <= limit {
@@ -85,12 +96,18 @@ extension VXLANProcessor {
             }
             return forward(m, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
         }
-        guard headers.isTCP else {
+        // A SYN or RST is never cut in several: each piece would carry the flag (Linux never hands one to GSO).
+        guard headers.isTCP && !headers.synOrReset(m) else {
             // IPv4 without DF may be fragmented (the inner packet, never the outer: RFC 7348); with DF, or IPv6,
             // the sender is told the MTU it can use, as Linux's bridge + vxlan path does.
             if !headers.ipv6 && !headers.dontFragment {
-                // The fragments carry the datagram's checksum in the first one: finish it before cutting.
-                if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
+                // The fragments carry the datagram's checksum as it is: one the sender may have left unfinished (a
+                // kernel-attached port, or flagged so) is completed first.
+                if unfinished {
+                    vx_mbuf_clear_tx_offload(m)
+                    if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
+                    if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
+                }
                 return fragment(m, mtu: limit &- InnerHeaders.l2, target: target, from: from, flowHash: flowHash, tx: tx)
             }
             sendTooBig(for: m, headers, mtu: limit &- InnerHeaders.l2, toEndpoint: from, tx: tx)
@@ -103,7 +120,8 @@ extension VXLANProcessor {
         let payload = headers.ipLength &- headers.l3Length &- headers.l4Length
         if mss < 8 || (payload &+ mss &- 1) / mss > Self.maxSegments { drop(m, .segmentationFailed); return }
         let outer = tunnelIPv6 ? VXLANLayout.outerLength6 : VXLANLayout.outerLength
-        if hardwareTSO && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535, let head = splitHeaders(m, headers) {
+        if hardwareTSO && mss >= Self.minimumHardwareMSS && frameLength &+ outer &- VXLANLayout.ethernetLength <= 65535
+            && tsoGatherFits(m, headerLength: headers.headerLength, mss: mss), let head = splitHeaders(m, headers) {
             setTunnelMetadata(head, headers, tunnelIPv6: tunnelIPv6, mss: mss)
             count(.hardwareTSO)
             return forward(head, target: target, from: from, innerLength: frameLength, flowHash: flowHash, tx: tx)
@@ -143,6 +161,35 @@ extension VXLANProcessor {
             vx_ipv4_cksum_fill(UnsafeMutableRawPointer(header) + InnerHeaders.l2)   // the library leaves it 0
             forward(f, target: target, from: from, innerLength: Int(vx_mbuf_pkt_len(f)), flowHash: flowHash, tx: tx)
         }
+    }
+
+    /// The smallest TSO segment size handed to a NIC: drivers refuse smaller ones in tx_prepare (ice: 64, i40e: 256),
+    /// and a guest may announce any gso_size. Below it the software path segments.
+    @usableFromInline static let minimumHardwareMSS = 256
+    /// Buffers a NIC gathers one frame from (for TSO: one segment, its header buffer included); more is a
+    /// malicious-driver event on Intel NICs, which ice's tx_prepare in 22.11 does not check.
+    @usableFromInline static let maxGatherBuffers = 8
+
+    /// Whether every TSO segment of `m` gathers from at most `maxGatherBuffers` buffers once its headers
+    /// (`headerLength` bytes of the first buffer) have a buffer of their own. A chain of tiny buffers does not.
+    @usableFromInline
+    func tsoGatherFits(_ m: OpaquePointer, headerLength: Int, mss: Int) -> Bool {
+        if Int(vx_mbuf_nb_segs(m)) < Self.maxGatherBuffers { return true }
+        var segment: OpaquePointer? = m
+        var skip = headerLength, position = 0
+        var window = -1, buffers = 0
+        while let s = segment {
+            let size = Int(vx_mbuf_data_len(s)) &- skip
+            skip = 0
+            segment = vx_mbuf_next(s)
+            if size <= 0 { continue }
+            let first = position / mss, last = (position &+ size &- 1) / mss
+            if first == window { buffers &+= 1 } else { buffers = 1 }
+            if buffers &+ 1 > Self.maxGatherBuffers { return false }
+            if last != first { window = last; buffers = 1 } else { window = first }
+            position &+= size
+        }
+        return true
     }
 
     /// For the NIC's TSO the headers go in a buffer of their own, the payload chained behind: drivers bound the
@@ -202,7 +249,9 @@ extension VXLANProcessor {
         let headers: InnerHeaders
         switch InnerHeaders.parse(m) {
         case .ip(let h): headers = h
-        case .notIP: return deliverDecapsulated(m, segment: s, target: target, tx: tx)
+        case .notIP:
+            if Int(vx_mbuf_pkt_len(m)) > workThreshold { count(.oversizeDelivered) }
+            return deliverDecapsulated(m, segment: s, target: target, tx: tx)
         case .malformed: drop(m, .innerMalformed); return
         }
         vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)   // the underlay's RX flags say nothing here

@@ -11,8 +11,9 @@ import PollMode
 /// frames in indirect or external buffers (a vhost-user port with external buffers, clones), because rte_gso
 /// copies the input's `ol_flags`, INDIRECT and EXTERNAL included, into the header mbufs it allocates.
 extension VXLANProcessor {
-    /// Most segments one frame may become (a 64 KiB frame at the smallest MSS the configuration allows).
-    @usableFromInline static let maxSegments = 256
+    /// Most segments one frame may become: a 64 KiB frame at the smallest MSS a guest's TCP uses (Linux's
+    /// tcp_min_snd_mss, 48: a peer may announce that little, and the guest's TSO frames are cut to it).
+    @usableFromInline static let maxSegments = 65535 / 48 + 1
 
     /// Segments `m` into `segmentScratch`; consumes `m` in every case. Returns the number of segments, or -1
     /// after counting the drop.
@@ -20,7 +21,12 @@ extension VXLANProcessor {
     func segmentTCP(_ m: OpaquePointer, _ h: InnerHeaders, mss: Int) -> Int {
         guard let pools = offload.pools else { drop(m, .overMTU); return -1 }
         let n: Int
-        if h.ipv6 || vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal != 0 {
+        // rte_gso's segments point into the input's buffers, one per buffer a segment touches: from a chain of tiny
+        // buffers that is more than a NIC gathers one frame from (Offload.swift, maxGatherBuffers), so copy. A first
+        // buffer holding the headers alone gives the first segment an empty buffer (a NIC's zero-length descriptor).
+        if h.ipv6 || vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal != 0
+            || Int(vx_mbuf_data_len(m)) == h.headerLength
+            || !tsoGatherFits(m, headerLength: h.headerLength, mss: mss) {
             n = segmentByCopy(m, h, mss: mss, pool: pools.direct)
         } else {
             vx_mbuf_set_tx_offload(m, MbufFlag.txTCPSegmentation | MbufFlag.txIPv4, 0, 0,

@@ -18,20 +18,22 @@ extension VXLANProcessor {
         if h.isFragment && !h.ipv6 && load16(f, l3 &+ 6) & 0x1FFF != 0 { return }
         if f.load(fromByteOffset: FrameLayout.ethSource, as: UInt8.self) & 1 != 0 { return }
         if f.load(fromByteOffset: FrameLayout.ethDestination, as: UInt8.self) & 1 != 0 { return }
-        let firstLength = Int(vx_mbuf_data_len(m))
-        if h.ipv6 {
-            if h.proto == VXLANLayout.protocolICMPv6 {
-                guard firstLength > l3 &+ h.l3Length else { return }
-                if f.load(fromByteOffset: l3 &+ h.l3Length, as: UInt8.self) < 128 { return }
+        // The ICMP type may be in the second buffer when the first ends with the IP header.
+        var typeByte: UInt8 = 0
+        func icmpType() -> UInt8? {
+            withUnsafeMutableBytes(of: &typeByte) { b in
+                vx_mbuf_read(m, UInt32(l3 &+ h.l3Length), 1, b.baseAddress!).map { $0.load(as: UInt8.self) }
             }
+        }
+        if h.ipv6 {
+            if h.proto == VXLANLayout.protocolICMPv6 { guard let type = icmpType(), type >= 128 else { return } }
             if f.load(fromByteOffset: l3 &+ 24, as: UInt8.self) == 0xFF { return }
-            let s0 = f.loadUnaligned(fromByteOffset: l3 &+ 8, as: UInt64.self), s1 = f.loadUnaligned(fromByteOffset: l3 &+ 16, as: UInt64.self)
-            if s0 == 0 && (s1 == 0 || s1 == UInt64(1).bigEndian) { return }    // :: and ::1
+            // RFC 4443 2.4 (e): never to a source that is not one node (unspecified or multicast).
+            if f.load(fromByteOffset: l3 &+ 8, as: UInt8.self) == 0xFF { return }
+            if load32(f, l3 &+ 8) | load32(f, l3 &+ 12) | load32(f, l3 &+ 16) == 0 && load32(f, l3 &+ 20) <= 1 { return }   // :: and ::1
         } else {
             if h.proto == VXLANLayout.protocolICMP {
-                guard firstLength > l3 &+ h.l3Length else { return }
-                let type = f.load(fromByteOffset: l3 &+ h.l3Length, as: UInt8.self)
-                if type != 0 && type != 8 { return }
+                guard let type = icmpType(), type == 0 || type == 8 else { return }
             }
             let destination = load32(f, l3 &+ 16), source = load32(f, l3 &+ 12)
             if destination >> 28 == 0xE || destination == 0xFFFF_FFFF { return }

@@ -5,7 +5,11 @@ import VXLANPipeline
 
 /// The packet path under arbitrary bytes: an input is a sequence of records `[port][length: 2 bytes][frame]`
 /// (port 0 the underlay, 1-2 access ports), run through validation, lookup, learning, the slow path's responders
-/// and encapsulation on real mbufs. After each input: every mbuf is back in the pool, no frame vanished without
+/// and encapsulation on real mbufs. The port byte's upper bits say how the frame arrives (`Arrival`): in one
+/// buffer or a chain of tiny ones, with RX flags that may lie (RX_LRO and a `tso_segsz`, L4_CKSUM_NONE). Every
+/// input goes through two pipelines: the software one (port 1 kernel-attached: every checksum completed) and one
+/// whose underlay is a NIC model with every tunnel offload (ports 0 and 2 kernel-attached: the receive side too),
+/// whose `violations` must stay empty. After each input: every mbuf is back in the pool, no frame vanished without
 /// being forwarded or counted under a drop reason, and every frame sent is well formed (an outer IPv4 header with
 /// a correct checksum and lengths, UDP to 4789 with a valid VXLAN header for a configured VNI, or ARP/ND/ICMP from
 /// the slow path). A broken invariant stops the process (`fatalError`), so libFuzzer keeps the input.
@@ -25,49 +29,91 @@ public final class PacketFuzzTarget {
         """ }
 
     public let harness: PipelineHarness
+    /// The same configuration on the hardware path: a NIC model (e810) behind the underlay.
+    public let hardware: PipelineHarness
+    public let model = NICModel(profile: .e810)
     private var clock = 0.0
     public private(set) var inputs = 0
 
     public init() throws {
-        harness = try PipelineHarness(accessPorts: 2, poolSize: 4095, config: Self.config)
+        harness = try PipelineHarness(accessPorts: 2, poolSize: 4095, completeChecksumPorts: [1], config: Self.config)
+        hardware = try PipelineHarness(accessPorts: 2, poolSize: 4095, plan: TunnelTxPlan(enabled: model.capabilities),
+                                       completeChecksumPorts: [0, 2], underlayModel: model, config: Self.config)
+    }
+
+    /// How a record's frame arrives, from the upper six bits of its port byte (0: one buffer, no flags, as before).
+    struct Arrival {
+        var segment: Int            // bytes per buffer of the chain; 0 = one buffer when it fits
+        var flags: UInt64
+        var segsz: UInt16
+        init(_ bits: UInt8) {
+            segment = [0, 54, 7, 1900][Int(bits & 3)]
+            flags = (bits & 4 != 0 ? MbufFlag.rxLRO : 0) | (bits & 8 != 0 ? MbufFlag.rxL4ChecksumNone : 0)
+            segsz = [0, 1, 200, 65535][Int(bits >> 4 & 3)]
+        }
     }
 
     public func run(_ data: UnsafeRawBufferPointer) {
-        var records: [(port: Int, frame: [UInt8])] = []
+        var records: [(port: Int, arrival: Arrival, frame: [UInt8])] = []
         var i = 0
         while i + 3 <= data.count && records.count < 64 {
-            let port = Int(data[i]) % 3
-            let length = min(Int(data[i + 1]) | Int(data[i + 2]) << 8, 2048)
+            let port = Int(data[i] & 3) % 3
+            let length = min(Int(data[i + 1]) | Int(data[i + 2]) << 8, 20000)
             let end = min(data.count, i + 3 + length)
-            records.append((port, Array(data[(i + 3)..<end])))
+            records.append((port, Arrival(data[i] >> 2), Array(data[(i + 3)..<end])))
             i = end
         }
         inputs += 1
         // Time moves on with every input, so learned entries age out and tunnels are reclaimed as in production.
         clock += 1
-        var byPort: [Int: [[UInt8]]] = [:]
-        for r in records where !r.frame.isEmpty { byPort[r.port, default: []].append(r.frame) }
-        let rxBefore = (0..<3).map { harness.port($0, .rxPackets) }
-        let accountedBefore = accounted()
-        let out = harness.run(byPort, now: clock)
-        let received = (0..<3).reduce(0) { $0 + harness.port($1, .rxPackets) - rxBefore[$1] }
-        let sent = UInt64(byPort.values.reduce(0) { $0 + $1.count })
-        check(received == sent, "\(sent) frames injected, \(received) received")
-        check(accounted() - accountedBefore == received, "\(received) received, \(accounted() - accountedBefore) accounted for")
-        for frame in out[0] { checkUnderlayFrame(frame) }
-        for port in 1..<3 { for frame in out[port] { check(frame.count >= 14 && frame.count <= 1518 + 4, "access frame of \(frame.count) bytes") } }
-        check(harness.pool.available == harness.pool.capacity, "mbufs leaked: \(harness.pool.capacity - harness.pool.available) in use after the round")
+        for h in [harness, hardware] { run(records.filter { !$0.frame.isEmpty }, through: h) }
+        check(model.violations.isEmpty, "the NIC model found violations: \(model.violations.prefix(3))")
+        model.reset()
+    }
+
+    func run(_ records: [(port: Int, arrival: Arrival, frame: [UInt8])], through h: PipelineHarness) {
+        var byPort: [Int: [OpaquePointer]] = [:]
+        for r in records {
+            let fits = r.frame.count <= 2000
+            let m = r.arrival.segment == 0 && fits ? Mbuf.make(r.frame, pool: h.pool)
+                : Mbuf.makeChained(r.frame, pool: h.pool, segment: r.arrival.segment == 0 ? 1900 : r.arrival.segment)
+            if r.arrival.flags != 0 { vx_mbuf_set_ol_flags(m, r.arrival.flags); vx_mbuf_set_tso_segsz(m, r.arrival.segsz) }
+            byPort[r.port, default: []].append(m)
+        }
+        for (port, list) in byPort { h.rings[port].inject(list) }
+        let rxBefore = (0..<3).map { h.port($0, .rxPackets) }
+        let accountedBefore = accounted(h)
+        let oversizeBefore = h.pipeline(.oversizeDelivered) + h.pipeline(.largeFramesDelivered)
+        let out = h.run([:], now: clock)
+        let received = (0..<3).reduce(0) { $0 + h.port($1, .rxPackets) - rxBefore[$1] }
+        let sent = UInt64(records.count)
+        let which = h === hardware ? "hardware path" : "software path"
+        check(received == sent, "\(which): \(sent) frames injected, \(received) received")
+        check(accounted(h) - accountedBefore == received, "\(which): \(received) received, \(accounted(h) - accountedBefore) accounted for")
+        for frame in out[0] + (h === hardware ? model.takeWire() : []) { checkUnderlayFrame(frame) }
+        let oversize = h.pipeline(.oversizeDelivered) + h.pipeline(.largeFramesDelivered) - oversizeBefore
+        var large: UInt64 = 0
+        for port in 1..<3 {
+            for frame in out[port] {
+                check(frame.count >= 14, "\(which): access frame of \(frame.count) bytes")
+                if frame.count > 1518 + 4 { large += 1 }
+            }
+        }
+        // Counted once per frame: a flooded one reaches both access ports.
+        check(large <= 2 * oversize, "\(which): \(large) access frames over 1522 bytes, \(oversize) counted as oversize")
+        check(h.pool.available == h.pool.capacity, "\(which): mbufs leaked: \(h.pool.capacity - h.pool.available) in use after the round")
+        check(h.indirectPool.available == h.indirectPool.capacity,
+              "\(which): indirect mbufs leaked: \(h.indirectPool.capacity - h.indirectPool.available) in use after the round")
     }
 
     /// Each received frame counted once, by what became of it: decapsulated, punted, tunnelled (a flood once, not
-    /// per copy), switched locally, or dropped under a reason. A frame cut into segments or fragments is counted
-    /// once per piece along those paths, so the extra pieces are taken off; segments merged by GRO are put back.
-    func accounted() -> UInt64 {
-        harness.pipeline(.decapsulated) + harness.pipeline(.punted) + harness.pipeline(.encapsulated) - harness.pipeline(.floodCopies)
-            + harness.pipeline(.flooded) + harness.pipeline(.switchedLocally) + harness.totalDrops
-            - (harness.pipeline(.segmentsOut) - harness.pipeline(.framesSegmented))
-            - (harness.pipeline(.fragmentsOut) - harness.pipeline(.framesFragmented))
-            + harness.pipeline(.coalescedSegments)
+    /// per copy), switched locally, or dropped under a reason. A frame cut into segments or fragments is each of
+    /// them once, so those beyond the first are taken off; segments merged by GRO are put back.
+    func accounted(_ h: PipelineHarness) -> UInt64 {
+        h.pipeline(.decapsulated) + h.pipeline(.punted) + h.pipeline(.encapsulated) - h.pipeline(.floodCopies)
+            + h.pipeline(.flooded) + h.pipeline(.switchedLocally) + h.totalDrops
+            - (h.pipeline(.segmentsOut) - h.pipeline(.framesSegmented)) - (h.pipeline(.fragmentsOut) - h.pipeline(.framesFragmented))
+            + h.pipeline(.coalescedSegments)
     }
 
     func checkUnderlayFrame(_ f: [UInt8]) {
