@@ -43,7 +43,7 @@ extension VXLANProcessor {
     }
 
     /// The IPv6 half of `validate`: fixed header, no extension headers, our address, a UDP checksum that is
-    /// present and right (RFC 8200).
+    /// present and right (RFC 8200; from a kernel-attached underlay present).
     @inline(never) @usableFromInline
     func validate6(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, index i: Int, dataLength: Int, packetLength: Int) -> Int {
         let fixed = VXLANLayout.ethernetLength &+ 40
@@ -60,7 +60,14 @@ extension VXLANProcessor {
         if next != VXLANLayout.protocolUDP { return DropReason.notUDP.rawValue }
         if payload < VXLANLayout.udpLength || dataLength < fixed &+ VXLANLayout.udpLength { return DropReason.truncated.rawValue }
         if load16(f, VXLANLayout.udp6Offset &+ 2) != view.udpPort { return DropReason.wrongUDPPort.rawValue }
-        if load16(f, VXLANLayout.udp6ChecksumOffset) == 0 || !udp6ChecksumIsValid(m, f, payload: payload, dataLength: dataLength) {
+        // A kernel-attached underlay (net_af_packet on a veth) hands over what a kernel on this host left to its
+        // NIC, and af_packet has no header to say so: with TX checksum offload the field holds only the
+        // pseudo-header sum (CHECKSUM_PARTIAL), or, when the inner checksum is itself left to offload, a sum that
+        // is right only once the inner one is filled in (local checksum offload), which vxland does after
+        // decapsulation on such a port. There a present checksum is taken as the kernel's own; elsewhere it must
+        // be right.
+        if load16(f, VXLANLayout.udp6ChecksumOffset) == 0
+            || (completesChecksums[view.underlayPort] == 0 && !udp6ChecksumIsValid(m, f, payload: payload, dataLength: dataLength)) {
             return DropReason.badUDPChecksum.rawValue
         }
         let reason = validateVXLAN(f, index: i, udp: fixed, ipPayload: payload, dataLength: dataLength)
