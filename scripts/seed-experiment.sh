@@ -20,8 +20,10 @@
 #   vhost-null     vxland's underlay is net_null: payload = the underlay's tx_bytes less 104 header bytes per
 #                  packet (outer Ethernet/IPv4/UDP/VXLAN 50, inner Ethernet/IPv4/TCP 54), no kernel involved
 #   vhost-remote   vxland's underlay is the test bed's dpund (af_packet, offloads on): payload = what the remote
-#                  kernel's vx42 received (rx_bytes less 40 per packet: it counts the inner IP packet), for an
-#                  address the remote does not own (192.168.42.200, via the remote's MAC), which it drops in IP
+#                  kernel's vx42 received (rx_bytes less 40 per packet: it counts the inner IP packet), sent to a
+#                  MAC behind the remote that is not vx42's own (02:00:00:00:42:99, static in vxland's FDB), so
+#                  the remote kernel decapsulates and counts each segment and then drops it (not for this host)
+#                  instead of answering a TCP stream no socket takes
 # Either way, per polling core (vxland polls on one), over the guest's sending time.
 #
 # A variant that fails (vxland does not start, iperf3 errors or stalls) is reported as such and the others still
@@ -161,7 +163,7 @@ run_guest() {
     rm -rf "/var/run/dpdk/$guest_prefix"
     "$bin/vxlan-guest" -l 0 -m 256 --no-pci --single-file-segments --file-prefix "$guest_prefix" --log-level '*:warning' \
         --vdev "virtio_user0,path=$work/vm1.sock" -- send --seconds "$seconds" --count 512 --payload 64000 --mss 1400 \
-        --dst-ip 192.168.42.200 --linger 1 >"$work/guest.json" 2>"$work/guest.log" || { tail -n 3 "$work/guest.log" >&2; return 0; }
+        --dst-mac 02:00:00:00:42:99 --dst-ip 192.168.42.99 --linger 1 >"$work/guest.json" 2>"$work/guest.log" || { tail -n 3 "$work/guest.log" >&2; return 0; }
     after=$($counters)
     python3 - "$work/guest.json" "$before" "$after" "$per_packet" <<'PY'
 import json, sys
@@ -174,12 +176,12 @@ print(f"{guest['payload_bytes']} {payload}")
 PY
 }
 
-vhost_config() {   # $1: the underlay block; a vhost-user access port, the remote VM's MAC static
+vhost_config() {   # $1: the underlay block; a vhost-user access port, the guest's destination MAC static
     cat > "$work/vxland.yaml" <<CONF
 underlay: $1
 access: [ { port: net_vhost0, vni: 42, vhost: { socket: $work/vm1.sock, tso: true } } ]
 vnis: [ { vni: 42, flood: [10.99.0.2] } ]
-fdb: [ { vni: 42, mac: "02:00:00:00:42:02", remote: 10.99.0.2 } ]
+fdb: [ { vni: 42, mac: "02:00:00:00:42:99", remote: 10.99.0.2 } ]
 CONF
 }
 
