@@ -16,7 +16,8 @@ swift build -c release --product vxland >/dev/null
 swift build -c release --product vxlanctl >/dev/null
 bin=.build/release
 
-# 1 GiB: the access port's pool holds 64 KiB mbufs (it takes the VM's TSO/GSO frames whole).
+# 1 GiB: both ports' pools hold 64 KiB mbufs (the access port takes the VM's TSO/GSO frames whole, the underlay
+# port the remote kernel's 64 KiB GSO VXLAN frames).
 if ./hugepages-setup.sh 512; then memory=(-m 1024); else
     echo "demo: no hugepages; running with --no-huge"; memory=(--no-huge -m 1024); fi
 
@@ -40,7 +41,8 @@ echo "== test bed: ${prefix}vm <-> vxland (${prefix}dp) <-> ${prefix}hv (Linux v
 scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml"
 cores=$(( $(nproc) > 1 ? 1 : 0 ))
 ip netns exec "${prefix}dp" "$bin/vxland" -l "0-$cores" "${memory[@]}" --no-pci --file-prefix vxdemo \
-    --vdev net_af_packet0,iface=dpund --vdev net_af_packet1,iface=dpacc,framesz=65408,blocksz=2093056,framecnt=512 \
+    --vdev net_af_packet0,iface=dpund,framesz=65408,blocksz=2093056,framecnt=512 \
+    --vdev net_af_packet1,iface=dpacc,framesz=65408,blocksz=2093056,framecnt=512 \
     -- --config "$work/vxland.yaml" --socket "$work/vxland.sock" >"$work/vxland.log" 2>&1 &
 vxland_pid=$!
 for _ in $(seq 100); do [[ -S "$work/vxland.sock" ]] && break; kill -0 "$vxland_pid" || { cat "$work/vxland.log"; exit 1; }; sleep 0.1; done

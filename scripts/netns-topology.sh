@@ -19,15 +19,18 @@
 # With MODE "ipv6", the underlay is IPv6: vxland is fd00::1, remote N is fd00::N. With MODE "dual", vxland has
 # both addresses and the remotes alternate: remote 1 over IPv4 (10.99.0.2), remote 2 over IPv6 (fd00::3), ...
 #
-# Offloads: the VM's side (vm0 and dpacc) keeps the kernel's defaults, so the VM sends what a VM sends: TCP
-# super-frames of up to 64 KiB (TSO/GSO) and TCP/UDP with partial checksums (TX checksum offload); vxland's
-# access port must take them (net_af_packet with framesz=65408) and finish them. OFFLOADS=off switches them off
-# there too, for comparison. The underlay side (dpund, p0..pN, hv0, vx42) always has TX checksum, TSO, GSO and
-# GRO off: frames on the underlay are finished, MTU-sized frames (what the receive side takes today).
-# Measured (ethtool -k, veth, Linux 6.x): by default vm0/dpacc have tx-checksumming, TSO, GSO, tx-udp-segmentation
-# on, GRO off, gso_max_size 65536, and dpacc receives TCP frames of up to ~64.4 KB, every TCP/UDP frame with a
-# partial checksum; plain() (underlay, OFFLOADS=off) turns tx-checksumming/TSO/GSO/GRO/tx-udp-segmentation off:
-# MTU-sized frames, finished checksums (scatter-gather and tx-udp_tnl-segmentation stay on, inert without TSO).
+# Offloads: OFFLOADS=on (the default) leaves every device with the kernel's defaults, as on a host: the VM (vm0),
+# vxland's two ports (dpacc, dpund), the bridge ports (p0..pN), the remotes' hv0 and vx42 (vx43; vxk of
+# kernel-vtep). So the VM sends TCP super-frames of up to 64 KiB (TSO/GSO) and TCP/UDP with partial checksums (TX
+# checksum offload), and a remote's kernel sends its VXLAN the same way: 64 KiB GSO VXLAN frames whose inner
+# checksums are unfinished arrive on dpund. vxland's ports must take them (net_af_packet with framesz=65408 on
+# both) and finish them. OFFLOADS=off switches TX checksum, TSO, GSO and GRO off on every one of those devices:
+# every frame anywhere is MTU-sized with finished checksums, for comparison.
+# Measured (ethtool -k, veth, Linux 6.x): by default veths have tx-checksumming, TSO, GSO, tx-udp-segmentation and
+# tx-udp_tnl-segmentation on, GRO off, gso_max_size 65536; a vxlan device has TSO/GSO and GRO on; dpacc receives
+# TCP frames of up to ~64.4 KB, every TCP/UDP frame with a partial checksum. plain() (OFFLOADS=off) turns
+# tx-checksumming/TSO/GSO/GRO/tx-udp-segmentation off (scatter-gather and tx-udp_tnl-segmentation stay on, inert
+# without TSO).
 #
 # The "kernel-vtep" action turns vxland's namespace into the Linux kernel doing vxland's job (IPv4 underlay
 # only), for baselines: a bridge joining dpacc with a kernel vxlan device vxk (VNI 42, local 10.99.0.1 on dpund,
@@ -56,10 +59,11 @@ quiet_ipv6() {   # no router solicitations, MLD or DAD traffic: only what the te
 }
 
 # Frames as they are on the wire: no unfinished checksums (TX checksum offload) and no 64 KiB super-packets
-# (TSO/GSO/GRO). Always on the underlay side; on the VM's side only with OFFLOADS=off (vm_side).
+# (TSO/GSO/GRO).
 plain() { ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || ip netns exec "$1" ethtool -K "$2" tx off >/dev/null; }
 
-vm_side() { [[ "$offloads" == on ]] || plain "$@"; }
+# Every device of the test bed: the kernel's defaults with OFFLOADS=on, plain() with OFFLOADS=off.
+offloads_of() { [[ "$offloads" == on ]] || plain "$@"; }
 
 up() {
     local config="${1:?CONFIG_OUT is required for up}" remotes="${2:-1}" ageing="${3:-300}" mode="${4:-untagged}"
@@ -80,7 +84,7 @@ up() {
     ip -n "$dp" link set dpacc up
     ip -n "$dp" link set dpund address 02:00:00:00:00:01 up
     ip -n "$ul" link set p0 master br0 up
-    vm_side "$vm" vm0; vm_side "$dp" dpacc; plain "$dp" dpund; plain "$ul" p0
+    offloads_of "$vm" vm0; offloads_of "$dp" dpacc; offloads_of "$dp" dpund; offloads_of "$ul" p0
 
     local flood="" i
     for (( i = 1; i <= remotes; i++ )); do
@@ -105,12 +109,12 @@ up() {
         local overlay_mtu=1450; [[ "$local_ip" == fd00::* ]] && overlay_mtu=1430
         ip -n "$hv" link set vx42 address "02:00:00:00:42:0$n" mtu "$overlay_mtu" up
         ip -n "$hv" addr add "192.168.42.$n/24" dev vx42
-        plain "$hv" hv0; plain "$hv" vx42; plain "$ul" "p$i"
+        offloads_of "$hv" hv0; offloads_of "$hv" vx42; offloads_of "$ul" "p$i"
         if [[ "$mode" == vlans ]]; then
             ip -n "$hv" link add vx43 type vxlan id 43 local "10.99.0.$n" remote 10.99.0.1 dstport 4789 dev hv0
             ip -n "$hv" link set vx43 address "02:00:00:00:43:0$n" mtu 1450 up
             ip -n "$hv" addr add "192.168.43.$n/24" dev vx43
-            plain "$hv" vx43
+            offloads_of "$hv" vx43
         fi
         if [[ "$local_ip" == fd00::* ]]; then flood+="${flood:+, }\"$local_ip\""; else flood+="${flood:+, }$local_ip"; fi
     done
@@ -159,7 +163,7 @@ kernel_vtep() {
     ip -n "$dp" link set dpacc master brk
     ip -n "$dp" link set vxk master brk up
     ip -n "$dp" link set brk up
-    vm_side "$dp" vxk
+    offloads_of "$dp" vxk
     local hv
     for hv in $(ip netns list | awk '{print $1}' | grep -E "^${prefix}hv[0-9]*$"); do
         local remote; remote=$(ip -n "$hv" -4 -o addr show dev hv0 | awk '{print $4}' | cut -d/ -f1)

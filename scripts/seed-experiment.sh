@@ -1,72 +1,98 @@
 #!/usr/bin/env bash
-# The seed experiment (not a test): iperf3 TCP from the VM to the remote across the overlay of the namespace test
-# bed (scripts/netns-topology.sh), four ways in one run on this machine:
-#   vxland-on    vxland (release build) between dpacc and dpund, the VM's offloads on (TSO/GSO, TX checksum)
-#   vxland-off   the same with the VM's offloads off (OFFLOADS=off: MTU-sized frames with finished checksums)
+# The seed experiment (not a test): TCP across the overlay of the namespace test bed (scripts/netns-topology.sh),
+# both directions, in one run on this machine.
+#
+# Table 1, iperf3 TCP between the VM and the remote, VM -> remote and remote -> VM (iperf3 -R), four ways:
+#   vxland-on    vxland (release build) between dpacc and dpund; every device of the test bed keeps the kernel's
+#                default offloads (the VM and the remote send 64 KiB TSO/GSO frames with partial checksums)
+#   vxland-off   the same with the offloads off everywhere (OFFLOADS=off: MTU-sized frames, finished checksums)
 #   kernel-on    the Linux kernel doing vxland's job in its namespace: a bridge joining dpacc with a kernel vxlan
-#                device (VNI 42, local 10.99.0.1 on dpund, the same remote; netns-topology.sh kernel-vtep), offloads on
-#   kernel-off   the same with the offloads off
-# The underlay side has its offloads off in all four (as the test bed has it). Each variant gets a fresh test bed;
-# iperf3 runs REPEATS times for SECONDS each, and the table shows the median of what the remote received, in
-# Gbit/s, and its ratio to kernel-on. A variant that fails (vxland does not start, iperf3 errors or stalls) is
-# reported as such and the others still run. vxland polls on lcore 1 (its control thread on lcore 0): on a
-# 2-vCPU machine its polling core takes one of the two CPUs, shared with iperf3 and the kernel's own work.
+#                device (VNI 42, local 10.99.0.1 on dpund, the same remote; netns-topology.sh kernel-vtep),
+#                default offloads
+#   kernel-off   the same with the offloads off everywhere
+# Each variant gets a fresh test bed; iperf3 runs REPEATS times for SECONDS in each direction (alternating), and
+# the table shows the median of what the receiver got, in Gbit/s, and its ratio to kernel-on in that direction.
+#
+# Table 2, a vhost-user VM: vxlan-guest on a virtio_user port (hugepages) sends 64000-byte TCP frames with TSO
+# metadata (MSS 1400) through vxland's vhost-user access port as fast as the ring takes them, for SECONDS,
+# REPEATS times (median). No TCP socket takes this crafted stream, so what is counted is the TCP payload that
+# leaves vxland as VXLAN segments:
+#   vhost-null     vxland's underlay is net_null: payload = the underlay's tx_bytes less 104 header bytes per
+#                  packet (outer Ethernet/IPv4/UDP/VXLAN 50, inner Ethernet/IPv4/TCP 54), no kernel involved
+#   vhost-remote   vxland's underlay is the test bed's dpund (af_packet, offloads on): payload = what the remote
+#                  kernel's vx42 received (rx_bytes less 40 per packet: it counts the inner IP packet), sent to a
+#                  MAC behind the remote that is not vx42's own (02:00:00:00:42:99, static in vxland's FDB), so
+#                  the remote kernel decapsulates and counts each segment and then drops it (not for this host)
+#                  instead of answering a TCP stream no socket takes
+# Either way, per polling core (vxland polls on one), over the guest's sending time.
+#
+# A variant that fails (vxland does not start, iperf3 errors or stalls) is reported as such and the others still
+# run. vxland polls on lcore 1 (its control thread on lcore 0): on a 2-vCPU machine its polling core takes one of
+# the two CPUs, shared with iperf3 and the kernel's own work (the guest of table 2 spins on CPU 0).
 # Usage: scripts/seed-experiment.sh [SECONDS [REPEATS]]   (default 10 and 3)
-#        VARIANTS="kernel-on kernel-off" scripts/seed-experiment.sh ...   (a subset; default all four)
-#        BUILD=0 to use .build/release as it is; ACCESS_PORT="net_af_packet1,iface=dpacc,..." for other devargs
-#        on vxland's access port (default: 64 KiB frames, framesz=65408,blocksz=2093056,framecnt=512).
+#        VARIANTS="kernel-on vhost-null" scripts/seed-experiment.sh ...   (a subset; default all six)
+#        BUILD=0 to use .build/release as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}" repeats="${2:-3}"
 [[ "$seconds" =~ ^[1-9][0-9]*$ && "$repeats" =~ ^[1-9][0-9]*$ ]] \
     || { echo "seed-experiment: SECONDS and REPEATS must be positive whole numbers" >&2; exit 2; }
 (( EUID == 0 )) || { echo "seed-experiment: run as root (namespaces, raw sockets)" >&2; exit 1; }
-variants=(${VARIANTS:-vxland-on vxland-off kernel-on kernel-off})
+all_variants="vxland-on vxland-off kernel-on kernel-off vhost-null vhost-remote"
+variants=(${VARIANTS:-$all_variants})
 for v in "${variants[@]}"; do
-    [[ "$v" =~ ^(vxland|kernel)-(on|off)$ ]] || { echo "seed-experiment: unknown variant '$v'" >&2; exit 2; }
+    [[ " $all_variants " == *" $v "* ]] || { echo "seed-experiment: unknown variant '$v'" >&2; exit 2; }
 done
 for tool in iperf3 ethtool python3; do command -v "$tool" >/dev/null || { echo "seed-experiment: $tool is missing" >&2; exit 1; }; done
 
 bin=.build/release
-access_port="${ACCESS_PORT:-net_af_packet1,iface=dpacc,framesz=65408,blocksz=2093056,framecnt=512}"
-if [[ " ${variants[*]} " == *" vxland-"* ]]; then
+# Both af_packet ports take 64 KiB frames whole: the VM's TSO/GSO frames and the remote's GSO VXLAN frames.
+large="framesz=65408,blocksz=2093056,framecnt=512"
+underlay_port="net_af_packet0,iface=dpund,$large" access_port="net_af_packet1,iface=dpacc,$large"
+if [[ " ${variants[*]} " == *" vxland-"* || " ${variants[*]} " == *" vhost-"* ]]; then
     if [[ "${BUILD:-1}" != 0 ]]; then
         echo "== building (release)" >&2
-        swift build -c release --product vxland >/dev/null
-        swift build -c release --product vxlanctl >/dev/null
+        for product in vxland vxlanctl vxlan-guest; do swift build -c release --product "$product" >/dev/null; done
     fi
-    [[ -x "$bin/vxland" && -x "$bin/vxlanctl" ]] || { echo "seed-experiment: $bin/vxland is missing" >&2; exit 1; }
-    # 1 GiB: the access port's pool holds 64 KiB mbufs. Hugepages when there are enough free ones.
+    for tool in vxland vxlanctl vxlan-guest; do
+        [[ -x "$bin/$tool" ]] || { echo "seed-experiment: $bin/$tool is missing" >&2; exit 1; }
+    done
+    # 1 GiB: each af_packet port's pool holds 64 KiB mbufs. Hugepages when there are enough free ones (the
+    # vhost-user guest needs 128 more of its own).
     memory=(--no-huge -m 1024)
-    if ./hugepages-setup.sh 512 >/dev/null 2>&1 && (( $(awk '/^HugePages_Free/ {print $2}' /proc/meminfo) >= 512 )); then
+    if ./hugepages-setup.sh 768 >/dev/null 2>&1 && (( $(awk '/^HugePages_Free/ {print $2}' /proc/meminfo) >= 640 )); then
         memory=(-m 1024)
     fi
 fi
 
-prefix="bs-" vm="bs-vm" dp="bs-dp" hv="bs-hv"
+prefix="sd-" vm="sd-vm" dp="sd-dp" hv="sd-hv"
 work=$(mktemp -d /tmp/seed-experiment.XXXXXX)
-vxland_pid=""
+vxland_pid="" guest_prefix="sdguest"
 stop_vxland() {
     if [[ -n "$vxland_pid" ]] && kill -0 "$vxland_pid" 2>/dev/null; then
         kill -TERM "$vxland_pid"; wait "$vxland_pid" 2>/dev/null || true
     fi
     vxland_pid=""
+    rm -f "$work/vxland.sock"
 }
 cleanup() {
     trap - EXIT INT TERM
     stop_vxland
     scripts/netns-topology.sh down "$prefix"
-    rm -rf "$work" /var/run/dpdk/bdseed
+    rm -rf "$work" /var/run/dpdk/sdseed "/var/run/dpdk/$guest_prefix"
 }
 trap cleanup EXIT INT TERM
 
 ctl() { "$bin/vxlanctl" "$@" --socket "$work/vxland.sock"; }
 
-# Starts vxland on the test bed; returns non-zero (with its log on stderr) when it does not come up.
+# Starts vxland (in namespace $1, or "none" for this one, with the EAL port arguments after it); returns non-zero (with its log on
+# stderr) when it does not come up or does not resolve the remote VTEP.
 start_vxland() {
-    ip netns exec "$dp" "$bin/vxland" -l 0,1 "${memory[@]}" --no-pci --file-prefix bdseed --log-level '*:warning' \
-        --vdev net_af_packet0,iface=dpund --vdev "$access_port" \
-        -- --config "$work/vxland.yaml" --socket "$work/vxland.sock" >"$work/vxland.log" 2>&1 &
+    local netns=("ip" "netns" "exec" "$1")
+    [[ "$1" == none ]] && netns=()
+    shift
+    "${netns[@]}" "$bin/vxland" -l 0,1 "${memory[@]}" --no-pci --file-prefix sdseed --log-level '*:warning' \
+        "$@" -- --config "$work/vxland.yaml" --socket "$work/vxland.sock" >"$work/vxland.log" 2>&1 &
     vxland_pid=$!
     local _
     for _ in $(seq 300); do
@@ -76,18 +102,23 @@ start_vxland() {
     done
     [[ -S "$work/vxland.sock" ]] || { tail -n 5 "$work/vxland.log" >&2; return 1; }
     for _ in $(seq 100); do
-        ctl show neighbors --json 2>/dev/null | grep -q '"state":"reachable"' && return 0
+        ctl show neighbors --json 2>/dev/null | grep -qE '"state":"(reachable|permanent)"' && return 0
         sleep 0.1
     done
     echo "seed-experiment: vxland did not resolve the remote VTEP" >&2; return 1
 }
 
-# One iperf3 run; prints the Gbit/s the remote received, or nothing when the run failed.
+vxland_note() {   # why vxland did not start, from its log
+    grep -m1 -iE 'error|fail|fit' "$work/vxland.log" || tail -n 1 "$work/vxland.log"
+}
+
+# One iperf3 run (extra client arguments: -R for remote -> VM); prints the Gbit/s the receiver got, or nothing
+# when the run failed.
 run_iperf3() {
     ip netns exec "$hv" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
     local server=$!
     sleep 0.5
-    timeout $(( seconds + 30 )) ip netns exec "$vm" iperf3 -c 192.168.42.2 -p 5201 -t "$seconds" -J >"$work/iperf3.json" 2>&1 || true
+    timeout $(( seconds + 30 )) ip netns exec "$vm" iperf3 -c 192.168.42.2 -p 5201 -t "$seconds" -J "$@" >"$work/iperf3.json" 2>&1 || true
     kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true
     python3 - "$work/iperf3.json" <<'PY'
 import json, sys
@@ -101,33 +132,8 @@ if "error" not in result and received.get("bytes", 0) > 0:
 PY
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-
-load=$(cut -d" " -f1-3 /proc/loadavg)
-declare -A result note
-for variant in "${variants[@]}"; do
-    stack="${variant%-*}" offloads="${variant#*-}"
-    echo "== $variant: test bed up (OFFLOADS=$offloads)" >&2
-    OFFLOADS="$offloads" scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml"
-    ready=1
-    if [[ "$stack" == kernel ]]; then
-        OFFLOADS="$offloads" scripts/netns-topology.sh kernel-vtep "$prefix"
-    else
-        start_vxland || { ready=0; note[$variant]="vxland did not start: $(grep -m1 -iE 'error|fail|fit' "$work/vxland.log" || tail -n 1 "$work/vxland.log")"; }
-    fi
-    if (( ready )) && ! ip netns exec "$vm" ping -c 3 -i 0.2 -W 2 192.168.42.2 >/dev/null; then
-        ready=0; note[$variant]="no ping across the overlay"
-    fi
-    runs=()
-    if (( ready )); then
-        for (( r = 1; r <= repeats; r++ )); do
-            gbps=$(run_iperf3)
-            echo "   run $r: ${gbps:-failed} Gbit/s" >&2
-            [[ -n "$gbps" ]] && runs+=("$gbps")
-        done
-        (( ${#runs[@]} == repeats )) || note[$variant]="$(( repeats - ${#runs[@]} )) of $repeats iperf3 runs failed or stalled"
-        if [[ "$stack" == vxland ]]; then
-            ctl show stats --json >"$work/stats.json" 2>/dev/null && python3 - "$work/stats.json" >&2 <<'PY' || true
+vxland_stats() {   # a one-line summary of vxland's counters, on stderr
+    ctl show stats --json >"$work/stats.json" 2>/dev/null && python3 - "$work/stats.json" >&2 <<'PY' || true
 import json, sys
 s = json.load(open(sys.argv[1]))
 p, d = s["totals"]["pipeline"], {k: v for k, v in s["totals"]["drops"].items() if v}
@@ -136,23 +142,132 @@ pools = s.get("pools") or [s["mempool"]]
 in_use = ", ".join(f"{q['name']} {q['in_use']}" for q in pools)
 print("   vxland: " + ", ".join(f"{k} {p[k]}" for k in keys if k in p) + f"; drops {d or 'none'}; mbufs in use: {in_use}")
 PY
-        fi
+}
+
+# Counters for the vhost-user rows: "packets bytes" of vxland's underlay port (net_null) or of the remote's vx42.
+underlay_counters() {
+    ctl show stats --json | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["totals"]["ports"]:
+    if p["port"] == "net_null0":
+        print(p["counters"]["tx_packets"], p["counters"]["tx_bytes"])'
+}
+remote_counters() {
+    echo "$(ip netns exec "$hv" cat /sys/class/net/vx42/statistics/rx_packets) $(ip netns exec "$hv" cat /sys/class/net/vx42/statistics/rx_bytes)"
+}
+
+# One run of the guest; prints "payload-Gbit/s guest-Gbit/s" (delivered, and what the ring took), or nothing.
+run_guest() {
+    local counters="$1" per_packet="$2" before after
+    before=$($counters)
+    rm -rf "/var/run/dpdk/$guest_prefix"
+    "$bin/vxlan-guest" -l 0 -m 256 --no-pci --single-file-segments --file-prefix "$guest_prefix" --log-level '*:warning' \
+        --vdev "virtio_user0,path=$work/vm1.sock" -- send --seconds "$seconds" --count 512 --payload 64000 --mss 1400 \
+        --dst-mac 02:00:00:00:42:99 --dst-ip 192.168.42.99 --linger 1 >"$work/guest.json" 2>"$work/guest.log" || { tail -n 3 "$work/guest.log" >&2; return 0; }
+    after=$($counters)
+    python3 - "$work/guest.json" "$before" "$after" "$per_packet" <<'PY'
+import json, sys
+line = [l for l in open(sys.argv[1]) if l.startswith("{")][-1]
+guest = json.loads(line)
+(p0, b0), (p1, b1) = (map(int, sys.argv[k].split()) for k in (2, 3))
+packets, payload = p1 - p0, (b1 - b0) - (p1 - p0) * int(sys.argv[4])
+print(f"{payload * 8 / guest['seconds'] / 1e9:.3f} {guest['gbps']:.3f} {packets}", end=" ")
+print(f"{guest['payload_bytes']} {payload}")
+PY
+}
+
+vhost_config() {   # $1: the underlay block; a vhost-user access port, the guest's destination MAC static
+    cat > "$work/vxland.yaml" <<CONF
+underlay: $1
+access: [ { port: net_vhost0, vni: 42, vhost: { socket: $work/vm1.sock, tso: true } } ]
+vnis: [ { vni: 42, flood: [10.99.0.2] } ]
+fdb: [ { vni: 42, mac: "02:00:00:00:42:99", remote: 10.99.0.2 } ]
+CONF
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+load_start=$(cut -d" " -f1-3 /proc/loadavg)
+declare -A result note
+for variant in "${variants[@]}"; do
+    stack="${variant%-*}" offloads="${variant#*-}"
+    [[ "$stack" == vhost ]] && offloads=on
+    echo "== $variant: test bed up (OFFLOADS=$offloads)" >&2
+    OFFLOADS="$offloads" scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml"
+    ready=1
+    case "$variant" in
+        kernel-*) OFFLOADS="$offloads" scripts/netns-topology.sh kernel-vtep "$prefix" ;;
+        vxland-*) start_vxland "$dp" --vdev "$underlay_port" --vdev "$access_port" || { ready=0; note[$variant]="vxland did not start: $(vxland_note)"; } ;;
+        vhost-null)
+            vhost_config '{ port: net_null0, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }'
+            echo 'neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" } ]' >>"$work/vxland.yaml"
+            start_vxland none --vdev net_null0,no-rx=1 || { ready=0; note[$variant]="vxland did not start: $(vxland_note)"; } ;;
+        vhost-remote)
+            vhost_config '{ port: net_af_packet0, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01", mtu: 1500 }'
+            start_vxland "$dp" --vdev "$underlay_port" || { ready=0; note[$variant]="vxland did not start: $(vxland_note)"; } ;;
+    esac
+    if (( ready )) && [[ "$stack" != vhost ]] && ! ip netns exec "$vm" ping -c 3 -i 0.2 -W 2 192.168.42.2 >/dev/null; then
+        ready=0; note[$variant]="no ping across the overlay"
     fi
-    (( ${#runs[@]} )) && result[$variant]=$(median "${runs[@]}")
+    runs_out=() runs_in=() notes=()
+    if (( ready )) && [[ "$stack" == vhost ]]; then
+        counters=underlay_counters per_packet=104
+        [[ "$variant" == vhost-remote ]] && counters=remote_counters per_packet=40
+        for (( r = 1; r <= repeats; r++ )); do
+            line=$(run_guest "$counters" "$per_packet")
+            read -r delivered took packets sent_bytes payload_bytes <<<"${line:-}"
+            echo "   run $r: ${delivered:-failed} Gbit/s delivered (the ring took ${took:-?} Gbit/s; ${packets:-?} packets, payload ${payload_bytes:-?} of ${sent_bytes:-?} bytes)" >&2
+            [[ -n "${delivered:-}" ]] && runs_out+=("$delivered")
+        done
+        (( ${#runs_out[@]} == repeats )) || notes+=("$(( repeats - ${#runs_out[@]} )) of $repeats guest runs failed")
+        vxland_stats
+    elif (( ready )); then
+        for (( r = 1; r <= repeats; r++ )); do
+            out=$(run_iperf3); in=$(run_iperf3 -R)
+            echo "   run $r: VM -> remote ${out:-failed} Gbit/s, remote -> VM ${in:-failed} Gbit/s" >&2
+            [[ -n "$out" ]] && runs_out+=("$out")
+            [[ -n "$in" ]] && runs_in+=("$in")
+        done
+        (( ${#runs_out[@]} == repeats )) || notes+=("VM -> remote: $(( repeats - ${#runs_out[@]} )) of $repeats runs failed or stalled")
+        (( ${#runs_in[@]} == repeats )) || notes+=("remote -> VM: $(( repeats - ${#runs_in[@]} )) of $repeats runs failed or stalled")
+        [[ "$stack" == vxland ]] && vxland_stats
+    fi
+    (( ${#notes[@]} )) && note[$variant]="${notes[*]}"
+    (( ${#runs_out[@]} )) && result[$variant,out]=$(median "${runs_out[@]}")
+    (( ${#runs_in[@]} )) && result[$variant,in]=$(median "${runs_in[@]}")
     stop_vxland
     scripts/netns-topology.sh down "$prefix"
 done
+load_end=$(cut -d" " -f1-3 /proc/loadavg)
 
-base="${result[kernel-on]:-}"
-echo
-echo "iperf3 TCP, VM -> remote across the overlay, ${seconds} s per run, median of ${repeats}"
-echo
-echo "| variant | Gbit/s | vs kernel-on | note |"
-echo "|---|---:|---:|---|"
+ratio() { [[ -n "$1" && -n "$2" ]] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}' || echo "-"; }
+iperf_rows="" vhost_rows=""
 for variant in "${variants[@]}"; do
-    value="${result[$variant]:-}" ratio="-"
-    [[ -n "$value" && -n "$base" ]] && ratio=$(awk -v a="$value" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-    echo "| $variant | ${value:-failed} | $ratio | ${note[$variant]:-} |"
+    out="${result[$variant,out]:-}" in="${result[$variant,in]:-}"
+    if [[ "$variant" == vhost-* ]]; then
+        what="vxlan-guest -> vxland -> net_null (vxland's underlay tx)"
+        [[ "$variant" == vhost-remote ]] && what="vxlan-guest -> vxland -> af_packet -> remote kernel (its vx42 rx)"
+        vhost_rows+="| $variant | $what | ${out:-failed} | ${note[$variant]:-} |"$'\n'
+    else
+        iperf_rows+="| $variant | ${out:-failed} | $(ratio "$out" "${result[kernel-on,out]:-}") | ${in:-failed} | $(ratio "$in" "${result[kernel-on,in]:-}") | ${note[$variant]:-} |"$'\n'
+    fi
 done
 echo
-echo "machine: $(nproc) vCPUs, Linux $(uname -r), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); load average before the run $load; vxlan-dataplane $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [[ -n "$iperf_rows" ]]; then
+    echo "iperf3 TCP across the overlay, ${seconds} s per run, median of ${repeats}; Gbit/s received"
+    echo
+    echo "| variant | VM -> remote | vs kernel-on | remote -> VM | vs kernel-on | note |"
+    echo "|---|---:|---:|---:|---:|---|"
+    printf '%s' "$iperf_rows"
+    echo
+fi
+if [[ -n "$vhost_rows" ]]; then
+    echo "vhost-user VM (virtio_user, 64000-byte TSO frames, MSS 1400), one polling core, ${seconds} s per run, median of ${repeats}"
+    echo
+    echo "| variant | path (where counted) | payload Gbit/s | note |"
+    echo "|---|---|---:|---|"
+    printf '%s' "$vhost_rows"
+    echo
+fi
+echo "machine: $(nproc) vCPUs, Linux $(uname -r), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo); vxlan-dataplane $(git rev-parse --short HEAD 2>/dev/null || echo '?'); vxland memory: ${memory[*]:-n/a}"
+echo "load average at start $load_start, at end $load_end"

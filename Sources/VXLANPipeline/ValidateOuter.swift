@@ -69,7 +69,8 @@ extension VXLANProcessor {
     }
 
     /// The IPv6 half of `validate`: fixed header, no extension headers, our address, a UDP checksum that is
-    /// present and right (RFC 8200), or zero with `udp6_zero_checksum.rx` (RFC 6935/6936).
+    /// present and right (RFC 8200; from a kernel-attached underlay present), or zero with `udp6_zero_checksum.rx`
+    /// (RFC 6935/6936).
     @inline(never) @usableFromInline
     func validate6(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, index i: Int, dataLength: Int, packetLength: Int) -> Int {
         let fixed = VXLANLayout.ethernetLength &+ 40
@@ -89,7 +90,13 @@ extension VXLANProcessor {
         if load16(f, VXLANLayout.udp6ChecksumOffset) == 0 {
             // RFC 6935/6936: only with udp6_zero_checksum.rx (Linux's udp6zerocsumrx).
             if !view.udp6ZeroChecksumRx { return DropReason.badUDPChecksum.rawValue }
-        } else {
+        } else if completesChecksums[view.underlayPort] == 0 {
+            // A kernel-attached underlay (net_af_packet on a veth) hands over what a kernel on this host left to its
+            // NIC, and af_packet has no header to say so: with TX checksum offload the field holds only the
+            // pseudo-header sum (CHECKSUM_PARTIAL), or, when the inner checksum is itself left to offload, a sum that
+            // is right only once the inner one is filled in (local checksum offload), which vxland does after
+            // decapsulation on such a port. There a present checksum is taken as the kernel's own; elsewhere it must
+            // be right.
             let rxFlags = underlayRxChecksums ? vx_mbuf_ol_flags(m) & MbufFlag.rxChecksumStatus : 0
             let verdict = rxFlags == 0 ? .unknown : RxChecksums.outerL4(flags: rxFlags, packetType: vx_mbuf_packet_type(m))
             if verdict == .bad || (verdict == .unknown && !udp6ChecksumIsValid(m, f, payload: payload, dataLength: dataLength)) {

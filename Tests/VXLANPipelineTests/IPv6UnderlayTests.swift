@@ -114,6 +114,35 @@ final class IPv6UnderlayTests: XCTestCase {
         XCTAssertEqual(Array(reply[0][12...13]), [0x86, 0xDD])
     }
 
+    /// From a kernel-attached underlay (net_af_packet on a veth) the outer UDP checksum over IPv6 is what the
+    /// sending kernel left to its NIC: the pseudo-header sum alone, or a sum that is right only once the inner
+    /// checksum is filled in (local checksum offload). There a present checksum is taken; a zero one is dropped
+    /// everywhere, and a wrong one from any other underlay.
+    func testTheOuterChecksumFromAKernelAttachedUnderlayNeedOnlyBePresent() throws {
+        let inner = Frames.innerUDP(dst: Self.vm, src: Self.far, size: 90)
+        let udpLength = 8 + 8 + inner.count
+        var sum = UInt32(udpLength) + 17
+        for address in ["fd00::2", "fd00::1"] {
+            let b = IPv6Address(address)!.bytes
+            for k in stride(from: 0, to: 16, by: 2) { sum += UInt32(b[k]) << 8 | UInt32(b[k + 1]) }
+        }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        let partial = UInt16(sum)     // what Linux leaves with CHECKSUM_PARTIAL: the folded pseudo-header sum
+        for kernelAttached in [false, true] {
+            h = try PipelineHarness(accessPorts: 1, poolSize: 1023, completeChecksumPorts: kernelAttached ? [0] : []) { names in """
+                underlay: { port: \(names[0]), ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "\(Self.ourMAC)", mtu: 1500 }
+                access: [ { port: \(names[1]), vni: 42 } ]
+                vnis: [ { vni: 42, flood: [10.99.0.2, "fd00::2"] } ]
+                neighbors: [ { ip: "fd00::2", mac: "\(Self.v6RemoteMAC)" } ]
+                """ }
+            let out = run(underlay: [Frames.vxlanPacket6(inner: inner), Frames.vxlanPacket6(inner: inner, checksum: partial),
+                                     Frames.vxlanPacket6(inner: inner, checksum: 0)]).a
+            XCTAssertEqual(out.count, kernelAttached ? 2 : 1, "kernel-attached: \(kernelAttached)")
+            XCTAssertEqual(drops(.badUDPChecksum), kernelAttached ? 1 : 2, "kernel-attached: \(kernelAttached)")
+            tearDown()
+        }
+    }
+
     func testNeighborDiscoveryResolvesAndAnswers() throws {
         try build(neighbors: "[ { ip: 10.99.0.2, mac: \"02:00:00:00:00:02\" } ]")
         // fd00::2 is unresolved: the slow path solicits it at its solicited-node group, hop limit 255.

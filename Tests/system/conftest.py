@@ -101,20 +101,24 @@ class Vxland:
         return self.process.returncode, self.log_path.read_text()
 
 
-# The access port takes what a VM with offloads sends, 64 KiB TSO/GSO frames, whole: af_packet copies each frame
-# into one mbuf, and its queue setup wants framesz - 32 bytes of data room after the headroom
-# (65408 - 32 = 65376 <= 65535 - 128). The PMD finds ring frame i at i * framesz, so a block must hold a whole
-# number of frames with no slack (with framesz=65424,blocksz=65536 only the first frame is ever read): blocks of
-# 32 frames, 32 * 65408 = 2093056 = 511 pages. The kernel writes a frame's data 66 bytes into its slot, so frames
-# of up to 65342 bytes arrive whole (longer ones cut to that); the largest TSO frame of a 1450-byte-MTU VM is about
-# 64.4 KB. 512 frames: 32 MiB of RX ring and 32 MiB of TX ring. -m leaves room for the pool of 64 KiB mbufs.
-ACCESS_PORT = "net_af_packet1,iface=dpacc,framesz=65408,blocksz=2093056,framecnt=512"
+# Both af_packet ports take 64 KiB frames whole: the access port what a VM with offloads sends (TSO/GSO frames),
+# the underlay port what a remote kernel with offloads sends (64 KiB GSO VXLAN frames, inner checksums unfinished).
+# af_packet copies each frame into one mbuf, and its queue setup wants framesz - 32 bytes of data room after the
+# headroom (65408 - 32 = 65376 <= 65535 - 128). The PMD finds ring frame i at i * framesz, so a block must hold a
+# whole number of frames with no slack (with framesz=65424,blocksz=65536 only the first frame is ever read): blocks
+# of 32 frames, 32 * 65408 = 2093056 = 511 pages. The kernel writes a frame's data 66 bytes into its slot, so
+# frames of up to 65342 bytes arrive whole (longer ones cut to that); the largest TSO frame of a 1450-byte-MTU VM is
+# about 64.4 KB. 512 frames: 32 MiB of RX ring and 32 MiB of TX ring per port. -m leaves room for the two pools of
+# 64 KiB mbufs.
+LARGE_FRAMES = "framesz=65408,blocksz=2093056,framecnt=512"
+ACCESS_PORT = f"net_af_packet1,iface=dpacc,{LARGE_FRAMES}"
+UNDERLAY_PORT = f"net_af_packet0,iface=dpund,{LARGE_FRAMES}"
 AF_PACKET_EAL = ["-l", "0,1", "--no-huge", "-m", "1024", "--no-pci",
-                 "--vdev", "net_af_packet0,iface=dpund", "--vdev", ACCESS_PORT]
+                 "--vdev", UNDERLAY_PORT, "--vdev", ACCESS_PORT]
 
 
 def topology(action: str, prefix: str, *args: str, offloads="on"):
-    """scripts/netns-topology.sh with OFFLOADS=on|off (the VM's side: vm0 and dpacc)."""
+    """scripts/netns-topology.sh with OFFLOADS=on|off (every device of the test bed: the kernel's defaults, or off)."""
     return subprocess.run([str(TOPOLOGY), action, prefix, *args], check=True, capture_output=True, timeout=60,
                           env={**os.environ, "OFFLOADS": offloads})
 
@@ -122,8 +126,8 @@ def topology(action: str, prefix: str, *args: str, offloads="on"):
 @contextlib.contextmanager
 def netns_testbed(tmp_path: Path, prefix: str, *topology_args: str, edit_config=lambda text: text, offloads="on"):
     """The namespace test bed (scripts/netns-topology.sh) with vxland running between its ports, its configuration
-    passed through `edit_config` first; torn down afterwards, even when it was only half built. `offloads` is the
-    VM's side: "on" (the kernel's defaults, as a VM has them) or "off"."""
+    passed through `edit_config` first; torn down afterwards, even when it was only half built. `offloads` is every
+    device of the test bed: "on" (the kernel's defaults, as a host has them) or "off"."""
     config = tmp_path / "topology.yaml"
     daemon = None
     try:

@@ -1,7 +1,8 @@
 """A VM with the kernel's default offloads behind vxland: TCP super-frames of up to 64 KiB (TSO/GSO) and TCP/UDP
 with partial checksums (TX checksum offload) arrive on the access port. vxland completes the checksums, segments
 TCP at the overlay MTU in software, and answers over-MTU non-TCP frames with ICMP "fragmentation needed"; the
-remote's kernel VTEP sees only finished, MTU-sized frames. The kernel baselines (the same test bed with the
+remote's kernel VTEP sees only finished, MTU-sized frames. The remote has its default offloads too: its 64 KiB GSO
+VXLAN frames arrive on the underlay port, and vxland completes and cuts them for the VM. The kernel baselines (the same test bed with the
 Linux kernel doing vxland's job) check the test bed and the measurements themselves."""
 import json
 import os
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import TOPOLOGY, netns_testbed, nonzero_drops, ping, sh, topology
+from conftest import TOPOLOGY, netns_testbed, nonzero_drops, ping, port_counters, sh, topology
 
 PREFIX = f"bo{os.getpid() % 100000}-"
 VM, DP, HV, HV2 = PREFIX + "vm", PREFIX + "dp", PREFIX + "hv", PREFIX + "hv2"
@@ -89,17 +90,18 @@ def kernel_bed(tmp_path, request):
 
 
 @pytest.mark.parametrize("kernel_bed", ["on", "off"], indirect=True)
-def test_the_vm_side_has_the_offloads_asked_for_and_the_underlay_none(kernel_bed):
-    vm_side = kernel_bed == "on"
-    for ns, dev in ((VM, "vm0"), (DP, "dpacc")):
+def test_every_device_has_the_kernels_default_offloads_or_none(kernel_bed):
+    """OFFLOADS=on is a host as the kernel sets it up (TX checksum, TSO and GSO on every veth and vxlan device);
+    OFFLOADS=off switches those and GRO off on every one, VM side and underlay side alike."""
+    on = kernel_bed == "on"
+    devices = ((VM, "vm0"), (DP, "dpacc"), (DP, "dpund"), (DP, "vxk"), (PREFIX + "ul", "p0"), (PREFIX + "ul", "p1"),
+               (HV, "hv0"), (HV, "vx42"))
+    for ns, dev in devices:
         features = offloads(ns, dev)
         for name in ("tx-checksumming", "tcp-segmentation-offload", "generic-segmentation-offload"):
-            assert features[name] is vm_side, (dev, name, features[name])
-    for ns, dev in ((DP, "dpund"), (PREFIX + "ul", "p0"), (PREFIX + "ul", "p1"), (HV, "hv0")):
-        features = offloads(ns, dev)
-        for name in ("tx-checksumming", "tcp-segmentation-offload", "generic-segmentation-offload",
-                     "generic-receive-offload"):
-            assert features[name] is False, (dev, name)
+            assert features[name] is on, (dev, name, features[name])
+        if not on:
+            assert features["generic-receive-offload"] is False, dev
 
 
 @pytest.mark.parametrize("kernel_bed", ["on", "off"], indirect=True)
@@ -112,6 +114,10 @@ def test_kernel_baseline_tcp_and_udp_arrive_with_good_checksums(kernel_bed):
     udp = iperf3(VM, HV, "192.168.42.2", "-u", "-b", "50M", "-l", "1400", "-t", "3")
     assert udp["end"]["sum"]["packets"] > 1000 and udp["end"]["sum"]["lost_percent"] < 1.0, udp["end"]["sum"]
     assert csum_errors(HV) == before
+    vm_before = csum_errors(VM)
+    reverse = iperf3(VM, HV, "192.168.42.2", "-R", "-t", "3")
+    assert reverse["end"]["sum_received"]["bytes"] > 10_000_000, reverse["end"]["sum_received"]
+    assert csum_errors(VM) == vm_before
 
 
 # --- vxland with a VM that has its offloads on ---
@@ -141,6 +147,26 @@ def test_udp_from_a_vm_with_offloads_gets_its_checksums_completed(testbed):
     assert csum_errors(HV) == errors_before
     # Every datagram left the VM with a partial checksum (TX checksum offload): each one was completed.
     assert pipeline_delta(before, after, "checksums_completed") >= sent["packets"], after["totals"]["pipeline"]
+
+
+def test_tcp_from_a_remote_with_offloads_is_completed_and_cut_to_the_overlay_mtu(testbed):
+    """The other direction (iperf3 -R): the remote's kernel sends 64 KiB GSO VXLAN frames with unfinished inner
+    checksums; vxland's underlay port takes them whole, and vxland completes the checksums and cuts the frames to
+    the overlay MTU for the VM (an af_packet port takes no segmentation metadata)."""
+    before, errors_before = testbed.stats(), csum_errors(VM)
+    result = iperf3(VM, HV, "192.168.42.2", "-R", "-t", "5")
+    assert result["end"]["sum_received"]["bytes"] > 10_000_000, result["end"]["sum_received"]
+    after = idle_and_no_leak(testbed)
+    assert csum_errors(VM) == errors_before
+    under_before, under_after = port_counters(before, "net_af_packet0"), port_counters(after, "net_af_packet0")
+    rx_packets = under_after["rx_packets"] - under_before["rx_packets"]
+    rx_bytes = under_after["rx_bytes"] - under_before["rx_bytes"]
+    assert rx_packets > 0 and rx_bytes / rx_packets > 1514, (rx_packets, rx_bytes)   # GSO frames arrived whole
+    assert pipeline_delta(before, after, "frames_segmented") > 0
+    assert pipeline_delta(before, after, "segments_out") > pipeline_delta(before, after, "frames_segmented")
+    assert pipeline_delta(before, after, "checksums_completed") > 0
+    drops = {k: after["totals"]["drops"][k] - before["totals"]["drops"][k] for k in after["totals"]["drops"]}
+    assert {k: v for k, v in drops.items() if v and k != "not_our_mac"} == {}, nonzero_drops(after)
 
 
 @pytest.fixture
