@@ -30,7 +30,8 @@
 # tx-udp_tnl-segmentation on, GRO off, gso_max_size 65536; a vxlan device has TSO/GSO and GRO on; dpacc receives
 # TCP frames of up to ~64.4 KB, every TCP/UDP frame with a partial checksum. plain() (OFFLOADS=off) turns
 # tx-checksumming/TSO/GSO/GRO/tx-udp-segmentation off (scatter-gather and tx-udp_tnl-segmentation stay on, inert
-# without TSO).
+# without TSO). With OFFLOADS=on vm0 still has tx-udp-segmentation off: af_packet carries no segment size for UDP
+# GSO frames (see the README on kernel-attached VMs).
 #
 # The "kernel-vtep" action turns vxland's namespace into the Linux kernel doing vxland's job (IPv4 underlay
 # only), for baselines: a bridge joining dpacc with a kernel vxlan device vxk (VNI 42, local 10.99.0.1 on dpund,
@@ -85,6 +86,9 @@ up() {
     ip -n "$dp" link set dpund address 02:00:00:00:00:01 up
     ip -n "$ul" link set p0 master br0 up
     offloads_of "$vm" vm0; offloads_of "$dp" dpacc; offloads_of "$dp" dpund; offloads_of "$ul" p0
+    # UDP segmentation (UDP_SEGMENT, as QUIC uses) cannot cross af_packet: its super-frames carry no segment size,
+    # so the VM's kernel must cut them itself (README, "Kernel-attached VMs").
+    ip netns exec "$vm" ethtool -K vm0 tx-udp-segmentation off >/dev/null 2>&1 || true
 
     local flood="" i
     for (( i = 1; i <= remotes; i++ )); do

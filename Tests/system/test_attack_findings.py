@@ -237,8 +237,9 @@ def test_udp_gso_from_a_vm_with_offloads_arrives_as_datagrams(tmp_path):
     """A VM's UDP GSO (UDP_SEGMENT, as QUIC servers send: tx-udp-segmentation is on for a virtio or veth NIC) reaches
     the af_packet port as one super-frame of many datagrams, without the gso_size (no virtio-net header). vxland
     took it for one over-MTU datagram: with DF, "fragmentation needed" back (the VM's path MTU is already right, so
-    it keeps sending super-frames: a black hole); without, one 14 KB datagram in fragments. The remote must get the
-    50 datagrams of 1400 bytes the application sent, as with the kernel's VTEP."""
+    it keeps sending super-frames: a black hole); without, one 14 KB datagram in fragments. No VTEP can split it
+    right without the segment size, so the README requires tx-udp-segmentation off on such a VM's interface (the
+    test bed does it) and then the remote gets the 50 datagrams of 1400 bytes the application sent."""
     vm, hv = OFFLOAD_PREFIX + "vm", OFFLOAD_PREFIX + "hv"
     with netns_testbed(tmp_path, OFFLOAD_PREFIX) as daemon:
         daemon.wait_until_neighbors_reachable()
