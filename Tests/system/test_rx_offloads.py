@@ -139,7 +139,8 @@ def test_two_polling_cores_share_the_underlay(tmp_path):
         # Eight TCP flows from the kernel: its vxlan device picks each one's outer source port from the inner flow's
         # hash, and the kernel's fanout hashes the outer headers over the two sockets (queues) of the underlay port.
         result = iperf3(vm, hv, "192.168.42.1", "-t", "3", "-P", "8")
-        assert result["end"]["sum_received"]["bytes"] > 1_000_000
+        # Traffic, not speed: two busy-polling lcores share one CPU here (--lcores), so TCP crawls on a loaded host.
+        assert result["end"]["sum_received"]["bytes"] > 100_000
         stats = json.loads(daemon.ctl("show", "stats", "--json", "--per-core").stdout)
         cores = {c["lcore"]: c["pipeline"].get("decapsulated", 0) for c in stats["cores"]}
         assert set(cores) == {1, 2}, stats["cores"]
