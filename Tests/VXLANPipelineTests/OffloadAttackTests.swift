@@ -19,16 +19,7 @@ final class OffloadAttackTests: XCTestCase {
         let plan = model.map { TunnelTxPlan(enabled: $0.capabilities) } ?? .software
         h = try PipelineHarness(accessPorts: 1, poolSize: poolSize, slowPath: false, underlayTxSize: underlayTxSize, plan: plan,
                                 completeChecksumPorts: [1],
-                                underlayModel: model) { names in
-            let remote = ipv6Underlay ? "\"fd00::2\"" : "10.99.0.2"
-            return """
-            underlay: { port: \(names[0]), \(ipv6Underlay ? "ip6: \"fd00::1/64\"" : "ip: 10.99.0.1/24"), mac: "02:00:00:00:00:01", mtu: \(mtu) }
-            access: [ { port: \(names[1]), vni: 42 } ]
-            vnis: [ { vni: 42, flood: [\(remote)] } ]
-            fdb: [ { vni: 42, mac: "\(S.remoteVMMAC)", remote: \(remote) } ]
-            neighbors: [ { ip: \(remote), mac: "02:00:00:00:00:02" } ]
-            """
-        }
+                                underlayModel: model) { S.configuration($0, ipv6Underlay: ipv6Underlay, mtu: mtu) }
     }
 
     override func tearDown() {

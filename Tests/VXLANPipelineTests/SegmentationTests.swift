@@ -14,16 +14,19 @@ final class SegmentationTests: XCTestCase {
 
     func makePipeline(ipv6Underlay: Bool = false, mtu: Int = 1500, plan: TunnelTxPlan = .software, model: TransmitModel? = nil) throws {
         h = try PipelineHarness(accessPorts: 1, poolSize: 4095, slowPath: false, plan: plan, completeChecksumPorts: [1],
-                                underlayModel: model) { names in
-            let remote = ipv6Underlay ? "\"fd00::2\"" : "10.99.0.2"
-            return """
+                                underlayModel: model) { Self.configuration($0, ipv6Underlay: ipv6Underlay, mtu: mtu) }
+    }
+
+    /// One access port (VNI 42, kernel-attached in these tests) and one remote VM behind 10.99.0.2 or fd00::2.
+    static func configuration(_ names: [String], ipv6Underlay: Bool, mtu: Int) -> String {
+        let remote = ipv6Underlay ? "\"fd00::2\"" : "10.99.0.2"
+        return """
             underlay: { port: \(names[0]), \(ipv6Underlay ? "ip6: \"fd00::1/64\"" : "ip: 10.99.0.1/24"), mac: "02:00:00:00:00:01", mtu: \(mtu) }
             access: [ { port: \(names[1]), vni: 42 } ]
             vnis: [ { vni: 42, flood: [\(remote)] } ]
-            fdb: [ { vni: 42, mac: "\(Self.remoteVMMAC)", remote: \(remote) } ]
+            fdb: [ { vni: 42, mac: "\(remoteVMMAC)", remote: \(remote) } ]
             neighbors: [ { ip: \(remote), mac: "02:00:00:00:00:02" } ]
             """
-        }
     }
 
     override func tearDown() {
