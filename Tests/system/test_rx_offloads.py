@@ -110,8 +110,11 @@ def test_zero_udp6_checksums_are_dropped_unless_configured(tmp_path):
         assert stats["totals"]["drops"]["bad_udp_checksum"] == vx42_counter(hv, "tx_packets") - before
 
 
-TWO_CORE_EAL = ["--lcores", "0@0,1@0,2@1", "--no-huge", "-m", "512", "--no-pci",
-                "--vdev", "net_af_packet0,iface=dpund,qpairs=2", "--vdev", "net_af_packet1,iface=dpacc,qpairs=2"]
+# The test bed keeps the kernel's offloads: both ports take 64 KB frames (as conftest's ports), on two queues each.
+TWO_CORE_FRAMES = "framesz=65408,blocksz=2093056,framecnt=128"
+TWO_CORE_EAL = ["--lcores", "0@0,1@0,2@1", "--no-huge", "-m", "1024", "--no-pci",
+                "--vdev", f"net_af_packet0,iface=dpund,qpairs=2,{TWO_CORE_FRAMES}",
+                "--vdev", f"net_af_packet1,iface=dpacc,qpairs=2,{TWO_CORE_FRAMES}"]
 
 
 @contextlib.contextmanager
