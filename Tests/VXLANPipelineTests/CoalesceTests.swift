@@ -223,3 +223,41 @@ extension CoalesceTests {
         XCTAssertEqual(h.port(1, .coalescedSegments), 4)
     }
 }
+
+extension CoalesceTests {
+    /// A guest attaching and leaving flips `portTakesLargeFrames` on the vhost thread while a core decapsulates:
+    /// with both threads really running, every segment comes out (merged or not) exactly once, its payload intact,
+    /// and the pool goes back to full (checked in tearDown).
+    func testTheGuestFlagFlippingWhileTheCoreForwardsLosesNothing() throws {
+        let chunk = [UInt8](repeating: 0x3c, count: 1000)
+        let flips = ManagedFlag()
+        let tables = h.tables
+        let flipper = Thread {
+            var on = false
+            while !flips.stop { on.toggle(); tables.setPortTakesLargeFrames(1, on) }
+        }
+        flipper.start()
+        defer { flips.stop = true; while !flipper.isFinished { usleep(100) } }
+        var sent = 0, payload = 0
+        for round in 0..<300 {
+            let frames = (0..<16).map { Self.segment(seq: UInt32((round * 16 + $0) * 1000), payload: chunk) }
+            for m in run(frames) {
+                payload += payloadOf(Mbuf.bytes(m)).count
+                vx_mbuf_free(m)
+            }
+            sent += frames.count
+        }
+        XCTAssertEqual(payload, sent * chunk.count, "every segment's payload delivered once")
+        XCTAssertEqual(h.pipeline(.decapsulated) + h.pipeline(.coalescedSegments), UInt64(sent))
+        XCTAssertEqual(h.totalDrops, 0)
+    }
+}
+
+final class ManagedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var stop: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return value }
+        set { lock.lock(); value = newValue; lock.unlock() }
+    }
+}
