@@ -146,6 +146,10 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var fdbEntries: Int = 65536
         /// Tunnels ((VNI, remote VTEP) pairs), configured and learned.
         public var tunnels: Int = 4096
+        /// VNIs the dataplane can hold, configured and added at run time (`vxlanctl vni add`).
+        public var vnis: Int = 4096
+        /// Local ports (the underlay and every access port), configured and attached at run time.
+        public var ports: Int = 16
     }
 
     public var underlay: Underlay
