@@ -130,11 +130,13 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var vni: UInt32
         public var mac: MACAddress
         public var remote: IPAddress
+        public init(vni: UInt32, mac: MACAddress, remote: IPAddress) { self.vni = vni; self.mac = mac; self.remote = remote }
     }
 
     public struct Neighbor: Sendable, Equatable {
         public var ip: IPAddress
         public var mac: MACAddress
+        public init(ip: IPAddress, mac: MACAddress) { self.ip = ip; self.mac = mac }
     }
 
     /// Sizing of the dataplane's own resources.

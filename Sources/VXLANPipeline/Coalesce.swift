@@ -20,8 +20,8 @@ extension VXLANProcessor {
         if target >= FDBTarget.localBase && view.endpointSegment[Int(target &- FDBTarget.localBase)] == s {
             endpoint = Int(target &- FDBTarget.localBase)
         } else {
-            let entry = view.segments[Int(s)]
-            if entry.accessCount == 1 { endpoint = Int(view.accessPorts[Int(entry.accessStart)]) }
+            let entry = view.segment(Int(s))
+            if entry.accessCount == 1 { endpoint = Int(entry.access(0)) }
         }
         guard endpoint >= 0, view.endpointVLAN[endpoint] == 0 else { return -1 }
         let port = Int(view.endpointPort[endpoint])

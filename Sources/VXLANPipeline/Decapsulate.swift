@@ -90,11 +90,11 @@ extension VXLANProcessor {
             }
             if target == Self.flood {
                 if s != memoSegment {
-                    let entry = view.segments[Int(s)]
+                    let entry = view.segment(Int(s))
                     memoSegment = s
                     memoPort = -1
                     if entry.accessCount == 1 {
-                        let e = Int(view.accessPorts[Int(entry.accessStart)])
+                        let e = Int(entry.access(0))
                         if view.endpointVLAN[e] == 0 { memoPort = Int(view.endpointPort[e]) }
                     }
                 }
@@ -131,10 +131,10 @@ extension VXLANProcessor {
     /// lookup or learning. Without a list for the segment it costs one byte load.
     @inlinable @inline(__always)
     func admits(_ i: Int, segment: Int32) -> Bool {
-        if view.segmentFiltered[Int(segment)] == 0 { return true }
+        guard let filter = view.segment(Int(segment)).filter else { return true }
         return outerIsIPv6[i] != 0
-            ? view.remoteFilters[Int(segment)].allows(words: (outerSource6[2 &* i], outerSource6[2 &* i &+ 1]))
-            : view.remoteFilters[Int(segment)].allows(IPv4Address(outerSource[i]))
+            ? filter.pointee.allows(words: (outerSource6[2 &* i], outerSource6[2 &* i &+ 1]))
+            : filter.pointee.allows(IPv4Address(outerSource[i]))
     }
 
     /// Inner addresses of a frame in a known segment: the destination picks the local port (lookup queued when
@@ -143,7 +143,7 @@ extension VXLANProcessor {
     func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32,
                        lastSource: (UInt64, UInt64, UInt64, UInt64, UInt8)) -> (UInt64, UInt64, UInt64, UInt64, UInt8) {
         var lastSource = lastSource
-        let entry = view.segments[Int(segment)]
+        let entry = view.segment(Int(segment))
         let inner = vx_mbuf_data(m) + Int(aux[i])
         if entry.learning && slowPath != nil && inner.load(fromByteOffset: FrameLayout.ethSource, as: UInt8.self) & 1 == 0 {
             let (s0, s1) = Self.fdbKey(vni: entry.vni, inner + 6)

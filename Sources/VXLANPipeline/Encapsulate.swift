@@ -15,7 +15,7 @@ extension VXLANProcessor {
                      now: UInt32, tx: TxStage) {
         // An untagged port's segment is the same for the whole burst: read it once.
         let fixedSegment = untaggedEndpoint >= 0 ? Int(view.endpointSegment[Int(untaggedEndpoint)]) : -1
-        let fixedEntry = view.segments[max(fixedSegment, 0)]
+        let fixedEntry = view.segment(max(fixedSegment, 0))
         // Last-key check (as VPP does): a burst from one VM mostly repeats its source MAC; check it once.
         var lastSource: (UInt64, UInt64, Int32) = (0, 0, -1)
         let portCompletes = completesChecksums[port] != 0
@@ -36,7 +36,7 @@ extension VXLANProcessor {
                 if endpoint < 0 || vx_vlan_strip(m) != 0 { state[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
             }
             ingress[i] = endpoint
-            let entry = fixedSegment >= 0 ? fixedEntry : view.segments[Int(view.endpointSegment[Int(endpoint)])]
+            let entry = fixedSegment >= 0 ? fixedEntry : view.segment(Int(view.endpointSegment[Int(endpoint)]))
             let length = Int(vx_mbuf_pkt_len(m))
             innerLength[i] = Int32(truncatingIfNeeded: length)
             if length < VXLANLayout.minimumInnerFrame { state[i] = Self.dropped; drop(m, .runtFrame); continue }

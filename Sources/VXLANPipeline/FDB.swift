@@ -5,7 +5,7 @@ import VTEPConfig
 
 /// Where an FDB entry sends a frame, as the fast path stores it: a tunnel index, or a local endpoint (an access
 /// port, or one VLAN of a tagged access port).
-public enum FDBTarget: Equatable, Sendable {
+public enum FDBTarget: Hashable, Sendable {
     case tunnel(Int)
     case local(Int)
 
@@ -59,8 +59,8 @@ extension ForwardingTables {
     /// Whether `target` may be the target of an entry in segment `segment`.
     func isValid(_ target: FDBTarget, segment: Int) -> Bool {
         switch target {
-        case .local(let e): e >= 0 && e < endpointCount && Int(endpointSegment[e]) == segment
-        case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == configuration.segments[segment].vni
+        case .local(let e): e >= 0 && e < endpointCapacity && endpointLive[e] && Int(endpointSegment[e]) == segment
+        case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == segmentState[segment]?.settings.vni
         }
     }
 
@@ -79,8 +79,8 @@ extension ForwardingTables {
     /// Adds `mac`, or moves an entry learned elsewhere. Static entries never move. Every limit is checked before
     /// anything (a tunnel) is created. The caller (the slow path) stamps the clock as last seen.
     func learn(vni: UInt32, mac: MACAddress, destination: Destination, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
-        guard let segment = segmentIndex[vni] else { return .unknownVNI }
-        guard configuration.segments[segment].learning else { return .learningOff }
+        guard let segment = segmentIndex[vni], let settings = segmentState[segment]?.settings else { return .unknownVNI }
+        guard settings.learning else { return .learningOff }
         let entryKey = EntryKey(vni: vni, mac: mac)
         let existing = entries[entryKey]
         if let entry = existing {
@@ -97,7 +97,7 @@ extension ForwardingTables {
             default: break
             }
         } else {
-            let limit = configuration.segments[segment].maxLearned
+            let limit = settings.maxLearned
             if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
             if freeStamps.isEmpty { reclaimStamps() }
             // (The hash itself may still refuse the key: a tunnel created for it is then undone at once. No
@@ -177,9 +177,9 @@ extension ForwardingTables {
         // the whole table (copy on write) every time anything ages.
         var expired: [(key: EntryKey, segment: Int)] = []
         for (entryKey, entry) in entries where !entry.isStatic {
-            guard let segment = segmentIndex[entry.vni] else { continue }
+            guard let segment = segmentIndex[entry.vni], let ageing = segmentState[segment]?.settings.ageing else { continue }
             let seen = fdbLastSeen[Int(entry.slot)]
-            if now &- seen >= UInt32(configuration.segments[segment].ageing) { expired.append((entryKey, segment)) }
+            if now &- seen >= UInt32(ageing) { expired.append((entryKey, segment)) }
         }
         for (entryKey, segment) in expired {
             guard let entry = entries[entryKey] else { continue }

@@ -21,17 +21,20 @@ public struct FastPathView: @unchecked Sendable {
     public let tunnelRemote6: UnsafeMutablePointer<UInt64>
 
     // Segments (VNIs), their flood lists, access endpoints and remote filters.
-    public let segments: UnsafeMutablePointer<ForwardingTables.SegmentEntry>
-    public let floodTunnels: UnsafeMutablePointer<Int32>
-    public let segmentFiltered: UnsafeMutablePointer<UInt8>
-    public let remoteFilters: UnsafeMutablePointer<RemoteFilter>
-    public let accessPorts: UnsafeMutablePointer<Int32>
+    /// By segment slot: the VNI's current block (replaced whole when it changes; see `SegmentEntry`).
+    public let segments: UnsafeMutablePointer<UnsafeMutablePointer<ForwardingTables.SegmentEntry>>
     public let endpointPort: UnsafeMutablePointer<Int32>
     public let endpointVLAN: UnsafeMutablePointer<UInt16>
     public let endpointSegment: UnsafeMutablePointer<Int32>
     public let portEndpoint: UnsafeMutablePointer<Int32>
     public let portTakesLargeFrames: UnsafeMutablePointer<UInt8>
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
+
+    /// Segment slot `s`'s current block (one acquire load: a block is complete before its pointer is stored).
+    @inlinable @inline(__always)
+    public func segment(_ s: Int) -> ForwardingTables.SegmentEntry {
+        UnsafeMutablePointer<ForwardingTables.SegmentEntry>(OpaquePointer(vx_load_acquire_ptr(UnsafeMutableRawPointer(segments + s)))).pointee
+    }
 
     // Hash tables (FDB.swift) and what keeps them consistent.
     public let fdbHash: OpaquePointer
@@ -65,9 +68,8 @@ public struct FastPathView: @unchecked Sendable {
     init(templates: UnsafeMutableRawPointer, partialSums: UnsafeMutablePointer<UInt32>, activeCopy: UnsafeMutablePointer<Int32>,
          tunnelRemote: UnsafeMutablePointer<UInt32>, tunnelIsIPv6: UnsafeMutablePointer<UInt8>, tunnelRemote6: UnsafeMutablePointer<UInt64>,
          tunnelCapacity: Int,
-         segments: UnsafeMutablePointer<ForwardingTables.SegmentEntry>, floodTunnels: UnsafeMutablePointer<Int32>,
-         segmentFiltered: UnsafeMutablePointer<UInt8>, remoteFilters: UnsafeMutablePointer<RemoteFilter>,
-         accessPorts: UnsafeMutablePointer<Int32>, endpointPort: UnsafeMutablePointer<Int32>, endpointVLAN: UnsafeMutablePointer<UInt16>,
+         segments: UnsafeMutablePointer<UnsafeMutablePointer<ForwardingTables.SegmentEntry>>,
+         endpointPort: UnsafeMutablePointer<Int32>, endpointVLAN: UnsafeMutablePointer<UInt16>,
          endpointSegment: UnsafeMutablePointer<Int32>, endpointCount: Int, portEndpoint: UnsafeMutablePointer<Int32>,
          portTakesLargeFrames: UnsafeMutablePointer<UInt8>,
          vlanEndpoint: UnsafeMutablePointer<Int32>,
@@ -79,8 +81,7 @@ public struct FastPathView: @unchecked Sendable {
         self.templates = templates; self.partialSums = partialSums; self.activeCopy = activeCopy
         self.tunnelRemote = tunnelRemote; self.tunnelIsIPv6 = tunnelIsIPv6; self.tunnelRemote6 = tunnelRemote6
         tunnelLimit = UInt32(tunnelCapacity)
-        self.segments = segments; self.floodTunnels = floodTunnels; self.segmentFiltered = segmentFiltered
-        self.remoteFilters = remoteFilters; self.accessPorts = accessPorts
+        self.segments = segments
         self.endpointPort = endpointPort; self.endpointVLAN = endpointVLAN; self.endpointSegment = endpointSegment
         endpointLimit = UInt32(endpointCount)
         self.portEndpoint = portEndpoint; self.vlanEndpoint = vlanEndpoint; self.portTakesLargeFrames = portTakesLargeFrames

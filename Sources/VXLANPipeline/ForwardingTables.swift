@@ -10,6 +10,8 @@ public enum PortRole: Equatable, Sendable {
     case access(vni: UInt32)
     /// 802.1Q: each mapped VLAN is its own VNI; other frames are dropped.
     case tagged([VTEPConfiguration.VLANMapping])
+    /// A port slot with no mapping: detached at run time (frames from it are dropped).
+    case detached
 }
 
 
@@ -37,14 +39,22 @@ public final class ForwardingTables: @unchecked Sendable {
         public var isIPv6: Bool
     }
 
-    /// Per segment (VNI): where its flood list and access ports start in the index arrays, and its policy.
+    /// One VNI as the cores see it: an immutable block, replaced whole (one release store of its pointer in
+    /// `segments`) when the VNI's flood list, access ports or settings change, and freed only after a grace
+    /// period. `members` holds the access endpoints first, then the flood tunnels.
     public struct SegmentEntry {
         public var vni: UInt32
-        public var floodStart: Int32
-        public var floodCount: Int32
-        public var accessStart: Int32
-        public var accessCount: Int32
         public var learning: Bool
+        public var accessCount: Int32
+        public var floodCount: Int32
+        public var members: UnsafeMutablePointer<Int32>
+        /// Who may send VXLAN for it (`allowed_remotes`); nil: anyone (one load on the fast path).
+        public var filter: UnsafeMutablePointer<RemoteFilter>?
+
+        /// Local endpoint `i` (0..<accessCount).
+        @inlinable @inline(__always) public func access(_ i: Int) -> Int32 { members[i] }
+        /// Flood tunnel `i` (0..<floodCount).
+        @inlinable @inline(__always) public func floodTunnel(_ i: Int) -> Int32 { members[Int(accessCount) &+ i] }
     }
 
     /// One FDB entry as the slow path keeps it (for ageing, limits and `show fdb`).
@@ -67,12 +77,14 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Both hashes use 16-byte keys: DPDK compares those with one vector instruction, shorter ones with memcmp.
     public static let keyLength = 16
 
-    public let roles: [PortRole]
+    /// By local port: its role; `.detached` for a slot whose port was detached (or never attached).
+    public internal(set) var roles: [PortRole]
     public let underlayPort: Int
     public let underlayMAC: MACAddress
     /// By tunnel index. An index whose tunnel was reclaimed keeps its last tunnel until reused (`isLive`).
     public internal(set) var tunnels: [Tunnel]
-    public let configuration: VTEPConfiguration
+    /// The running configuration: the file's, with every change made since (LiveChanges.swift) applied.
+    public internal(set) var configuration: VTEPConfiguration
 
     // Fast-path views.
     public let templates: UnsafeMutableRawPointer
@@ -85,21 +97,18 @@ public final class ForwardingTables: @unchecked Sendable {
     public let tunnelIsIPv6: UnsafeMutablePointer<UInt8>
     public let tunnelRemote6: UnsafeMutablePointer<UInt64>
     public let tunnelCapacity: Int
-    public let segments: UnsafeMutablePointer<SegmentEntry>
-    /// Per segment: 1 when an `allowed_remotes` list applies (then `remoteFilters[segment]` decides), 0 when any
-    /// source may send VXLAN for it (one byte load on the fast path).
-    public let segmentFiltered: UnsafeMutablePointer<UInt8>
-    /// Per segment: who may send VXLAN for it (built once from the configuration, never changed).
-    public let remoteFilters: UnsafeMutablePointer<RemoteFilter>
-    public let segmentCount: Int
-    public let floodTunnels: UnsafeMutablePointer<Int32>
-    /// Per segment, from `accessStart`: the local endpoints in it.
-    public let accessPorts: UnsafeMutablePointer<Int32>
-    /// Local endpoints: (port, VLAN; 0 = untagged) pairs, each in one segment.
+    /// By segment slot (what `vniHash` gives): the VNI's current block; an unused slot points at `emptySegment`.
+    public let segments: UnsafeMutablePointer<UnsafeMutablePointer<SegmentEntry>>
+    public let emptySegment: UnsafeMutablePointer<SegmentEntry>
+    /// Segment slots, endpoint slots and local ports the tables can hold (`resources.vnis`, `resources.ports`).
+    public let segmentCapacity: Int
+    public let endpointCapacity: Int
+    public let portCapacity: Int
+    /// Local endpoints by slot: (port, VLAN; 0 = untagged) pairs, each in one segment. A slot is written only
+    /// while no core can reach it (before it is published, or a grace period after it was unpublished).
     public let endpointPort: UnsafeMutablePointer<Int32>
     public let endpointVLAN: UnsafeMutablePointer<UInt16>
     public let endpointSegment: UnsafeMutablePointer<Int32>
-    public let endpointCount: Int
     /// For each local port: its endpoint when untagged, `PortKind.underlay` or `PortKind.tagged`.
     public let portEndpoint: UnsafeMutablePointer<Int32>
     /// Per local port: 1 when it takes TCP frames larger than the MTU with segmentation metadata (a vhost-user
@@ -108,7 +117,11 @@ public final class ForwardingTables: @unchecked Sendable {
     public let portTakesLargeFrames: UnsafeMutablePointer<UInt8>
     /// For tagged ports: `vlanEndpoint[port * 4096 + vid]`, -1 when the VLAN is not mapped.
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
-    public enum PortKind { public static let underlay: Int32 = -1, tagged: Int32 = -2 }
+    public enum PortKind {
+        public static let underlay: Int32 = -1, tagged: Int32 = -2
+        /// A port slot with no access mapping (detached, or not attached yet): its frames are dropped.
+        public static let detached: Int32 = -3
+    }
     /// (vni, MAC) -> `FDBData` (target and stamp slot).
     public let fdbHash: OpaquePointer
     public let fdbCapacity: Int
@@ -148,7 +161,8 @@ public final class ForwardingTables: @unchecked Sendable {
     var tunnelIndex: [TunnelKey: Int] = [:]
     /// Per tunnel index: learned FDB entries pointing at it; flood-list and static-entry tunnels are permanent.
     var tunnelReferences: [Int] = []
-    var tunnelPermanent: [Bool] = []
+    /// Per tunnel index: flood lists and static FDB entries naming it; pinned tunnels are never reclaimed.
+    var tunnelPins: [Int] = []
     var tunnelLive: [Bool] = []
     /// Indices no core can hold any more, ready for reuse.
     var freeTunnels: [Int] = []
@@ -157,8 +171,24 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Live tunnels per next hop.
     var nextHopUsers: [IPAddress: Int] = [:]
     var entries: [EntryKey: FDBEntry] = [:]
+    /// By segment slot: learned entries, and the slow path's view of the VNI (nil: a free slot).
     var learnedPerSegment: [Int]
+    var segmentState: [SegmentState?]
+    /// VNI -> segment slot.
     var segmentIndex: [UInt32: Int] = [:]
+    /// Segment slots no core can reach, and slots (with the blocks they pointed to) waiting for a grace period.
+    var freeSegments: [Int]
+    var freeEndpoints: [Int32]
+    /// Per endpoint slot: whether it is in use (published or being unpublished).
+    var endpointLive: [Bool]
+    /// Local port -> its endpoint slots (one for an untagged port, one per VLAN for a tagged one).
+    var portEndpoints: [[Int32]]
+    /// By local port: how `show config` describes it (nil: detached, or the underlay).
+    var accessSettings: [VTEPConfiguration.AccessPort?] = []
+    /// Tunnels created by run-time changes that the slow path has not started resolving yet.
+    var createdTunnels: [Int] = []
+    /// Memory and slots the cores may still hold, each with the grace-period token taken when it was unpublished.
+    var retired: [(token: UInt64, item: Retired)] = []
     /// Stamp slots no entry uses and no core can still write; slots of deleted entries wait in `pendingStamps`
     /// for a grace period.
     var freeStamps: [Int32]
@@ -178,7 +208,7 @@ public final class ForwardingTables: @unchecked Sendable {
             throw SetupError("exactly one underlay port is required")
         }
         self.configuration = configuration
-        self.roles = roles
+        self.roles = roles.map { $0 == .underlay ? .underlay : .detached }
         self.underlayPort = underlay
         self.underlayMAC = underlayMAC
         self.underlayAddress = configuration.underlay.address.value
@@ -209,8 +239,11 @@ public final class ForwardingTables: @unchecked Sendable {
         fdbLastSeen = .allocate(capacity: fdbCapacity)
         fdbLastSeen.initialize(repeating: 0, count: fdbCapacity)
         freeStamps = (0..<Int32(fdbCapacity)).reversed()
-        learnedPerSegment = Array(repeating: 0, count: configuration.segments.count)
-        for (i, segment) in configuration.segments.enumerated() { segmentIndex[segment.vni] = i }
+        segmentCapacity = max(configuration.resources.vnis, configuration.segments.count, 1)
+        portCapacity = max(configuration.resources.ports, roles.count)
+        learnedPerSegment = Array(repeating: 0, count: segmentCapacity)
+        segmentState = Array(repeating: nil, count: segmentCapacity)
+        freeSegments = (0..<segmentCapacity).reversed()
 
         maxReaders = max(1, readers)
         let qsbrSize = Int(rte_rcu_qsbr_get_memsize(UInt32(maxReaders)))
@@ -222,110 +255,72 @@ public final class ForwardingTables: @unchecked Sendable {
             throw DPDKError.fromErrno("initialising RCU state for \(readers) reader(s)")
         }
 
-        // Local endpoints in port order: an untagged port is one, a tagged port one per mapped VLAN.
-        var endpoints: [(port: Int, vlan: UInt16, vni: UInt32)] = []
-        for (port, role) in roles.enumerated() {
-            switch role {
-            case .underlay: break
-            case .access(let vni): endpoints.append((port, 0, vni))
-            case .tagged(let mappings): for m in mappings { endpoints.append((port, m.vlan, m.vni)) }
-            }
+        // Every slot of every table exists from the start, so that nothing a core indexes is ever reallocated.
+        var configuredEndpoints = 0
+        for role in roles {
+            if case .access = role { configuredEndpoints += 1 }
+            if case .tagged(let m) = role { configuredEndpoints += m.count }
         }
-        var flood: [Int32] = []
-        var access: [Int32] = []
-        var segmentEntries: [SegmentEntry] = []
-        var pendingFlood: [(UInt32, IPAddress)] = []
-        for segment in configuration.segments {
-            let floodStart = flood.count
-            for remote in segment.flood { pendingFlood.append((segment.vni, remote)); flood.append(Int32(pendingFlood.count - 1)) }
-            let accessStart = access.count
-            for (e, endpoint) in endpoints.enumerated() where endpoint.vni == segment.vni { access.append(Int32(e)) }
-            segmentEntries.append(SegmentEntry(vni: segment.vni, floodStart: Int32(floodStart), floodCount: Int32(flood.count - floodStart),
-                                               accessStart: Int32(accessStart), accessCount: Int32(access.count - accessStart),
-                                               learning: segment.learning))
-        }
-        segmentCount = segmentEntries.count
-        segments = .allocate(capacity: max(1, segmentEntries.count))
-        // Never uninitialised, even with no VNI (the fast path may read slot 0 speculatively).
-        let padded = segmentEntries.isEmpty
-            ? [SegmentEntry(vni: 0, floodStart: 0, floodCount: 0, accessStart: 0, accessCount: 0, learning: false)] : segmentEntries
-        segments.initialize(from: padded, count: padded.count)
-        let filters = configuration.remoteFilters()
-        remoteFilters = .allocate(capacity: max(1, filters.count))
-        remoteFilters.initialize(repeating: .any, count: max(1, filters.count))
-        segmentFiltered = .allocate(capacity: max(1, filters.count))
-        segmentFiltered.initialize(repeating: 0, count: max(1, filters.count))
-        for (i, f) in filters.enumerated() {
-            remoteFilters[i] = f
-            segmentFiltered[i] = f.allowsAny ? 0 : 1
-        }
-        floodTunnels = .allocate(capacity: max(1, flood.count))
-        floodTunnels.initialize(from: flood, count: flood.count)
-        accessPorts = .allocate(capacity: max(1, access.count))
-        accessPorts.initialize(from: access, count: access.count)
-        endpointCount = endpoints.count
-        endpointPort = .allocate(capacity: max(1, endpoints.count))
-        endpointVLAN = .allocate(capacity: max(1, endpoints.count))
-        endpointSegment = .allocate(capacity: max(1, endpoints.count))
-        portEndpoint = .allocate(capacity: max(1, roles.count))
-        portTakesLargeFrames = .allocate(capacity: max(1, roles.count))
-        portTakesLargeFrames.initialize(repeating: 0, count: max(1, roles.count))
-        portEndpoint.initialize(repeating: PortKind.underlay, count: max(1, roles.count))
-        vlanEndpoint = .allocate(capacity: max(1, roles.count) * 4096)
-        vlanEndpoint.initialize(repeating: -1, count: max(1, roles.count) * 4096)
-        for (e, endpoint) in endpoints.enumerated() {
-            guard let s = configuration.segments.firstIndex(where: { $0.vni == endpoint.vni }) else {
-                throw SetupError("access port \(endpoint.port) names VNI \(endpoint.vni), which is not configured")
-            }
-            endpointPort[e] = Int32(endpoint.port)
-            endpointVLAN[e] = endpoint.vlan
-            endpointSegment[e] = Int32(s)
-            if endpoint.vlan == 0 {
-                portEndpoint[endpoint.port] = Int32(e)
-            } else {
-                portEndpoint[endpoint.port] = PortKind.tagged
-                vlanEndpoint[endpoint.port * 4096 + Int(endpoint.vlan)] = Int32(e)
-            }
-        }
+        endpointCapacity = max(2 * segmentCapacity, configuredEndpoints + segmentCapacity)
+        emptySegment = .allocate(capacity: 1)
+        let noMembers = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        noMembers.initialize(to: -1)
+        emptySegment.initialize(to: SegmentEntry(vni: 0, learning: false, accessCount: 0, floodCount: 0, members: noMembers, filter: nil))
+        segments = .allocate(capacity: segmentCapacity)
+        segments.initialize(repeating: emptySegment, count: segmentCapacity)
+        endpointPort = .allocate(capacity: endpointCapacity)
+        endpointPort.initialize(repeating: -1, count: endpointCapacity)
+        endpointVLAN = .allocate(capacity: endpointCapacity)
+        endpointVLAN.initialize(repeating: 0, count: endpointCapacity)
+        endpointSegment = .allocate(capacity: endpointCapacity)
+        endpointSegment.initialize(repeating: -1, count: endpointCapacity)
+        freeEndpoints = (0..<Int32(endpointCapacity)).reversed()
+        endpointLive = Array(repeating: false, count: endpointCapacity)
+        portEndpoints = Array(repeating: [], count: portCapacity)
+        portEndpoint = .allocate(capacity: portCapacity)
+        portEndpoint.initialize(repeating: PortKind.detached, count: portCapacity)
+        portTakesLargeFrames = .allocate(capacity: portCapacity)
+        portTakesLargeFrames.initialize(repeating: 0, count: portCapacity)
+        vlanEndpoint = .allocate(capacity: portCapacity * 4096)
+        vlanEndpoint.initialize(repeating: -1, count: portCapacity * 4096)
+        portEndpoint[underlay] = PortKind.underlay
 
         let id = dpdkObjectSerial.next()
-        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, segmentEntries.count * 2), keyLength: Self.keyLength)
+        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, segmentCapacity * 2), keyLength: Self.keyLength)
         fdbHash = try Self.makeHash(name: "fdb\(id)", entries: fdbCapacity, keyLength: Self.keyLength)
-        // Deleted FDB slots go back to the table only after every polling core passed a quiescent state.
-        var rcu = rte_hash_rcu_config()
-        rcu.v = qsbr
-        rcu.mode = RTE_HASH_QSBR_MODE_DQ
-        let rcuResult = rte_hash_rcu_qsbr_add(fdbHash, &rcu)
-        // It returns 1 and says why in rte_errno.
-        guard rcuResult == 0 else { throw DPDKError.fromErrno("attaching RCU reclamation to the FDB") }
+        // Deleted keys go back to each table only after every polling core passed a quiescent state.
+        for (hash, what) in [(fdbHash, "the FDB"), (vniHash, "the VNI table")] {
+            var rcu = rte_hash_rcu_config()
+            rcu.v = qsbr
+            rcu.mode = RTE_HASH_QSBR_MODE_DQ
+            // It returns 1 and says why in rte_errno.
+            guard rte_hash_rcu_qsbr_add(hash, &rcu) == 0 else { throw DPDKError.fromErrno("attaching RCU reclamation to \(what)") }
+        }
         fastPath = FastPathView(
             templates: templates, partialSums: partialSums, activeCopy: activeCopy, tunnelRemote: tunnelRemote,
             tunnelIsIPv6: tunnelIsIPv6, tunnelRemote6: tunnelRemote6, tunnelCapacity: tunnelCapacity,
-            segments: segments, floodTunnels: floodTunnels, segmentFiltered: segmentFiltered, remoteFilters: remoteFilters,
-            accessPorts: accessPorts, endpointPort: endpointPort, endpointVLAN: endpointVLAN, endpointSegment: endpointSegment,
-            endpointCount: endpointCount, portEndpoint: portEndpoint, portTakesLargeFrames: portTakesLargeFrames, vlanEndpoint: vlanEndpoint,
+            segments: segments, endpointPort: endpointPort, endpointVLAN: endpointVLAN, endpointSegment: endpointSegment,
+            endpointCount: endpointCapacity, portEndpoint: portEndpoint, portTakesLargeFrames: portTakesLargeFrames, vlanEndpoint: vlanEndpoint,
             fdbHash: fdbHash, fdbLastSeen: fdbLastSeen, fdbCapacity: fdbCapacity, vniHash: vniHash,
             clock: clock, generation: generation, qsbr: qsbr,
             underlayPort: underlayPort, underlayMAC: underlayMAC, underlayAddress: underlayAddress, underlayAddress6: underlayAddress6,
             udpPort: udpPort, strict: strict, verifyUDPChecksum: configuration.underlay.verifyUDPChecksum,
             udp6ZeroChecksum: configuration.underlay.udp6ZeroChecksum, maxInnerFrame: maxInnerFrame, maxInnerFrame6: maxInnerFrame6)
 
-        for (i, e) in segmentEntries.enumerated() {
-            Self.writeVNIKey(key, vni: e.vni)
-            let rc = rte_hash_add_key_data(vniHash, key, UnsafeMutableRawPointer(bitPattern: i + 1))
-            guard rc == 0 else { throw DPDKError("adding VNI \(e.vni) to the VNI table", code: rc) }
+        // The file's state, through the same code as run-time changes: VNIs (flood tunnels first, in file order),
+        // then the access ports, then the static FDB. Static neighbors resolve their tunnels now; the rest wait
+        // for ARP.
+        self.configuration.segments = []
+        self.configuration.fdb = []
+        self.configuration.access = []
+        for segment in configuration.segments { try addSegment(segment) }
+        accessSettings = Array(repeating: nil, count: roles.count)
+        // The k-th access port in the file is the k-th port that is not the underlay.
+        for (k, port) in roles.indices.filter({ roles[$0] != .underlay }).enumerated() {
+            try attach(port: port, role: roles[port], settings: k < configuration.access.count ? configuration.access[k] : nil)
         }
-        // Flood-list tunnels first (their indices were reserved above in order), then the static FDB.
-        for (vni, remote) in pendingFlood { _ = try permanentTunnel(vni: vni, remote: remote) }
-        for e in configuration.fdb {
-            let tunnel = try permanentTunnel(vni: e.vni, remote: e.remote)
-            guard let slot = freeStamps.popLast() else { throw SetupError("resources.fdb_entries is too small for the static FDB") }
-            Self.writeFDBKey(key, vni: e.vni, mac: e.mac.bytes)
-            let rc = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(tunnel).raw, slot: slot))
-            guard rc == 0 else { throw DPDKError("adding \(e.mac) in VNI \(e.vni) to the FDB", code: rc) }
-            entries[EntryKey(vni: e.vni, mac: e.mac)] = FDBEntry(vni: e.vni, mac: e.mac, target: .tunnel(tunnel), isStatic: true, slot: slot)
-        }
-        // Static neighbors resolve their tunnels now; the rest wait for ARP.
+        for e in configuration.fdb { try addStaticEntry(vni: e.vni, mac: e.mac, remote: e.remote) }
+        self.configuration = configuration
         for (t, tunnel) in tunnels.enumerated() {
             if let neighbor = configuration.neighbor(tunnel.nextHop) { _ = publish(mac: neighbor.mac, tunnel: t) }
         }
@@ -401,11 +396,11 @@ public final class ForwardingTables: @unchecked Sendable {
         rte_free(UnsafeMutableRawPointer(qsbr))
         templates.deallocate()
         UnsafeMutableRawPointer(partialSums).deallocate()
+        for s in 0..<segmentCapacity where segments[s] != emptySegment { Self.free(segments[s]) }
+        for r in retired { if case .segmentBlock(let b) = r.item { Self.free(b) } }
+        emptySegment.pointee.members.deallocate()
+        emptySegment.deallocate()
         segments.deallocate()
-        remoteFilters.deinitialize(count: max(1, segmentCount)); remoteFilters.deallocate()
-        segmentFiltered.deallocate()
-        floodTunnels.deallocate()
-        accessPorts.deallocate()
         endpointPort.deallocate(); endpointVLAN.deallocate(); endpointSegment.deallocate()
         portEndpoint.deallocate(); vlanEndpoint.deallocate(); portTakesLargeFrames.deallocate()
     }

@@ -137,6 +137,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case innerVLAN
     /// VXLAN from a source outside the VNI's (or the global) `allowed_remotes`; dropped before lookup or learning.
     case remoteNotAllowed
+    /// From a port slot with no access mapping (being detached, or attached without a VNI yet).
+    case portDetached
 
     public var name: String {
         switch self {
@@ -167,6 +169,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .vlanNotMapped: "vlan_not_mapped"
         case .innerVLAN: "inner_vlan"
         case .remoteNotAllowed: "remote_not_allowed"
+        case .portDetached: "port_detached"
         }
     }
 }

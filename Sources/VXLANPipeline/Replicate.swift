@@ -17,7 +17,7 @@ extension VXLANProcessor {
     /// to every remote in its flood list. The original goes out last.
     @inline(never) @usableFromInline
     func flood(_ m: OpaquePointer, segment: Int, ingress: Int32, innerLength: Int, flowHash: UInt32, tx: TxStage) {
-        let entry = view.segments[segment]
+        let entry = view.segment(segment)
         let localCount = Int(entry.accessCount), remoteCount = Int(entry.floodCount)
         let destinations = remoteCount &+ localCount &- 1        // the ingress port is one of the local ones
         if destinations <= 0 { drop(m, .noDestination); return }
@@ -25,7 +25,7 @@ extension VXLANProcessor {
         var sent = 0
         for d in 0..<(localCount &+ remoteCount) {
             let isLocal = d < localCount
-            let endpoint = isLocal ? view.accessPorts[Int(entry.accessStart) &+ d] : -1
+            let endpoint = isLocal ? entry.access(d) : -1
             if isLocal && endpoint == ingress { continue }
             sent &+= 1
             let packet: OpaquePointer
@@ -42,7 +42,7 @@ extension VXLANProcessor {
                 count(.localFloodCopies)
             } else {
                 count(.floodCopies)
-                push(packet, tunnel: Int(view.floodTunnels[Int(entry.floodStart) &+ d &- localCount]), innerLength: innerLength,
+                push(packet, tunnel: Int(entry.floodTunnel(d &- localCount)), innerLength: innerLength,
                      flowHash: flowHash, tx: tx)
             }
         }
@@ -51,9 +51,9 @@ extension VXLANProcessor {
     /// Sends a decapsulated frame to every access port of its VNI (a copy for all but the last).
     @inlinable @inline(__always)
     func deliver(_ m: OpaquePointer, segment: Int, tx: TxStage) {
-        let entry = view.segments[segment]
+        let entry = view.segment(segment)
         if entry.accessCount == 1 {
-            send(m, toEndpoint: view.accessPorts[Int(entry.accessStart)], tx: tx)
+            send(m, toEndpoint: entry.access(0), tx: tx)
             count(.decapsulated)
             return
         }
@@ -70,7 +70,7 @@ extension VXLANProcessor {
                 counters[PipelineCounterLayout.slot(.copyFailed)] &+= 1
                 continue
             }
-            send(copy, toEndpoint: view.accessPorts[Int(entry.accessStart) &+ p], tx: tx)
+            send(copy, toEndpoint: entry.access(p), tx: tx)
         }
         count(.decapsulated)
     }

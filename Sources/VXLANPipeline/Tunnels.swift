@@ -45,10 +45,10 @@ extension ForwardingTables {
         // reach the cores with the release store that publishes the first FDB entry pointing at it.
         vx_store_release_i32(activeCopy + t, -1)
         if t == tunnels.count {
-            tunnels.append(tunnel); publishTokens.append(nil); tunnelReferences.append(0); tunnelPermanent.append(false)
+            tunnels.append(tunnel); publishTokens.append(nil); tunnelReferences.append(0); tunnelPins.append(0)
             tunnelLive.append(true)
         } else {
-            tunnels[t] = tunnel; publishTokens[t] = nil; tunnelReferences[t] = 0; tunnelPermanent[t] = false; tunnelLive[t] = true
+            tunnels[t] = tunnel; publishTokens[t] = nil; tunnelReferences[t] = 0; tunnelPins[t] = 0; tunnelLive[t] = true
         }
         tunnelIndex[TunnelKey(vni: vni, remote: remote)] = t
         nextHopUsers[nextHop, default: 0] += 1
@@ -56,14 +56,32 @@ extension ForwardingTables {
         return t
     }
 
-    /// A flood-list or static-entry tunnel: never reclaimed.
-    func permanentTunnel(vni: UInt32, remote: IPAddress) throws -> Int {
-        if let t = existingTunnel(vni: vni, remote: remote) { tunnelPermanent[t] = true; return t }
-        guard let nextHop = configuration.underlay.nextHop(for: remote), let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
-            throw SetupError("cannot create the tunnel to \(remote) in VNI \(vni): resources.tunnels (\(tunnelCapacity)) exhausted or no route")
+    /// Pins the tunnel for (vni, remote), creating it if need be: a flood list or a static FDB entry names it.
+    /// A pinned tunnel is never reclaimed; `unpin` takes the pin back.
+    func pinTunnel(vni: UInt32, remote: IPAddress) throws -> Int {
+        if let t = existingTunnel(vni: vni, remote: remote) {
+            tunnelPins[t] += 1
+            dyingTunnels[t] = nil
+            return t
         }
-        tunnelPermanent[t] = true
+        guard let nextHop = configuration.underlay.nextHop(for: remote) else {
+            throw ChangeError(ConfigParser.problem(remote: remote, underlay: configuration.underlay) ?? "no route to \(remote)")
+        }
+        if freeTunnels.isEmpty { _ = reclaim() }
+        guard let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
+            throw ChangeError("cannot create the tunnel to \(remote) in VNI \(vni): all \(tunnelCapacity) tunnels (resources.tunnels) are in use")
+        }
+        tunnelPins[t] = 1
+        createdTunnels.append(t)
         return t
+    }
+
+    /// Takes back one pin; a tunnel neither pinned nor named by a learned entry is reclaimed after a grace period.
+    func unpin(tunnel t: Int) {
+        tunnelPins[t] -= 1
+        guard tunnelPins[t] == 0, tunnelReferences[t] == 0 else { return }
+        bumpGeneration()
+        dyingTunnels[t] = vx_qsbr_start(qsbr)
     }
 
     func retain(_ target: FDBTarget) {
@@ -77,7 +95,7 @@ extension ForwardingTables {
     func release(_ target: FDBTarget) {
         guard case .tunnel(let t) = target else { return }
         tunnelReferences[t] -= 1
-        guard tunnelReferences[t] == 0, !tunnelPermanent[t] else { return }
+        guard tunnelReferences[t] == 0, tunnelPins[t] == 0 else { return }
         bumpGeneration()                          // cores flush cached entries naming it at their next burst
         dyingTunnels[t] = vx_qsbr_start(qsbr)
     }
@@ -136,6 +154,7 @@ extension ForwardingTables {
     @discardableResult
     public func reclaim() -> [(tunnel: Int, nextHop: IPAddress)] {
         reclaimStamps()
+        reclaimRetired()
         guard !dyingTunnels.isEmpty else { return [] }
         var gone: [(tunnel: Int, nextHop: IPAddress)] = []
         for (t, token) in dyingTunnels where vx_qsbr_check(qsbr, token) == 1 {

@@ -207,6 +207,55 @@ public final class UnderlayControl: @unchecked Sendable {
         }
     }
 
+    // MARK: - Run-time changes
+
+    /// Runs a run-time change (LiveChanges.swift) as the tables' only writer, under the slow path's lock, then
+    /// starts resolving the next hops of the tunnels it created. A change that throws has changed nothing.
+    public func change<T>(_ body: (ForwardingTables) throws -> T) rethrows -> T {
+        lock.lock(); defer { lock.unlock() }
+        defer { adoptCreatedTunnels() }
+        return try body(tables)
+    }
+
+    /// The running configuration, read under the lock.
+    public var configuration: VTEPConfiguration {
+        lock.lock(); defer { lock.unlock() }
+        return tables.configuration
+    }
+
+    private func adoptCreatedTunnels() {
+        for t in tables.takeCreatedTunnels() where tables.isLive(tunnel: t) {
+            let nextHop = tables.tunnels[t].nextHop
+            neighborTable.track(nextHop)
+            if tables.publishedMAC(tunnel: t) == nil, let mac = neighborTable.mac(nextHop), !tables.publish(mac: mac, tunnel: t) {
+                pendingPublish.insert(t)
+            }
+        }
+    }
+
+    /// Adds a static neighbor: its MAC is used for good (no ARP/ND), replacing a resolved one.
+    public func addNeighbor(ip: IPAddress, mac: MACAddress) throws {
+        lock.lock(); defer { lock.unlock() }
+        if let problem = ConfigParser.problem(neighbor: ip, underlay: tables.configuration.underlay) { throw ChangeError(problem) }
+        if let problem = ConfigParser.problem(unicast: mac) { throw ChangeError(problem) }
+        if let existing = tables.configuration.neighbor(ip) {
+            throw ChangeError("\(ip) already has a static neighbor entry (\(existing.mac)); delete it first")
+        }
+        neighborTable.addStatic(ip, mac: mac)
+        tables.configuration.neighbors.append(.init(ip: ip, mac: mac))
+        republish(ip)
+    }
+
+    /// Removes a static neighbor: a next hop that tunnels still use is resolved by ARP/ND again from now on.
+    public func removeNeighbor(ip: IPAddress) throws {
+        lock.lock(); defer { lock.unlock() }
+        guard tables.configuration.neighbor(ip) != nil else { throw ChangeError("\(ip) has no static neighbor entry") }
+        tables.configuration.neighbors.removeAll { $0.ip == ip }
+        neighborTable.forget(ip)
+        if tables.tunnelCount(through: ip) > 0 || isGateway(ip) { neighborTable.track(ip) }
+        republish(ip)
+    }
+
     /// Remote address of every tunnel, by index (read under the lock: learning adds tunnels). An index whose
     /// tunnel was reclaimed shows its last remote; no FDB entry refers to it.
     public func tunnelRemotes() -> [IPAddress] {

@@ -159,6 +159,8 @@ public struct VXLANProcessor: BurstProcessor {
             let kind = view.portEndpoint[port]
             if kind == ForwardingTables.PortKind.underlay {
                 decapsulate(packets + start, count: slice, now: now, tx: tx)
+            } else if kind == ForwardingTables.PortKind.detached {
+                for i in 0..<slice { drop(packets[start &+ i].unsafelyUnwrapped, .portDetached) }
             } else {
                 encapsulate(packets + start, count: slice, port: port, endpoint: kind, now: now, tx: tx)
             }

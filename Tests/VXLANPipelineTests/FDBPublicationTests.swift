@@ -86,7 +86,7 @@ extension FDBPublicationTests {
         try build()
         let bogus: [(mac: String, target: Int32)] = [("02:00:00:00:0d:01", -1), ("02:00:00:00:0d:02", -2),
                                                      ("02:00:00:00:0d:03", Int32(tables.tunnelCapacity)),
-                                                     ("02:00:00:00:0d:04", FDBTarget.localBase + Int32(tables.endpointCount)),
+                                                     ("02:00:00:00:0d:04", FDBTarget.localBase + Int32(tables.endpointCapacity)),
                                                      ("02:00:00:00:0d:05", FDBTarget.local(2).raw)]
         for (i, b) in bogus.enumerated() {
             tables.insertUnchecked(vni: 42, mac: MACAddress(b.mac)!, target: b.target, slot: Int32(tables.fdbCapacity + i))

@@ -1,0 +1,407 @@
+import CDPDK
+import PollMode
+import VTEPConfig
+
+/// Why a run-time change was refused. Nothing was changed when it is thrown.
+public struct ChangeError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Run-time changes to the tables while the cores forward: VNIs, flood lists, access-port mappings and static FDB
+/// entries. One writer at a time (the slow path's lock, see `UnderlayControl`). Each change checks everything
+/// first and then publishes complete objects only:
+/// - a VNI's block (`SegmentEntry`: settings, access endpoints, flood tunnels, remote filter) is built whole and
+///   replaced with one release store; the old block is freed after a grace period;
+/// - endpoint and segment slots are written while no core can reach them and reused only after a grace period;
+/// - every removal bumps `generation`, so cores drop cached lookups at their next burst.
+/// `configuration` follows every change, so that it is always the running state (`vxlanctl show config`).
+extension ForwardingTables {
+    /// The slow path's view of one segment slot.
+    struct SegmentState {
+        var settings: VTEPConfiguration.Segment
+        /// Tunnel indices, in flood-list order.
+        var floodTunnels: [Int]
+        /// Local endpoints in this VNI, in the order they were attached.
+        var endpoints: [Int32]
+        /// Remotes of static FDB entries in this VNI (always allowed by its remote filter), with their counts.
+        var staticRemotes: [IPAddress: Int] = [:]
+    }
+
+    /// Something the cores may still hold, freed once a grace period has passed.
+    enum Retired {
+        case segmentBlock(UnsafeMutablePointer<SegmentEntry>)
+        case segmentSlot(Int)
+        case endpointSlot(Int32)
+    }
+
+    // MARK: - VNIs
+
+    /// The VNI's slot, if it is configured.
+    public func segmentSlot(vni: UInt32) -> Int? { segmentIndex[vni] }
+
+    /// Adds a VNI with its settings and flood list. Throws, changing nothing, when it exists, is out of range, a
+    /// flood remote is unreachable, or `resources.vnis` / `resources.tunnels` are exhausted.
+    public func addSegment(_ segment: VTEPConfiguration.Segment) throws {
+        let vni = segment.vni
+        guard VTEPConfiguration.vniRange.contains(vni) else {
+            throw ChangeError("VNI \(vni) out of range (\(VTEPConfiguration.minVNI)-\(VTEPConfiguration.maxVNI))")
+        }
+        guard segmentIndex[vni] == nil else { throw ChangeError("VNI \(vni) already exists") }
+        try checkFloodList(segment.flood, vni: vni)
+        if freeSegments.isEmpty { _ = reclaim() }
+        guard let slot = freeSegments.last else {
+            throw ChangeError("cannot add VNI \(vni): all \(segmentCapacity) VNIs (resources.vnis) are in use"
+                + (retired.isEmpty ? "" : " or waiting for the cores to let go of them"))
+        }
+        let flood = try pinAll(segment.flood, vni: vni)
+        freeSegments.removeLast()
+        segmentState[slot] = SegmentState(settings: segment, floodTunnels: flood, endpoints: [])
+        learnedPerSegment[slot] = 0
+        publishSegment(slot)
+        Self.writeVNIKey(key, vni: vni)
+        let rc = rte_hash_add_key_data(vniHash, key, UnsafeMutableRawPointer(bitPattern: slot + 1))
+        guard rc == 0 else {
+            // The VNI never became reachable; its block and slot go back the usual way.
+            let block = segments[slot]
+            vx_store_release_ptr(segments + slot, emptySegment)
+            retire(.segmentBlock(block)); retire(.segmentSlot(slot))
+            segmentState[slot] = nil
+            for t in flood { unpin(tunnel: t) }
+            throw ChangeError(rc == -ENOSPC ? "cannot add VNI \(vni): the VNI table is full" : "cannot add VNI \(vni) to the VNI table (error \(rc))")
+        }
+        segmentIndex[vni] = slot
+        configuration.segments.append(segment)
+    }
+
+    /// Removes a VNI: its static and learned FDB entries go with it. Refused while an access port maps to it.
+    public func removeSegment(vni: UInt32) throws {
+        guard let slot = segmentIndex[vni], let state = segmentState[slot] else { throw ChangeError("VNI \(vni) does not exist") }
+        guard state.endpoints.isEmpty else {
+            let users = Set(state.endpoints.map { Int(endpointPort[Int($0)]) }).sorted().map(portName)
+            throw ChangeError("VNI \(vni) is mapped to access port(s) \(users.joined(separator: ", ")); detach or remap them first")
+        }
+        // First the cores stop finding it, then what it named goes.
+        Self.writeVNIKey(key, vni: vni)
+        _ = rte_hash_del_key(vniHash, key)
+        let block = segments[slot]
+        vx_store_release_ptr(segments + slot, emptySegment)
+        removeEntries { $0.vni == vni }
+        for t in state.floodTunnels { unpin(tunnel: t) }
+        segmentState[slot] = nil
+        segmentIndex[vni] = nil
+        configuration.segments.removeAll { $0.vni == vni }
+        configuration.fdb.removeAll { $0.vni == vni }
+        bumpGeneration()
+        retire(.segmentBlock(block))
+        retire(.segmentSlot(slot))
+    }
+
+    /// Replaces a VNI's settings and flood list (what `apply` does to a VNI whose settings changed). The flood
+    /// tunnels that stay are the same tunnels: their traffic is not disturbed.
+    public func updateSegment(_ segment: VTEPConfiguration.Segment) throws {
+        guard let slot = segmentIndex[segment.vni], var state = segmentState[slot] else {
+            throw ChangeError("VNI \(segment.vni) does not exist")
+        }
+        try checkFloodList(segment.flood, vni: segment.vni)
+        let old = state.settings.flood
+        let added = segment.flood.filter { !old.contains($0) }
+        let addedTunnels = try pinAll(added, vni: segment.vni)
+        var byRemote: [IPAddress: Int] = [:]
+        for (r, t) in zip(old, state.floodTunnels) { byRemote[r] = t }
+        for (r, t) in zip(added, addedTunnels) { byRemote[r] = t }
+        let removed = old.filter { !segment.flood.contains($0) }
+        state.settings = segment
+        state.floodTunnels = segment.flood.map { byRemote[$0]! }
+        segmentState[slot] = state
+        publishSegment(slot)
+        for r in removed { unpin(tunnel: byRemote[r]!) }
+        if let i = configuration.segmentIndex(segment.vni) { configuration.segments[i] = segment }
+        if !removed.isEmpty { bumpGeneration() }
+    }
+
+    /// Adds remote VTEPs to a VNI's flood list (each must be new to it).
+    public func addFlood(vni: UInt32, remotes: [IPAddress]) throws {
+        guard let segment = configuration.segment(vni) else { throw ChangeError("VNI \(vni) does not exist") }
+        for r in remotes where segment.flood.contains(r) { throw ChangeError("\(r) is already in the flood list of VNI \(vni)") }
+        guard Set(remotes).count == remotes.count else { throw ChangeError("a remote is given twice") }
+        var changed = segment
+        changed.flood += remotes
+        try updateSegment(changed)
+    }
+
+    /// Removes remote VTEPs from a VNI's flood list.
+    public func removeFlood(vni: UInt32, remotes: [IPAddress]) throws {
+        guard let segment = configuration.segment(vni) else { throw ChangeError("VNI \(vni) does not exist") }
+        for r in remotes where !segment.flood.contains(r) {
+            throw ChangeError("\(r) is not in the flood list of VNI \(vni)"
+                + (segment.flood.isEmpty ? " (it is empty)" : " (\(segment.flood.map(\.description).joined(separator: ", ")))"))
+        }
+        var changed = segment
+        changed.flood.removeAll { remotes.contains($0) }
+        try updateSegment(changed)
+    }
+
+    func checkFloodList(_ flood: [IPAddress], vni: UInt32) throws {
+        var seen = Set<IPAddress>()
+        for r in flood {
+            if let problem = ConfigParser.problem(remote: r, underlay: configuration.underlay) { throw ChangeError(problem) }
+            guard seen.insert(r).inserted else { throw ChangeError("\(r) is listed twice in the flood list of VNI \(vni)") }
+        }
+    }
+
+    /// Pins one tunnel per remote; on failure the pins taken are given back and the error rethrown.
+    func pinAll(_ remotes: [IPAddress], vni: UInt32) throws -> [Int] {
+        var pinned: [Int] = []
+        do {
+            for r in remotes { pinned.append(try pinTunnel(vni: vni, remote: r)) }
+        } catch {
+            for t in pinned { unpin(tunnel: t) }
+            throw error
+        }
+        return pinned
+    }
+
+    /// Builds the slot's block from its state and publishes it; the block it replaces waits for a grace period.
+    func publishSegment(_ slot: Int) {
+        guard let state = segmentState[slot] else { return }
+        let members = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, state.endpoints.count + state.floodTunnels.count))
+        members.initialize(from: state.endpoints + state.floodTunnels.map(Int32.init), count: state.endpoints.count + state.floodTunnels.count)
+        var filter: UnsafeMutablePointer<RemoteFilter>? = nil
+        if let prefixes = state.settings.allowedRemotes ?? configuration.underlay.allowedRemotes {
+            let f = UnsafeMutablePointer<RemoteFilter>.allocate(capacity: 1)
+            f.initialize(to: RemoteFilter(prefixes: prefixes, staticRemotes: state.settings.flood + state.staticRemotes.keys))
+            filter = f
+        }
+        let block = UnsafeMutablePointer<SegmentEntry>.allocate(capacity: 1)
+        block.initialize(to: SegmentEntry(vni: state.settings.vni, learning: state.settings.learning,
+                                          accessCount: Int32(state.endpoints.count), floodCount: Int32(state.floodTunnels.count),
+                                          members: members, filter: filter))
+        let old = segments[slot]
+        vx_store_release_ptr(segments + slot, block)
+        if old != emptySegment { retire(.segmentBlock(old)) }
+    }
+
+    static func free(_ block: UnsafeMutablePointer<SegmentEntry>) {
+        block.pointee.members.deallocate()
+        if let f = block.pointee.filter { f.deinitialize(count: 1); f.deallocate() }
+        block.deallocate()
+    }
+
+    // MARK: - Access ports
+
+    /// Maps local port `port` (attached, not the underlay) into its VNI, or its VLANs into theirs. `settings` is
+    /// what `show config` prints for it.
+    public func attach(port: Int, role: PortRole, settings: VTEPConfiguration.AccessPort?) throws {
+        guard port >= 0, port < portCapacity else {
+            throw ChangeError("port slot \(port) is beyond resources.ports (\(portCapacity))")
+        }
+        guard port != underlayPort else { throw ChangeError("\(portName(port)) is the underlay port") }
+        if port < roles.count, roles[port] != .detached { throw ChangeError("\(portName(port)) is already attached") }
+        let mappings: [(vlan: UInt16, vni: UInt32)]
+        switch role {
+        case .access(let vni): mappings = [(0, vni)]
+        case .tagged(let list):
+            guard !list.isEmpty else { throw ChangeError("a tagged port needs at least one VLAN mapping") }
+            mappings = list.map { ($0.vlan, $0.vni) }
+            var seen = Set<UInt16>()
+            for m in list {
+                guard (1...4094).contains(m.vlan) else { throw ChangeError("VLAN \(m.vlan) out of range (1-4094)") }
+                guard seen.insert(m.vlan).inserted else { throw ChangeError("VLAN \(m.vlan) is mapped twice") }
+            }
+        case .underlay, .detached: throw ChangeError("an access port needs a VNI or VLAN mappings")
+        }
+        for m in mappings where segmentIndex[m.vni] == nil {
+            throw ChangeError(m.vlan == 0 ? "VNI \(m.vni) does not exist" : "VLAN \(m.vlan): VNI \(m.vni) does not exist")
+        }
+        if freeEndpoints.count < mappings.count { _ = reclaim() }
+        guard freeEndpoints.count >= mappings.count else {
+            throw ChangeError("no room for \(mappings.count) more access endpoint(s) (\(endpointCapacity) in all)")
+        }
+        // Endpoint slots first (no core can reach them yet), then the VNIs' blocks, then the port's own mapping.
+        var slots: [Int32] = []
+        for m in mappings {
+            let e = freeEndpoints.removeLast()
+            let slot = segmentIndex[m.vni]!
+            endpointPort[Int(e)] = Int32(port)
+            endpointVLAN[Int(e)] = m.vlan
+            endpointSegment[Int(e)] = Int32(slot)
+            endpointLive[Int(e)] = true
+            slots.append(e)
+            segmentState[slot]!.endpoints.append(e)
+        }
+        for slot in Set(mappings.map { segmentIndex[$0.vni]! }) { publishSegment(slot) }
+        if case .tagged = role {
+            for (e, m) in zip(slots, mappings) { vx_store_release_i32(vlanEndpoint + port * 4096 + Int(m.vlan), e) }
+            vx_store_release_i32(portEndpoint + port, PortKind.tagged)
+        } else {
+            vx_store_release_i32(portEndpoint + port, slots[0])
+        }
+        while roles.count <= port { roles.append(.detached); accessSettings.append(nil) }
+        roles[port] = role
+        portEndpoints[port] = slots
+        accessSettings[port] = settings
+        configuration.access = accessSettings.compactMap { $0 }
+    }
+
+    /// Unmaps a port: its frames are dropped (`port_detached`) from the cores' next burst, the MACs learned behind it
+    /// are forgotten, and its endpoint slots are reused after a grace period. The port itself is not touched.
+    public func detach(port: Int) throws {
+        guard port >= 0, port < roles.count, port != underlayPort, roles[port] != .detached else {
+            throw ChangeError("\(portName(port)) is not attached")
+        }
+        vx_store_release_i32(portEndpoint + port, PortKind.detached)
+        let slots = portEndpoints[port]
+        for e in slots where endpointVLAN[Int(e)] != 0 { vx_store_release_i32(vlanEndpoint + port * 4096 + Int(endpointVLAN[Int(e)]), -1) }
+        var touched = Set<Int>()
+        for e in slots {
+            let slot = Int(endpointSegment[Int(e)])
+            segmentState[slot]?.endpoints.removeAll { $0 == e }
+            touched.insert(slot)
+        }
+        for slot in touched { publishSegment(slot) }
+        let gone = Set(slots.map { FDBTarget.local(Int($0)) })
+        removeEntries { gone.contains($0.target) }
+        bumpGeneration()
+        for e in slots { retire(.endpointSlot(e)) }
+        portEndpoints[port] = []
+        roles[port] = .detached
+        accessSettings[port] = nil
+        configuration.access = accessSettings.compactMap { $0 }
+    }
+
+    /// How reports and errors name a local port: its configured name, or its slot.
+    func portName(_ port: Int) -> String {
+        if port == underlayPort { return configuration.underlay.port }
+        return port < accessSettings.count ? accessSettings[port]?.port ?? "port \(port)" : "port \(port)"
+    }
+
+    // MARK: - Static FDB entries
+
+    /// Adds a static entry (a learned one for the same MAC is replaced). Refused when a static entry exists.
+    public func addStaticEntry(vni: UInt32, mac: MACAddress, remote: IPAddress) throws {
+        guard let slot = segmentIndex[vni] else { throw ChangeError("VNI \(vni) does not exist") }
+        if let problem = ConfigParser.problem(unicast: mac) {
+            throw ChangeError(problem + " (broadcast and multicast follow the flood list)")
+        }
+        if let problem = ConfigParser.problem(remote: remote, underlay: configuration.underlay) { throw ChangeError(problem) }
+        let entryKey = EntryKey(vni: vni, mac: mac)
+        if let existing = entries[entryKey], existing.isStatic {
+            let target = existing.target
+            var to = "\(target)"
+            if case .tunnel(let t) = target { to = "\(tunnels[t].remote)" }
+            throw ChangeError("\(mac) already has a static entry in VNI \(vni) (to \(to)); delete it first")
+        }
+        if entries[entryKey] == nil {
+            if freeStamps.isEmpty { reclaimStamps() }
+            guard !freeStamps.isEmpty else { throw ChangeError("the FDB is full (resources.fdb_entries \(fdbCapacity))") }
+        }
+        let t = try pinTunnel(vni: vni, remote: remote)
+        Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
+        if var learned = entries[entryKey] {
+            // One store of the data word: cores see the learned target or the static one.
+            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(t).raw, slot: learned.slot)) == 0 else {
+                unpin(tunnel: t)
+                throw ChangeError("the FDB refused \(mac) in VNI \(vni)")
+            }
+            release(learned.target)
+            learnedPerSegment[slot] -= 1
+            learned.target = .tunnel(t); learned.isStatic = true
+            entries[entryKey] = learned
+        } else {
+            let stamp = freeStamps.removeLast()
+            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(t).raw, slot: stamp)) == 0 else {
+                freeStamps.append(stamp)
+                unpin(tunnel: t)
+                throw ChangeError("the FDB is full (resources.fdb_entries \(fdbCapacity), counting entries waiting to be reclaimed)")
+            }
+            entries[entryKey] = FDBEntry(vni: vni, mac: mac, target: .tunnel(t), isStatic: true, slot: stamp)
+        }
+        segmentState[slot]!.staticRemotes[remote, default: 0] += 1
+        if segmentState[slot]!.staticRemotes[remote] == 1, segments[slot].pointee.filter != nil { publishSegment(slot) }
+        configuration.fdb.append(.init(vni: vni, mac: mac, remote: remote))
+        bumpGeneration()
+    }
+
+    /// Removes a static entry.
+    public func removeStaticEntry(vni: UInt32, mac: MACAddress) throws {
+        guard let slot = segmentIndex[vni] else { throw ChangeError("VNI \(vni) does not exist") }
+        guard let entry = entries[EntryKey(vni: vni, mac: mac)], entry.isStatic else {
+            throw ChangeError("\(mac) has no static entry in VNI \(vni)")
+        }
+        let remote = configuration.fdb.first { $0.vni == vni && $0.mac == mac }?.remote
+        removeEntries(keys: [EntryKey(vni: vni, mac: mac)])
+        if let remote, var state = segmentState[slot] {
+            state.staticRemotes[remote, default: 1] -= 1
+            if state.staticRemotes[remote] == 0 { state.staticRemotes[remote] = nil }
+            segmentState[slot] = state
+            if state.staticRemotes[remote] == nil, segments[slot].pointee.filter != nil { publishSegment(slot) }
+        }
+        configuration.fdb.removeAll { $0.vni == vni && $0.mac == mac }
+    }
+
+    /// Forgets learned entries (of one VNI, or all). Returns how many went.
+    @discardableResult
+    public func flushLearned(vni: UInt32?) throws -> Int {
+        if let vni, segmentIndex[vni] == nil { throw ChangeError("VNI \(vni) does not exist") }
+        return removeEntries { !$0.isStatic && (vni == nil || $0.vni == vni) }
+    }
+
+    /// Removes the entries `matching` selects, static or learned: keys out of the hash (DPDK reuses them after
+    /// a grace period), stamp slots retired, tunnels released. Returns how many went.
+    @discardableResult
+    func removeEntries(matching: (FDBEntry) -> Bool) -> Int {
+        removeEntries(keys: entries.filter { matching($0.value) }.map(\.key))
+    }
+
+    @discardableResult
+    func removeEntries(keys: [EntryKey]) -> Int {
+        var released: [Int32] = []
+        for entryKey in keys {
+            guard let entry = entries[entryKey] else { continue }
+            Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
+            guard rte_hash_del_key(fdbHash, key) >= 0 else { continue }
+            entries[entryKey] = nil
+            released.append(entry.slot)
+            if entry.isStatic {
+                if case .tunnel(let t) = entry.target { unpin(tunnel: t) }
+            } else {
+                if let s = segmentIndex[entry.vni] { learnedPerSegment[s] -= 1 }
+                release(entry.target)
+            }
+        }
+        if !released.isEmpty {
+            bumpGeneration()
+            pendingStamps.append((vx_qsbr_start(qsbr), released))
+        }
+        return released.count
+    }
+
+    // MARK: - Reclaiming
+
+    func retire(_ item: Retired) { retired.append((vx_qsbr_start(qsbr), item)) }
+
+    /// Frees what every core has let go of (called by `reclaim()` every slow-path round).
+    func reclaimRetired() {
+        guard !retired.isEmpty else { return }
+        var keep: [(token: UInt64, item: Retired)] = []
+        for r in retired {
+            guard vx_qsbr_check(qsbr, r.token) == 1 else { keep.append(r); continue }
+            switch r.item {
+            case .segmentBlock(let b): Self.free(b)
+            case .segmentSlot(let s): freeSegments.append(s)
+            case .endpointSlot(let e):
+                endpointPort[Int(e)] = -1; endpointSegment[Int(e)] = -1; endpointVLAN[Int(e)] = 0
+                endpointLive[Int(e)] = false
+                freeEndpoints.append(e)
+            }
+        }
+        retired = keep
+    }
+
+    /// Tunnels created since the last call (the slow path starts resolving their next hops).
+    public func takeCreatedTunnels() -> [Int] {
+        defer { createdTunnels = [] }
+        return createdTunnels
+    }
+}
