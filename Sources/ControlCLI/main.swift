@@ -7,7 +7,7 @@ struct Vxlanctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vxlanctl",
         abstract: "Control and inspect a running vxland.",
-        subcommands: [Show.self, Stats.self, Ping.self])
+        subcommands: [Show.self, Stats.self, VNI.self, Flood.self, FDB.self, Neighbor.self, Port.self, Apply.self, Ping.self])
 }
 
 struct Stats: ParsableCommand {
@@ -74,7 +74,7 @@ func show<Report: Decodable>(_ method: String, params: [String: String] = [:], c
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, FDB.self, Neighbors.self])
+    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, FDB.self, Neighbors.self, VNIs.self, Config.self])
 
     struct Ports: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ports, their roles, links and driver totals.")

@@ -2,12 +2,21 @@ import ControlProtocol
 import Foundation
 import PollMode
 import VTEPConfig
+import VXLANPipeline
 
 /// The control methods the daemon answers. `show.*` reads counters; later issues add methods that change state.
 public enum ControlMethods {
-    public static let all = ["show.ports", "show.stats", "show.fdb", "show.neighbors", "show.config", "stats.clear", "ping"]
+    public static let all = ["show.ports", "show.stats", "show.fdb", "show.neighbors", "stats.clear", "ping"]
+        + ChangeMethods.parameters.keys.sorted()
 
     public static func handle(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
+        do { return try answer(request, dataplane: dataplane) } catch let error as ChangeError {
+            // A change refused by the tables (resources exhausted, an object in use): nothing was changed.
+            throw ControlFailure(code: "refused", message: error.description)
+        }
+    }
+
+    static func answer(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
         let encoder = JSONEncoder.control
         switch request.method {
         case "show.ports":
@@ -19,19 +28,13 @@ public enum ControlMethods {
             return try encoder.encode(dataplane.fdbReport(query))
         case "show.neighbors":
             return try encoder.encode(dataplane.neighborsReport())
-        case "show.config":
-            let c = dataplane.configuration
-            return try encoder.encode([
-                "underlay": "\(c.underlay.port) \(c.underlay.addressesDescription) mtu \(c.underlay.mtu) udp \(c.underlay.udpPort) ttl \(c.underlay.ttl)",
-                "vnis": c.segments.map { "\($0.vni) flood [\($0.flood.map(\.description).joined(separator: ", "))]" }.joined(separator: "; "),
-                "fdb_entries": String(c.fdb.count),
-            ])
         case "stats.clear":
             dataplane.clearStats()
             return try encoder.encode(["cleared": "stats"])
         case "ping":
             return try encoder.encode(["pong": "vxland", "protocol": String(ControlProtocol.version), "dpdk": EAL.version])
         default:
+            if let answer = try ChangeMethods.handle(request, dataplane: dataplane) { return answer }
             throw ControlFailure(code: "unknown_method",
                                  message: "unknown method '\(request.method)'; this vxland knows: \(all.joined(separator: ", "))")
         }

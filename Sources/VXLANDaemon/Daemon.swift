@@ -92,6 +92,18 @@ public enum Daemon {
 
         if stopRequested("before launching the polling cores") { return 0 }
         Telemetry.attach(dataplane)
+        dataplane.logger = logger
+        // SIGHUP: the file vxland started from, applied again (only what changed in it changes).
+        let path = URL(fileURLWithPath: options.configPath).standardizedFileURL.path
+        let reload = {
+            logger.notice("SIGHUP: applying \(path)")
+            do {
+                let plan = try dataplane.apply(file: path, origin: "SIGHUP \(path)")
+                if !plan.changes.isEmpty { logger.notice("SIGHUP: \(plan.changes.count) change(s) made") }
+            } catch {
+                logger.error("SIGHUP: \(error)")
+            }
+        }
         defer { Telemetry.detach() }
         dataplane.startSlowPath()
         // From here a stop signal reaches the cores through dataplane.stopSignal: the watcher forwards it (and also
@@ -99,7 +111,7 @@ public enum Daemon {
         let stop = dataplane.stopSignal
         if workers.isEmpty {
             logger.notice("no worker lcore given: polling on the main lcore (give EAL -l with two or more cores to keep them apart)")
-            let watcher = Thread { setThreadName("vxland-signals"); DaemonSignals.watch(stopping: stop, logger: logger) }
+            let watcher = Thread { setThreadName("vxland-signals"); DaemonSignals.watch(stopping: stop, logger: logger, reload: reload) }
             watcher.name = "vxland-signals"
             watcher.start()
             dataplane.runOnCurrentThread()
@@ -108,7 +120,7 @@ public enum Daemon {
                 logger.critical("\(error)")
                 return 1
             }
-            DaemonSignals.watch(stopping: stop, logger: logger)
+            DaemonSignals.watch(stopping: stop, logger: logger, reload: reload)
         }
         logger.notice("stopping: \(dataplane.statsReport().totals.pipeline.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         return 0

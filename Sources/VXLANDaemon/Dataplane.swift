@@ -1,6 +1,7 @@
 import CDPDK
 import ControlProtocol
 import Foundation
+import Logging
 import PollMode
 import VTEPConfig
 import VXLANPipeline
@@ -12,12 +13,16 @@ public final class Dataplane: @unchecked Sendable {
         public let lcore: UInt32
         public let portCounters: CounterBlock
         public let pipelineCounters: CounterBlock
+        /// Per-VNI counters (`VNICounter`), by segment slot.
+        public let vniCounters: CounterBlock
     }
 
-    public let configuration: VTEPConfiguration
+    /// The running configuration: the file's, with every change made since.
+    public var configuration: VTEPConfiguration { underlay.configuration }
     /// Local port index -> port: 0 is the underlay, then the access ports in configuration order.
     public let ports: [EthPort]
-    public let roles: [PortRole]
+    /// Each local port's role now (`.detached` once detached).
+    public var roles: [PortRole] { underlay.change { $0.roles } }
     public let pool: PacketPool
     /// Mbufs without data room for rte_gso's segments; one pool of 64 KB mbufs per large-frame af_packet port.
     public let indirectPool: PacketPool
@@ -36,6 +41,12 @@ public final class Dataplane: @unchecked Sendable {
     private var stopped = false
     private static let instances = Counter()
     private let vhostPorts: VhostPorts
+    /// Run-time changes (LiveConfig.swift) one at a time, whoever asks (the control socket, SIGHUP).
+    let changeLock = NSLock()
+    /// Where every run-time change is logged.
+    public var logger = Logger(label: "vxland")
+    /// Per segment slot: its VNI counters (summed over cores) when the VNI was added or the stats last cleared.
+    var vniBaselines: [Int: [UInt64]] = [:]
 
     /// The frame size a `net_af_packet` port was created with (`framesz=` in its devargs; the PMD's default is
     /// 2048), or nil for other drivers.
@@ -55,7 +66,6 @@ public final class Dataplane: @unchecked Sendable {
     public init(configuration: VTEPConfiguration, lcores: [UInt32], txPlanOverride: TunnelTxPlan? = nil) throws {
         guard !lcores.isEmpty else { throw SetupError("no lcore to poll on") }
         vhostPorts = try VhostPorts(configuration: configuration, queues: lcores.count)
-        self.configuration = configuration
         var ports: [EthPort] = []
         var roles: [PortRole] = []
         let underlayPort: EthPort
@@ -73,7 +83,6 @@ public final class Dataplane: @unchecked Sendable {
             roles.append(a.vni.map { PortRole.access(vni: $0) } ?? .tagged(a.vlans))
         }
         self.ports = ports
-        self.roles = roles
 
         let socket = lcores.first.map { EAL.socketOf(lcore: $0) } ?? Int32(SOCKET_ID_ANY)
         let poolSocket = socket < 0 ? Int32(SOCKET_ID_ANY) : socket
@@ -131,7 +140,8 @@ public final class Dataplane: @unchecked Sendable {
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx))
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)
-            cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock))
+            cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock,
+                              vniCounters: core.pointee.processor.vniCounterBlock))
         }
     }
 
@@ -163,8 +173,9 @@ public final class Dataplane: @unchecked Sendable {
     private var watchedVhostPorts: [Int] = []
 
     func watchVhostGuests() {
+        let access = configuration.access
         for (index, port) in ports.enumerated() where index > 0 && port.capabilities.driver == "net_vhost" {
-            guard configuration.access[index - 1].offloads == .auto else { continue }
+            guard index - 1 < access.count, access[index - 1].offloads == .auto else { continue }
             _ = vx_vhost_watch_guest(port.id, tables.portTakesLargeFrames + index)
             watchedVhostPorts.append(index)
             tables.setPortTakesLargeFrames(index, vx_vhost_guest_takes_tso(port.id) != 0 && port.link.up)
@@ -287,12 +298,28 @@ public final class Dataplane: @unchecked Sendable {
     /// Counter values at the last `clearStats()`, per core: reports show what happened since. The cores' own
     /// counters are never written from outside (they keep plain, unshared stores); clearing is a new baseline.
     private var baselines: [(ports: [UInt64], pipeline: [UInt64])] = []
-    private let baselineLock = NSLock()
+    let baselineLock = NSLock()
 
     /// `vxlanctl stats clear`: counters start again from zero in every report (the cores are not disturbed).
     public func clearStats() {
         baselineLock.lock(); defer { baselineLock.unlock() }
         baselines = cores.map { ($0.portCounters.snapshot(), $0.pipelineCounters.snapshot()) }
+        vniBaselines = [:]
+        let sums = vniCounterSums()
+        for slot in 0..<tables.segmentCapacity {
+            let group = Array(sums[VNICounter.slot(segment: slot, .encapPackets)..<VNICounter.slot(segment: slot + 1, .encapPackets)])
+            if group.contains(where: { $0 != 0 }) { vniBaselines[slot] = group }
+        }
+    }
+
+    /// Every core's VNI counters added up, by slot.
+    func vniCounterSums() -> [UInt64] {
+        var sums = [UInt64](repeating: 0, count: tables.segmentCapacity * VNICounter.stride)
+        for core in cores {
+            let b = core.vniCounters.base
+            for i in sums.indices { sums[i] &+= b[i] }
+        }
+        return sums
     }
 
     public func statsReport() -> StatsReport {
@@ -324,7 +351,9 @@ public final class Dataplane: @unchecked Sendable {
     }
 
     public func portsReport() -> PortsReport {
-        PortsReport(ports: ports.enumerated().map { index, port in
+        let roles = self.roles
+        let configuration = self.configuration
+        return PortsReport(ports: ports.enumerated().map { index, port in
             let hw = port.hardwareStats
             let link = port.link
             let role = roles[index]
@@ -334,7 +363,7 @@ public final class Dataplane: @unchecked Sendable {
             if case .tagged(let mappings) = role { vlans = Dictionary(uniqueKeysWithValues: mappings.map { (String($0.vlan), $0.vni) }) }
             return PortsReport.Port(
                 index: index, name: port.name, portId: Int(port.id), driver: port.capabilities.driver,
-                role: role == .underlay ? "underlay" : "access", vni: vni, vlans: vlans,
+                role: role == .underlay ? "underlay" : role == .detached ? "detached" : "access", vni: vni, vlans: vlans,
                 mac: (role == .underlay ? tables.underlayMAC : MACAddress(bytes: port.macAddress)!).description,
                 ip: role == .underlay ? configuration.underlay.addressesDescription : nil,
                 linkUp: link.up, speedMbps: link.speedMbps, queues: port.queueCount,

@@ -6,7 +6,8 @@ import CSignals
 /// vxland's signals, installed first thing in `main`, before the configuration is read:
 /// - SIGINT, SIGTERM, SIGQUIT request a clean stop at any point. Start-up checks for it between its phases (so
 ///   EAL's hugepages and runtime files are released on the way out); the running daemon within 50 ms.
-/// - SIGHUP, SIGUSR1, SIGUSR2 never stop vxland. SIGHUP is reserved for reloading the configuration.
+/// - SIGHUP, SIGUSR1, SIGUSR2 never stop vxland. SIGHUP applies the configuration file again (`reload`): what
+///   changed in it is changed, as `vxlanctl apply` does; during start-up there is nothing to reload yet.
 /// - SIGPIPE is ignored: a control client that hangs up is an EPIPE on its socket, not the end of the dataplane.
 ///
 /// The handler (C, `Sources/CSignals`) is async-signal-safe: it only sets bits in lock-free atomics.
@@ -24,12 +25,12 @@ public enum DaemonSignals {
     public static var isStopRequested: Bool { vx_signals_stop_requested() != 0 }
 
     /// Reports the signals that arrived since the last call; returns whether a stop was requested.
-    public static func check(logger: Logger) -> Bool {
+    public static func check(logger: Logger, reload: (() -> Void)? = nil) -> Bool {
         let bits = vx_signals_take()
         for sig in 1..<Int32(64) where bits & (UInt64(1) << UInt64(sig)) != 0 {
             switch sig {
             case SIGHUP:
-                logger.notice("SIGHUP: reloading the configuration is not supported yet; vxland keeps running with the configuration it started with")
+                if let reload { reload() } else { logger.notice("SIGHUP during start-up: the file being started is the one that would be reloaded; nothing to do") }
             case SIGINT, SIGTERM, SIGQUIT:
                 logger.notice("\(name(sig)): stopping")
             default:
@@ -41,9 +42,9 @@ public enum DaemonSignals {
 
     /// Until `target` is requested (by a signal or otherwise): reports signals and turns a stop signal into
     /// `target.request()`. Polls every 50 ms.
-    public static func watch(stopping target: StopSignal, logger: Logger) {
+    public static func watch(stopping target: StopSignal, logger: Logger, reload: (() -> Void)? = nil) {
         while !target.isRequested {
-            if check(logger: logger) { target.request(); return }
+            if check(logger: logger, reload: reload) { target.request(); return }
             usleep(50_000)
         }
     }

@@ -25,7 +25,7 @@ extension VXLANProcessor {
             }
             let w0 = UInt64(UInt32(bitPattern: state[i]))   // validate left the VNI there
             if w0 == lastVNI {
-                if !admits(i, segment: lastSegment) { state[i] = Self.dropped; drop(m, .remoteNotAllowed); continue }
+                if !admits(i, segment: lastSegment) { state[i] = Self.dropped; drop(m, .remoteNotAllowed, segment: lastSegment); continue }
                 state[i] = lastSegment
                 lastSource = classifyInner(m, index: i, segment: lastSegment, now: now, lastSource: lastSource)
                 continue
@@ -35,7 +35,7 @@ extension VXLANProcessor {
             if cached.value >= 0 {
                 lastVNI = w0
                 lastSegment = cached.value
-                if !admits(i, segment: cached.value) { state[i] = Self.dropped; drop(m, .remoteNotAllowed); continue }
+                if !admits(i, segment: cached.value) { state[i] = Self.dropped; drop(m, .remoteNotAllowed, segment: cached.value); continue }
                 state[i] = cached.value
                 lastSource = classifyInner(m, index: i, segment: cached.value, now: now, lastSource: lastSource)
                 continue
@@ -53,7 +53,7 @@ extension VXLANProcessor {
                     vniCache.insert(vnis.word0(k), 0, slot: Int(vnis.slot[k]), value: segment)
                     if !admits(owner, segment: segment) {
                         state[owner] = Self.dropped
-                        drop(packets[owner].unsafelyUnwrapped, .remoteNotAllowed)
+                        drop(packets[owner].unsafelyUnwrapped, .remoteNotAllowed, segment: segment)
                         continue
                     }
                     state[owner] = segment
@@ -77,6 +77,8 @@ extension VXLANProcessor {
             let s = state[i]
             if s < 0 { continue }
             let m = packets[i].unsafelyUnwrapped
+            countVNI(s, .decapPackets)
+            countVNI(s, .decapBytes, UInt64(UInt32(bitPattern: innerLength[i])))
             // Strip the outer headers and any Ethernet padding after the VXLAN payload.
             _ = vx_mbuf_adj(m, UInt16(truncatingIfNeeded: aux[i]))
             let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])

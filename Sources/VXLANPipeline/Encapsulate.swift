@@ -36,10 +36,13 @@ extension VXLANProcessor {
                 if endpoint < 0 || vx_vlan_strip(m) != 0 { state[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
             }
             ingress[i] = endpoint
-            let entry = fixedSegment >= 0 ? fixedEntry : view.segment(Int(view.endpointSegment[Int(endpoint)]))
+            let segment = fixedSegment >= 0 ? Int32(fixedSegment) : view.endpointSegment[Int(endpoint)]
+            let entry = fixedSegment >= 0 ? fixedEntry : view.segment(Int(segment))
             let length = Int(vx_mbuf_pkt_len(m))
             innerLength[i] = Int32(truncatingIfNeeded: length)
             if length < VXLANLayout.minimumInnerFrame { state[i] = Self.dropped; drop(m, .runtFrame); continue }
+            countVNI(segment, .encapPackets)
+            countVNI(segment, .encapBytes, UInt64(length))
             // Over the MTU, a sender's unfinished checksum (virtio NEEDS_CSUM / GSO), or a port that never says:
             // Offload.swift takes the frame once its destination is known.
             let flags = vx_mbuf_ol_flags(m)
@@ -88,7 +91,7 @@ extension VXLANProcessor {
         } else if s < FDBTarget.localBase {
             push(m, tunnel: Int(s), innerLength: innerLength, flowHash: flowHash, tx: tx)
         } else if s &- FDBTarget.localBase == from {
-            drop(m, .samePort)
+            drop(m, .samePort, segment: view.endpointSegment[Int(from)])
         } else if view.endpointSegment[Int(s &- FDBTarget.localBase)] != view.endpointSegment[Int(from)] {
             // Never switched into another segment: a target outside the frame's VNI is no target at all.
             count(.unknownUnicast)

@@ -185,6 +185,8 @@ public final class ForwardingTables: @unchecked Sendable {
     var portEndpoints: [[Int32]]
     /// By local port: how `show config` describes it (nil: detached, or the underlay).
     var accessSettings: [VTEPConfiguration.AccessPort?] = []
+    /// Tunnels reclaimed that the slow path has not been told about (`takeGoneTunnels`).
+    var goneTunnels: [(tunnel: Int, nextHop: IPAddress)] = []
     /// Tunnels created by run-time changes that the slow path has not started resolving yet.
     var createdTunnels: [Int] = []
     /// Memory and slots the cores may still hold, each with the grace-period token taken when it was unpublished.

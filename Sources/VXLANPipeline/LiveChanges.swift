@@ -49,7 +49,7 @@ extension ForwardingTables {
         }
         guard segmentIndex[vni] == nil else { throw ChangeError("VNI \(vni) already exists") }
         try checkFloodList(segment.flood, vni: vni)
-        if freeSegments.isEmpty { _ = reclaim() }
+        if freeSegments.isEmpty && !retired.isEmpty { waitForGracePeriod { !self.freeSegments.isEmpty } }
         guard let slot = freeSegments.last else {
             throw ChangeError("cannot add VNI \(vni): all \(segmentCapacity) VNIs (resources.vnis) are in use"
                 + (retired.isEmpty ? "" : " or waiting for the cores to let go of them"))
@@ -214,7 +214,7 @@ extension ForwardingTables {
         for m in mappings where segmentIndex[m.vni] == nil {
             throw ChangeError(m.vlan == 0 ? "VNI \(m.vni) does not exist" : "VLAN \(m.vlan): VNI \(m.vni) does not exist")
         }
-        if freeEndpoints.count < mappings.count { _ = reclaim() }
+        if freeEndpoints.count < mappings.count { waitForGracePeriod { self.freeEndpoints.count >= mappings.count } }
         guard freeEndpoints.count >= mappings.count else {
             throw ChangeError("no room for \(mappings.count) more access endpoint(s) (\(endpointCapacity) in all)")
         }
@@ -293,7 +293,7 @@ extension ForwardingTables {
             throw ChangeError("\(mac) already has a static entry in VNI \(vni) (to \(to)); delete it first")
         }
         if entries[entryKey] == nil {
-            if freeStamps.isEmpty { reclaimStamps() }
+            if freeStamps.isEmpty && !pendingStamps.isEmpty { waitForGracePeriod { !self.freeStamps.isEmpty } }
             guard !freeStamps.isEmpty else { throw ChangeError("the FDB is full (resources.fdb_entries \(fdbCapacity))") }
         }
         let t = try pinTunnel(vni: vni, remote: remote)

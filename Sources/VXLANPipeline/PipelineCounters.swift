@@ -180,3 +180,27 @@ public enum PipelineCounterLayout {
     @inlinable public static func slot(_ c: PipelineCounter) -> Int { c.rawValue }
     @inlinable public static func slot(_ r: DropReason) -> Int { PipelineCounter.allCases.count + r.rawValue }
 }
+
+/// Per-VNI counters a polling core keeps, one group per segment slot (`ForwardingTables.segmentCapacity`). A
+/// slot's counts belong to the VNI that holds it; reports subtract the values a slot had when its VNI was added.
+public enum VNICounter: Int, CaseIterable, Sendable {
+    /// Frames from the VNI's local ports (before encapsulation or local switching), and their bytes.
+    case encapPackets, encapBytes
+    /// VXLAN received for the VNI (after the outer checks and the remote filter), and the inner frames' bytes.
+    case decapPackets, decapBytes
+    /// Frames of the VNI dropped: remote not allowed, no destination, same port.
+    case drops
+
+    public var name: String {
+        switch self {
+        case .encapPackets: "encap_packets"
+        case .encapBytes: "encap_bytes"
+        case .decapPackets: "decap_packets"
+        case .decapBytes: "decap_bytes"
+        case .drops: "drops"
+        }
+    }
+
+    public static let stride = allCases.count
+    @inlinable public static func slot(segment: Int, _ c: VNICounter) -> Int { segment &* stride &+ c.rawValue }
+}

@@ -20,7 +20,7 @@ extension VXLANProcessor {
         let entry = view.segment(segment)
         let localCount = Int(entry.accessCount), remoteCount = Int(entry.floodCount)
         let destinations = remoteCount &+ localCount &- 1        // the ingress port is one of the local ones
-        if destinations <= 0 { drop(m, .noDestination); return }
+        if destinations <= 0 { drop(m, .noDestination, segment: Int32(segment)); return }
         count(.flooded)
         var sent = 0
         for d in 0..<(localCount &+ remoteCount) {
@@ -57,13 +57,13 @@ extension VXLANProcessor {
             count(.decapsulated)
             return
         }
-        deliverToMany(m, entry: entry, tx: tx)
+        deliverToMany(m, entry: entry, segment: segment, tx: tx)
     }
 
     @inline(never) @usableFromInline
-    func deliverToMany(_ m: OpaquePointer, entry: ForwardingTables.SegmentEntry, tx: TxStage) {
+    func deliverToMany(_ m: OpaquePointer, entry: ForwardingTables.SegmentEntry, segment: Int, tx: TxStage) {
         let ports = Int(entry.accessCount)
-        if ports == 0 { drop(m, .noDestination); return }
+        if ports == 0 { drop(m, .noDestination, segment: Int32(segment)); return }
         for p in 0..<ports {
             let last = p == ports &- 1
             guard let copy = last ? m : rte_pktmbuf_copy(m, offload.pools?.direct ?? vx_mbuf_pool(m), 0, UInt32.max) else {

@@ -67,7 +67,10 @@ extension ForwardingTables {
         guard let nextHop = configuration.underlay.nextHop(for: remote) else {
             throw ChangeError(ConfigParser.problem(remote: remote, underlay: configuration.underlay) ?? "no route to \(remote)")
         }
-        if freeTunnels.isEmpty { _ = reclaim() }
+        if freeTunnels.isEmpty && tunnels.count >= tunnelCapacity && !dyingTunnels.isEmpty {
+            // Under churn the tunnels just given up may still be held by a core: wait (briefly) for it to let go.
+            waitForGracePeriod { !self.freeTunnels.isEmpty }
+        }
         guard let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
             throw ChangeError("cannot create the tunnel to \(remote) in VNI \(vni): all \(tunnelCapacity) tunnels (resources.tunnels) are in use")
         }
@@ -149,6 +152,23 @@ extension ForwardingTables {
         return true
     }
 
+    /// Reclaims until `done()` or for at most `timeout` seconds: for a change that needs a slot the cores are
+    /// about to let go of (polling cores pass a quiescent state every poll round, microseconds apart).
+    func waitForGracePeriod(timeout: Double = 0.25, until done: () -> Bool) {
+        let deadline = monotonicSeconds() + timeout
+        _ = reclaim()
+        while !done() && monotonicSeconds() < deadline {
+            usleep(20)
+            _ = reclaim()
+        }
+    }
+
+    /// Tunnels reclaimed since the last call, with their next hops (the slow path stops resolving unused ones).
+    public func takeGoneTunnels() -> [(tunnel: Int, nextHop: IPAddress)] {
+        defer { goneTunnels = [] }
+        return goneTunnels
+    }
+
     /// Gives back what waited for a grace period that is now over: stamp slots, and tunnels nothing refers to
     /// (returned, with their next hops, so that the slow path can stop resolving those). Called every round.
     @discardableResult
@@ -162,6 +182,7 @@ extension ForwardingTables {
             gone.append((t, tunnels[t].nextHop))
             destroyTunnel(t)
         }
+        goneTunnels += gone
         return gone
     }
 }

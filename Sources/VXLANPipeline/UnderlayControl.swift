@@ -146,7 +146,8 @@ public final class UnderlayControl: @unchecked Sendable {
         }
         // Tunnels nothing referred to for a grace period are gone; so is the neighbor entry of a next hop no tunnel
         // uses any more (unless static or the gateway), which stops its probing.
-        for (t, nextHop) in tables.reclaim() {
+        tables.reclaim()
+        for (t, nextHop) in tables.takeGoneTunnels() {
             count(.tunnelsReclaimed)
             pendingPublish.remove(t)
             if tables.tunnelCount(through: nextHop) == 0, neighborTable.isStatic(nextHop) == false, !isGateway(nextHop) {

@@ -12,6 +12,9 @@ import VTEPConfig
 public struct VXLANProcessor: BurstProcessor {
     public let tables: ForwardingTables
     public let counterBlock: CounterBlock
+    /// Per-VNI counters (`VNICounter`), by segment slot.
+    public let vniCounterBlock: CounterBlock
+    @usableFromInline let vniCounters: UnsafeMutablePointer<UInt64>
 
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     /// The tables as the fast path reads them (FastPathView.swift): built once by ForwardingTables.
@@ -79,6 +82,8 @@ public struct VXLANProcessor: BurstProcessor {
         self.tables = tables
         counterBlock = CounterBlock(count: PipelineCounterLayout.count)
         counters = counterBlock.base
+        vniCounterBlock = CounterBlock(count: tables.segmentCapacity * VNICounter.stride)
+        vniCounters = vniCounterBlock.base
         view = tables.fastPath
         self.reader = UInt32(reader)
         self.slowPath = slowPath
@@ -126,6 +131,18 @@ public struct VXLANProcessor: BurstProcessor {
 
     @inlinable @inline(__always)
     func count(_ c: PipelineCounter, _ n: UInt64 = 1) { counters[PipelineCounterLayout.slot(c)] &+= n }
+
+    @inlinable @inline(__always)
+    func countVNI(_ segment: Int32, _ c: VNICounter, _ n: UInt64 = 1) {
+        vniCounters[VNICounter.slot(segment: Int(segment), c)] &+= n
+    }
+
+    /// Drops a frame already classified into a VNI: counted under its reason and against the VNI.
+    @inlinable @inline(__always)
+    func drop(_ m: OpaquePointer, _ reason: DropReason, segment: Int32) {
+        vniCounters[VNICounter.slot(segment: Int(segment), .drops)] &+= 1
+        drop(m, reason)
+    }
 
     @inlinable @inline(__always)
     func drop(_ m: OpaquePointer, _ reason: DropReason) {
