@@ -263,14 +263,26 @@ public enum ConfigParser {
 
         var resources = VTEPConfiguration.Resources()
         if let r = top.optional("resources") {
-            let m = try Mapping(r, path: "resources", allowed: ["mbufs", "rx_descriptors", "tx_descriptors", "fdb_entries", "tunnels"])
+            let m = try Mapping(r, path: "resources",
+                                allowed: ["mbufs", "rx_descriptors", "tx_descriptors", "fdb_entries", "tunnels", "vnis", "ports"])
             if m.optional("fdb_entries") != nil { resources.fdbEntries = try m.integer("fdb_entries", in: 1024...16_777_216) }
             if m.optional("tunnels") != nil { resources.tunnels = try m.integer("tunnels", in: 16...1_048_576) }
+            if m.optional("vnis") != nil { resources.vnis = try m.integer("vnis", in: 16...1_048_576) }
+            if m.optional("ports") != nil { resources.ports = try m.integer("ports", in: 2...256) }
             if m.optional("mbufs") != nil { resources.mbufs = try m.integer("mbufs", in: 1023...16_777_215) }
             if m.optional("rx_descriptors") != nil { resources.rxDescriptors = try m.integer("rx_descriptors", in: 32...32768) }
             if m.optional("tx_descriptors") != nil { resources.txDescriptors = try m.integer("tx_descriptors", in: 32...32768) }
         }
 
+        // The tables are sized from resources once, at start-up, and hold what is added at run time too: what the file
+        // configures must fit.
+        if segments.count > resources.vnis {
+            throw ConfigError("resources.vnis", line: nil, "\(resources.vnis) is fewer than the \(segments.count) VNIs configured")
+        }
+        if 1 + access.count > resources.ports {
+            throw ConfigError("resources.ports", line: nil,
+                              "\(resources.ports) is fewer than the \(1 + access.count) ports configured (the underlay and \(access.count) access ports)")
+        }
         var tunnels = Set<Tunnel>(minimumCapacity: segments.count + fdb.count)
         for s in segments { for remote in s.flood { tunnels.insert(Tunnel(vni: s.vni, remote: remote)) } }
         for e in fdb { tunnels.insert(Tunnel(vni: e.vni, remote: e.remote)) }

@@ -297,6 +297,54 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertNoThrow(try ConfigParser.parse("underlay: { port: p0, ip: 10.99.0.1/31 }\nvnis: [ { vni: 7, flood: [10.99.0.0] } ]"))
     }
 
+    /// resources.vnis and resources.ports size tables that also hold what is added at run time: the VNIs and ports
+    /// the file configures must fit in them.
+    func testVNIAndPortCapacities() throws {
+        let defaults = try ConfigParser.parse(Self.valid).resources
+        XCTAssertEqual(defaults.vnis, 4096)
+        XCTAssertEqual(defaults.ports, 16)
+        let smallest = try ConfigParser.parse(Self.valid + "\nresources: { vnis: 16, ports: 2 }").resources
+        XCTAssertEqual(smallest.vnis, 16)
+        XCTAssertEqual(smallest.ports, 2)
+        let largest = try ConfigParser.parse(Self.valid + "\nresources:\n  vnis: 1048576\n  ports: 256").resources
+        XCTAssertEqual(largest.vnis, 1_048_576)
+        XCTAssertEqual(largest.ports, 256)
+        XCTAssertEqual(largest.tunnels, 4096, "the other resources keep their defaults")
+
+        assertError(Self.valid + "\nresources: { vnis: 15 }", "resources.vnis (line 15): expected an integer from 16 to 1048576, got '15'")
+        assertError(Self.valid + "\nresources: { vnis: 1048577 }",
+                    "resources.vnis (line 15): expected an integer from 16 to 1048576, got '1048577'")
+        assertError(Self.valid + "\nresources: { ports: 1 }", "resources.ports (line 15): expected an integer from 2 to 256, got '1'")
+        assertError(Self.valid + "\nresources: { ports: 257 }", "resources.ports (line 15): expected an integer from 2 to 256, got '257'")
+        assertError(Self.valid + "\nresources: { ports: many }", "resources.ports (line 15): expected an integer from 2 to 256, got 'many'")
+        assertError(Self.valid + "\nresources: { queues: 2 }",
+                    "resources.queues (line 15): unknown key (expected one of: mbufs, rx_descriptors, tx_descriptors, fdb_entries, tunnels, vnis, ports)")
+
+        func vnis(_ count: Int, resources: String = "") -> String {
+            (["underlay: { port: p0, ip: 10.99.0.1/24 }", resources, "vnis:"] + (1...count).map { "  - { vni: \($0) }" }).joined(separator: "\n")
+        }
+        XCTAssertEqual(try ConfigParser.parse(vnis(16, resources: "resources: { vnis: 16 }")).segments.count, 16)
+        assertError(vnis(17, resources: "resources: { vnis: 16 }"), "resources.vnis: 16 is fewer than the 17 VNIs configured")
+        XCTAssertEqual(try ConfigParser.parse(vnis(4096)).segments.count, 4096)
+        assertError(vnis(4097), "resources.vnis: 4096 is fewer than the 4097 VNIs configured")
+        assertError(vnis(6000, resources: "resources: { vnis: 5000 }"), "resources.vnis: 5000 is fewer than the 6000 VNIs configured")
+        XCTAssertEqual(try ConfigParser.parse(vnis(6000, resources: "resources: { vnis: 6000 }")).segments.count, 6000)
+
+        func ports(_ count: Int, resources: String = "") -> String {
+            (["underlay: { port: p0, ip: 10.99.0.1/24 }", resources, "vnis: [ { vni: 42 } ]", "access:"]
+             + (1...count).map { "  - { port: p\($0), vni: 42 }" }).joined(separator: "\n")
+        }
+        // The underlay is a port too: two ports hold it and one access port.
+        XCTAssertEqual(try ConfigParser.parse(ports(1, resources: "resources: { ports: 2 }")).access.count, 1)
+        assertError(ports(2, resources: "resources: { ports: 2 }"),
+                    "resources.ports: 2 is fewer than the 3 ports configured (the underlay and 2 access ports)")
+        XCTAssertEqual(try ConfigParser.parse(ports(15)).access.count, 15)
+        assertError(ports(16), "resources.ports: 16 is fewer than the 17 ports configured (the underlay and 16 access ports)")
+        XCTAssertEqual(try ConfigParser.parse(ports(255, resources: "resources: { ports: 256 }")).access.count, 255)
+        assertError(ports(256, resources: "resources: { ports: 256 }"),
+                    "resources.ports: 256 is fewer than the 257 ports configured (the underlay and 256 access ports)")
+    }
+
     func testTheVTEPAddressIsAHostAddress() {
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.0/24"),
                     "underlay.ip (line 3): 10.99.0.0 is the network address of 10.99.0.0/24; give the VTEP a host address")
@@ -358,7 +406,7 @@ final class ConfigParserTests: XCTestCase {
     func testALargeFileIsReadCompletely() throws {
         let vnis = 50_000, entries = 10_000
         var lines = ["underlay: { port: p0, ip: 10.99.0.1/16, gateway: 10.99.0.254 }",
-                     "resources: { fdb_entries: 1048576, tunnels: 1048576 }", "neighbors:"]
+                     "resources: { fdb_entries: 1048576, tunnels: 1048576, vnis: 65536 }", "neighbors:"]
         for i in 0..<200 { lines.append("  - { ip: 10.99.1.\(i + 1), mac: \"02:00:00:00:01:\(hex(i))\" }") }
         lines.append("vnis:")
         for vni in 1...vnis { lines.append("  - { vni: \(vni), flood: [10.99.0.2] }") }
