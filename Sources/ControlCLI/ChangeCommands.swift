@@ -119,21 +119,34 @@ struct Port: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Attach access ports to VNIs, or detach them.", subcommands: [Attach.self, Detach.self])
 
     struct Attach: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Map an access port into a VNI (untagged) or its VLANs into VNIs (tagged).")
+        static let configuration = CommandConfiguration(
+            abstract: "Map an access port into a VNI (untagged) or its VLANs into VNIs (tagged).",
+            discussion: """
+                A port vxland does not poll yet is added to every polling core while the others forward: an EAL port \
+                not in use, or, with --vhost, a vhost-user port vxland creates for a VM that just started.
+                """)
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The DPDK port name (as in show ports) or id.") var port: String
         @Option(help: "The VNI of an untagged port.") var vni: String?
         @Option(help: "VLAN=VNI mappings of a tagged port, comma-separated (such as 10=5000,20=5001).") var vlans: String?
+        @Option(help: "A vhost-user port for a VM: vxland creates the net_vhost device with this socket.") var vhost: String?
+        @Flag(help: "vhost-user client mode: connect to the VM manager's socket instead of creating it.") var client = false
+        @Flag(name: .customLong("no-tso"), help: "Do not offer the guest TCP segmentation offload.") var noTSO = false
+        @Option(help: "auto (default) or software: enable no checksum offload on the port.") var offloads: String?
         func run() throws {
             var params = ["port": port]
             if let vni { params["vni"] = vni }
             if let vlans { params["vlans"] = vlans }
+            if let vhost { params["vhost_socket"] = vhost; params["vhost_client"] = String(client); params["vhost_tso"] = String(!noTSO) }
+            if let offloads { params["offloads"] = offloads }
             try change("port.attach", params, connection: connection)
         }
     }
 
     struct Detach: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Unmap an access port: its frames are dropped, its learned MACs forgotten.")
+        static let configuration = CommandConfiguration(
+            abstract: "Unmap an access port: its frames are dropped, its learned MACs forgotten.",
+            discussion: "A vhost-user port vxland created is removed (the VM stopped); frames in flight are freed.")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The DPDK port name or id.") var port: String
         func run() throws { try change("port.detach", ["port": port], connection: connection) }

@@ -39,29 +39,74 @@ public struct PollingCore<Processor: BurstProcessor> {
     public var processor: Processor
     public let tx: TxStage
     public let portCounters: CounterBlock
-    @usableFromInline let queues: UnsafeMutableBufferPointer<RxQueue>
+    /// The queues this core reads, in slots of which the first `queueCount` may be in use; a slot is read only
+    /// while `queueActive` is 1. Ports come and go at run time (`activate`/`deactivate`, from the control thread):
+    /// a deactivated slot (2) is reused only after `reclaimQueues()`, which the control thread calls once the core
+    /// has passed a quiescent state (it may have been reading the slot); only free slots (0) are written.
+    @usableFromInline let queues: UnsafeMutablePointer<RxQueue>
+    @usableFromInline let queueActive: UnsafeMutablePointer<UInt8>
+    @usableFromInline let queueCountPointer: UnsafeMutablePointer<UInt32>
+    public let queueCapacity: Int
     @usableFromInline let rxBuffer: UnsafeMutablePointer<OpaquePointer?>
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
 
     /// - Parameters:
     ///   - rxQueues: the queues this core reads.
     ///   - txQueues: for every local port, the DPDK port and the TX queue this core owns on it.
-    public init(processor: Processor, rxQueues: [RxQueue], txQueues: [(port: UInt16, queue: UInt16)]) {
+    ///   - portCapacity: local ports the core can ever serve (ports attached at run time included); at least
+    ///     `txQueues.count`.
+    public init(processor: Processor, rxQueues: [RxQueue], txQueues: [(port: UInt16, queue: UInt16)], portCapacity: Int = 0) {
         self.processor = processor
-        portCounters = CounterBlock(count: txQueues.count * PortCounter.allCases.count)
-        tx = TxStage(ports: txQueues, counters: portCounters)
-        queues = .allocate(capacity: rxQueues.count)
-        _ = queues.initialize(from: rxQueues)
+        let ports = max(portCapacity, txQueues.count, (rxQueues.map(\.localPort).max() ?? -1) + 1)
+        portCounters = CounterBlock(count: ports * PortCounter.allCases.count)
+        tx = TxStage(ports: txQueues, capacity: ports, counters: portCounters)
+        queueCapacity = max(ports, rxQueues.count)
+        queues = .allocate(capacity: queueCapacity)
+        queues.initialize(repeating: RxQueue(localPort: 0, portID: 0, queueID: 0), count: queueCapacity)
+        for (i, q) in rxQueues.enumerated() { queues[i] = q }
+        queueActive = .allocate(capacity: queueCapacity)
+        queueActive.initialize(repeating: 0, count: queueCapacity)
+        for i in rxQueues.indices { queueActive[i] = 1 }
+        queueCountPointer = .allocate(capacity: 1)
+        queueCountPointer.initialize(to: UInt32(rxQueues.count))
         rxBuffer = .allocate(capacity: PollingCore.burstSize)
         rxBuffer.initialize(repeating: nil, count: PollingCore.burstSize)
         counters = portCounters.base
+    }
+
+    /// Starts reading `queue` (control thread; the core picks it up at its next round). The port's TX side must
+    /// be set first (`tx.setPort`).
+    public func activate(_ queue: RxQueue) -> Bool {
+        let count = Int(vx_load_acquire_u32(queueCountPointer))
+        guard let slot = (0..<queueCapacity).first(where: { queueActive[$0] == 0 }) else { return false }
+        queues[slot] = queue
+        vx_store_release_u8(queueActive + slot, 1)
+        if slot >= count { vx_store_release_u32(queueCountPointer, UInt32(slot + 1)) }
+        return true
+    }
+
+    /// Makes the slots of deactivated queues reusable; only once the core passed a quiescent state since.
+    public func reclaimQueues() {
+        for slot in 0..<queueCapacity where queueActive[slot] == 2 { queueActive[slot] = 0 }
+    }
+
+    /// Stops reading every queue of local port `port` (control thread). The core may be in the middle of a round
+    /// that reads it: wait for it to pass a quiescent state before stopping the port.
+    public func deactivate(localPort port: Int) {
+        let count = Int(vx_load_acquire_u32(queueCountPointer))
+        for slot in 0..<count where queueActive[slot] == 1 && queues[slot].localPort == port {
+            vx_store_release_u8(queueActive + slot, 2)
+        }
     }
 
     /// One round over every queue. Returns the number of packets received.
     @inlinable @discardableResult
     public mutating func pollOnce() -> Int {
         var total = 0
-        for q in queues {
+        let queueCount = Int(vx_load_acquire_u32(queueCountPointer))
+        for slot in 0..<queueCount {
+            if queueActive[slot] != 1 { continue }
+            let q = queues[slot]
             let n = Int(rte_eth_rx_burst(q.portID, q.queueID, rxBuffer, UInt16(PollingCore.burstSize)))
             if n == 0 { continue }
             var bytes: UInt64 = 0
@@ -89,6 +134,8 @@ public struct PollingCore<Processor: BurstProcessor> {
         tx.discardAll()
         tx.deallocate()
         queues.deallocate()
+        queueActive.deallocate()
+        queueCountPointer.deallocate()
         rxBuffer.deallocate()
     }
 }

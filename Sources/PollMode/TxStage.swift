@@ -19,21 +19,30 @@ public struct TxStage {
     /// - Parameters:
     ///   - ports: DPDK port id and TX queue of each local port index.
     ///   - counters: the core's port counter block (`PortCounter` layout).
-    public init(ports: [(port: UInt16, queue: UInt16)], counters: CounterBlock) {
-        portCount = ports.count
-        portIDs = .allocate(capacity: max(1, ports.count))
-        queueIDs = .allocate(capacity: max(1, ports.count))
-        counts = .allocate(capacity: max(1, ports.count))
-        buffers = .allocate(capacity: max(1, ports.count) * TxStage.capacity)
-        buffers.initialize(repeating: nil, count: max(1, ports.count) * TxStage.capacity)
-        prepare = .allocate(capacity: max(1, ports.count)); prepare.initialize(repeating: false, count: max(1, ports.count))
-        models = .allocate(capacity: max(1, ports.count)); models.initialize(repeating: nil, count: max(1, ports.count))
+    ///   - capacity: local ports the stage can ever serve (ports set up later with `setPort`); at least `ports.count`.
+    public init(ports: [(port: UInt16, queue: UInt16)], capacity: Int = 0, counters: CounterBlock) {
+        let n = max(1, capacity, ports.count)
+        portCount = n
+        portIDs = .allocate(capacity: n); portIDs.initialize(repeating: 0, count: n)
+        queueIDs = .allocate(capacity: n); queueIDs.initialize(repeating: 0, count: n)
+        counts = .allocate(capacity: n); counts.initialize(repeating: 0, count: n)
+        buffers = .allocate(capacity: n * TxStage.capacity)
+        buffers.initialize(repeating: nil, count: n * TxStage.capacity)
+        prepare = .allocate(capacity: n); prepare.initialize(repeating: false, count: n)
+        models = .allocate(capacity: n); models.initialize(repeating: nil, count: n)
         for (i, p) in ports.enumerated() {
             portIDs[i] = p.port
             queueIDs[i] = p.queue
-            counts[i] = 0
         }
         self.counters = counters.base
+    }
+
+    /// Points local port `index` at a DPDK port and TX queue (a port attached at run time). Only while no packet
+    /// can be staged for it: before anything can reach the port, or after the core let go of it.
+    public func setPort(_ index: Int, port: UInt16, queue: UInt16) {
+        portIDs[index] = port
+        queueIDs[index] = queue
+        prepare[index] = false
     }
 
     /// Frees the stage's own memory; call once the core has stopped (after `flushAll`).

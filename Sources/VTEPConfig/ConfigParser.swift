@@ -307,13 +307,7 @@ public enum ConfigParser {
         let socketNode = try v.required("socket")
         let socket = v.trimmed(try v.text(socketNode, key: "socket"))
         func refuse(_ problem: String) -> ConfigError { ConfigError(v.keyPath("socket"), line: Mapping.line(socketNode), problem) }
-        guard socket.hasPrefix("/") else { throw refuse("expected the absolute path of the vhost-user socket, got '\(socket)'") }
-        guard socket.count > 1, !socket.hasSuffix("/") else { throw refuse("'\(socket)' names a directory, not a socket") }
-        // DPDK's devargs split at ',' and '=', and sockaddr_un holds 107 bytes and a NUL.
-        guard !socket.contains(","), !socket.contains("="), !socket.contains(where: { $0.isWhitespace || $0.isNewline }) else {
-            throw refuse("'\(socket)' contains a comma, '=' or a blank, which DPDK's device arguments cannot carry")
-        }
-        guard socket.utf8.count <= 107 else { throw refuse("'\(socket)' is \(socket.utf8.count) bytes; a UNIX socket path is at most 107") }
+        if let problem = problem(vhostSocket: socket) { throw refuse(problem) }
         guard sockets.insert(socket).inserted else { throw refuse("'\(socket)' is the socket of another access port too") }
         var vhost = VTEPConfiguration.Vhost(socket: socket)
         if v.optional("client") != nil { vhost.client = try v.boolean("client") }

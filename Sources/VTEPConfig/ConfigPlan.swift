@@ -82,15 +82,20 @@ public struct ConfigPlan: Equatable, Sendable {
         }
         if running.resources != desired.resources { restart.append("resources") }
 
-        // Ports: by name. A changed mapping is a detach and an attach of the same port (only that port pauses);
-        // changed driver settings (offloads, vhost) need the port re-created: a restart.
+        // Ports: by name. A changed mapping is a detach and an attach of the same port (only that port pauses); a
+        // vhost-user port vxland creates is re-created with changed settings; another port's offloads need the port
+        // configured again: a restart.
         let oldPorts = Dictionary(running.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         let newPorts = Dictionary(desired.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         var detach: [VTEPConfiguration.AccessPort] = [], attach: [VTEPConfiguration.AccessPort] = []
         for p in running.access {
             guard let q = newPorts[p.port] else { detach.append(p); continue }
+            if p.vhost != nil || q.vhost != nil {
+                // vxland's own vhost-user device: re-created with the new settings (the VM reconnects).
+                if p != q { detach.append(p); attach.append(q) }
+                continue
+            }
             if p.offloads != q.offloads { restart.append("access port \(p.port): offloads \(p.offloads.rawValue) -> \(q.offloads.rawValue)") }
-            if p.vhost != q.vhost { restart.append("access port \(p.port): vhost settings") }
             if p.vni != q.vni || p.vlans != q.vlans { detach.append(p); attach.append(q) }
         }
         for q in desired.access where oldPorts[q.port] == nil { attach.append(q) }

@@ -28,4 +28,16 @@ extension ConfigParser {
     public static func problem(unicast mac: MACAddress) -> String? {
         mac.isMulticast || mac.isZero ? "\(mac) is not a unicast address" : nil
     }
+
+    /// Why `socket` cannot be a vhost-user port's socket path, or nil.
+    public static func problem(vhostSocket socket: String) -> String? {
+        guard socket.hasPrefix("/") else { return "expected the absolute path of the vhost-user socket, got '\(socket)'" }
+        guard socket.count > 1, !socket.hasSuffix("/") else { return "'\(socket)' names a directory, not a socket" }
+        // DPDK's devargs split at ',' and '=', and sockaddr_un holds 107 bytes and a NUL.
+        guard !socket.contains(","), !socket.contains("="), !socket.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+            return "'\(socket)' contains a comma, '=' or a blank, which DPDK's device arguments cannot carry"
+        }
+        guard socket.utf8.count <= 107 else { return "'\(socket)' is \(socket.utf8.count) bytes; a UNIX socket path is at most 107" }
+        return nil
+    }
 }

@@ -19,7 +19,7 @@ enum ChangeMethods {
         "fdb.flush": ["vni"],
         "neighbor.add": ["ip", "mac"],
         "neighbor.del": ["ip"],
-        "port.attach": ["port", "vni", "vlans"],
+        "port.attach": ["port", "vni", "vlans", "vhost_socket", "vhost_client", "vhost_tso", "offloads"],
         "port.detach": ["port"],
         "config.apply": ["path", "dry_run"],
     ]
@@ -106,7 +106,23 @@ enum ChangeMethods {
             if let existing = running.access.first(where: { $0.port == name }) {
                 throw p.failure("port \(name) is already attached (\(ConfigPlan.Change.mapping(existing))); detach it first")
             }
-            let port = vni.map { VTEPConfiguration.AccessPort(port: name, vni: $0) } ?? .init(port: name, vlans: vlans!)
+            var port = vni.map { VTEPConfiguration.AccessPort(port: name, vni: $0) } ?? .init(port: name, vlans: vlans!)
+            if let socket = p.values["vhost_socket"] {
+                guard name.hasPrefix("net_vhost") else {
+                    throw p.failure("port: '\(name)' cannot carry vhost: a vhost-user port's name must start with net_vhost (such as net_vhost0)")
+                }
+                if let problem = ConfigParser.problem(vhostSocket: socket) { throw p.failure("vhost_socket: \(problem)") }
+                if running.access.contains(where: { $0.vhost?.socket == socket }) {
+                    throw p.failure("vhost_socket: '\(socket)' is the socket of another access port")
+                }
+                port.vhost = .init(socket: socket, client: try p.boolean("vhost_client") ?? false, tso: try p.boolean("vhost_tso") ?? true)
+            } else if p.values["vhost_client"] != nil || p.values["vhost_tso"] != nil {
+                throw p.failure("vhost_client and vhost_tso need vhost_socket")
+            }
+            if let mode = p.values["offloads"] {
+                guard let m = VTEPConfiguration.OffloadMode(rawValue: mode) else { throw p.failure("offloads: expected auto or software, got '\(mode)'") }
+                port.offloads = m
+            }
             return try done([.attachPort(port)])
         case "port.detach":
             let name = try p.required("port")

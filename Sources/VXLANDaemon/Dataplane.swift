@@ -19,14 +19,24 @@ public final class Dataplane: @unchecked Sendable {
 
     /// The running configuration: the file's, with every change made since.
     public var configuration: VTEPConfiguration { underlay.configuration }
-    /// Local port index -> port: 0 is the underlay, then the access ports in configuration order.
-    public let ports: [EthPort]
+    /// Local port index -> port: 0 is the underlay, then the access ports in configuration order, then ports
+    /// attached at run time. A port removed at run time (a VM's vhost-user port) stays in its slot, closed and
+    /// listed in `removedPorts`, until a new port reuses the slot.
+    public var ports: [EthPort] { portsLock.withLock { portList } }
+    var portList: [EthPort]
+    /// Slots whose port was removed (closed); reports skip them.
+    public var removedPorts: Set<Int> { portsLock.withLock { removedList } }
+    var removedList: Set<Int> = []
+    let portsLock = NSLock()
     /// Each local port's role now (`.detached` once detached).
     public var roles: [PortRole] { underlay.change { $0.roles } }
     public let pool: PacketPool
     /// Mbufs without data room for rte_gso's segments; one pool of 64 KB mbufs per large-frame af_packet port.
     public let indirectPool: PacketPool
-    public let largeFramePools: [PacketPool]
+    public internal(set) var largeFramePools: [PacketPool]
+    /// For names of pools made later (ports attached at run time).
+    let instance: Int
+    let poolSocket: Int32
     /// How encapsulated packets leave through the underlay: what its NIC does, what vxland does in software.
     public let txPlan: TunnelTxPlan
     public let tables: ForwardingTables
@@ -35,12 +45,13 @@ public final class Dataplane: @unchecked Sendable {
     private var slowPathThread: Thread?
     public private(set) var cores: [Core] = []
     public let stopSignal = StopSignal()
+    let lcores: [UInt32]
     private let started = Date()
-    private var pollingCores: [UnsafeMutablePointer<PollingCore<VXLANProcessor>>] = []
+    var pollingCores: [UnsafeMutablePointer<PollingCore<VXLANProcessor>>] = []
     private var launchedOnWorkers = false
     private var stopped = false
-    private static let instances = Counter()
-    private let vhostPorts: VhostPorts
+    static let instances = Counter()
+    let vhostPorts: VhostPorts
     /// Run-time changes (LiveConfig.swift) one at a time, whoever asks (the control socket, SIGHUP).
     let changeLock = NSLock()
     /// Where every run-time change is logged.
@@ -82,7 +93,8 @@ public final class Dataplane: @unchecked Sendable {
             ports.append(port)
             roles.append(a.vni.map { PortRole.access(vni: $0) } ?? .tagged(a.vlans))
         }
-        self.ports = ports
+        self.portList = ports
+        self.lcores = lcores
 
         let socket = lcores.first.map { EAL.socketOf(lcore: $0) } ?? Int32(SOCKET_ID_ANY)
         let poolSocket = socket < 0 ? Int32(SOCKET_ID_ANY) : socket
@@ -95,34 +107,17 @@ public final class Dataplane: @unchecked Sendable {
         tables = try ForwardingTables(configuration: configuration, roles: roles, underlayMAC: mac, readers: lcores.count)
         underlay = try UnderlayControl(tables: tables, pool: pool, cores: lcores.count)
 
-        var largeFramePools: [Int: PacketPool] = [:]
+        var largeFramePools: [PacketPool] = []
         for (index, port) in ports.enumerated() {
-            var setup = PortSetup(queues: lcores.count)
-            setup.rxDescriptors = configuration.resources.rxDescriptors
-            setup.txDescriptors = configuration.resources.txDescriptors
             let mode = index == 0 ? configuration.underlay.offloads : configuration.access[index - 1].offloads
-            // Chained mbufs (jumbo RX, segments) must be sendable everywhere. The underlay is offered every tunnel
-            // offload it advertises; access ports the receive checksum offloads, so that a VM's unfinished
-            // checksums arrive flagged (vhost-user) instead of being completed by the driver.
-            setup.wantedTxOffloads = TxOffloads.multiSegments.rawValue
-            if index == 0 && mode == .auto { setup.wantedTxOffloads = TxOffloads.all.rawValue }
-            if index > 0 && mode == .auto {
-                setup.wantedRxOffloads = vx_rx_offload_tcp_cksum() | vx_rx_offload_udp_cksum()
-                // vhost-user: partial checksums and (with the guest's TSO) segmentation metadata go to the guest.
-                setup.wantedTxOffloads |= TxOffloads.tcpChecksum.rawValue | TxOffloads.udpChecksum.rawValue
+            if let large = try Dataplane.configure(port, index: index, mode: mode, configuration: configuration, queues: lcores.count,
+                                                   pool: pool, tag: "\(instance)_\(index)", socket: poolSocket) {
+                largeFramePools.append(large)
             }
-            if index == 0 && mode == .auto { setup.wantedRxOffloads = RxChecksums.offloads; setup.vxlanUDPPort = configuration.underlay.udpPort }
-            var rxPool = pool
-            if let frame = Dataplane.afPacketFrameSize(port), frame > 2048 {
-                // net_af_packet copies each kernel frame (64 KB GSO frames with framesz=65424) into one mbuf.
-                let large = try PacketPool(name: "vxland_large\(instance)_\(index)", count: 1023, cacheSize: 32,
-                                           dataRoom: min(65535, frame + Int(RTE_PKTMBUF_HEADROOM)), socket: poolSocket)
-                largeFramePools[index] = large
-                rxPool = large
-            }
-            do { try port.configure(setup, pool: rxPool) } catch { throw SetupError("port \(port.name): \(error)") }
         }
-        self.largeFramePools = Array(largeFramePools.values)
+        self.largeFramePools = largeFramePools
+        self.instance = instance
+        self.poolSocket = poolSocket
         txPlan = txPlanOverride ?? (configuration.underlay.offloads == .software
             ? .software : TunnelTxPlan(enabled: TxOffloads(rawValue: underlayPort.enabledTxOffloads)))
         // Kernel-attached ports: the kernel's checksum offload leaves TCP/UDP sums unfinished and af_packet has no
@@ -137,12 +132,43 @@ public final class Dataplane: @unchecked Sendable {
                                           completeChecksumPorts: completeChecksumPorts,
                                           underlayRxChecksums: RxChecksums.reported(byPortWith: underlayPort.enabledRxOffloads))
             let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload)
-            core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx))
+            core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx, portCapacity: tables.portCapacity))
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)
             cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock,
                               vniCounters: core.pointee.processor.vniCounterBlock))
         }
+    }
+
+    /// Configures one port for `queues` polling cores as its role wants; returns the pool of 64 KB buffers made for
+    /// a kernel-attached port that takes large frames, if one was.
+    static func configure(_ port: EthPort, index: Int, mode: VTEPConfiguration.OffloadMode, configuration: VTEPConfiguration,
+                          queues: Int, pool: PacketPool, tag: String, socket: Int32) throws -> PacketPool? {
+        var setup = PortSetup(queues: queues)
+        setup.rxDescriptors = configuration.resources.rxDescriptors
+        setup.txDescriptors = configuration.resources.txDescriptors
+        // Chained mbufs (jumbo RX, segments) must be sendable everywhere. The underlay is offered every tunnel
+        // offload it advertises; access ports the receive checksum offloads, so that a VM's unfinished
+        // checksums arrive flagged (vhost-user) instead of being completed by the driver.
+        setup.wantedTxOffloads = TxOffloads.multiSegments.rawValue
+        if index == 0 && mode == .auto { setup.wantedTxOffloads = TxOffloads.all.rawValue }
+        if index > 0 && mode == .auto {
+            setup.wantedRxOffloads = vx_rx_offload_tcp_cksum() | vx_rx_offload_udp_cksum()
+            // vhost-user: partial checksums and (with the guest's TSO) segmentation metadata go to the guest.
+            setup.wantedTxOffloads |= TxOffloads.tcpChecksum.rawValue | TxOffloads.udpChecksum.rawValue
+        }
+        if index == 0 && mode == .auto { setup.wantedRxOffloads = RxChecksums.offloads; setup.vxlanUDPPort = configuration.underlay.udpPort }
+        var rxPool = pool
+        var large: PacketPool? = nil
+        if let frame = Dataplane.afPacketFrameSize(port), frame > 2048 {
+            // net_af_packet copies each kernel frame (64 KB GSO frames with framesz=65424) into one mbuf.
+            let p = try PacketPool(name: "vxland_large\(tag)", count: 1023, cacheSize: 32,
+                                   dataRoom: min(65535, frame + Int(RTE_PKTMBUF_HEADROOM)), socket: socket)
+            large = p
+            rxPool = p
+        }
+        do { try port.configure(setup, pool: rxPool) } catch { throw SetupError("port \(port.name): \(error)") }
+        return large
     }
 
     /// Starts the ports. Polling happens in `launch()` (worker lcores) or `runOnCurrentThread()`.
@@ -170,15 +196,36 @@ public final class Dataplane: @unchecked Sendable {
     /// TSO and partial checksums, unless the port's `offloads` is `software`. Guests come and go: net_vhost's
     /// link-state event (raised on the vhost thread when a guest attaches or leaves) publishes the flag; it is
     /// also read once when the ports start, for a guest that attached before.
-    private var watchedVhostPorts: [Int] = []
+    var watchedVhostPorts: [Int] = []
 
     func watchVhostGuests() {
         let access = configuration.access
         for (index, port) in ports.enumerated() where index > 0 && port.capabilities.driver == "net_vhost" {
             guard index - 1 < access.count, access[index - 1].offloads == .auto else { continue }
-            _ = vx_vhost_watch_guest(port.id, tables.portTakesLargeFrames + index)
-            watchedVhostPorts.append(index)
-            tables.setPortTakesLargeFrames(index, vx_vhost_guest_takes_tso(port.id) != 0 && port.link.up)
+            watchVhostGuest(index)
+        }
+    }
+
+    func watchVhostGuest(_ index: Int) {
+        let port = ports[index]
+        _ = vx_vhost_watch_guest(port.id, tables.portTakesLargeFrames + index)
+        watchedVhostPorts.append(index)
+        tables.setPortTakesLargeFrames(index, vx_vhost_guest_takes_tso(port.id) != 0 && port.link.up)
+    }
+
+    func unwatchVhostGuest(_ index: Int) {
+        guard let i = watchedVhostPorts.firstIndex(of: index) else { return }
+        vx_vhost_unwatch_guest(ports[index].id, tables.portTakesLargeFrames + index)
+        watchedVhostPorts.remove(at: i)
+    }
+
+    /// A slot reused by a new port: its counters start from zero in every report.
+    func clearPortBaselines(_ slot: Int) {
+        baselineLock.lock(); defer { baselineLock.unlock() }
+        for c in baselines.indices {
+            for counter in PortCounter.allCases where PortCounter.slot(port: slot, counter) < baselines[c].ports.count {
+                baselines[c].ports[PortCounter.slot(port: slot, counter)] = 0
+            }
         }
     }
 
@@ -297,7 +344,7 @@ public final class Dataplane: @unchecked Sendable {
 
     /// Counter values at the last `clearStats()`, per core: reports show what happened since. The cores' own
     /// counters are never written from outside (they keep plain, unshared stores); clearing is a new baseline.
-    private var baselines: [(ports: [UInt64], pipeline: [UInt64])] = []
+    var baselines: [(ports: [UInt64], pipeline: [UInt64])] = []
     let baselineLock = NSLock()
 
     /// `vxlanctl stats clear`: counters start again from zero in every report (the cores are not disturbed).
@@ -322,6 +369,12 @@ public final class Dataplane: @unchecked Sendable {
         return sums
     }
 
+    /// The ports in use, with their local indices (removed ones left out).
+    var livePorts: [(offset: Int, element: EthPort)] {
+        let (list, removed) = portsLock.withLock { (portList, removedList) }
+        return list.enumerated().filter { !removed.contains($0.offset) }.map { ($0.offset, $0.element) }
+    }
+
     public func statsReport() -> StatsReport {
         baselineLock.lock()
         let baselines = self.baselines
@@ -333,7 +386,7 @@ public final class Dataplane: @unchecked Sendable {
                 for i in p.indices { p[i] &-= baselines[index].ports[i] }
                 for i in q.indices { q[i] &-= baselines[index].pipeline[i] }
             }
-            let portReports = ports.enumerated().map { index, port in
+            let portReports = livePorts.map { index, port in
                 StatsReport.PortCounters(port: port.name, counters: Dictionary(uniqueKeysWithValues: PortCounter.allCases.map {
                     ($0.name, p[PortCounter.slot(port: index, $0)])
                 }))
@@ -353,7 +406,8 @@ public final class Dataplane: @unchecked Sendable {
     public func portsReport() -> PortsReport {
         let roles = self.roles
         let configuration = self.configuration
-        return PortsReport(ports: ports.enumerated().map { index, port in
+        let removed = removedPorts
+        return PortsReport(ports: ports.enumerated().filter { !removed.contains($0.offset) }.map { index, port in
             let hw = port.hardwareStats
             let link = port.link
             let role = roles[index]

@@ -24,19 +24,29 @@ final class VhostPorts {
     /// vxland's own memory need not be hugepages: the vhost library maps the VM's memory (which the VM side must
     /// share: hugepages or memfd) and copies packets to and from vxland's buffers, so `--no-huge` works here.
     init(configuration: VTEPConfiguration, queues: Int) throws {
-        for (i, access) in configuration.access.enumerated() {
-            guard let vhost = access.vhost else { continue }
-            let key = "access[\(i)].vhost"
-            var id: UInt16 = 0
-            if rte_eth_dev_get_port_by_name(access.port, &id) == 0 {
-                throw SetupError("\(key): a port named \(access.port) exists already (an EAL --vdev?); vxland creates vhost-user ports itself: drop the --vdev or the vhost key")
-            }
-            if !vhost.client { try VhostPorts.checkServerSocket(vhost.socket, key: key) }
-            let arguments = "iface=\(vhost.socket),client=\(vhost.client ? 1 : 0),tso=\(vhost.tso ? 1 : 0),queues=\(max(1, queues))"
-            do { try VirtualDevice.create(access.port, arguments: arguments) } catch { throw SetupError("\(key): \(error)") }
-            devices.append(Device(name: access.port, socket: vhost.socket, server: !vhost.client))
+        for (i, access) in configuration.access.enumerated() where access.vhost != nil {
+            try create(access, queues: queues, key: "access[\(i)].vhost")
         }
     }
+
+    /// Creates the net_vhost device of one access port (at start, or attached at run time).
+    func create(_ access: VTEPConfiguration.AccessPort, queues: Int, key: String) throws {
+        guard let vhost = access.vhost else { return }
+        var id: UInt16 = 0
+        if rte_eth_dev_get_port_by_name(access.port, &id) == 0 {
+            throw SetupError("\(key): a port named \(access.port) exists already (an EAL --vdev?); vxland creates vhost-user ports itself: drop the --vdev or the vhost key")
+        }
+        if devices.contains(where: { $0.socket == vhost.socket }) {
+            throw SetupError("\(key).socket: \(vhost.socket) is the socket of another vhost-user port")
+        }
+        if !vhost.client { try VhostPorts.checkServerSocket(vhost.socket, key: key) }
+        let arguments = "iface=\(vhost.socket),client=\(vhost.client ? 1 : 0),tso=\(vhost.tso ? 1 : 0),queues=\(max(1, queues))"
+        do { try VirtualDevice.create(access.port, arguments: arguments) } catch { throw SetupError("\(key): \(error)") }
+        devices.append(Device(name: access.port, socket: vhost.socket, server: !vhost.client))
+    }
+
+    /// Whether vxland created the device `name` (and so removes it when the port goes).
+    func owns(_ name: String) -> Bool { devices.contains { $0.name == name } }
 
     /// A server socket's directory must exist; the path must be free, or a socket nobody listens on any more
     /// (left by a vxland that was killed), which is removed so that the vhost library can bind it again.
@@ -80,16 +90,24 @@ final class VhostPorts {
 
     /// Removes the devices (after the dataplane closed their ports) and any server socket that outlived them.
     func remove() {
-        for device in devices.reversed() {
-            VirtualDevice.remove(device.name)
-            // The vhost library unlinks its socket when the port closes; a file still there with nobody listening
-            // is ours (a port that was never configured, say).
-            var info = stat()
-            if device.server, lstat(device.socket, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK, !VhostPorts.isListening(device.socket) {
-                unlink(device.socket)
-            }
-        }
+        for device in devices.reversed() { remove(device) }
         devices = []
+    }
+
+    /// Removes one device, after its port was closed.
+    func remove(name: String) {
+        guard let i = devices.firstIndex(where: { $0.name == name }) else { return }
+        remove(devices.remove(at: i))
+    }
+
+    private func remove(_ device: Device) {
+        VirtualDevice.remove(device.name)
+        // The vhost library unlinks its socket when the port closes; a file still there with nobody listening
+        // is ours (a port that was never configured, say).
+        var info = stat()
+        if device.server, lstat(device.socket, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK, !VhostPorts.isListening(device.socket) {
+            unlink(device.socket)
+        }
     }
 
     deinit { remove() }

@@ -109,13 +109,17 @@ public struct VXLANProcessor: BurstProcessor {
         coalesceState = .allocate(capacity: 1); coalesceState.initialize(to: 0)
         segmentScratch = .allocate(capacity: Self.maxSegments); segmentScratch.initialize(repeating: nil, count: Self.maxSegments)
         self.offload = offload
-        let ports = max(1, (offload.completeChecksumPorts.max() ?? 0) + 1, tables.roles.count)
+        let ports = max(1, (offload.completeChecksumPorts.max() ?? 0) + 1, tables.roles.count, tables.portCapacity)
         completesChecksums = .allocate(capacity: ports); completesChecksums.initialize(repeating: 0, count: ports)
         for p in offload.completeChecksumPorts where p >= 0 { completesChecksums[p] = 1 }
         underlayRxChecksums = offload.underlayRxChecksums
         workThreshold = view.hasAddress6 ? min(view.maxInnerFrame, view.maxInnerFrame6) : view.maxInnerFrame
         tables.registerReader(reader)
     }
+
+    /// Marks whether local port `port` leaves TCP/UDP checksums unfinished (a kernel-attached port attached at run
+    /// time); only while no frame from it can be in the core's hands.
+    public func setCompletesChecksums(_ on: Bool, port: Int) { completesChecksums[port] = on ? 1 : 0 }
 
     /// Frees the scratch memory and leaves RCU; call once the core has stopped.
     public func release() {
