@@ -4,11 +4,11 @@ import Foundation
 
 /// vxland's counters in DPDK's telemetry, next to ethdev's: `dpdk-telemetry.py -f PREFIX`, then `/vxland/stats`
 /// (pipeline counters and drops by reason, summed over cores), `/vxland/ports` (per port), `/vxland/cores`
-/// (per polling core). The callbacks run on DPDK's telemetry thread and read the same per-core counters the
+/// (per polling core), `/vxland/vnis` (per VNI). The callbacks run on DPDK's telemetry thread and read the same per-core counters the
 /// control socket reads; DPDK 22.11 cannot unregister a command, so after the dataplane stops they answer empty.
 enum Telemetry {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var dataplane: Dataplane?
+    static let lock = NSLock()
+    nonisolated(unsafe) static var dataplane: Dataplane?
     nonisolated(unsafe) private static var registered = false
 
     static func attach(_ d: Dataplane) {
@@ -28,6 +28,22 @@ enum Telemetry {
                 Telemetry.nested("lcore\(c.lcore)", c.pipeline.merging(c.drops.mapKeys { "drop_\($0)" }) { a, _ in a }, in: out)
             }
         } }, "vxland counters per polling core. No parameters")
+        registerVNIs()
+    }
+
+    /// `/vxland/vnis`: per VNI its counters (packets and bytes each way, drops) and learned MACs.
+    static func registerVNIs() {
+        _ = rte_telemetry_register_cmd("/vxland/vnis", { _, _, d in
+            guard let d else { return -1 }
+            rte_tel_data_start_dict(d)
+            Telemetry.lock.lock(); defer { Telemetry.lock.unlock() }
+            for v in Telemetry.dataplane?.vnisReport().vnis ?? [] {
+                var values = v.counters
+                values["learned"] = UInt64(v.learned)
+                Telemetry.nested("vni\(v.vni)", values, in: d)
+            }
+            return 0
+        }, "vxland per-VNI counters (encap/decap packets and bytes, drops, learned MACs). No parameters")
     }
 
     static func detach() {
@@ -47,7 +63,7 @@ enum Telemetry {
         for (name, value) in values.sorted(by: { $0.key < $1.key }) { _ = rte_tel_data_add_dict_u64(d, name, value) }
     }
 
-    private static func nested(_ name: String, _ values: [String: UInt64], in d: OpaquePointer) {
+    static func nested(_ name: String, _ values: [String: UInt64], in d: OpaquePointer) {
         guard let inner = rte_tel_data_alloc() else { return }
         rte_tel_data_start_dict(inner)
         add(values, to: inner)

@@ -123,21 +123,30 @@ def test_control_socket_show_commands_and_clean_stop(tmp_path):
 
 def test_telemetry_shows_vxlands_counters(tmp_path):
     """DPDK's own telemetry client reads vxland's counters next to ethdev's (/vxland/stats, /ports, /cores)."""
-    eal = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1,no-rx=1"]
+    eal = ["-l", "0,1", "--no-huge", "-m", "256", "--no-pci", "--vdev", "net_null0", "--vdev", "net_null1"]
     daemon = Vxland(tmp_path, eal, NULL_CONFIG)
     try:
-        before = daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > 1000)
-        result = subprocess.run(["/usr/bin/dpdk-telemetry.py", "-f", daemon.prefix], input="/vxland/stats\n/vxland/ports\n/vxland/cores\n",
+        before = daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > 1000 and s["totals"]["pipeline"]["encapsulated"] > 1000)
+        before_vnis = json.loads(daemon.ctl("show", "vnis", "--json").stdout)["vnis"]
+        result = subprocess.run(["/usr/bin/dpdk-telemetry.py", "-f", daemon.prefix],
+                                input="/vxland/stats\n/vxland/ports\n/vxland/cores\n/vxland/vnis\n",
                                 capture_output=True, text=True, timeout=30)
         answers = {}
         for line in result.stdout.splitlines():
             if line.startswith("{"):
                 answers.update(json.loads(line))
         after = daemon.stats()
+        after_vnis = json.loads(daemon.ctl("show", "vnis", "--json").stdout)["vnis"]
     finally:
         status, log = daemon.stop()
     assert status == 0, log
     stats, ports, cores = answers["/vxland/stats"], answers["/vxland/ports"], answers["/vxland/cores"]
+    # Per VNI: the access port's frames (net_null1 produces them) counted in VNI 42, between the two socket reads.
+    vnis = answers["/vxland/vnis"]
+    assert set(vnis) == {"vni42"}
+    assert set(vnis["vni42"]) == {"encap_packets", "encap_bytes", "decap_packets", "decap_bytes", "drops", "learned"}
+    assert before_vnis[0]["counters"]["encap_packets"] <= vnis["vni42"]["encap_packets"] <= after_vnis[0]["counters"]["encap_packets"]
+    assert vnis["vni42"]["encap_packets"] > 0 and vnis["vni42"]["encap_bytes"] == 64 * vnis["vni42"]["encap_packets"]
     # Counters only grow: what telemetry read lies between the two control-socket reads.
     assert before["totals"]["drops"]["not_our_mac"] <= stats["drop_not_our_mac"] <= after["totals"]["drops"]["not_our_mac"]
     assert set(stats) == set(after["totals"]["pipeline"]) | {f"drop_{k}" for k in after["totals"]["drops"]}
@@ -168,3 +177,8 @@ def test_dpdk_dumpcap_captures_a_port_while_vxland_forwards(tmp_path):
     tunnelled = [p for p in packets if UDP in p and p[UDP].dport == 4789]
     assert tunnelled and all(p[VXLAN].vni == 42 and len(bytes(p[VXLAN].payload)) == 64 for p in tunnelled)
     assert after["totals"]["drops"]["not_our_mac"] > 0
+    # Wireshark's decoder reads the same file: the same VXLAN packets, VNI 42, to 10.99.0.2.
+    fields = subprocess.run(["tshark", "-r", str(out), "-Y", "vxlan", "-T", "fields", "-e", "vxlan.vni", "-e", "ip.dst"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")
+    rows = [line.split("\t") for line in fields if line]
+    assert len(rows) == len(tunnelled) and all(r == ["42", "10.99.0.2"] for r in rows), rows[:5]
