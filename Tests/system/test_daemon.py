@@ -182,3 +182,17 @@ def test_dpdk_dumpcap_captures_a_port_while_vxland_forwards(tmp_path):
                             capture_output=True, text=True, timeout=60, check=True).stdout.split("\n")
     rows = [line.split("\t") for line in fields if line]
     assert len(rows) == len(tunnelled) and all(r == ["42", "10.99.0.2"] for r in rows), rows[:5]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completions_cover_every_command(tmp_path, shell):
+    """`vxlanctl --generate-completion-script SHELL` (the argument parser's) names every subcommand; bash loads it."""
+    script = subprocess.run([str(VXLANCTL), "--generate-completion-script", shell], capture_output=True, text=True,
+                            check=True, timeout=10).stdout
+    for word in ["show", "vnis", "config", "vni", "flood", "fdb", "neighbor", "port", "attach", "detach", "apply", "flush"]:
+        assert word in script, f"{shell} completion lacks '{word}'"
+    if shell == "bash":
+        path = tmp_path / "vxlanctl.bash"
+        path.write_text(script)
+        loaded = subprocess.run(["bash", "-c", f"source {path} && complete -p vxlanctl"], capture_output=True, text=True, timeout=10)
+        assert loaded.returncode == 0 and "_vxlanctl" in loaded.stdout, loaded.stderr
