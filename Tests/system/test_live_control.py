@@ -325,6 +325,26 @@ def test_fdb_add_del_and_flush(tmp_path):
             "vxlanctl: fdb flush vni 43: 0 learned entries removed", "vxlanctl: fdb add vni 42 02:00:00:00:42:09 remote 10.99.0.3"]
 
 
+def test_tunnel_capacity_is_all_or_nothing(tmp_path):
+    # Tunnels are per VNI and remote: 42->.2, 43->.2, 43->.3 and the static entry 44->.3 hold 4 of the 16.
+    with running(tmp_path, NULL_CONFIG + "resources: { tunnels: 16 }\n") as daemon:
+        twelve = [f"10.99.0.{n}" for n in range(10, 22)]
+        refused(daemon, "flood", "add", "44", *twelve, "10.99.0.22",
+                message="cannot create the tunnel to 10.99.0.22 in VNI 44: all 16 tunnels (resources.tunnels) are in use")
+        refused(daemon, "vni", "add", "45", "--flood", ",".join(twelve + ["10.99.0.22"]),
+                message="cannot create the tunnel to 10.99.0.22 in VNI 45: all 16 tunnels (resources.tunnels) are in use")
+        done(daemon, "flood", "add", "44", *twelve, changes=[f"vni 44: flood add {','.join(twelve)}"])
+        refused(daemon, "fdb", "add", "42", "02:00:00:00:42:09", "10.99.0.3",
+                message="cannot create the tunnel to 10.99.0.3 in VNI 42: all 16 tunnels (resources.tunnels) are in use")
+        # A static entry to a remote the VNI already has a tunnel to takes none.
+        done(daemon, "fdb", "add", "44", "02:00:00:00:44:09", "10.99.0.10", changes=["fdb add vni 44 02:00:00:00:44:09 remote 10.99.0.10"])
+        # Given back, they are there for another VNI.
+        done(daemon, "flood", "del", "44", *twelve[1:], changes=[f"vni 44: flood del {','.join(twelve[1:])}"])
+        done(daemon, "vni", "add", "45", "--flood", ",".join(twelve[1:]), changes=[f"vni add 45 flood {','.join(twelve[1:])}"])
+        refused(daemon, "vni", "add", "46", "--flood", "10.99.0.2",
+                message="cannot create the tunnel to 10.99.0.2 in VNI 46: all 16 tunnels (resources.tunnels) are in use")
+
+
 def test_neighbor_add_and_del(tmp_path):
     with running(tmp_path) as daemon:
         done(daemon, "neighbor", "add", "10.99.0.4", "02:00:00:00:00:04", changes=["neighbor add 10.99.0.4 02:00:00:00:00:04"])
@@ -531,6 +551,24 @@ neighbors:
         assert relative.returncode == 0 and relative.stdout == "would do (dry run):\n" + "".join(f"  {c}\n" for c in plan)
 
 
+def test_apply_changes_settings_in_place(tmp_path):
+    """A VNI's flood order and settings change in place: the VNI is not removed and added again."""
+    with running(tmp_path) as daemon:
+        target = tmp_path / "target.yaml"
+        target.write_text(NULL_CONFIG.replace("  - { vni: 43, flood: [10.99.0.2, 10.99.0.3] }",
+                                              "  - { vni: 43, flood: [10.99.0.3, 10.99.0.2], ageing: 30, max_learned: 9, "
+                                              "allowed_remotes: [10.99.0.0/28] }"))
+        change = "vni 43: flood list reordered; ageing 300 -> 30; max_learned 0 -> 9; allowed_remotes none -> [10.99.0.0/28]"
+        assert daemon.ctl("apply", str(target)).stdout == f"done:\n  {change}\n"
+        shown = vnis(daemon)[43]
+        assert (shown["flood"], shown["ageing_seconds"], shown["max_learned"], shown["allowed_remotes"], shown["ports"]) == (
+            ["10.99.0.3", "10.99.0.2"], 30, 9, ["10.99.0.0/28"], ["net_null2"])
+        assert ("  - { vni: 43, flood: [10.99.0.3, 10.99.0.2], learning: true, ageing: 30, max_learned: 9, "
+                "allowed_remotes: [10.99.0.0/28] }\n") in show_config(daemon)
+        assert change_notices(daemon) == [f"vxlanctl apply {target}: {change}"]
+        assert daemon.ctl("apply", str(target)).stdout == "nothing to change\n"
+
+
 @pytest.mark.xfail(strict=True, reason="vni del of a VNI an access port maps to is refused, but its static FDB entries, "
                    "removed first and put back on refusal, move to the end of show config's fdb list")
 def test_refused_vni_del_keeps_the_fdb_list_in_order(tmp_path):
@@ -584,11 +622,30 @@ def test_reattached_port_keeps_its_offloads_setting(tmp_path):
         assert show_config(daemon) == before
 
 
+@pytest.mark.xfail(strict=True, reason="vni add (by vxlanctl, and in apply's plan and log) is described as 'vni add N "
+                   "flood ...' only: a VNI added with learning off, another ageing, a learned-MAC limit or an allow-list "
+                   "is logged and planned without them")
+def test_vni_add_names_its_settings_in_the_log_and_the_plan(tmp_path):
+    with running(tmp_path) as daemon:
+        daemon.ctl("vni", "add", "500", "--learning", "false", "--ageing", "60", "--max-learned", "100",
+                   "--allowed-remotes", "10.99.0.0/25")
+        target = tmp_path / "target.yaml"
+        target.write_text(NULL_CONFIG.replace("  - { vni: 44 }", "  - { vni: 44 }\n  - { vni: 501, learning: false, ageing: 60 }"))
+        plan = daemon.ctl("apply", str(target), "--dry-run").stdout
+        notice = [line for line in change_notices(daemon) if "vni add 500" in line]
+        assert len(notice) == 1
+        for setting in ("learning", "60", "100", "10.99.0.0/25"):
+            assert setting in notice[0], f"the log of vni add 500 does not say {setting}: {notice[0]!r}"
+        for setting in ("learning", "60"):
+            assert setting in plan.split("vni add 501")[1].splitlines()[0], f"the plan does not say {setting}: {plan!r}"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The round trip: a running configuration changed live, written out, started from, written out again.
 
 ROUND_TRIP_CONFIG = """
-underlay: { port: net_null0, ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01", ttl: 32, neighbor_timeout: 120 }
+underlay: { port: net_null0, ip: 10.99.0.1/24, ip6: "fd00::1/64", mac: "02:00:00:00:00:01", ttl: 32, neighbor_timeout: 120,
+            gateway: 10.99.0.254, allowed_remotes: [10.99.0.0/24, 192.0.2.0/24, "fd00::/64"] }
 access:
   - { port: net_null1, vni: 42 }
   - { port: net_null2, vni: 43 }
@@ -613,6 +670,8 @@ def test_show_config_round_trips_through_a_restart(tmp_path):
         underlay_section = first[:first.index("access:\n")]
         resources_section = first[first.index("resources:\n"):]
         assert 'ip6: "fd00::1/64"\n' in underlay_section and "ttl: 32\n" in underlay_section
+        assert "gateway: 10.99.0.254\n" in underlay_section
+        assert 'allowed_remotes: [10.99.0.0/24, 192.0.2.0/24, "fd00::/64"]\n' in underlay_section
         assert resources_section == ("resources:\n  mbufs: 16383\n  rx_descriptors: 1024\n  tx_descriptors: 1024\n"
                                      "  fdb_entries: 65536\n  tunnels: 256\n  vnis: 64\n  ports: 8\n")
 
@@ -625,7 +684,7 @@ def test_show_config_round_trips_through_a_restart(tmp_path):
         done(daemon, "port", "detach", "net_null2", changes=["detach port net_null2"])
         done(daemon, "vni", "del", "43", changes=["vni del 43"])
         done(daemon, "flood", "add", "42", "10.99.0.5", "fd00::5", changes=["vni 42: flood add 10.99.0.5,fd00::5"])
-        done(daemon, "flood", "add", "502", "10.99.0.2", changes=["vni 502: flood add 10.99.0.2"])
+        done(daemon, "flood", "add", "502", "10.99.0.2", "192.0.2.7", changes=["vni 502: flood add 10.99.0.2,192.0.2.7"])
         done(daemon, "flood", "del", "42", "10.99.0.2", changes=["vni 42: flood del 10.99.0.2"])
         done(daemon, "flood", "del", "44", "fd00::2", changes=["vni 44: flood del fd00::2"])
         done(daemon, "fdb", "add", "500", "02:00:00:05:00:01", "10.99.0.4", changes=["fdb add vni 500 02:00:00:05:00:01 remote 10.99.0.4"])
@@ -642,6 +701,9 @@ def test_show_config_round_trips_through_a_restart(tmp_path):
         done(daemon, "fdb", "flush", changes=["fdb flush all: 0 learned entries removed"])
 
         dump1 = show_config(daemon)
+        shown = vnis(daemon)
+        assert shown[502]["allowed_remotes"] == ["10.99.0.0/24", "192.0.2.0/24", "fd00::/64"], "the underlay's allow-list"
+        assert shown[500]["allowed_remotes"] == ["10.99.0.0/25", "fd00::/120"] and shown[501]["allowed_remotes"] == []
         sections = dump1[dump1.index("access:\n"):dump1.index("resources:\n")]
         assert sections == """access:
   - { port: net_null1, vni: 42, offloads: auto }
@@ -652,7 +714,7 @@ vnis:
   - { vni: 44, flood: [], learning: true, ageing: 300, max_learned: 0 }
   - { vni: 500, flood: [10.99.0.4, "fd00::4"], learning: false, ageing: 60, max_learned: 100, allowed_remotes: [10.99.0.0/25, "fd00::/120"] }
   - { vni: 501, flood: [], learning: true, ageing: 300, max_learned: 0, allowed_remotes: [] }
-  - { vni: 502, flood: [10.99.0.2], learning: true, ageing: 300, max_learned: 0 }
+  - { vni: 502, flood: [10.99.0.2, 192.0.2.7], learning: true, ageing: 300, max_learned: 0 }
 fdb:
   - { vni: 42, mac: "02:00:00:00:42:02", remote: "fd00::3" }
   - { vni: 500, mac: "02:00:00:05:00:01", remote: 10.99.0.4 }
@@ -965,26 +1027,39 @@ def test_changes_take_effect_on_frames(tmp_path):
                    if e["type"] == "learned"}
         assert learned == {(VM_C, "port net_af_packet2"), (VM_C_REMOTE, "remote 10.99.0.4")}
 
-        # Flush: the two learned entries go, the static one stays; the VM's MAC is learned again by its next frame.
-        done(daemon, "fdb", "flush", "--vni", "300", changes=["fdb flush vni 300: 2 learned entries removed"])
+        # A static entry for a MAC learned behind a remote replaces the learned one: to the static remote now.
+        done(daemon, "fdb", "add", "300", VM_C_REMOTE, "10.99.0.3", changes=[f"fdb add vni 300 {VM_C_REMOTE} remote 10.99.0.3"])
+        assert vnis(daemon)[300]["learned"] == 1
+        to_remote_vm = [frame(VM_C, VM_C_REMOTE, b"to remote vm %d" % i, size=70) for i in range(3)]
+        for f in to_remote_vm:
+            acc2.send(f)
+        assert [decode_tunnelled(raw) for raw in und.wait(3)] == [("10.99.0.3", 300, f) for f in to_remote_vm]
+
+        # Flush: the learned entry goes, the static ones stay; the VM's MAC is learned again by its next frame.
+        done(daemon, "fdb", "flush", "--vni", "300", changes=["fdb flush vni 300: 1 learned entries removed"])
         entries = json.loads(daemon.ctl("show", "fdb", "--vni", "300", "--json").stdout)["entries"]
-        assert [(e["mac"], e["type"]) for e in entries] == [(VM_C_PEER, "static")]
+        assert [(e["mac"], e["destination"], e["type"]) for e in entries] == [
+            (VM_C_REMOTE, "remote 10.99.0.3", "static"), (VM_C_PEER, "remote 10.99.0.3", "static")]
         assert vnis(daemon)[300]["learned"] == 0
 
         # fdb del: the MAC is unknown again, so flooded (to 10.99.0.4, the flood list).
         done(daemon, "fdb", "del", "300", VM_C_PEER, changes=[f"fdb del vni 300 {VM_C_PEER}"])
         acc2.send(unicasts[0])
         assert [decode_tunnelled(raw) for raw in und.wait(1)] == [("10.99.0.4", 300, unicasts[0])]
+        assert vnis(daemon)[300]["learned"] == 1
 
         # flood del: nowhere to flood to; the frame is counted as a drop of the VNI.
         done(daemon, "flood", "del", "300", "10.99.0.4", changes=["vni 300: flood del 10.99.0.4"])
         acc2.send(broadcasts[0])
         assert und.wait(1, timeout=1) == []
         after = vnis(daemon)[300]["counters"]
-        assert (after["encap_packets"], after["drops"]) == (17, 1)
+        sent = broadcasts + unicasts + to_remote_vm + [unicasts[0], broadcasts[0]]
+        assert after == {"encap_packets": len(sent), "encap_bytes": sum(map(len, sent)),
+                         "decap_packets": 7, "decap_bytes": 7 * 90, "drops": 1}
 
-        # Detached again: dropped as port_detached, the VNI's counters stand still.
+        # Detached again: dropped as port_detached, the VNI's counters stand still, the VM's MAC is forgotten.
         done(daemon, "port", "detach", "net_af_packet2", changes=["detach port net_af_packet2"])
+        assert vnis(daemon)[300]["learned"] == 0, "MACs learned behind a detached port are forgotten"
         before = port_detached(daemon)
         for f in broadcasts[:6]:
             acc2.send(f)
@@ -992,13 +1067,102 @@ def test_changes_take_effect_on_frames(tmp_path):
         assert port_detached(daemon) == before + 6
         assert und.wait(1, timeout=0.5) == []
         assert vnis(daemon)[300]["counters"] == after
-        assert vnis(daemon)[300]["learned"] == 0, "MACs learned behind a detached port are forgotten"
+
+        # VNI deleted (its static entry with it): its VXLAN is an unknown VNI now.
+        done(daemon, "vni", "del", "300", changes=[f"fdb del vni 300 {VM_C_REMOTE}", "vni del 300"])
+        unknown = daemon.stats()["totals"]["drops"]["unknown_vni"]
+        und.send(vxlan_from("10.99.0.4", 300, replies[0]))
+        daemon.wait_for(lambda s: s["totals"]["drops"]["unknown_vni"] == unknown + 1)
+        assert acc2.wait(1, timeout=0.5) == [] and acc1.take() == []
 
         assert change_notices(daemon) == [
             "vxlanctl: detach port net_af_packet2", "vxlanctl: vni add 300", "vxlanctl: attach port net_af_packet2 vni 300",
             "vxlanctl: neighbor add 10.99.0.4 02:00:00:00:00:04", "vxlanctl: vni 300: flood add 10.99.0.4",
-            f"vxlanctl: fdb add vni 300 {VM_C_PEER} remote 10.99.0.3", "vxlanctl: fdb flush vni 300: 2 learned entries removed",
-            f"vxlanctl: fdb del vni 300 {VM_C_PEER}", "vxlanctl: vni 300: flood del 10.99.0.4", "vxlanctl: detach port net_af_packet2"]
+            f"vxlanctl: fdb add vni 300 {VM_C_PEER} remote 10.99.0.3", f"vxlanctl: fdb add vni 300 {VM_C_REMOTE} remote 10.99.0.3",
+            "vxlanctl: fdb flush vni 300: 1 learned entries removed", f"vxlanctl: fdb del vni 300 {VM_C_PEER}",
+            "vxlanctl: vni 300: flood del 10.99.0.4", "vxlanctl: detach port net_af_packet2",
+            f"vxlanctl: fdb del vni 300 {VM_C_REMOTE}", "vxlanctl: vni del 300"]
+
+
+def test_allowed_remotes_follow_flood_and_fdb_changes(tmp_path):
+    """A VNI whose allow-list is empty takes VXLAN only from its static remotes: its flood list and static entries,
+    as they are changed."""
+    with veth_lab("ar", AF_NAMES) as (netns, wires), running(tmp_path, AF_CONFIG, af_packet_eal(AF_NAMES), netns=netns) as daemon:
+        und, acc2 = wires["und"], wires["acc2"]
+        done(daemon, "vni", "add", "600", "--flood", "10.99.0.2", "--allowed-remotes", "", changes=["vni add 600 flood 10.99.0.2"])
+        done(daemon, "port", "detach", "net_af_packet2", changes=["detach port net_af_packet2"])
+        done(daemon, "port", "attach", "net_af_packet2", "--vni", "600", changes=["attach port net_af_packet2 vni 600"])
+        inner = frame("02:00:00:60:00:03", BROADCAST, b"from a remote in vni 600")
+
+        def from_3_is_taken():
+            drops = daemon.stats()["totals"]["drops"]["remote_not_allowed"]
+            und.send(vxlan_from("10.99.0.3", 600, inner))
+            delivered = acc2.wait(1, timeout=1.5)
+            if delivered:
+                assert delivered == [inner]
+                return True
+            daemon.wait_for(lambda s: s["totals"]["drops"]["remote_not_allowed"] == drops + 1)
+            return False
+
+        und.send(vxlan_from("10.99.0.2", 600, inner))
+        assert acc2.wait(1) == [inner], "a flood remote may send"
+        assert not from_3_is_taken()
+        done(daemon, "fdb", "add", "600", "02:00:00:60:00:09", "10.99.0.3", changes=["fdb add vni 600 02:00:00:60:00:09 remote 10.99.0.3"])
+        assert from_3_is_taken(), "a static entry's remote may send"
+        done(daemon, "fdb", "del", "600", "02:00:00:60:00:09", changes=["fdb del vni 600 02:00:00:60:00:09"])
+        assert not from_3_is_taken()
+        done(daemon, "flood", "add", "600", "10.99.0.3", changes=["vni 600: flood add 10.99.0.3"])
+        assert from_3_is_taken()
+        done(daemon, "flood", "del", "600", "10.99.0.3", changes=["vni 600: flood del 10.99.0.3"])
+        assert not from_3_is_taken()
+        assert vnis(daemon)[600]["counters"]["drops"] == 3
+        assert vnis(daemon)[600]["counters"]["decap_packets"] == 3
+
+
+def arp_requests(frames):
+    from scapy.all import ARP
+    return [Ether(raw) for raw in frames if Ether(raw).type == 0x0806 and Ether(raw)[ARP].op == 1]
+
+
+def test_neighbor_changes_steer_the_outer_destination_mac(tmp_path):
+    from scapy.all import ARP
+    with veth_lab("nb", AF_NAMES) as (netns, wires), running(tmp_path, AF_CONFIG, af_packet_eal(AF_NAMES), netns=netns) as daemon:
+        und, acc1 = wires["und"], wires["acc1"]
+        out = frame(VM_A, VM_A_PEER, b"to the peer")
+
+        def outer_macs(count=1):
+            for _ in range(count):
+                acc1.send(out)
+            got = [Ether(raw) for raw in und.wait(count) if Ether(raw).type == 0x0800]
+            assert [bytes(p[UDP].payload)[8:] for p in got] == [out] * count
+            return {(p.dst, p[IP].dst) for p in got}
+
+        assert outer_macs() == {("02:00:00:00:00:02", "10.99.0.2")}
+        # Without its static entry the next hop is resolved by ARP: vxland asks, the answer is used.
+        done(daemon, "neighbor", "del", "10.99.0.2", changes=["neighbor del 10.99.0.2"])
+        deadline = time.time() + 10
+        requests = []
+        while not requests:
+            assert time.time() < deadline, "vxland never asked for 10.99.0.2"
+            acc1.send(out)   # a frame to the unresolved next hop is dropped (neighbor_unresolved) and makes it ask
+            time.sleep(0.2)
+            requests = arp_requests(und.take())
+        request = requests[0]
+        assert (request.src, request[ARP].psrc, request[ARP].pdst, request[ARP].hwsrc) == (OUR_MAC, OUR_IP, "10.99.0.2", OUR_MAC)
+        und.send(Ether(src="02:00:00:00:00:22", dst=OUR_MAC) / ARP(op=2, hwsrc="02:00:00:00:00:22", psrc="10.99.0.2",
+                                                                   hwdst=OUR_MAC, pdst=OUR_IP))
+        deadline = time.time() + 10
+        while {n["ip"]: n for n in json.loads(daemon.ctl("show", "neighbors", "--json").stdout)["neighbors"]}["10.99.0.2"]["state"] != "reachable":
+            assert time.time() < deadline, daemon.ctl("show", "neighbors").stdout
+            time.sleep(0.05)
+        und.take()
+        assert outer_macs(3) == {("02:00:00:00:00:22", "10.99.0.2")}
+        # A static entry again, with another MAC: used at once, and for good.
+        done(daemon, "neighbor", "add", "10.99.0.2", "02:00:00:00:00:2f", changes=["neighbor add 10.99.0.2 02:00:00:00:00:2f"])
+        assert outer_macs(3) == {("02:00:00:00:00:2f", "10.99.0.2")}
+        neighbors = {n["ip"]: n for n in json.loads(daemon.ctl("show", "neighbors", "--json").stdout)["neighbors"]}
+        assert (neighbors["10.99.0.2"]["state"], neighbors["10.99.0.2"]["mac"]) == ("permanent", "02:00:00:00:00:2f")
+        assert '  - { ip: 10.99.0.2, mac: "02:00:00:00:00:2f" }\n' in show_config(daemon)
 
 
 class Stream(threading.Thread):
