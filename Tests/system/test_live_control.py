@@ -603,7 +603,7 @@ def test_port_detach_by_id(tmp_path):
 def test_port_attached_by_id_is_known_by_its_name(tmp_path):
     with running(tmp_path) as daemon:
         done(daemon, "port", "detach", "net_null2", changes=["detach port net_null2"])
-        daemon.ctl("port", "attach", "2", "--vni", "43")
+        done(daemon, "port", "attach", "2", "--vni", "43", changes=["attach port net_null2 vni 43"])
         assert show_config(daemon) == NULL_UNDERLAY + NULL_TABLES + DEFAULT_RESOURCES
         done(daemon, "port", "detach", "net_null2", changes=["detach port net_null2"])
 
