@@ -61,6 +61,14 @@ public final class EthPort: @unchecked Sendable {
         return String(cString: buffer)
     }
 
+    /// The id of the port `reference` names (DPDK name, or numeric id), without taking the port: an `EthPort`
+    /// closes its port when it goes.
+    public static func id(of reference: String) -> UInt16? {
+        if let number = UInt16(reference), rte_eth_dev_is_valid_port(number) != 0 { return number }
+        var id: UInt16 = 0
+        return rte_eth_dev_get_port_by_name(reference, &id) == 0 ? id : nil
+    }
+
     /// Finds a port by DPDK name, or by numeric id when `reference` is all digits.
     public convenience init(reference: String) throws {
         if let number = UInt16(reference), rte_eth_dev_is_valid_port(number) != 0 {

@@ -35,11 +35,22 @@ public struct ConfigPlan: Equatable, Sendable {
             case .removeFDB(let e): "fdb del vni \(e.vni) \(e.mac)"
             case .addFDB(let e): "fdb add vni \(e.vni) \(e.mac) remote \(e.remote)"
             case .removeVNI(let s): "vni del \(s.vni)"
-            case .addVNI(let s): "vni add \(s.vni)" + (s.flood.isEmpty ? "" : " flood \(s.flood.map(\.description).joined(separator: ","))")
+            case .addVNI(let s): "vni add \(s.vni)" + Self.settings(s)
             case .removeNeighbor(let n): "neighbor del \(n.ip)"
             case .addNeighbor(let n): "neighbor add \(n.ip) \(n.mac)"
             case .updateVNI(let from, let to): "vni \(to.vni): " + Self.differences(from, to).joined(separator: "; ")
             }
+        }
+
+        /// A VNI's flood list and every setting that is not the default, as `vni add` takes them.
+        static func settings(_ s: VTEPConfiguration.Segment) -> String {
+            let d = VTEPConfiguration.Segment(vni: s.vni, flood: [])
+            var out = s.flood.isEmpty ? "" : " flood \(s.flood.map(\.description).joined(separator: ","))"
+            if s.learning != d.learning { out += " learning \(s.learning)" }
+            if s.ageing != d.ageing { out += " ageing \(s.ageing)" }
+            if s.maxLearned != d.maxLearned { out += " max_learned \(s.maxLearned)" }
+            if let a = s.allowedRemotes { out += " allowed_remotes [" + a.map(\.description).joined(separator: ",") + "]" }
+            return out
         }
 
         public static func mapping(_ p: VTEPConfiguration.AccessPort) -> String {

@@ -1,5 +1,7 @@
 import ControlProtocol
+import CDPDK
 import Foundation
+import PollMode
 import VTEPConfig
 import VXLANPipeline
 
@@ -98,7 +100,7 @@ enum ChangeMethods {
             return try done([.removeNeighbor(n)])
 
         case "port.attach":
-            let name = try p.required("port")
+            let name = canonicalPort(try p.required("port"))
             let vni = try p.optionalVNI("vni")
             let vlans = try p.vlans("vlans")
             if vni != nil && vlans != nil { throw p.failure("give either vni (an untagged port) or vlans (a tagged port), not both") }
@@ -122,10 +124,12 @@ enum ChangeMethods {
             if let mode = p.values["offloads"] {
                 guard let m = VTEPConfiguration.OffloadMode(rawValue: mode) else { throw p.failure("offloads: expected auto or software, got '\(mode)'") }
                 port.offloads = m
+            } else if let mode = dataplane.offloads(ofPort: name) {
+                port.offloads = mode          // a port vxland polls keeps the mode it was configured with
             }
             return try done([.attachPort(port)])
         case "port.detach":
-            let name = try p.required("port")
+            let name = canonicalPort(try p.required("port"))
             guard let port = running.access.first(where: { $0.port == name }) else {
                 throw p.failure("port \(name) is not attached; attached: "
                     + (running.access.isEmpty ? "none" : running.access.map(\.port).joined(separator: ", ")))
@@ -145,6 +149,13 @@ enum ChangeMethods {
             return nil
         }
     }
+}
+
+/// The DPDK name of the port a request names by name or by numeric id (as `EthPort(reference:)` reads it), so
+/// that the running configuration and its messages always use the name.
+func canonicalPort(_ reference: String) -> String {
+    if let id = UInt16(reference), rte_eth_dev_is_valid_port(id) != 0, let name = EthPort.name(of: id) { return name }
+    return reference
 }
 
 /// A request's parameters, read with messages that name the parameter and what was expected.

@@ -27,6 +27,8 @@ public final class Dataplane: @unchecked Sendable {
     /// Slots whose port was removed (closed); reports skip them.
     public var removedPorts: Set<Int> { portsLock.withLock { removedList } }
     var removedList: Set<Int> = []
+    /// Per local port: the offloads mode it was configured with (changing it needs the port configured again).
+    var portOffloads: [Int: VTEPConfiguration.OffloadMode] = [:]
     let portsLock = NSLock()
     /// Each local port's role now (`.detached` once detached).
     public var roles: [PortRole] { underlay.change { $0.roles } }
@@ -94,6 +96,7 @@ public final class Dataplane: @unchecked Sendable {
             roles.append(a.vni.map { PortRole.access(vni: $0) } ?? .tagged(a.vlans))
         }
         self.portList = ports
+        for (i, a) in configuration.access.enumerated() { portOffloads[i + 1] = a.offloads }
         self.lcores = lcores
 
         let socket = lcores.first.map { EAL.socketOf(lcore: $0) } ?? Int32(SOCKET_ID_ANY)

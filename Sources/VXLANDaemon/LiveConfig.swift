@@ -13,6 +13,13 @@ extension Dataplane {
     /// Makes `changes` in order, or none of them. `origin` says who asked, for the log ("vxlanctl", "SIGHUP").
     public func apply(_ changes: [ConfigPlan.Change], origin: String) throws {
         changeLock.lock(); defer { changeLock.unlock() }
+        let before = configuration
+        // Everything that can be known before a change is made is checked first: what is left to fail part-way is
+        // a resource running out.
+        do { try preflight(changes, from: before) } catch {
+            logger.info("\(origin): '\(changes.map { "\($0)" }.joined(separator: "; "))' refused: \(error)")
+            throw error
+        }
         var done: [ConfigPlan.Change] = []
         do {
             for change in changes {
@@ -25,6 +32,7 @@ extension Dataplane {
                     logger.error("\(origin): undoing '\(change)' failed: \(error)")
                 }
             }
+            underlay.change { $0.restoreOrder(of: before) }
             if changes.count > 1 {
                 logger.warning("\(origin): '\(changes[done.count])' refused (\(error)); the \(done.count) change(s) before it were undone")
             } else {
@@ -33,6 +41,78 @@ extension Dataplane {
             throw error
         }
         for change in done { logger.notice("\(origin): \(change)") }
+    }
+
+    /// Walks the changes over a model of the running state and refuses, before anything is made, the first that
+    /// names something missing or already there (a VNI, a port, an entry, a neighbor) or a port vxland cannot find.
+    private func preflight(_ changes: [ConfigPlan.Change], from running: VTEPConfiguration) throws {
+        var vnis = Set(running.segments.map(\.vni))
+        var ports = Dictionary(running.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
+        struct Key: Hashable { var vni: UInt32; var mac: MACAddress }
+        var fdb = Dictionary(running.fdb.map { (Key(vni: $0.vni, mac: $0.mac), $0.remote) }, uniquingKeysWith: { a, _ in a })
+        var neighbors = Dictionary(running.neighbors.map { ($0.ip, $0.mac) }, uniquingKeysWith: { a, _ in a })
+        func uses(_ p: VTEPConfiguration.AccessPort, _ vni: UInt32) -> Bool { p.vni == vni || p.vlans.contains { $0.vni == vni } }
+        for change in changes {
+            switch change {
+            case .addVNI(let s):
+                guard vnis.insert(s.vni).inserted else { throw ChangeError("VNI \(s.vni) already exists") }
+            case .removeVNI(let s):
+                guard vnis.remove(s.vni) != nil else { throw ChangeError("VNI \(s.vni) does not exist") }
+                let users = ports.values.filter { uses($0, s.vni) }.map(\.port).sorted()
+                if !users.isEmpty { throw ChangeError("VNI \(s.vni) is mapped to access port(s) \(users.joined(separator: ", ")); detach or remap them first") }
+                fdb = fdb.filter { $0.key.vni != s.vni }
+            case .updateVNI(_, let s):
+                guard vnis.contains(s.vni) else { throw ChangeError("VNI \(s.vni) does not exist") }
+            case .addFDB(let e):
+                guard vnis.contains(e.vni) else { throw ChangeError("VNI \(e.vni) does not exist") }
+                if let remote = fdb[Key(vni: e.vni, mac: e.mac)] {
+                    throw ChangeError("\(e.mac) already has a static entry in VNI \(e.vni) (to \(remote)); delete it first")
+                }
+                fdb[Key(vni: e.vni, mac: e.mac)] = e.remote
+            case .removeFDB(let e):
+                guard fdb.removeValue(forKey: Key(vni: e.vni, mac: e.mac)) != nil else { throw ChangeError("\(e.mac) has no static entry in VNI \(e.vni)") }
+            case .addNeighbor(let n):
+                if let mac = neighbors[n.ip] { throw ChangeError("\(n.ip) already has a static neighbor entry (\(mac)); delete it first") }
+                neighbors[n.ip] = n.mac
+            case .removeNeighbor(let n):
+                guard neighbors.removeValue(forKey: n.ip) != nil else { throw ChangeError("\(n.ip) has no static neighbor entry") }
+            case .attachPort(let p):
+                guard ports[p.port] == nil else { throw ChangeError("port \(p.port) is already attached") }
+                for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where !vnis.contains(vni) {
+                    throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
+                }
+                try checkAttachable(p)
+                ports[p.port] = p
+            case .detachPort(let p):
+                guard ports.removeValue(forKey: p.port) != nil else { throw ChangeError("port \(p.port) is not attached") }
+            }
+        }
+    }
+
+    /// The offloads mode a port vxland polls was configured with.
+    func offloads(ofPort name: String) -> VTEPConfiguration.OffloadMode? {
+        guard let index = portIndex(name) else { return nil }
+        return portsLock.withLock { portOffloads[index] }
+    }
+
+    /// Whether vxland can attach `p`: a port it polls (with the same offloads), a vhost-user port it can create,
+    /// or an EAL port not in use.
+    private func checkAttachable(_ p: VTEPConfiguration.AccessPort) throws {
+        if let index = portIndex(p.port) {
+            if let mode = portsLock.withLock({ portOffloads[index] }), mode != p.offloads {
+                throw ChangeError("port \(p.port) runs with offloads \(mode.rawValue); changing it to \(p.offloads.rawValue) needs a restart")
+            }
+            return
+        }
+        if p.vhost != nil {
+            guard p.port.hasPrefix("net_vhost") else { throw ChangeError("'\(p.port)' cannot carry vhost: a vhost-user port's name must start with net_vhost") }
+            if EthPort.id(of: p.port) != nil { throw ChangeError("a port named \(p.port) exists already; vxland creates vhost-user ports itself") }
+            return
+        }
+        if p.port.hasPrefix("net_vhost") {
+            throw ChangeError("\(p.port) is a vhost-user port name: give its socket (vhost) for vxland to create it")
+        }
+        guard EthPort.id(of: p.port) != nil else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
     }
 
     /// The plan from the running configuration to the file at `path` (parsed and checked whole first).
@@ -106,10 +186,12 @@ extension Dataplane {
             throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
         }
         if let index = portIndex(p.port) {
+            try checkAttachable(p)
             try underlay.change { try $0.attach(port: index, role: role, settings: p) }
             return
         }
         try hotplug(p, role: role)
+        if let index = portIndex(p.port) { portsLock.withLock { portOffloads[index] = p.offloads } }
     }
 
     private func hotplug(_ p: VTEPConfiguration.AccessPort, role: PortRole) throws {
@@ -124,12 +206,13 @@ extension Dataplane {
         }
         var port: EthPort?
         do {
-            let resolved: EthPort
-            do { resolved = try EthPort(reference: p.port) } catch {
-                throw ChangeError("port \(p.port) not found; ports: \(knownPorts())")
+            // Checked by id before an EthPort is made: an EthPort closes its port when it goes.
+            guard let id = EthPort.id(of: p.port) else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
+            if let used = livePorts.first(where: { $0.element.id == id }) {
+                throw ChangeError(used.offset == 0 ? "\(p.port) is the underlay port" : "\(p.port) is in use as \(used.element.name)")
             }
+            let resolved = try EthPort(id: id)
             port = resolved
-            if resolved.id == ports[0].id { throw ChangeError("\(p.port) is the underlay port") }
             let tag = "\(instance)_\(slot)_\(Dataplane.instances.next())"
             let large = try Dataplane.configure(resolved, index: slot, mode: p.offloads, configuration: configuration,
                                                 queues: lcores.count, pool: pool, tag: tag, socket: poolSocket)

@@ -179,7 +179,7 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Segment slots no core can reach, and slots (with the blocks they pointed to) waiting for a grace period.
     var freeSegments: [Int]
     var freeEndpoints: [Int32]
-    /// Per endpoint slot: whether it is in use (published or being unpublished).
+    /// Per endpoint slot: whether learned entries may point at it (from attach until detach).
     var endpointLive: [Bool]
     /// Local port -> its endpoint slots (one for an untagged port, one per VLAN for a tagged one).
     var portEndpoints: [[Int32]]

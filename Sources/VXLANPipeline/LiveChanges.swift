@@ -260,6 +260,9 @@ extension ForwardingTables {
             touched.insert(slot)
         }
         for slot in touched { publishSegment(slot) }
+        // No longer a valid target for the slow path (a learn event still in a ring must not bring an entry back
+        // to a slot that will be reused); the cores may still hold it until the grace period is over.
+        for e in slots { endpointLive[Int(e)] = false }
         let gone = Set(slots.map { FDBTarget.local(Int($0)) })
         removeEntries { gone.contains($0.target) }
         bumpGeneration()
@@ -377,6 +380,17 @@ extension ForwardingTables {
         return released.count
     }
 
+    /// After a change was undone: the running configuration's lists in the order they had before (undoing a
+    /// removal appends). Only when the same objects are there.
+    public func restoreOrder(of before: VTEPConfiguration) {
+        func same<T, K: Hashable>(_ a: [T], _ b: [T], _ key: (T) -> K) -> Bool { Set(a.map(key)) == Set(b.map(key)) && a.count == b.count }
+        if same(configuration.segments, before.segments, { $0.vni }), Set(configuration.segments.map { "\($0)" }) == Set(before.segments.map { "\($0)" }) {
+            configuration.segments = before.segments
+        }
+        if same(configuration.fdb, before.fdb, { "\($0)" }) { configuration.fdb = before.fdb }
+        if same(configuration.neighbors, before.neighbors, { "\($0)" }) { configuration.neighbors = before.neighbors }
+    }
+
     // MARK: - Reclaiming
 
     func retire(_ item: Retired) { retired.append((vx_qsbr_start(qsbr), item)) }
@@ -392,7 +406,6 @@ extension ForwardingTables {
             case .segmentSlot(let s): freeSegments.append(s)
             case .endpointSlot(let e):
                 endpointPort[Int(e)] = -1; endpointSegment[Int(e)] = -1; endpointVLAN[Int(e)] = 0
-                endpointLive[Int(e)] = false
                 freeEndpoints.append(e)
             }
         }

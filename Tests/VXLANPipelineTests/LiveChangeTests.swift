@@ -97,7 +97,11 @@ final class LiveChangeTests: XCTestCase {
         try change { try $0.attach(port: 2, role: .access(vni: 42), settings: .init(port: h.rings[2].name, vni: 42)) }
         _ = h.run([2: [Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: Self.vmB)]], now: 0.1)
         XCTAssertEqual(tables.fdbEntries(vni: 42).map(\.entry.mac), [MACAddress(Self.vmB)!])
+        let endpoint = tables.portEndpoints[2][0]
         try change { try $0.detach(port: 2) }
+        XCTAssertEqual(tables.fdbEntries(vni: 42).count, 0)
+        // A learn event a core queued before the detach and the slow path reads after it brings nothing back.
+        XCTAssertEqual(tables.learn(vni: 42, mac: MACAddress(Self.vmB)!, target: .local(Int(endpoint))), .invalidTarget)
         XCTAssertEqual(tables.fdbEntries(vni: 42).count, 0)
         // A frame for it is flooded in VNI 42 (port 1 and the flood list), never to the detached port.
         let out = h.run([1: [Frames.innerUDP(dst: Self.vmB, src: Self.vmA)]], now: 0.2)
