@@ -133,6 +133,9 @@ struct Port: ParsableCommand {
         @Flag(help: "vhost-user client mode: connect to the VM manager's socket instead of creating it.") var client = false
         @Flag(name: .customLong("no-tso"), help: "Do not offer the guest TCP segmentation offload.") var noTSO = false
         @Option(help: "auto (default) or software: enable no checksum offload on the port.") var offloads: String?
+        func validate() throws {
+            if vhost == nil && (client || noTSO) { throw ValidationError("--client and --no-tso are for a vhost-user port: give --vhost SOCKET") }
+        }
         func run() throws {
             var params = ["port": port]
             if let vni { params["vni"] = vni }
@@ -158,8 +161,9 @@ struct Apply: ParsableCommand {
         abstract: "Make the running dataplane match a configuration file, changing only what differs.",
         discussion: """
             The file is read and checked whole, the difference from the running state is printed and made, all \
-            or nothing. What needs a restart (the underlay, resources, a port's offloads or vhost settings) is \
-            refused with the key named. vxland does the same with its own --config file on SIGHUP.
+            or nothing. What needs a restart (the underlay, resources, a non-vhost port's offloads) is refused with \
+            the key named; a vhost-user port whose settings changed is re-created. vxland does the same with its own \
+            --config file on SIGHUP.
             """)
     @OptionGroup var connection: ConnectionOptions
     @Argument(help: "The configuration file.") var file: String

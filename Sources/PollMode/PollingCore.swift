@@ -85,6 +85,14 @@ public struct PollingCore<Processor: BurstProcessor> {
         return true
     }
 
+    /// Reads local port `port`'s deactivated queues again (an unplug that could not wait for the core).
+    public func reactivate(localPort port: Int) {
+        let count = Int(vx_load_acquire_u32(queueCountPointer))
+        for slot in 0..<count where queueActive[slot] == 2 && queues[slot].localPort == port {
+            vx_store_release_u8(queueActive + slot, 1)
+        }
+    }
+
     /// Makes the slots of deactivated queues reusable; only once the core passed a quiescent state since.
     public func reclaimQueues() {
         for slot in 0..<queueCapacity where queueActive[slot] == 2 { queueActive[slot] = 0 }
@@ -105,7 +113,7 @@ public struct PollingCore<Processor: BurstProcessor> {
         var total = 0
         let queueCount = Int(vx_load_acquire_u32(queueCountPointer))
         for slot in 0..<queueCount {
-            if queueActive[slot] != 1 { continue }
+            if vx_load_acquire_u8(queueActive + slot) != 1 { continue }
             let q = queues[slot]
             let n = Int(rte_eth_rx_burst(q.portID, q.queueID, rxBuffer, UInt16(PollingCore.burstSize)))
             if n == 0 { continue }

@@ -12,6 +12,8 @@ public struct ConfigPlan: Equatable, Sendable {
         case updateVNI(from: VTEPConfiguration.Segment, to: VTEPConfiguration.Segment)
         case addFDB(VTEPConfiguration.FDBEntry)
         case attachPort(VTEPConfiguration.AccessPort)
+        /// An attached port mapped into other VNIs or VLANs, the port itself untouched.
+        case remapPort(from: VTEPConfiguration.AccessPort, to: VTEPConfiguration.AccessPort)
 
         /// The change that undoes this one (to roll back a plan that failed part-way).
         public var inverse: Change {
@@ -25,6 +27,7 @@ public struct ConfigPlan: Equatable, Sendable {
             case .removeNeighbor(let n): .addNeighbor(n)
             case .addNeighbor(let n): .removeNeighbor(n)
             case .updateVNI(let from, let to): .updateVNI(from: to, to: from)
+            case .remapPort(let from, let to): .remapPort(from: to, to: from)
             }
         }
 
@@ -39,6 +42,7 @@ public struct ConfigPlan: Equatable, Sendable {
             case .removeNeighbor(let n): "neighbor del \(n.ip)"
             case .addNeighbor(let n): "neighbor add \(n.ip) \(n.mac)"
             case .updateVNI(let from, let to): "vni \(to.vni): " + Self.differences(from, to).joined(separator: "; ")
+            case .remapPort(_, let p): "remap port \(p.port) " + Self.mapping(p)
             }
         }
 
@@ -99,15 +103,18 @@ public struct ConfigPlan: Equatable, Sendable {
         let oldPorts = Dictionary(running.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         let newPorts = Dictionary(desired.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         var detach: [VTEPConfiguration.AccessPort] = [], attach: [VTEPConfiguration.AccessPort] = []
+        var remap: [Change] = []
         for p in running.access {
             guard let q = newPorts[p.port] else { detach.append(p); continue }
-            if p.vhost != nil || q.vhost != nil {
+            let mappingOnly = p.vhost == q.vhost && p.offloads == q.offloads
+            if mappingOnly {
+                if p.vni != q.vni || p.vlans != q.vlans { remap.append(.remapPort(from: p, to: q)) }
+            } else if p.vhost != nil || q.vhost != nil {
                 // vxland's own vhost-user device: re-created with the new settings (the VM reconnects).
-                if p != q { detach.append(p); attach.append(q) }
-                continue
+                detach.append(p); attach.append(q)
+            } else {
+                restart.append("access port \(p.port): offloads \(p.offloads.rawValue) -> \(q.offloads.rawValue)")
             }
-            if p.offloads != q.offloads { restart.append("access port \(p.port): offloads \(p.offloads.rawValue) -> \(q.offloads.rawValue)") }
-            if p.vni != q.vni || p.vlans != q.vlans { detach.append(p); attach.append(q) }
         }
         for q in desired.access where oldPorts[q.port] == nil { attach.append(q) }
 
@@ -133,8 +140,30 @@ public struct ConfigPlan: Equatable, Sendable {
 
         changes = detach.map(Change.detachPort) + removeFDB.map(Change.removeFDB) + removeVNIs.map(Change.removeVNI)
             + removeNeighbors.map(Change.removeNeighbor) + addNeighbors.map(Change.addNeighbor) + addVNIs.map(Change.addVNI)
-            + update + addFDB.map(Change.addFDB) + attach.map(Change.attachPort)
+            + update + remap + addFDB.map(Change.addFDB) + attach.map(Change.attachPort)
         needsRestart = restart
+    }
+
+    /// `running` with `changes` made, as the tables will hold it (for checking the result before it is made).
+    public static func applying(_ changes: [Change], to running: VTEPConfiguration) -> VTEPConfiguration {
+        var c = running
+        var segments = c.segments
+        for change in changes {
+            switch change {
+            case .addVNI(let s): segments.append(s)
+            case .removeVNI(let s): segments.removeAll { $0.vni == s.vni }; c.fdb.removeAll { $0.vni == s.vni }
+            case .updateVNI(_, let s): if let i = segments.firstIndex(where: { $0.vni == s.vni }) { segments[i] = s }
+            case .addFDB(let e): c.fdb.append(e)
+            case .removeFDB(let e): c.fdb.removeAll { $0.vni == e.vni && $0.mac == e.mac }
+            case .addNeighbor(let n): c.neighbors.append(n)
+            case .removeNeighbor(let n): c.neighbors.removeAll { $0.ip == n.ip }
+            case .attachPort(let p): c.access.append(p)
+            case .detachPort(let p): c.access.removeAll { $0.port == p.port }
+            case .remapPort(_, let p): if let i = c.access.firstIndex(where: { $0.port == p.port }) { c.access[i] = p }
+            }
+        }
+        c.segments = segments
+        return c
     }
 
     static func underlayDifferences(_ a: VTEPConfiguration.Underlay, _ b: VTEPConfiguration.Underlay) -> [String] {

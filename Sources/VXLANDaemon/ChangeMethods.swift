@@ -33,12 +33,20 @@ enum ChangeMethods {
         let p = Params(request.params, method: request.method, allowed: allowed)
         try p.checkKnown()
         let encoder = JSONEncoder.control
-        let running = dataplane.configuration
-        func done(_ changes: [ConfigPlan.Change]) throws -> Data {
-            try dataplane.apply(changes, origin: origin)
-            return try encoder.encode(ChangeReport(applied: true, changes: changes.map(\.description)))
-        }
         switch request.method {
+        case "vni.add", "vni.del", "flood.add", "flood.del", "fdb.add", "fdb.del", "neighbor.add", "neighbor.del", "port.attach", "port.detach":
+            // Built from the running state and made under one lock (no other request changes it in between).
+            let made = try dataplane.change(origin: origin) { running in try changes(request.method, p, running: running, dataplane: dataplane) }
+            return try encoder.encode(ChangeReport(applied: true, changes: made.map(\.description)))
+        default:
+            return try answer(request.method, p, dataplane: dataplane)
+        }
+    }
+
+    static func answer(_ method: String, _ p: Params, dataplane: Dataplane) throws -> Data? {
+        let encoder = JSONEncoder.control
+        let running = dataplane.configuration
+        switch method {
         case "show.vnis":
             let vni = try p.optionalVNI("vni")
             if let vni, running.segment(vni) == nil { throw p.failure("VNI \(vni) does not exist") }
@@ -46,25 +54,50 @@ enum ChangeMethods {
         case "show.config":
             return try encoder.encode(ConfigReport(yaml: ConfigWriter.yaml(running)))
 
+        case "fdb.flush":
+            let vni = try p.optionalVNI("vni")
+            let n = try dataplane.underlay.change { try $0.flushLearned(vni: vni) }
+            dataplane.logger.notice("\(origin): fdb flush \(vni.map { "vni \($0)" } ?? "(every VNI)"): \(n) learned entries removed")
+            return try encoder.encode(ChangeReport(applied: true, changes: ["fdb flush \(vni.map { "vni \($0)" } ?? "all"): \(n) learned entries removed"]))
+
+        case "config.apply":
+            let path = try p.required("path")
+            guard path.hasPrefix("/") else { throw p.failure("path: '\(path)' is not absolute (vxland reads it from its own directory)") }
+            let dryRun = try p.boolean("dry_run") ?? false
+            let plan: ConfigPlan
+            do { plan = try dataplane.apply(file: path, dryRun: dryRun, origin: "vxlanctl apply \(path)") } catch let e as ChangeError {
+                throw ControlFailure(code: "refused", message: e.description)
+            }
+            return try encoder.encode(ChangeReport(applied: !dryRun, changes: plan.changes.map(\.description)))
+        default:
+            return nil
+        }
+    }
+}
+
+extension ChangeMethods {
+    /// The changes a request asks for, built from the running configuration (under the change lock).
+    static func changes(_ method: String, _ p: Params, running: VTEPConfiguration, dataplane: Dataplane) throws -> [ConfigPlan.Change] {
+        switch method {
         case "vni.add":
             var segment = VTEPConfiguration.Segment(vni: try p.vni("vni"), flood: try p.addresses("flood") ?? [])
             if let v = try p.boolean("learning") { segment.learning = v }
             if let v = try p.integer("ageing", in: 10...1_000_000) { segment.ageing = v }
             if let v = try p.integer("max_learned", in: 0...16_777_215) { segment.maxLearned = v }
             segment.allowedRemotes = try p.prefixes("allowed_remotes")
-            return try done([.addVNI(segment)])
+            return ([.addVNI(segment)])
         case "vni.del":
             let vni = try p.vni("vni")
             guard let segment = running.segment(vni) else { throw p.failure("VNI \(vni) does not exist") }
             // Its static entries go first, as their own changes, so that a refusal can put them back.
-            return try done(running.fdb.filter { $0.vni == vni }.map(ConfigPlan.Change.removeFDB) + [.removeVNI(segment)])
+            return (running.fdb.filter { $0.vni == vni }.map(ConfigPlan.Change.removeFDB) + [.removeVNI(segment)])
         case "flood.add", "flood.del":
             let vni = try p.vni("vni")
             guard let remotes = try p.addresses("remotes"), !remotes.isEmpty else { throw p.failure("remotes: at least one address is required") }
             guard let segment = running.segment(vni) else { throw p.failure("VNI \(vni) does not exist") }
             guard Set(remotes).count == remotes.count else { throw p.failure("remotes: an address is given twice") }
             var changed = segment
-            if request.method == "flood.add" {
+            if method == "flood.add" {
                 for r in remotes where segment.flood.contains(r) { throw p.failure("\(r) is already in the flood list of VNI \(vni)") }
                 changed.flood += remotes
             } else {
@@ -74,30 +107,24 @@ enum ChangeMethods {
                 }
                 changed.flood.removeAll { remotes.contains($0) }
             }
-            return try done([.updateVNI(from: segment, to: changed)])
+            return ([.updateVNI(from: segment, to: changed)])
 
         case "fdb.add":
             let entry = VTEPConfiguration.FDBEntry(vni: try p.vni("vni"), mac: try p.mac("mac"), remote: try p.address("remote"))
-            return try done([.addFDB(entry)])
+            return ([.addFDB(entry)])
         case "fdb.del":
             let vni = try p.vni("vni"), mac = try p.mac("mac")
             guard running.segment(vni) != nil else { throw p.failure("VNI \(vni) does not exist") }
             guard let entry = running.fdb.first(where: { $0.vni == vni && $0.mac == mac }) else {
                 throw p.failure("\(mac) has no static entry in VNI \(vni) (learned entries go with fdb flush)")
             }
-            return try done([.removeFDB(entry)])
-        case "fdb.flush":
-            let vni = try p.optionalVNI("vni")
-            let n = try dataplane.underlay.change { try $0.flushLearned(vni: vni) }
-            dataplane.logger.notice("\(origin): fdb flush \(vni.map { "vni \($0)" } ?? "(every VNI)"): \(n) learned entries removed")
-            return try encoder.encode(ChangeReport(applied: true, changes: ["fdb flush \(vni.map { "vni \($0)" } ?? "all"): \(n) learned entries removed"]))
-
+            return ([.removeFDB(entry)])
         case "neighbor.add":
-            return try done([.addNeighbor(.init(ip: try p.address("ip"), mac: try p.mac("mac")))])
+            return ([.addNeighbor(.init(ip: try p.address("ip"), mac: try p.mac("mac")))])
         case "neighbor.del":
             let ip = try p.address("ip")
             guard let n = running.neighbor(ip) else { throw p.failure("\(ip) has no static neighbor entry") }
-            return try done([.removeNeighbor(n)])
+            return ([.removeNeighbor(n)])
 
         case "port.attach":
             let name = canonicalPort(try p.required("port"))
@@ -127,26 +154,17 @@ enum ChangeMethods {
             } else if let mode = dataplane.offloads(ofPort: name) {
                 port.offloads = mode          // a port vxland polls keeps the mode it was configured with
             }
-            return try done([.attachPort(port)])
+            return ([.attachPort(port)])
         case "port.detach":
             let name = canonicalPort(try p.required("port"))
             guard let port = running.access.first(where: { $0.port == name }) else {
                 throw p.failure("port \(name) is not attached; attached: "
                     + (running.access.isEmpty ? "none" : running.access.map(\.port).joined(separator: ", ")))
             }
-            return try done([.detachPort(port)])
+            return ([.detachPort(port)])
 
-        case "config.apply":
-            let path = try p.required("path")
-            guard path.hasPrefix("/") else { throw p.failure("path: '\(path)' is not absolute (vxland reads it from its own directory)") }
-            let dryRun = try p.boolean("dry_run") ?? false
-            let plan: ConfigPlan
-            do { plan = try dataplane.apply(file: path, dryRun: dryRun, origin: "vxlanctl apply \(path)") } catch let e as ChangeError {
-                throw ControlFailure(code: "refused", message: e.description)
-            }
-            return try encoder.encode(ChangeReport(applied: !dryRun, changes: plan.changes.map(\.description)))
         default:
-            return nil
+            return []
         }
     }
 }

@@ -62,6 +62,7 @@ public enum Daemon {
             logger.critical("cannot start the dataplane: \(error)")
             return 1
         }
+        dataplane.logger = logger
         defer {
             dataplane.stop()
             logger.debug("polling cores stopped, ports closed, buffers released")
@@ -92,7 +93,6 @@ public enum Daemon {
 
         if stopRequested("before launching the polling cores") { return 0 }
         Telemetry.attach(dataplane)
-        dataplane.logger = logger
         // SIGHUP: the file vxland started from, applied again (only what changed in it changes).
         let path = URL(fileURLWithPath: options.configPath).standardizedFileURL.path
         let reload = {

@@ -295,13 +295,17 @@ public final class Dataplane: @unchecked Sendable {
             first = low
         }
         let last = min(all.count, first + query.limit)
+        let portList = ports
         let entries = all[first..<last].map { item -> FDBReport.Entry in
             let destination: String
             switch item.entry.target {
             case .tunnel(let t): destination = "remote " + (t < tunnels.count ? tunnels[t].description : "?")
             case .local(let e):
+                // Read outside the tables' lock: an endpoint detached since the snapshot reads as port -1.
                 let (port, vlan) = tables.endpoint(e)
-                destination = "port " + (port < ports.count ? ports[port].name : "\(port)") + (vlan == 0 ? "" : " vlan \(vlan)")
+                let list = portList
+                destination = port >= 0 && port < list.count
+                    ? "port " + list[port].name + (vlan == 0 ? "" : " vlan \(vlan)") : "a detached port"
             }
             return FDBReport.Entry(vni: item.entry.vni, mac: item.entry.mac.description, destination: destination,
                                    type: item.entry.isStatic ? "static" : "learned", ageSeconds: item.entry.isStatic ? nil : item.age)
@@ -400,7 +404,7 @@ public final class Dataplane: @unchecked Sendable {
         }
         let mempool = StatsReport.Mempool(name: pool.name, capacity: pool.capacity, available: pool.available, inUse: pool.inUse)
         var report = StatsReport(uptimeSeconds: uptime, mempool: mempool, cores: coreReports)
-        report.pools = ([pool, indirectPool] + largeFramePools).map {
+        report.pools = ([pool, indirectPool] + portsLock.withLock { largeFramePools }).map {
             StatsReport.Mempool(name: $0.name, capacity: $0.capacity, available: $0.available, inUse: $0.inUse)
         }
         return report
@@ -409,11 +413,13 @@ public final class Dataplane: @unchecked Sendable {
     public func portsReport() -> PortsReport {
         let roles = self.roles
         let configuration = self.configuration
-        let removed = removedPorts
-        return PortsReport(ports: ports.enumerated().filter { !removed.contains($0.offset) }.map { index, port in
+        // Under portsLock: a port being removed (unplug) is closed under it too, never while its stats are read.
+        portsLock.lock(); defer { portsLock.unlock() }
+        let removed = removedList
+        return PortsReport(ports: portList.enumerated().filter { !removed.contains($0.offset) }.map { index, port in
             let hw = port.hardwareStats
             let link = port.link
-            let role = roles[index]
+            let role = index < roles.count ? roles[index] : .detached     // a port being attached
             var vni: UInt32? = nil
             var vlans: [String: UInt32]? = nil
             if case .access(let v) = role { vni = v }

@@ -12,11 +12,26 @@ import VXLANPipeline
 extension Dataplane {
     /// Makes `changes` in order, or none of them. `origin` says who asked, for the log ("vxlanctl", "SIGHUP").
     public func apply(_ changes: [ConfigPlan.Change], origin: String) throws {
+        _ = try change(origin: origin) { _ in changes }
+    }
+
+    /// Builds the changes from the running configuration and makes them, under one lock: two requests (a client,
+    /// SIGHUP) never build on the same state and then both change it. Returns the changes made.
+    @discardableResult
+    public func change(origin: String, _ build: (VTEPConfiguration) throws -> [ConfigPlan.Change]) throws -> [ConfigPlan.Change] {
         changeLock.lock(); defer { changeLock.unlock() }
         let before = configuration
-        // Everything that can be known before a change is made is checked first: what is left to fail part-way is
-        // a resource running out.
-        do { try preflight(changes, from: before) } catch {
+        let changes = try build(before)
+        if changes.isEmpty { return [] }
+        // Everything that can be known before a change is made is checked first (and the result must be a
+        // configuration vxland could start from): what is left to fail part-way is a resource running out.
+        do {
+            try preflight(changes, from: before)
+            let after = ConfigPlan.applying(changes, to: before)
+            do { _ = try ConfigParser.parse(ConfigWriter.yaml(after)) } catch {
+                throw ChangeError("the result would not be a valid configuration: \(error)")
+            }
+        } catch {
             logger.info("\(origin): '\(changes.map { "\($0)" }.joined(separator: "; "))' refused: \(error)")
             throw error
         }
@@ -41,6 +56,7 @@ extension Dataplane {
             throw error
         }
         for change in done { logger.notice("\(origin): \(change)") }
+        return done
     }
 
     /// Walks the changes over a model of the running state and refuses, before anything is made, the first that
@@ -85,6 +101,12 @@ extension Dataplane {
                 ports[p.port] = p
             case .detachPort(let p):
                 guard ports.removeValue(forKey: p.port) != nil else { throw ChangeError("port \(p.port) is not attached") }
+            case .remapPort(_, let p):
+                guard ports[p.port] != nil else { throw ChangeError("port \(p.port) is not attached") }
+                for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where !vnis.contains(vni) {
+                    throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
+                }
+                ports[p.port] = p
             }
         }
     }
@@ -122,14 +144,20 @@ extension Dataplane {
         return ConfigPlan(from: configuration, to: desired)
     }
 
-    /// `vxlanctl apply FILE` and SIGHUP: the plan, refused whole when part of it needs a restart.
+    /// `vxlanctl apply FILE` and SIGHUP: the plan, refused whole when part of it needs a restart. The plan is
+    /// computed and made under the change lock, against the state it changes.
     @discardableResult
     public func apply(file path: String, dryRun: Bool = false, origin: String) throws -> ConfigPlan {
-        let plan = try self.plan(file: path)
-        guard plan.needsRestart.isEmpty else {
-            throw ChangeError("\(path) changes what needs vxland restarted: \(plan.needsRestart.joined(separator: "; ")); nothing was changed")
+        let desired: VTEPConfiguration
+        do { desired = try ConfigParser.load(path: path) } catch { throw ChangeError("\(path): \(error)") }
+        var plan = ConfigPlan()
+        try change(origin: origin) { running in
+            plan = ConfigPlan(from: running, to: desired)
+            guard plan.needsRestart.isEmpty else {
+                throw ChangeError("\(path) changes what needs vxland restarted: \(plan.needsRestart.joined(separator: "; ")); nothing was changed")
+            }
+            return dryRun ? [] : plan.changes
         }
-        if !dryRun && !plan.changes.isEmpty { try apply(plan.changes, origin: origin) }
         if plan.changes.isEmpty && !dryRun { logger.info("\(origin): \(path) matches the running configuration; nothing to change") }
         return plan
     }
@@ -153,9 +181,12 @@ extension Dataplane {
         case .removeNeighbor(let n):
             try underlay.removeNeighbor(ip: n.ip)
         case .attachPort(let p):
-            try attachPort(p)
+            // DPDK's own refusals (configure, start) are refusals of the change too.
+            do { try attachPort(p) } catch let e as ChangeError { throw e } catch { throw ChangeError("\(error)") }
         case .detachPort(let p):
             try detachPort(p.port)
+        case .remapPort(_, let p):
+            try remapPort(p)
         }
     }
 
@@ -246,6 +277,21 @@ extension Dataplane {
         }
     }
 
+    /// Maps an attached port into other VNIs or VLANs: only its mapping changes (a VM's vhost-user port stays
+    /// connected; only this port's frames pause between the unmap and the map).
+    private func remapPort(_ p: VTEPConfiguration.AccessPort) throws {
+        guard let index = portIndex(p.port) else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
+        let role = p.vni.map { PortRole.access(vni: $0) } ?? .tagged(p.vlans)
+        try underlay.change { t in
+            let (oldRole, oldSettings) = (t.roles[index], t.configuration.access.first { $0.port == p.port })
+            try t.detach(port: index)
+            do { try t.attach(port: index, role: role, settings: p) } catch {
+                try? t.attach(port: index, role: oldRole, settings: oldSettings)
+                throw error
+            }
+        }
+    }
+
     /// Unmaps an access port. A vhost-user port vxland created goes completely (a VM that stopped): taken off every
     /// core, stopped and closed once the cores let go of it (its queued frames are freed), the device removed. A
     /// port EAL created stays, polled, its frames dropped as `port_detached`, until attached again.
@@ -253,8 +299,14 @@ extension Dataplane {
         guard let index = portIndex(reference) else {
             throw ChangeError("port \(reference) not found; ports: \(knownPorts())")
         }
+        let previous = underlay.change { t in (t.roles[index], t.configuration.access.first { $0.port == ports[index].name }) }
         try underlay.change { try $0.detach(port: index) }
-        if vhostPorts.owns(ports[index].name) { try unplug(index) }
+        guard vhostPorts.owns(ports[index].name) else { return }
+        do { try unplug(index) } catch {
+            // Not detached after all: mapped again as it was.
+            try? underlay.change { try $0.attach(port: index, role: previous.0, settings: previous.1) }
+            throw error
+        }
     }
 
     /// Takes a port off every core and closes it; removes its vhost device.
@@ -265,16 +317,16 @@ extension Dataplane {
         // Twice: a core reports its quiescent state before it flushes the round's TX bursts, so the second
         // grace period is the one after which nothing of this port is in any core's hands.
         guard waitForCores(), waitForCores() else {
-            for (c, core) in pollingCores.enumerated() {
-                core.pointee.reclaimQueues()
-                _ = core.pointee.activate(RxQueue(localPort: index, portID: port.id, queueID: UInt16(c)))
-            }
-            throw ChangeError("the polling cores did not let go of \(port.name) within 2 s; it stays polled (detached)")
+            for core in pollingCores { core.pointee.reactivate(localPort: index) }
+            throw ChangeError("the polling cores did not let go of \(port.name) within 2 s; it stays polled")
         }
         for core in pollingCores { core.pointee.reclaimQueues() }
-        port.close()
+        // Listed as removed and closed under portsLock: reports read a port's ethdev stats under it.
+        portsLock.withLock {
+            removedList.insert(index)
+            port.close()
+        }
         vhostPorts.remove(name: port.name)
-        portsLock.withLock { _ = removedList.insert(index) }
         tables.setPortTakesLargeFrames(index, false)
         logger.info("port \(port.name) removed (local port \(index))")
     }

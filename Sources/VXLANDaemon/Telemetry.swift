@@ -8,6 +8,7 @@ import Foundation
 /// control socket reads; DPDK 22.11 cannot unregister a command, so after the dataplane stops they answer empty.
 enum Telemetry {
     static let lock = NSLock()
+    static let vniLimit = 64
     nonisolated(unsafe) static var dataplane: Dataplane?
     nonisolated(unsafe) private static var registered = false
 
@@ -33,17 +34,24 @@ enum Telemetry {
 
     /// `/vxland/vnis`: per VNI its counters (packets and bytes each way, drops) and learned MACs.
     static func registerVNIs() {
-        _ = rte_telemetry_register_cmd("/vxland/vnis", { _, _, d in
+        _ = rte_telemetry_register_cmd("/vxland/vnis", { _, params, d in
             guard let d else { return -1 }
             rte_tel_data_start_dict(d)
             Telemetry.lock.lock(); defer { Telemetry.lock.unlock() }
-            for v in Telemetry.dataplane?.vnisReport().vnis ?? [] {
+            // DPDK's answers hold a limited number of entries (and 16 KB): one VNI with a parameter, else the first
+            // `vniLimit` VNIs (`vxlanctl show vnis` lists every one).
+            var one: UInt32? = nil
+            if let params, let text = Optional(String(cString: params)), !text.isEmpty {
+                guard let v = UInt32(text) else { return -1 }
+                one = v
+            }
+            for v in (Telemetry.dataplane?.vnisReport(vni: one).vnis ?? []).prefix(Telemetry.vniLimit) {
                 var values = v.counters
                 values["learned"] = UInt64(v.learned)
                 Telemetry.nested("vni\(v.vni)", values, in: d)
             }
             return 0
-        }, "vxland per-VNI counters (encap/decap packets and bytes, drops, learned MACs). No parameters")
+        }, "vxland per-VNI counters (encap/decap packets and bytes, drops, learned MACs). Parameters: a VNI, or none for the first 64")
     }
 
     static func detach() {

@@ -153,6 +153,8 @@ public final class ForwardingTables: @unchecked Sendable {
 
     // Slow-path state.
     var publishTokens: [UInt64?]
+    /// Per tunnel: the copy in use when it was last unpublished (`publish(mac: nil)`), rewritten last.
+    var parkedCopy: [Int32] = []
     struct TunnelKey: Hashable {
         var vni: UInt32
         var remote: IPAddress

@@ -216,7 +216,7 @@ extension ForwardingTables {
         }
         if freeEndpoints.count < mappings.count { waitForGracePeriod { self.freeEndpoints.count >= mappings.count } }
         guard freeEndpoints.count >= mappings.count else {
-            throw ChangeError("no room for \(mappings.count) more access endpoint(s) (\(endpointCapacity) in all)")
+            throw ChangeError("no room for \(mappings.count) more access endpoint(s): \(endpointCapacity) in all (twice resources.vnis)")
         }
         // Endpoint slots first (no core can reach them yet), then the VNIs' blocks, then the port's own mapping.
         var slots: [Int32] = []

@@ -45,10 +45,10 @@ extension ForwardingTables {
         // reach the cores with the release store that publishes the first FDB entry pointing at it.
         vx_store_release_i32(activeCopy + t, -1)
         if t == tunnels.count {
-            tunnels.append(tunnel); publishTokens.append(nil); tunnelReferences.append(0); tunnelPins.append(0)
+            tunnels.append(tunnel); publishTokens.append(nil); parkedCopy.append(1); tunnelReferences.append(0); tunnelPins.append(0)
             tunnelLive.append(true)
         } else {
-            tunnels[t] = tunnel; publishTokens[t] = nil; tunnelReferences[t] = 0; tunnelPins[t] = 0; tunnelLive[t] = true
+            tunnels[t] = tunnel; publishTokens[t] = nil; parkedCopy[t] = 1; tunnelReferences[t] = 0; tunnelPins[t] = 0; tunnelLive[t] = true
         }
         tunnelIndex[TunnelKey(vni: vni, remote: remote)] = t
         nextHopUsers[nextHop, default: 0] += 1
@@ -137,11 +137,19 @@ extension ForwardingTables {
     /// while the cores may still be reading the copy it would overwrite; call again later.
     public func publish(mac: MACAddress?, tunnel t: Int) -> Bool {
         guard let mac else {
-            vx_store_release_i32(activeCopy + t, -1)
+            // Cores that loaded the copy in use may still read it: it stays parked (not rewritten) until a grace
+            // period has passed, which the token below makes the next publish wait for.
+            let current = vx_load_acquire_i32(activeCopy + t)
+            if current >= 0 {
+                parkedCopy[t] = current
+                vx_store_release_i32(activeCopy + t, -1)
+                publishTokens[t] = vx_qsbr_start(qsbr)
+            }
             return true
         }
         if publishedMAC(tunnel: t) == mac { return true }
-        let current = vx_load_acquire_i32(activeCopy + t)
+        let active = vx_load_acquire_i32(activeCopy + t)
+        let current = active >= 0 ? active : parkedCopy[t]
         let next = current == 0 ? 1 : 0
         if let token = publishTokens[t], vx_qsbr_check(qsbr, token) != 1 { return false }
         let p = templates + (t * 2 + Int(next)) * Self.templateStride

@@ -63,6 +63,7 @@ public final class MultiCoreHarness: @unchecked Sendable {
     public let coreCount: Int
     public let portCounters: [CounterBlock]
     public let pipelineCounters: [CounterBlock]
+    public let vniCounters: [CounterBlock]
     public let activity: [CoreActivity]
     private let cores: [UnsafeMutablePointer<PollingCore<VXLANProcessor>>]
     private let stopCoresSignal = StopSignal()
@@ -102,6 +103,7 @@ public final class MultiCoreHarness: @unchecked Sendable {
         self.cores = built
         portCounters = built.map { $0.pointee.portCounters }
         pipelineCounters = built.map { $0.pointee.processor.counterBlock }
+        vniCounters = built.map { $0.pointee.processor.vniCounterBlock }
         activity = (0..<cores).map { _ in CoreActivity() }
     }
 
