@@ -200,6 +200,13 @@ public final class EthPort: @unchecked Sendable {
         closed = true
     }
 
+    /// Stops the port and lets it go without closing it: an EAL port stays usable (a later `EthPort(id:)` can
+    /// configure it again), and this object will not close it when it goes.
+    public func relinquish() {
+        stop()
+        closed = true
+    }
+
     public struct LinkStatus: Sendable { public var up: Bool; public var speedMbps: UInt32; public var fullDuplex: Bool }
 
     public var link: LinkStatus {

@@ -13,6 +13,12 @@ public enum ControlMethods {
         do { return try answer(request, dataplane: dataplane) } catch let error as ChangeError {
             // A change refused by the tables (resources exhausted, an object in use): nothing was changed.
             throw ControlFailure(code: "refused", message: error.description)
+        } catch let failure as ControlFailure {
+            // A change request refused for its parameters is logged too (the tables' refusals are, by Dataplane).
+            if ChangeMethods.parameters[request.method] != nil, !request.method.hasPrefix("show.") {
+                dataplane.logger.info("\(ChangeMethods.origin): \(request.method) refused: \(failure.message)")
+            }
+            throw failure
         }
     }
 

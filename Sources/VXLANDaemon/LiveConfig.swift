@@ -53,7 +53,10 @@ extension Dataplane {
             } else {
                 logger.info("\(origin): '\(changes.first.map { "\($0)" } ?? "")' refused: \(error)")
             }
-            throw error
+            guard !done.isEmpty else { throw error }
+            // Undone is not untouched: say so (a VNI removed and added back lost its learned MACs and counters).
+            throw ChangeError("'\(changes[done.count])' refused: \(error); the \(done.count) change(s) before it were made and undone "
+                + "(learned MACs of VNIs removed and restored are learned again from traffic)")
         }
         for change in done { logger.notice("\(origin): \(change)") }
         return done
@@ -120,6 +123,11 @@ extension Dataplane {
     /// Whether vxland can attach `p`: a port it polls (with the same offloads), a vhost-user port it can create,
     /// or an EAL port not in use.
     private func checkAttachable(_ p: VTEPConfiguration.AccessPort) throws {
+        let endpoints = p.vni != nil ? 1 : p.vlans.count
+        let room = underlay.change { $0.endpointRoom }
+        guard endpoints <= room else {
+            throw ChangeError("no room for \(endpoints) more access endpoint(s): \(tables.endpointCapacity) in all (twice resources.vnis), \(room) free")
+        }
         if let index = portIndex(p.port) {
             if let mode = portsLock.withLock({ portOffloads[index] }), mode != p.offloads {
                 throw ChangeError("port \(p.port) runs with offloads \(mode.rawValue); changing it to \(p.offloads.rawValue) needs a restart")
@@ -139,8 +147,10 @@ extension Dataplane {
 
     /// The plan from the running configuration to the file at `path` (parsed and checked whole first).
     public func plan(file path: String) throws -> ConfigPlan {
-        let desired: VTEPConfiguration
+        var desired: VTEPConfiguration
         do { desired = try ConfigParser.load(path: path) } catch { throw ChangeError("\(path): \(error)") }
+        // A port the file names by id is the port of that name (as the running state and `show config` name it).
+        for i in desired.access.indices { desired.access[i].port = canonicalPort(desired.access[i].port) }
         return ConfigPlan(from: configuration, to: desired)
     }
 
@@ -148,8 +158,10 @@ extension Dataplane {
     /// computed and made under the change lock, against the state it changes.
     @discardableResult
     public func apply(file path: String, dryRun: Bool = false, origin: String) throws -> ConfigPlan {
-        let desired: VTEPConfiguration
+        var desired: VTEPConfiguration
         do { desired = try ConfigParser.load(path: path) } catch { throw ChangeError("\(path): \(error)") }
+        // A port the file names by id is the port of that name (as the running state and `show config` name it).
+        for i in desired.access.indices { desired.access[i].port = canonicalPort(desired.access[i].port) }
         var plan = ConfigPlan()
         try change(origin: origin) { running in
             plan = ConfigPlan(from: running, to: desired)
@@ -321,12 +333,14 @@ extension Dataplane {
             throw ChangeError("the polling cores did not let go of \(port.name) within 2 s; it stays polled")
         }
         for core in pollingCores { core.pointee.reclaimQueues() }
-        // Listed as removed and closed under portsLock: reports read a port's ethdev stats under it.
+        // Listed as removed and closed under portsLock: reports read a port's ethdev stats under it. A port EAL made
+        // is only stopped (closing would destroy it until vxland restarts); vxland's own vhost device goes.
+        let owned = vhostPorts.owns(port.name)
         portsLock.withLock {
             removedList.insert(index)
-            port.close()
+            if owned { port.close() } else { port.relinquish() }
         }
-        vhostPorts.remove(name: port.name)
+        if owned { vhostPorts.remove(name: port.name) }
         tables.setPortTakesLargeFrames(index, false)
         logger.info("port \(port.name) removed (local port \(index))")
     }

@@ -36,7 +36,8 @@ final class VhostPorts {
         if rte_eth_dev_get_port_by_name(access.port, &id) == 0 {
             throw SetupError("\(key): a port named \(access.port) exists already (an EAL --vdev?); vxland creates vhost-user ports itself: drop the --vdev or the vhost key")
         }
-        if devices.contains(where: { $0.socket == vhost.socket }) {
+        let path = URL(fileURLWithPath: vhost.socket).standardizedFileURL.path
+        if devices.contains(where: { URL(fileURLWithPath: $0.socket).standardizedFileURL.path == path }) {
             throw SetupError("\(key).socket: \(vhost.socket) is the socket of another vhost-user port")
         }
         if !vhost.client { try VhostPorts.checkServerSocket(vhost.socket, key: key) }

@@ -50,12 +50,17 @@ extension ForwardingTables {
         guard segmentIndex[vni] == nil else { throw ChangeError("VNI \(vni) already exists") }
         try checkFloodList(segment.flood, vni: vni)
         if freeSegments.isEmpty && !retired.isEmpty { waitForGracePeriod { !self.freeSegments.isEmpty } }
-        guard let slot = freeSegments.last else {
-            throw ChangeError("cannot add VNI \(vni): all \(segmentCapacity) VNIs (resources.vnis) are in use"
+        func full() -> ChangeError {
+            ChangeError("cannot add VNI \(vni): all \(segmentCapacity) VNIs (resources.vnis) are in use"
                 + (retired.isEmpty ? "" : " or waiting for the cores to let go of them"))
         }
+        guard !freeSegments.isEmpty else { throw full() }
         let flood = try pinAll(segment.flood, vni: vni)
-        freeSegments.removeLast()
+        // Taken only now: pinning may have waited for a grace period and given slots back to the free list.
+        guard let slot = freeSegments.popLast() else {
+            for t in flood { unpin(tunnel: t) }
+            throw full()
+        }
         segmentState[slot] = SegmentState(settings: segment, floodTunnels: flood, endpoints: [])
         learnedPerSegment[slot] = 0
         publishSegment(slot)
@@ -277,6 +282,11 @@ extension ForwardingTables {
     func portName(_ port: Int) -> String {
         if port == underlayPort { return configuration.underlay.port }
         return port < accessSettings.count ? accessSettings[port]?.port ?? "port \(port)" : "port \(port)"
+    }
+
+    /// Endpoint slots free, or waiting for a grace period (free in microseconds while the cores poll).
+    public var endpointRoom: Int {
+        freeEndpoints.count + retired.reduce(0) { if case .endpointSlot = $1.item { return $0 + 1 }; return $0 }
     }
 
     // MARK: - Static FDB entries

@@ -222,4 +222,24 @@ final class LiveChangeTests: XCTestCase {
         XCTAssertEqual(tables.configuration.segments.map(\.vni), [42])
         XCTAssertEqual(h.totalDrops, 0)
     }
+
+    /// A VNI whose flood tunnels have to wait for a grace period (every tunnel in use, one dying) gets the slot it
+    /// was counted against, not one the wait gave back: two VNIs never share a slot.
+    func testAVNIAddedWhileTunnelsAreReclaimedGetsASlotOfItsOwn() throws {
+        try build(resources: "resources: { vnis: 16, tunnels: 16 }")
+        let remotes: [IPAddress] = (3...17).map { .v4(IPv4Address(10, 99, 0, UInt8($0))) }
+        try change { try $0.addSegment(.init(vni: 100, flood: remotes)) }            // 16 tunnels: all in use
+        try change { try $0.addSegment(.init(vni: 200, flood: [])) }
+        try change { try $0.removeFlood(vni: 100, remotes: [remotes.last!]) }       // a tunnel dying
+        try change { try $0.removeSegment(vni: 200) }                              // a slot retired
+        h.core.pollOnce()                                                          // both reclaimable now
+        try change { try $0.addSegment(.init(vni: 300, flood: [.v4(IPv4Address(10, 99, 0, 18))])) }
+        try change { try $0.addSegment(.init(vni: 400, flood: [])) }
+        let slots = [42, 100, 300, 400].map { tables.segmentSlot(vni: UInt32($0))! }
+        XCTAssertEqual(Set(slots).count, 4, "slots \(slots)")
+        XCTAssertTrue(Set(tables.freeSegments).isDisjoint(with: slots), "a slot in use is also free")
+        for (vni, slot) in zip([42, 100, 300, 400], slots) {
+            XCTAssertEqual(tables.segments[slot].pointee.vni, UInt32(vni))
+        }
+    }
 }
