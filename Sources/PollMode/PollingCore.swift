@@ -39,9 +39,14 @@ public struct PollingCore<Processor: BurstProcessor> {
     public var processor: Processor
     public let tx: TxStage
     public let portCounters: CounterBlock
+    /// The core's own round and cycle accounting (`CoreCounter`), written by the core only.
+    public let cycleCounters: CounterBlock
     @usableFromInline let queues: UnsafeMutableBufferPointer<RxQueue>
     @usableFromInline let rxBuffer: UnsafeMutablePointer<OpaquePointer?>
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
+    @usableFromInline let cycles: UnsafeMutablePointer<UInt64>
+    /// The TSC at the end of the previous round (or when polling started).
+    @usableFromInline var lastTSC: UInt64
 
     /// - Parameters:
     ///   - rxQueues: the queues this core reads.
@@ -55,9 +60,16 @@ public struct PollingCore<Processor: BurstProcessor> {
         rxBuffer = .allocate(capacity: PollingCore.burstSize)
         rxBuffer.initialize(repeating: nil, count: PollingCore.burstSize)
         counters = portCounters.base
+        cycleCounters = CounterBlock(count: CoreCounter.allCases.count)
+        cycles = cycleCounters.base
+        lastTSC = vx_tsc()
     }
 
     /// One round over every queue. Returns the number of packets received.
+    ///
+    /// Cycle accounting, as OVS's `dpif-netdev/pmd-perf-show` splits a PMD's time: one TSC read per round, at its
+    /// end; the cycles since the previous read are the round's, busy if it received at least one packet, idle
+    /// otherwise. (Called outside `run`, a round also gets the time since the previous call.)
     @inlinable @discardableResult
     public mutating func pollOnce() -> Int {
         var total = 0
@@ -74,12 +86,24 @@ public struct PollingCore<Processor: BurstProcessor> {
         }
         processor.afterPollRound(tx: tx)
         tx.flushAll()
+        let now = vx_tsc()
+        let spent = now &- lastTSC
+        lastTSC = now
+        if total > 0 {
+            cycles[CoreCounter.busyCycles.rawValue] &+= spent
+            cycles[CoreCounter.busyRounds.rawValue] &+= 1
+            cycles[CoreCounter.packets.rawValue] &+= UInt64(total)
+        } else {
+            cycles[CoreCounter.idleCycles.rawValue] &+= spent
+            cycles[CoreCounter.idleRounds.rawValue] &+= 1
+        }
         return total
     }
 
     /// Polls until `stop` is requested.
     @inlinable
     public mutating func run(until stop: StopSignal) {
+        lastTSC = vx_tsc()
         while !stop.isRequested { pollOnce() }
         tx.flushAll()
     }

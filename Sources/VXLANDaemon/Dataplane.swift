@@ -12,6 +12,8 @@ public final class Dataplane: @unchecked Sendable {
         public let lcore: UInt32
         public let portCounters: CounterBlock
         public let pipelineCounters: CounterBlock
+        /// Rounds, busy and idle cycles, packets received (`CoreCounter`).
+        public let cycleCounters: CounterBlock
     }
 
     public let configuration: VTEPConfiguration
@@ -131,7 +133,8 @@ public final class Dataplane: @unchecked Sendable {
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx))
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)
-            cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock))
+            cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock,
+                              cycleCounters: core.pointee.cycleCounters))
         }
     }
 
@@ -293,11 +296,36 @@ public final class Dataplane: @unchecked Sendable {
     public func clearStats() {
         baselineLock.lock(); defer { baselineLock.unlock() }
         baselines = cores.map { ($0.portCounters.snapshot(), $0.pipelineCounters.snapshot()) }
+        cycleBaselines = cores.map { $0.cycleCounters.snapshot() }
+        clears += 1
+    }
+
+    /// How many times `clearStats()` ran (reports carry it: a client computing rates sees its baseline move).
+    private var clears: UInt64 = 0
+
+    /// The cores' cycle counters at the last `clearStats()` (under `baselineLock`, as `baselines`).
+    private var cycleBaselines: [[UInt64]] = []
+
+    /// `show.cores`: per polling core, its busy and idle cycles, rounds and packets since start or the last
+    /// `clearStats()`.
+    public func coresReport() -> CoresReport {
+        baselineLock.lock()
+        let baselines = cycleBaselines
+        baselineLock.unlock()
+        let reports = cores.enumerated().map { index, core -> CoresReport.Core in
+            var c = core.cycleCounters.snapshot()
+            if index < baselines.count { for i in c.indices { c[i] &-= baselines[index][i] } }
+            return CoresReport.Core(lcore: core.lcore, busyCycles: c[CoreCounter.busyCycles.rawValue],
+                                    idleCycles: c[CoreCounter.idleCycles.rawValue], busyRounds: c[CoreCounter.busyRounds.rawValue],
+                                    idleRounds: c[CoreCounter.idleRounds.rawValue], packets: c[CoreCounter.packets.rawValue])
+        }
+        return CoresReport(tscHz: vx_tsc_hz(), uptimeSeconds: uptime, since: baselines.isEmpty ? "start" : "stats clear", cores: reports)
     }
 
     public func statsReport() -> StatsReport {
         baselineLock.lock()
         let baselines = self.baselines
+        let clears = self.clears
         baselineLock.unlock()
         let coreReports = cores.enumerated().map { index, core -> StatsReport.Core in
             var p = core.portCounters.snapshot()
@@ -317,6 +345,7 @@ public final class Dataplane: @unchecked Sendable {
         }
         let mempool = StatsReport.Mempool(name: pool.name, capacity: pool.capacity, available: pool.available, inUse: pool.inUse)
         var report = StatsReport(uptimeSeconds: uptime, mempool: mempool, cores: coreReports)
+        report.statsClears = clears
         report.pools = ([pool, indirectPool] + largeFramePools).map {
             StatsReport.Mempool(name: $0.name, capacity: $0.capacity, available: $0.available, inUse: $0.inUse)
         }
