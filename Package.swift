@@ -50,7 +50,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.11.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.0"),
     ],
@@ -96,7 +96,8 @@ let package = Package(
         .testTarget(name: "VTEPConfigTests", dependencies: ["VTEPConfig"]),
         .testTarget(name: "VXLANPipelineTests", dependencies: ["VXLANPipeline", "PollMode", "VTEPConfig", "CDPDK", "DPDKTestSupport"],
                     swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
-        .testTarget(name: "VXLANDaemonTests", dependencies: ["VXLANDaemon", "ControlProtocol", "PollMode", "VXLANPipeline", "VTEPConfig", "CDPDK", "DPDKTestSupport"],
+        .testTarget(name: "VXLANDaemonTests", dependencies: ["VXLANDaemon", "ControlProtocol", "PollMode", "VXLANPipeline", "VTEPConfig", "CDPDK", "DPDKTestSupport",
+                                                          .product(name: "Logging", package: "swift-log")],
                     swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol"]),
         // What each fuzzer checks per input, shared by the libFuzzer executables and the corpus replay test.

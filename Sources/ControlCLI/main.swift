@@ -7,7 +7,7 @@ struct Vxlanctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vxlanctl",
         abstract: "Control and inspect a running vxland.",
-        subcommands: [Show.self, Stats.self, VNI.self, Flood.self, FDB.self, Neighbor.self, Port.self, Apply.self, Ping.self])
+        subcommands: [Show.self, Stats.self, VNI.self, Flood.self, FDB.self, Neighbor.self, Port.self, Apply.self, LogCommands.self, Ping.self])
 }
 
 struct Stats: ParsableCommand {
@@ -74,7 +74,7 @@ func show<Report: Decodable>(_ method: String, params: [String: String] = [:], c
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, FDB.self, Neighbors.self, VNIs.self, Config.self])
+    static let configuration = CommandConfiguration(abstract: "Show the dataplane's state.", subcommands: [Ports.self, Stats.self, FDB.self, Neighbors.self, VNIs.self, Config.self, ShowCores.self])
 
     struct Ports: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ports, their roles, links and driver totals.")
@@ -91,8 +91,10 @@ struct Show: ParsableCommand {
         @OptionGroup var connection: ConnectionOptions
         @Flag(help: "Print JSON (the daemon's own answer) instead of a table.") var json = false
         @Flag(name: .customLong("per-core"), help: "Also show each polling core's counters.") var perCore = false
+        @OptionGroup var watch: WatchOptions
 
         func run() throws {
+            if watch.watch { return try watchStats(connection: connection, options: watch, json: json) }
             try show("show.stats", connection: connection, json: json, as: StatsReport.self) { Render.stats($0, perCore: perCore) }
         }
     }

@@ -80,6 +80,8 @@ public struct StatsReport: Codable, Equatable, Sendable {
     public var pools: [Mempool]?
     public var cores: [Core]
     public var totals: Totals
+    /// How many times `stats.clear` ran since vxland started: counters restarted from zero when it moves.
+    public var statsClears: UInt64?
 
     /// Sums the cores; port order is that of the first core.
     public init(uptimeSeconds: Double, mempool: Mempool? = nil, cores: [Core]) {

@@ -51,3 +51,10 @@ public enum PortCounter: Int, CaseIterable, Sendable {
 
     public static func slot(port: Int, _ counter: PortCounter) -> Int { port * allCases.count + counter.rawValue }
 }
+
+/// A polling core's accounting of its own rounds, in one `CounterBlock` per core (written by that core only):
+/// the TSC cycles of rounds that received at least one packet (busy) and of those that received none (idle), as
+/// OVS's `dpif-netdev/pmd-perf-show` reports a PMD thread, the rounds of each kind and the packets received.
+public enum CoreCounter: Int, CaseIterable, Sendable {
+    case busyCycles, idleCycles, busyRounds, idleRounds, packets
+}

@@ -39,6 +39,8 @@ public struct PollingCore<Processor: BurstProcessor> {
     public var processor: Processor
     public let tx: TxStage
     public let portCounters: CounterBlock
+    /// The core's own round and cycle accounting (`CoreCounter`), written by the core only.
+    public let cycleCounters: CounterBlock
     /// The queues this core reads, in slots of which the first `queueCount` may be in use; a slot is read only
     /// while `queueActive` is 1. Ports come and go at run time (`activate`/`deactivate`, from the control thread):
     /// a deactivated slot (2) is reused only after `reclaimQueues()`, which the control thread calls once the core
@@ -49,6 +51,9 @@ public struct PollingCore<Processor: BurstProcessor> {
     public let queueCapacity: Int
     @usableFromInline let rxBuffer: UnsafeMutablePointer<OpaquePointer?>
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
+    @usableFromInline let cycles: UnsafeMutablePointer<UInt64>
+    /// The TSC at the end of the previous round (or when polling started).
+    @usableFromInline var lastTSC: UInt64
 
     /// - Parameters:
     ///   - rxQueues: the queues this core reads.
@@ -72,6 +77,9 @@ public struct PollingCore<Processor: BurstProcessor> {
         rxBuffer = .allocate(capacity: PollingCore.burstSize)
         rxBuffer.initialize(repeating: nil, count: PollingCore.burstSize)
         counters = portCounters.base
+        cycleCounters = CounterBlock(count: CoreCounter.allCases.count)
+        cycles = cycleCounters.base
+        lastTSC = vx_tsc()
     }
 
     /// Starts reading `queue` (control thread; the core picks it up at its next round). The port's TX side must
@@ -108,6 +116,10 @@ public struct PollingCore<Processor: BurstProcessor> {
     }
 
     /// One round over every queue. Returns the number of packets received.
+    ///
+    /// Cycle accounting, as OVS's `dpif-netdev/pmd-perf-show` splits a PMD's time: one TSC read per round, at its
+    /// end; the cycles since the previous read are the round's, busy if it received at least one packet, idle
+    /// otherwise. (Called outside `run`, a round also gets the time since the previous call.)
     @inlinable @discardableResult
     public mutating func pollOnce() -> Int {
         var total = 0
@@ -127,12 +139,24 @@ public struct PollingCore<Processor: BurstProcessor> {
         }
         processor.afterPollRound(tx: tx)
         tx.flushAll()
+        let now = vx_tsc()
+        let spent = now &- lastTSC
+        lastTSC = now
+        if total > 0 {
+            cycles[CoreCounter.busyCycles.rawValue] &+= spent
+            cycles[CoreCounter.busyRounds.rawValue] &+= 1
+            cycles[CoreCounter.packets.rawValue] &+= UInt64(total)
+        } else {
+            cycles[CoreCounter.idleCycles.rawValue] &+= spent
+            cycles[CoreCounter.idleRounds.rawValue] &+= 1
+        }
         return total
     }
 
     /// Polls until `stop` is requested.
     @inlinable
     public mutating func run(until stop: StopSignal) {
+        lastTSC = vx_tsc()
         while !stop.isRequested { pollOnce() }
         tx.flushAll()
     }

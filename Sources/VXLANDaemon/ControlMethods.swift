@@ -41,8 +41,9 @@ public enum ControlMethods {
             return try encoder.encode(["pong": "vxland", "protocol": String(ControlProtocol.version), "dpdk": EAL.version])
         default:
             if let answer = try ChangeMethods.handle(request, dataplane: dataplane) { return answer }
+            if let answer = try ObserveMethods.handle(request, dataplane: dataplane) { return answer }
             throw ControlFailure(code: "unknown_method",
-                                 message: "unknown method '\(request.method)'; this vxland knows: \(all.joined(separator: ", "))")
+                                 message: "unknown method '\(request.method)'; this vxland knows: \((all + ObserveMethods.all).joined(separator: ", "))")
         }
     }
 }

@@ -15,6 +15,8 @@ public final class Dataplane: @unchecked Sendable {
         public let pipelineCounters: CounterBlock
         /// Per-VNI counters (`VNICounter`), by segment slot.
         public let vniCounters: CounterBlock
+        /// Rounds, busy and idle cycles, packets received (`CoreCounter`).
+        public let cycleCounters: CounterBlock
     }
 
     /// The running configuration: the file's, with every change made since.
@@ -139,7 +141,8 @@ public final class Dataplane: @unchecked Sendable {
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)
             cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock,
-                              vniCounters: core.pointee.processor.vniCounterBlock))
+                              vniCounters: core.pointee.processor.vniCounterBlock,
+                              cycleCounters: core.pointee.cycleCounters))
         }
     }
 
@@ -359,6 +362,8 @@ public final class Dataplane: @unchecked Sendable {
         baselineLock.lock(); defer { baselineLock.unlock() }
         baselines = cores.map { ($0.portCounters.snapshot(), $0.pipelineCounters.snapshot()) }
         vniBaselines = [:]
+        cycleBaselines = cores.map { $0.cycleCounters.snapshot() }
+        clears += 1
         let sums = vniCounterSums()
         for slot in 0..<tables.segmentCapacity {
             let group = Array(sums[VNICounter.slot(segment: slot, .encapPackets)..<VNICounter.slot(segment: slot + 1, .encapPackets)])
@@ -382,9 +387,32 @@ public final class Dataplane: @unchecked Sendable {
         return list.enumerated().filter { !removed.contains($0.offset) }.map { ($0.offset, $0.element) }
     }
 
+    /// How many times `clearStats()` ran (reports carry it: a client computing rates sees its baseline move).
+    private var clears: UInt64 = 0
+
+    /// The cores' cycle counters at the last `clearStats()` (under `baselineLock`, as `baselines`).
+    private var cycleBaselines: [[UInt64]] = []
+
+    /// `show.cores`: per polling core, its busy and idle cycles, rounds and packets since start or the last
+    /// `clearStats()`.
+    public func coresReport() -> CoresReport {
+        baselineLock.lock()
+        let baselines = cycleBaselines
+        baselineLock.unlock()
+        let reports = cores.enumerated().map { index, core -> CoresReport.Core in
+            var c = core.cycleCounters.snapshot()
+            if index < baselines.count { for i in c.indices { c[i] &-= baselines[index][i] } }
+            return CoresReport.Core(lcore: core.lcore, busyCycles: c[CoreCounter.busyCycles.rawValue],
+                                    idleCycles: c[CoreCounter.idleCycles.rawValue], busyRounds: c[CoreCounter.busyRounds.rawValue],
+                                    idleRounds: c[CoreCounter.idleRounds.rawValue], packets: c[CoreCounter.packets.rawValue])
+        }
+        return CoresReport(tscHz: vx_tsc_hz(), uptimeSeconds: uptime, since: baselines.isEmpty ? "start" : "stats clear", cores: reports)
+    }
+
     public func statsReport() -> StatsReport {
         baselineLock.lock()
         let baselines = self.baselines
+        let clears = self.clears
         baselineLock.unlock()
         let coreReports = cores.enumerated().map { index, core -> StatsReport.Core in
             var p = core.portCounters.snapshot()
@@ -404,6 +432,7 @@ public final class Dataplane: @unchecked Sendable {
         }
         let mempool = StatsReport.Mempool(name: pool.name, capacity: pool.capacity, available: pool.available, inUse: pool.inUse)
         var report = StatsReport(uptimeSeconds: uptime, mempool: mempool, cores: coreReports)
+        report.statsClears = clears
         report.pools = ([pool, indirectPool] + portsLock.withLock { largeFramePools }).map {
             StatsReport.Mempool(name: $0.name, capacity: $0.capacity, available: $0.available, inUse: $0.inUse)
         }

@@ -25,10 +25,14 @@ enum Telemetry {
             for p in report.totals.ports { Telemetry.nested(p.port, p.counters, in: out) }
         } }, "vxland per-port counters, all polling cores. No parameters")
         _ = rte_telemetry_register_cmd("/vxland/cores", { _, _, d in Telemetry.answer(d) { report, out in
-            for c in report.cores {
-                Telemetry.nested("lcore\(c.lcore)", c.pipeline.merging(c.drops.mapKeys { "drop_\($0)" }) { a, _ in a }, in: out)
+            let cycles = Telemetry.dataplane?.coresReport()
+            for (i, c) in report.cores.enumerated() {
+                var values = c.pipeline.merging(c.drops.mapKeys { "drop_\($0)" }) { a, _ in a }
+                var text: [String: String] = [:]
+                if let cycles, i < cycles.cores.count { Telemetry.cycles(cycles.cores[i], tscHz: cycles.tscHz, into: &values, &text) }
+                Telemetry.nested("lcore\(c.lcore)", values, text: text, in: out)
             }
-        } }, "vxland counters per polling core. No parameters")
+        } }, "vxland counters per polling core, with its busy and idle TSC cycles (as vxlanctl show cores). No parameters")
         registerVNIs()
     }
 
@@ -71,10 +75,24 @@ enum Telemetry {
         for (name, value) in values.sorted(by: { $0.key < $1.key }) { _ = rte_tel_data_add_dict_u64(d, name, value) }
     }
 
-    static func nested(_ name: String, _ values: [String: UInt64], in d: OpaquePointer) {
+    /// A core's cycle accounting (`show.cores`). DPDK 22.11's telemetry has no floating-point values: the busy share
+    /// goes as text, cycles per packet rounded to an integer.
+    private static func cycles(_ c: CoresReport.Core, tscHz: UInt64, into values: inout [String: UInt64], _ text: inout [String: String]) {
+        values["busy_cycles"] = c.busyCycles
+        values["idle_cycles"] = c.idleCycles
+        values["rounds"] = c.rounds
+        values["idle_rounds"] = c.idleRounds
+        values["packets"] = c.packets
+        values["tsc_hz"] = tscHz
+        if let perPacket = c.cyclesPerPacket { values["cycles_per_packet"] = UInt64(perPacket.rounded()) }
+        text["busy_share"] = String(format: "%.4f", c.busyShare)
+    }
+
+    static func nested(_ name: String, _ values: [String: UInt64], text: [String: String] = [:], in d: OpaquePointer) {
         guard let inner = rte_tel_data_alloc() else { return }
         rte_tel_data_start_dict(inner)
         add(values, to: inner)
+        for (key, value) in text.sorted(by: { $0.key < $1.key }) { _ = rte_tel_data_add_dict_string(inner, key, value) }
         if rte_tel_data_add_dict_container(d, name, inner, 0) != 0 { rte_tel_data_free(inner) }
     }
 }

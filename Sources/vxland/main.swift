@@ -50,11 +50,10 @@ do {
 } catch {
     Vxland.exit(withError: error)
 }
-let level = Logger.Level(rawValue: command.logLevel) ?? .info
+// One level for every logger, changed live by `vxlanctl log level` (LiveLogLevel).
+LiveLogLevel.shared.level = Logger.Level(rawValue: command.logLevel) ?? .info
 LoggingSystem.bootstrap { label in
-    var handler = StreamLogHandler.standardError(label: label)
-    handler.logLevel = level
-    return handler
+    LiveLevelLogHandler(StreamLogHandler.standardError(label: label))
 }
 var options = DaemonOptions(configPath: command.config)
 options.socketPath = command.socket
