@@ -12,8 +12,10 @@ public struct ConfigPlan: Equatable, Sendable {
         case updateVNI(from: VTEPConfiguration.Segment, to: VTEPConfiguration.Segment)
         case addFDB(VTEPConfiguration.FDBEntry)
         case attachPort(VTEPConfiguration.AccessPort)
-        /// An attached port mapped into other VNIs or VLANs, the port itself untouched.
-        case remapPort(from: VTEPConfiguration.AccessPort, to: VTEPConfiguration.AccessPort)
+        /// An attached port taken out of its VNIs, and later mapped into others: the port itself (a VM's vhost-user
+        /// device) untouched, only its frames pause in between.
+        case unmapPort(VTEPConfiguration.AccessPort)
+        case mapPort(VTEPConfiguration.AccessPort)
 
         /// The change that undoes this one (to roll back a plan that failed part-way).
         public var inverse: Change {
@@ -27,7 +29,8 @@ public struct ConfigPlan: Equatable, Sendable {
             case .removeNeighbor(let n): .addNeighbor(n)
             case .addNeighbor(let n): .removeNeighbor(n)
             case .updateVNI(let from, let to): .updateVNI(from: to, to: from)
-            case .remapPort(let from, let to): .remapPort(from: to, to: from)
+            case .unmapPort(let p): .mapPort(p)
+            case .mapPort(let p): .unmapPort(p)
             }
         }
 
@@ -42,7 +45,8 @@ public struct ConfigPlan: Equatable, Sendable {
             case .removeNeighbor(let n): "neighbor del \(n.ip)"
             case .addNeighbor(let n): "neighbor add \(n.ip) \(n.mac)"
             case .updateVNI(let from, let to): "vni \(to.vni): " + Self.differences(from, to).joined(separator: "; ")
-            case .remapPort(_, let p): "remap port \(p.port) " + Self.mapping(p)
+            case .unmapPort(let p): "unmap port \(p.port)"
+            case .mapPort(let p): "map port \(p.port) " + Self.mapping(p)
             }
         }
 
@@ -97,18 +101,18 @@ public struct ConfigPlan: Equatable, Sendable {
         }
         if running.resources != desired.resources { restart.append("resources") }
 
-        // Ports: by name. A changed mapping is a detach and an attach of the same port (only that port pauses); a
-        // vhost-user port vxland creates is re-created with changed settings; another port's offloads need the port
-        // configured again: a restart.
+        // Ports: by name. A changed mapping is an unmap first and a map last (only that port pauses; a VM stays
+        // connected); a vhost-user port vxland creates is re-created with changed settings; another port's offloads
+        // need the port configured again: a restart.
         let oldPorts = Dictionary(running.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         let newPorts = Dictionary(desired.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         var detach: [VTEPConfiguration.AccessPort] = [], attach: [VTEPConfiguration.AccessPort] = []
-        var remap: [Change] = []
+        var unmap: [Change] = [], map: [Change] = []
         for p in running.access {
             guard let q = newPorts[p.port] else { detach.append(p); continue }
             let mappingOnly = p.vhost == q.vhost && p.offloads == q.offloads
             if mappingOnly {
-                if p.vni != q.vni || p.vlans != q.vlans { remap.append(.remapPort(from: p, to: q)) }
+                if p.vni != q.vni || p.vlans != q.vlans { unmap.append(.unmapPort(p)); map.append(.mapPort(q)) }
             } else if p.vhost != nil || q.vhost != nil {
                 // vxland's own vhost-user device: re-created with the new settings (the VM reconnects).
                 detach.append(p); attach.append(q)
@@ -138,9 +142,9 @@ public struct ConfigPlan: Equatable, Sendable {
         let removeNeighbors = running.neighbors.filter { desired.neighbor($0.ip) != $0 }
         let addNeighbors = desired.neighbors.filter { running.neighbor($0.ip) != $0 }
 
-        changes = detach.map(Change.detachPort) + removeFDB.map(Change.removeFDB) + removeVNIs.map(Change.removeVNI)
+        changes = detach.map(Change.detachPort) + unmap + removeFDB.map(Change.removeFDB) + removeVNIs.map(Change.removeVNI)
             + removeNeighbors.map(Change.removeNeighbor) + addNeighbors.map(Change.addNeighbor) + addVNIs.map(Change.addVNI)
-            + update + remap + addFDB.map(Change.addFDB) + attach.map(Change.attachPort)
+            + update + addFDB.map(Change.addFDB) + map + attach.map(Change.attachPort)
         needsRestart = restart
     }
 
@@ -159,7 +163,8 @@ public struct ConfigPlan: Equatable, Sendable {
             case .removeNeighbor(let n): c.neighbors.removeAll { $0.ip == n.ip }
             case .attachPort(let p): c.access.append(p)
             case .detachPort(let p): c.access.removeAll { $0.port == p.port }
-            case .remapPort(_, let p): if let i = c.access.firstIndex(where: { $0.port == p.port }) { c.access[i] = p }
+            case .unmapPort(let p): c.access.removeAll { $0.port == p.port }
+            case .mapPort(let p): c.access.append(p)
             }
         }
         c.segments = segments

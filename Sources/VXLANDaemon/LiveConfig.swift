@@ -28,8 +28,13 @@ extension Dataplane {
         do {
             try preflight(changes, from: before)
             let after = ConfigPlan.applying(changes, to: before)
-            do { _ = try ConfigParser.parse(ConfigWriter.yaml(after)) } catch {
-                throw ChangeError("the result would not be a valid configuration: \(error)")
+            do { _ = try ConfigParser.parse(ConfigWriter.yaml(after)) } catch let e as ConfigError {
+                // The file's rule that the result would break: the object's own problem, or the limit it exceeds.
+                // VNI and tunnel counts the tables check themselves, more strictly (learned tunnels count too) and
+                // naming the VNI or remote that does not fit.
+                if e.path != "resources.vnis" && e.path != "resources.tunnels" {
+                    throw ChangeError(e.path.hasPrefix("resources") ? "\(e.path): \(e.problem)" : e.problem)
+                }
             }
         } catch {
             logger.info("\(origin): '\(changes.map { "\($0)" }.joined(separator: "; "))' refused: \(error)")
@@ -65,6 +70,13 @@ extension Dataplane {
     /// Walks the changes over a model of the running state and refuses, before anything is made, the first that
     /// names something missing or already there (a VNI, a port, an entry, a neighbor) or a port vxland cannot find.
     private func preflight(_ changes: [ConfigPlan.Change], from running: VTEPConfiguration) throws {
+        func checkFlood(_ s: VTEPConfiguration.Segment) throws {
+            var seen = Set<IPAddress>()
+            for r in s.flood {
+                if let problem = ConfigParser.problem(remote: r, underlay: running.underlay) { throw ChangeError(problem) }
+                guard seen.insert(r).inserted else { throw ChangeError("\(r) is listed twice in the flood list of VNI \(s.vni)") }
+            }
+        }
         var vnis = Set(running.segments.map(\.vni))
         var ports = Dictionary(running.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         struct Key: Hashable { var vni: UInt32; var mac: MACAddress }
@@ -75,6 +87,7 @@ extension Dataplane {
             switch change {
             case .addVNI(let s):
                 guard vnis.insert(s.vni).inserted else { throw ChangeError("VNI \(s.vni) already exists") }
+                try checkFlood(s)
             case .removeVNI(let s):
                 guard vnis.remove(s.vni) != nil else { throw ChangeError("VNI \(s.vni) does not exist") }
                 let users = ports.values.filter { uses($0, s.vni) }.map(\.port).sorted()
@@ -82,8 +95,11 @@ extension Dataplane {
                 fdb = fdb.filter { $0.key.vni != s.vni }
             case .updateVNI(_, let s):
                 guard vnis.contains(s.vni) else { throw ChangeError("VNI \(s.vni) does not exist") }
+                try checkFlood(s)
             case .addFDB(let e):
                 guard vnis.contains(e.vni) else { throw ChangeError("VNI \(e.vni) does not exist") }
+                if let problem = ConfigParser.problem(unicast: e.mac) { throw ChangeError(problem + " (broadcast and multicast follow the flood list)") }
+                if let problem = ConfigParser.problem(remote: e.remote, underlay: running.underlay) { throw ChangeError(problem) }
                 if let remote = fdb[Key(vni: e.vni, mac: e.mac)] {
                     throw ChangeError("\(e.mac) already has a static entry in VNI \(e.vni) (to \(remote)); delete it first")
                 }
@@ -91,6 +107,8 @@ extension Dataplane {
             case .removeFDB(let e):
                 guard fdb.removeValue(forKey: Key(vni: e.vni, mac: e.mac)) != nil else { throw ChangeError("\(e.mac) has no static entry in VNI \(e.vni)") }
             case .addNeighbor(let n):
+                if let problem = ConfigParser.problem(neighbor: n.ip, underlay: running.underlay) { throw ChangeError(problem) }
+                if let problem = ConfigParser.problem(unicast: n.mac) { throw ChangeError(problem) }
                 if let mac = neighbors[n.ip] { throw ChangeError("\(n.ip) already has a static neighbor entry (\(mac)); delete it first") }
                 neighbors[n.ip] = n.mac
             case .removeNeighbor(let n):
@@ -104,8 +122,10 @@ extension Dataplane {
                 ports[p.port] = p
             case .detachPort(let p):
                 guard ports.removeValue(forKey: p.port) != nil else { throw ChangeError("port \(p.port) is not attached") }
-            case .remapPort(_, let p):
-                guard ports[p.port] != nil else { throw ChangeError("port \(p.port) is not attached") }
+            case .unmapPort(let p):
+                guard ports.removeValue(forKey: p.port) != nil else { throw ChangeError("port \(p.port) is not attached") }
+            case .mapPort(let p):
+                guard ports[p.port] == nil else { throw ChangeError("port \(p.port) is already attached") }
                 for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where !vnis.contains(vni) {
                     throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
                 }
@@ -123,6 +143,9 @@ extension Dataplane {
     /// Whether vxland can attach `p`: a port it polls (with the same offloads), a vhost-user port it can create,
     /// or an EAL port not in use.
     private func checkAttachable(_ p: VTEPConfiguration.AccessPort) throws {
+        if p.port == configuration.underlay.port || EthPort.id(of: p.port).map({ $0 == ports[0].id }) == true {
+            throw ChangeError("\(p.port) is the underlay port")
+        }
         let endpoints = p.vni != nil ? 1 : p.vlans.count
         let room = underlay.change { $0.endpointRoom }
         guard endpoints <= room else {
@@ -197,8 +220,12 @@ extension Dataplane {
             do { try attachPort(p) } catch let e as ChangeError { throw e } catch { throw ChangeError("\(error)") }
         case .detachPort(let p):
             try detachPort(p.port)
-        case .remapPort(_, let p):
-            try remapPort(p)
+        case .unmapPort(let p):
+            guard let index = portIndex(p.port) else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
+            try underlay.change { try $0.detach(port: index) }
+        case .mapPort(let p):
+            guard let index = portIndex(p.port) else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
+            try underlay.change { try $0.attach(port: index, role: p.vni.map { PortRole.access(vni: $0) } ?? .tagged(p.vlans), settings: p) }
         }
     }
 
@@ -286,21 +313,6 @@ extension Dataplane {
             if let port, portIndex(p.port) == nil { port.close() }
             if p.vhost != nil, portIndex(p.port) == nil { vhostPorts.remove(name: p.port) }
             throw error
-        }
-    }
-
-    /// Maps an attached port into other VNIs or VLANs: only its mapping changes (a VM's vhost-user port stays
-    /// connected; only this port's frames pause between the unmap and the map).
-    private func remapPort(_ p: VTEPConfiguration.AccessPort) throws {
-        guard let index = portIndex(p.port) else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
-        let role = p.vni.map { PortRole.access(vni: $0) } ?? .tagged(p.vlans)
-        try underlay.change { t in
-            let (oldRole, oldSettings) = (t.roles[index], t.configuration.access.first { $0.port == p.port })
-            try t.detach(port: index)
-            do { try t.attach(port: index, role: role, settings: p) } catch {
-                try? t.attach(port: index, role: oldRole, settings: oldSettings)
-                throw error
-            }
         }
     }
 

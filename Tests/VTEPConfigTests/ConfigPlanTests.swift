@@ -48,6 +48,7 @@ final class ConfigPlanTests: XCTestCase {
         XCTAssertEqual(plan.changes.map(\.description), [
             "detach port net_ring2",
             "detach port net_vhost0",
+            "unmap port net_ring1",
             "fdb del vni 100 02:00:00:00:0a:01",
             "fdb del vni 300 02:00:00:00:0a:02",
             "vni del 300",
@@ -55,9 +56,9 @@ final class ConfigPlanTests: XCTestCase {
             "neighbor add 10.99.0.2 02:00:00:00:00:22",
             "vni add 400 flood 10.99.0.5 learning false",
             "vni 100: flood add 10.99.0.4; flood del 10.99.0.2",
-            "remap port net_ring1 vni 400",
             "fdb add vni 100 02:00:00:00:0a:01 remote 10.99.0.4",
             "fdb add vni 400 02:00:00:00:0a:03 remote 10.99.0.5",
+            "map port net_ring1 vni 400",
             "attach port net_vhost0 vni 200",
             "attach port net_ring3 vni 400",
         ])

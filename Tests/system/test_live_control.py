@@ -519,10 +519,11 @@ neighbors:
   - { ip: 10.99.0.3, mac: "02:00:00:00:00:03" }
   - { ip: 10.99.0.4, mac: "02:00:00:00:00:04" }
 """)
-        plan = ["detach port net_null2", "fdb del vni 44 02:00:00:00:44:02", "vni del 43", "vni del 44",
+        # net_null2 only moves to other VNIs: unmapped first and mapped last, the port itself untouched.
+        plan = ["unmap port net_null2", "fdb del vni 44 02:00:00:00:44:02", "vni del 43", "vni del 44",
                 "neighbor del 10.99.0.2", "neighbor add 10.99.0.4 02:00:00:00:00:04", "vni add 45 flood 10.99.0.3",
-                "vni 42: flood add 10.99.0.4; learning true -> false", "fdb add vni 45 02:00:00:00:45:02 remote 10.99.0.3",
-                "attach port net_null2 vlans 7=45"]
+                "vni 42: flood add 10.99.0.4; learning true -> false",
+                "fdb add vni 45 02:00:00:00:45:02 remote 10.99.0.3", "map port net_null2 vlans 7=45"]
         dry = daemon.ctl("apply", str(target), "--dry-run")
         assert dry.stdout == "would do (dry run):\n" + "".join(f"  {c}\n" for c in plan)
         assert json.loads(daemon.ctl("apply", str(target), "--dry-run", "--json").stdout) == {"applied": False, "changes": plan}
@@ -548,10 +549,10 @@ neighbors:
         # And back to the file it started from: the same configuration (a static neighbor added again is listed
         # after the ones that stayed).
         back = daemon.ctl("apply", str(daemon.config))
-        assert back.stdout == ("done:\n  detach port net_null2\n  fdb del vni 45 02:00:00:00:45:02\n  vni del 45\n"
+        assert back.stdout == ("done:\n  unmap port net_null2\n  fdb del vni 45 02:00:00:00:45:02\n  vni del 45\n"
                                "  neighbor del 10.99.0.4\n  neighbor add 10.99.0.2 02:00:00:00:00:02\n  vni add 43 flood 10.99.0.2,10.99.0.3\n"
                                "  vni add 44\n  vni 42: flood del 10.99.0.4; learning false -> true\n"
-                               "  fdb add vni 44 02:00:00:00:44:02 remote 10.99.0.3\n  attach port net_null2 vni 43\n")
+                               "  fdb add vni 44 02:00:00:00:44:02 remote 10.99.0.3\n  map port net_null2 vni 43\n")
         assert sorted(show_config(daemon).splitlines()) == sorted(original.splitlines())
         assert daemon.ctl("apply", str(daemon.config)).stdout == "nothing to change\n"
         # A relative path is read from vxlanctl's directory, not vxland's.
@@ -736,7 +737,7 @@ neighbors:
         assert show_config(again) == dump1
         # The file it was first started from is a plan back, changing nothing that needs a restart.
         back = again.ctl("apply", str(tmp_path / "vxland.yaml"), "--dry-run")
-        assert back.returncode == 0 and back.stdout.startswith("would do (dry run):\n  detach port net_null2\n")
+        assert back.returncode == 0 and back.stdout.startswith("would do (dry run):\n") and "map port net_null2 vni 43\n" in back.stdout
         assert change_notices(again) == []
 
 
@@ -775,8 +776,8 @@ vnis:
   - { vni: 46, flood: [], learning: true, ageing: 300, max_learned: 0 }
 """ + NULL_TABLES[NULL_TABLES.index("fdb:\n"):] + DEFAULT_RESOURCES
         assert change_notices(daemon) == [f"SIGHUP: applying {path}", f"SIGHUP: applying {path}",
-                                          f"SIGHUP {path}: detach port net_null2", f"SIGHUP {path}: vni add 46",
-                                          f"SIGHUP {path}: vni 44: flood add 10.99.0.3", f"SIGHUP {path}: attach port net_null2 vni 46",
+                                          f"SIGHUP {path}: unmap port net_null2", f"SIGHUP {path}: vni add 46",
+                                          f"SIGHUP {path}: vni 44: flood add 10.99.0.3", f"SIGHUP {path}: map port net_null2 vni 46",
                                           "SIGHUP: 4 change(s) made"]
         changed = show_config(daemon)
 
