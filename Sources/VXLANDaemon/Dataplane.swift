@@ -35,6 +35,8 @@ public final class Dataplane: @unchecked Sendable {
     private var slowPathThread: Thread?
     public private(set) var cores: [Core] = []
     public let stopSignal = StopSignal()
+    /// Packet tracing (`vxlanctl trace`, TraceMethods.swift), shared by every polling core.
+    public let trace = PacketTraceControl()
     private let started = Date()
     private var pollingCores: [UnsafeMutablePointer<PollingCore<VXLANProcessor>>] = []
     private var launchedOnWorkers = false
@@ -136,7 +138,7 @@ public final class Dataplane: @unchecked Sendable {
             let offload = OffloadSettings(plan: txPlan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
                                           completeChecksumPorts: completeChecksumPorts,
                                           underlayRxChecksums: RxChecksums.reported(byPortWith: underlayPort.enabledRxOffloads))
-            let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload)
+            let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload, trace: trace)
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx))
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)
