@@ -7,7 +7,7 @@ struct Vxlanctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vxlanctl",
         abstract: "Control and inspect a running vxland.",
-        subcommands: [Show.self, Stats.self, VNI.self, Flood.self, FDB.self, Neighbor.self, Port.self, Apply.self, LogCommands.self, Ping.self])
+        subcommands: [Show.self, Stats.self, VNI.self, Flood.self, FDB.self, Neighbor.self, Port.self, Apply.self, LogCommands.self, Trace.self, Ping.self])
 }
 
 struct Stats: ParsableCommand {

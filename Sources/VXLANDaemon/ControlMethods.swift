@@ -7,7 +7,7 @@ import VXLANPipeline
 /// The control methods the daemon answers. `show.*` reads counters; later issues add methods that change state.
 public enum ControlMethods {
     public static let all = ["show.ports", "show.stats", "show.fdb", "show.neighbors", "stats.clear", "ping"]
-        + ChangeMethods.parameters.keys.sorted()
+        + ChangeMethods.parameters.keys.sorted() + TraceMethods.parameters.keys.sorted()
 
     public static func handle(_ request: ControlRequest, dataplane: Dataplane) throws -> Data {
         do { return try answer(request, dataplane: dataplane) } catch let error as ChangeError {
@@ -42,6 +42,7 @@ public enum ControlMethods {
         default:
             if let answer = try ChangeMethods.handle(request, dataplane: dataplane) { return answer }
             if let answer = try ObserveMethods.handle(request, dataplane: dataplane) { return answer }
+            if let answer = try TraceMethods.handle(request, dataplane: dataplane) { return answer }
             throw ControlFailure(code: "unknown_method",
                                  message: "unknown method '\(request.method)'; this vxland knows: \((all + ObserveMethods.all).joined(separator: ", "))")
         }

@@ -50,6 +50,8 @@ public final class Dataplane: @unchecked Sendable {
     public private(set) var cores: [Core] = []
     public let stopSignal = StopSignal()
     let lcores: [UInt32]
+    /// Packet tracing (`vxlanctl trace`, TraceMethods.swift), shared by every polling core.
+    public let trace = PacketTraceControl()
     private let started = Date()
     var pollingCores: [UnsafeMutablePointer<PollingCore<VXLANProcessor>>] = []
     private var launchedOnWorkers = false
@@ -136,7 +138,7 @@ public final class Dataplane: @unchecked Sendable {
             let offload = OffloadSettings(plan: txPlan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
                                           completeChecksumPorts: completeChecksumPorts,
                                           underlayRxChecksums: RxChecksums.reported(byPortWith: underlayPort.enabledRxOffloads))
-            let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload)
+            let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload, trace: trace)
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx, portCapacity: tables.portCapacity))
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)

@@ -68,12 +68,15 @@ extension VXLANProcessor {
         }
         _ = resolveDestinations(into: innerTarget)
         resolveSources(expected: -1, now: now)
+        let tracing = self.tracing
+        if tracing { traceClassified(packets, count: n, decap: true) }
         // Memo of the last segment with a single untagged endpoint: its frames go straight to that port.
         var memoSegment: Int32 = -1, memoPort = -1
         // A kernel-attached underlay (net_af_packet) hands over the remote kernel's unfinished inner checksums and
         // 64 KB GSO frames: those go through the offload stage (Offload.swift) on their way to the VM.
         let underlayCompletes = completesChecksums[view.underlayPort] != 0
         for i in 0..<n {
+            if tracing { traceStep(i) }
             let s = state[i]
             if s < 0 { continue }
             let m = packets[i].unsafelyUnwrapped
@@ -114,6 +117,7 @@ extension VXLANProcessor {
             }
             deliverDecapsulated(m, segment: s, target: target, tx: tx)
         }
+        if tracing { traceStep(-1) }
         if coalesceCount > 0 { flushCoalesced(tx: tx) }
     }
 
@@ -180,7 +184,12 @@ extension VXLANProcessor {
                 || ((reason == .notUDP || reason == .wrongDestination) && type == VXLANLayout.etherTypeIPv6 && view.hasAddress6
                     && vx_mbuf_data_len(m) >= FrameLayout.ip6Payload && f.load(fromByteOffset: FrameLayout.ip6NextHeader, as: UInt8.self) == VXLANLayout.protocolICMPv6)
             if forControl {
-                if vx_ring_enqueue(rings.punt, UnsafeMutableRawPointer(m)) == 0 { count(.punted) } else { drop(m, .slowPathBusy) }
+                if vx_ring_enqueue(rings.punt, UnsafeMutableRawPointer(m)) == 0 {
+                    count(.punted)
+                    if tracing { tracePunt(m) }     // identity only: the slow path owns the buffer now
+                } else {
+                    drop(m, .slowPathBusy)
+                }
                 return
             }
         }

@@ -71,7 +71,10 @@ extension VXLANProcessor {
         let unknown = resolveDestinations(into: state)
         if unknown > 0 { count(.unknownUnicast, UInt64(unknown)) }
         resolveSources(expected: 0, now: now)
+        let tracing = self.tracing
+        if tracing { traceClassified(packets, count: n, decap: false) }
         for i in 0..<n {
+            if tracing { traceStep(i) }
             let s = state[i]
             if s == Self.dropped { continue }
             let m = packets[i].unsafelyUnwrapped
@@ -81,6 +84,7 @@ extension VXLANProcessor {
                 forward(m, target: s, from: ingress[i], innerLength: Int(innerLength[i]), flowHash: UInt32(bitPattern: aux[i]), tx: tx)
             }
         }
+        if tracing { traceStep(-1) }
     }
 
     /// Pass 2's action for one frame: into its tunnel, to another local endpoint of its VNI, or flooded.

@@ -66,6 +66,9 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let workThreshold: Int
     /// The underlay's `ol_flags` carry checksum status the NIC vouches for (`OffloadSettings.underlayRxChecksums`).
     @usableFromInline let underlayRxChecksums: Bool
+    /// Packet tracing (PacketTrace.swift): this core's buffer, and whether the burst in hand is traced.
+    @usableFromInline let trace: PacketTraceCore?
+    @usableFromInline var tracing = false
 
     @usableFromInline static let maxBurst = 64
     @usableFromInline static let dropped: Int32 = -1
@@ -78,7 +81,9 @@ public struct VXLANProcessor: BurstProcessor {
     ///   - reader: this core's index among the tables' RCU readers.
     ///   - slowPath: where ARP, ICMP for the VTEP and learned MACs go, and where replies come from.
     ///   - offload: the underlay's TX plan, buffers for segmentation, ports with unfinished checksums.
-    public init(tables: ForwardingTables, reader: Int = 0, slowPath: SlowPathChannel? = nil, offload: OffloadSettings = OffloadSettings()) {
+    ///   - trace: the dataplane's packet trace control (`vxlanctl trace`), if it has one.
+    public init(tables: ForwardingTables, reader: Int = 0, slowPath: SlowPathChannel? = nil, offload: OffloadSettings = OffloadSettings(),
+                trace: PacketTraceControl? = nil) {
         self.tables = tables
         counterBlock = CounterBlock(count: PipelineCounterLayout.count)
         counters = counterBlock.base
@@ -114,6 +119,7 @@ public struct VXLANProcessor: BurstProcessor {
         for p in offload.completeChecksumPorts where p >= 0 { completesChecksums[p] = 1 }
         underlayRxChecksums = offload.underlayRxChecksums
         workThreshold = view.hasAddress6 ? min(view.maxInnerFrame, view.maxInnerFrame6) : view.maxInnerFrame
+        self.trace = trace?.makeCore(counterCount: PipelineCounterLayout.count)
         tables.registerReader(reader)
     }
 
@@ -151,6 +157,7 @@ public struct VXLANProcessor: BurstProcessor {
     @inlinable @inline(__always)
     func drop(_ m: OpaquePointer, _ reason: DropReason) {
         counters[PipelineCounterLayout.slot(reason)] &+= 1
+        if tracing { traceDrop(m, reason) }
         vx_mbuf_free(m)
     }
 
@@ -178,6 +185,12 @@ public struct VXLANProcessor: BurstProcessor {
         while start < n {
             let slice = min(n &- start, Self.maxBurst)
             let kind = view.portEndpoint[port]
+            // Tracing: one load per burst when off (PacketTrace.swift).
+            if let t = trace, t.isArmed {
+                tracing = t.begin(packets + start, count: slice, port: port,
+                                  direction: kind == ForwardingTables.PortKind.underlay ? .underlay
+                                      : kind == ForwardingTables.PortKind.detached ? .detached : .access)
+            }
             if kind == ForwardingTables.PortKind.underlay {
                 decapsulate(packets + start, count: slice, now: now, tx: tx)
             } else if kind == ForwardingTables.PortKind.detached {
@@ -185,6 +198,7 @@ public struct VXLANProcessor: BurstProcessor {
             } else {
                 encapsulate(packets + start, count: slice, port: port, endpoint: kind, now: now, tx: tx)
             }
+            if tracing { trace.unsafelyUnwrapped.publish(); tracing = false }
             start &+= slice
         }
     }

@@ -26,9 +26,10 @@ public final class PipelineHarness {
     ///   - underlayModel: a device model that takes the underlay's bursts instead of its TX ring.
     ///   - underlayRxChecksums: treat the underlay as a port whose RX checksum offloads are on (its frames' `ol_flags`
     ///     are believed); net_ring advertises none.
+    ///   - trace: packet tracing for the core (`vxlanctl trace`); kept alive by the caller.
     public init(accessPorts: Int, poolSize: Int = 2047, slowPath: Bool = true, underlayTxSize: UInt32 = 1024,
                 plan: TunnelTxPlan = .software, completeChecksumPorts: Set<Int> = [], underlayModel: TransmitModel? = nil,
-                underlayRxChecksums: Bool = false, config: ([String]) -> String) throws {
+                underlayRxChecksums: Bool = false, trace: PacketTraceControl? = nil, config: ([String]) -> String) throws {
         try TestEAL.start()
         pool = try PacketPool(name: TestEAL.uniqueName("hpool"), count: poolSize, cacheSize: 0)
         indirectPool = try PacketPool(name: TestEAL.uniqueName("ipool"), count: 4095, cacheSize: 0, dataRoom: 0)
@@ -47,7 +48,7 @@ public final class PipelineHarness {
         }
         let offload = OffloadSettings(plan: plan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
                                       completeChecksumPorts: completeChecksumPorts, underlayRxChecksums: underlayRxChecksums)
-        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control?.rings[0], offload: offload),
+        core = PollingCore(processor: VXLANProcessor(tables: tables, reader: 0, slowPath: control?.rings[0], offload: offload, trace: trace),
                            rxQueues: ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: 0) },
                            txQueues: ports.map { (port: $0.id, queue: UInt16(0)) })
         core.tx.setPrepare(plan.usesHardware, port: 0)
