@@ -113,23 +113,15 @@ extension Dataplane {
                 neighbors[n.ip] = n.mac
             case .removeNeighbor(let n):
                 guard neighbors.removeValue(forKey: n.ip) != nil else { throw ChangeError("\(n.ip) has no static neighbor entry") }
-            case .attachPort(let p):
+            case .attachPort(let p), .mapPort(let p):
                 guard ports[p.port] == nil else { throw ChangeError("port \(p.port) is already attached") }
                 for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where !vnis.contains(vni) {
                     throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
                 }
-                try checkAttachable(p)
+                if case .attachPort = change { try checkAttachable(p) }
                 ports[p.port] = p
-            case .detachPort(let p):
+            case .detachPort(let p), .unmapPort(let p):
                 guard ports.removeValue(forKey: p.port) != nil else { throw ChangeError("port \(p.port) is not attached") }
-            case .unmapPort(let p):
-                guard ports.removeValue(forKey: p.port) != nil else { throw ChangeError("port \(p.port) is not attached") }
-            case .mapPort(let p):
-                guard ports[p.port] == nil else { throw ChangeError("port \(p.port) is already attached") }
-                for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where !vnis.contains(vni) {
-                    throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
-                }
-                ports[p.port] = p
             }
         }
     }
