@@ -105,24 +105,52 @@ extension ForwardingTables {
     /// Replaces a VNI's settings and flood list (what `apply` does to a VNI whose settings changed). The flood
     /// tunnels that stay are the same tunnels: their traffic is not disturbed.
     public func updateSegment(_ segment: VTEPConfiguration.Segment) throws {
-        guard let slot = segmentIndex[segment.vni], var state = segmentState[slot] else {
+        guard let slot = segmentIndex[segment.vni], let before = segmentState[slot] else {
             throw ChangeError("VNI \(segment.vni) does not exist")
         }
         try checkFloodList(segment.flood, vni: segment.vni)
-        let old = state.settings.flood
-        let added = segment.flood.filter { !old.contains($0) }
-        let addedTunnels = try pinAll(added, vni: segment.vni)
+        let old = before.settings.flood
         var byRemote: [IPAddress: Int] = [:]
-        for (r, t) in zip(old, state.floodTunnels) { byRemote[r] = t }
-        for (r, t) in zip(added, addedTunnels) { byRemote[r] = t }
+        for (r, t) in zip(old, before.floodTunnels) { byRemote[r] = t }
+        let added = segment.flood.filter { !old.contains($0) }
         let removed = old.filter { !segment.flood.contains($0) }
+        // Remotes that go are unpublished first and their tunnels given back, so that a VTEP whose tunnels are all
+        // in use can swap remotes in one change: the cores stop seeing them (new block, generation) before the
+        // grace period that frees their tunnels starts.
+        if !removed.isEmpty {
+            var shrunk = before
+            shrunk.floodTunnels = old.filter { !removed.contains($0) }.map { byRemote[$0]! }
+            shrunk.settings.flood = old.filter { !removed.contains($0) }
+            segmentState[slot] = shrunk
+            publishSegment(slot)
+            bumpGeneration()
+            for r in removed { unpin(tunnel: byRemote[r]!) }
+        }
+        let addedTunnels: [Int]
+        do { addedTunnels = try pinAll(added, vni: segment.vni) } catch {
+            // Put the removed remotes back as they were (their tunnels are found again, or made anew).
+            if !removed.isEmpty {
+                if let back = try? pinAll(removed, vni: segment.vni) {
+                    for (r, t) in zip(removed, back) { byRemote[r] = t }
+                    var restored = before
+                    restored.floodTunnels = old.map { byRemote[$0]! }
+                    segmentState[slot] = restored
+                    publishSegment(slot)
+                } else {
+                    configuration.segments[configuration.segmentIndex(segment.vni)!].flood = segmentState[slot]!.settings.flood
+                    throw ChangeError("\(error); the flood list of VNI \(segment.vni) could not be restored and is now "
+                        + segmentState[slot]!.settings.flood.map(\.description).joined(separator: ", "))
+                }
+            }
+            throw error
+        }
+        for (r, t) in zip(added, addedTunnels) { byRemote[r] = t }
+        var state = segmentState[slot]!
         state.settings = segment
         state.floodTunnels = segment.flood.map { byRemote[$0]! }
         segmentState[slot] = state
         publishSegment(slot)
-        for r in removed { unpin(tunnel: byRemote[r]!) }
         if let i = configuration.segmentIndex(segment.vni) { configuration.segments[i] = segment }
-        if !removed.isEmpty { bumpGeneration() }
     }
 
     /// Adds remote VTEPs to a VNI's flood list (each must be new to it).

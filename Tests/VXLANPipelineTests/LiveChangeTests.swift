@@ -242,4 +242,27 @@ final class LiveChangeTests: XCTestCase {
             XCTAssertEqual(tables.segments[slot].pointee.vni, UInt32(vni))
         }
     }
+
+    /// All tunnels in use: a flood remote is still swapped for another in one change (the one that goes gives its
+    /// tunnel back first), while a core forwards on another thread.
+    func testAFloodRemoteIsSwappedOnAVTEPWhoseTunnelsAreAllInUse() throws {
+        try build(resources: "resources: { vnis: 16, tunnels: 16 }")
+        let remotes: [IPAddress] = (3...17).map { .v4(IPv4Address(10, 99, 0, UInt8($0))) }
+        try change { try $0.addSegment(.init(vni: 100, flood: remotes)) }
+        XCTAssertEqual(tables.liveTunnelCount, 16)
+        let polling = StopSignal()
+        // Only that thread touches the core meanwhile; this one changes the tables, as the control thread does.
+        let harness = UncheckedBox(h!)
+        let thread = TestThread(name: "core") { while !polling.isRequested { harness.value.core.pollOnce(); usleep(50) } }
+        var swapped = tables.configuration.segment(100)!
+        swapped.flood = Array(remotes.dropLast()) + [.v4(IPv4Address(10, 99, 0, 18))]
+        let result = Result { try change { try $0.updateSegment(swapped) } }
+        polling.request()
+        XCTAssertTrue(thread.join())
+        XCTAssertNoThrow(try result.get())
+        XCTAssertEqual(tables.configuration.segment(100)?.flood, swapped.flood)
+        XCTAssertNotNil(tables.existingTunnel(vni: 100, remote: .v4(IPv4Address(10, 99, 0, 18))))
+        XCTAssertNil(tables.existingTunnel(vni: 100, remote: remotes.last!))
+        XCTAssertEqual(tables.liveTunnelCount, 16)
+    }
 }
