@@ -29,6 +29,7 @@ swift test "${testable[@]}" --skip-build --filter 'VXLANPipelineTests|VXLANDaemo
     | tee .build/swift-test-release.log
 grep -Eq "Executed [1-9][0-9]* tests, with 0 failures" .build/swift-test-release.log
 grep -Eq "testTwoCoresAndTheSlowPathKeepTenantsApartWhileMACsMoveAndAge.* passed" .build/swift-test-release.log
+grep -Eq "testChangesAtThousandsPerSecondNeverDisturbAnUntouchedVNI.* passed" .build/swift-test-release.log
 
 echo "== system tests (pcap, Linux vxlan interop, daemon and CLI)"
 /usr/bin/python3 -m pytest -p no:cacheprovider -v Tests/system
