@@ -1,5 +1,6 @@
 import ControlProtocol
 import Foundation
+import DPDKTestSupport
 import Logging
 import XCTest
 @testable import VXLANDaemon
@@ -76,14 +77,16 @@ final class ControlServerLimitsTests: XCTestCase {
             XCTAssertTrue(UnixSocket.writeAll(fd, Data(#"{"method":"pi"#.utf8)))    // a request in progress
             busy.append(fd)
         }
-        usleep(300_000)
+        // The server has taken all four in (whatever the host's speed) before the fifth knocks.
+        let server = try XCTUnwrap(self.server)
+        XCTAssertTrue(waitUntil(seconds: 10) { server.connectionCount == 4 }, "open: \(server.connectionCount)")
         XCTAssertThrowsError(try ping(timeout: 1)) {
             XCTAssertEqual(($0 as? ControlFailure)?.code, "busy", "\($0)")
             XCTAssertTrue("\($0)".contains("maximum of 4 control connections"), "\($0)")
         }
         // Finishing a request frees nothing by itself, but closing one does.
         close(busy.removeFirst())
-        usleep(300_000)
+        XCTAssertTrue(waitUntil(seconds: 10) { server.connectionCount == 3 }, "open: \(server.connectionCount)")
         XCTAssertEqual(try ping(timeout: 1)["pong"], "vxland")
     }
 

@@ -135,12 +135,15 @@ final class ConcurrentStressTests: XCTestCase {
         // Let the cores take in everything fed, the slow path answer what was punted, the cores send the answers.
         let fed = feeder.fedPerPort.reduce(0, +)
         let received = { (0..<4).reduce(UInt64(0)) { $0 + h.port($1, .rxPackets) } }
-        var waited = 0.0
-        while received() < fed && waited < 30 { usleep(10_000); waited += 0.01 }
+        waitUntil(seconds: 30) { received() >= fed }
         XCTAssertEqual(received(), fed, "frames fed but never received")
-        usleep(100_000)
+        // Every ARP request punted is answered by the slow path and the answer sent by a core before anything stops
+        // (waited for, not slept for: a slow host only takes longer).
+        let p = { (c: PipelineCounter) in h.pipeline(c) }
+        XCTAssertTrue(waitUntil(seconds: 30) {
+            h.slowPath(.arpRepliesSent) == p(.punted) && p(.injected) == h.slowPath(.arpRepliesSent)
+        }, "punted \(p(.punted)), answered \(h.slowPath(.arpRepliesSent)), injected \(p(.injected))")
         h.stopSlowPath()
-        usleep(100_000)
         h.stopCores()
         drainer.stop.request()
         XCTAssertTrue(drainThread.join(), "the drainer did not stop")
@@ -182,7 +185,6 @@ final class ConcurrentStressTests: XCTestCase {
         // Nothing refused by a TX queue, no copy failed, no headroom missing: so each counter counts frames.
         for p in 0..<4 { XCTAssertEqual(h.port(p, .txDropped), 0, "port \(p) tx_dropped") }
         let d = { (r: DropReason) in h.drops(r) }
-        let p = { (c: PipelineCounter) in h.pipeline(c) }
         XCTAssertEqual(d(.copyFailed), 0)
         XCTAssertEqual(d(.noHeadroom), 0)
         XCTAssertEqual(d(.noDestination), 0, "both VNIs always have somewhere to flood to")

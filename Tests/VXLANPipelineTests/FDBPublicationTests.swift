@@ -1,6 +1,7 @@
 import CDPDK
 import DPDKTestSupport
 import PollMode
+import Synchronization
 import VTEPConfig
 import XCTest
 @testable import VXLANPipeline
@@ -156,5 +157,83 @@ extension FDBPublicationTests {
         for i in 0..<added where tables.learn(vni: 42, mac: mac(i, 3), target: .local(0)) == .added { again += 1 }
         XCTAssertGreaterThan(again, 900)
         XCTAssertEqual(tables.learnedCount(vni: 42), again)
+    }
+
+    /// The same, with the core on a thread of its own forwarding while the writer publishes: for each of 60 new
+    /// remotes the writer creates the learned tunnel and inserts the MAC behind it, then moves the MAC to a local
+    /// port. A frame to that MAC is, at any instant, flooded (not yet visible), tunnelled to exactly that remote with
+    /// its complete outer header, or switched to the local port after the move: never a half-built header, a stale
+    /// remote or another port. Run it in the release build too (scripts/test.sh does), where reordering shows.
+    func testACoreOnAnotherThreadSeesEachNewEntryWholeOrNotAtAll() throws {
+        h = try PipelineHarness(accessPorts: 3) { names in """
+            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
+            access: [ { port: \(names[1]), vni: 42 }, { port: \(names[2]), vni: 42 }, { port: \(names[3]), vni: 43 } ]
+            vnis: [ { vni: 42, flood: [10.99.0.2] }, { vni: 43, flood: [10.99.0.3] } ]
+            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }, { ip: 10.99.0.3, mac: "02:00:00:00:00:03" } ]
+            resources: { tunnels: 128 }
+            """ }
+        h.control!.poll(now: 0)
+        XCTAssertEqual(tables.learn(vni: 42, mac: MACAddress(Self.vmA)!, target: .local(0)), .added)
+        let remotes = 60
+        let mac = { (i: Int) in String(format: "02:00:00:00:0d:%02x", i) }
+        let nextHopMAC = { (i: Int) in [UInt8]([2, 0, 0, 1, 0, UInt8(i)]) }
+        let current = Atomic<Int>(0), stop = Atomic<Bool>(false)
+        let outcomes = Mutex<(flooded: Int, tunnelled: Int, switched: Int, wrong: [String])>((0, 0, 0, []))
+        let harness = UncheckedBox(h!)
+        let core = TestThread(name: "core") {
+            let h = harness.value
+            while !stop.load(ordering: .acquiring) {
+                let i = current.load(ordering: .acquiring)
+                let frame = Frames.innerUDP(dst: mac(i), src: Self.vmA)
+                h.rings[1].inject([Mbuf.make(frame, pool: h.pool)])
+                _ = h.core.pollOnce()
+                let out = h.rings.map { $0.drain() }
+                outcomes.withLock { o in
+                    let underlay = out[0]
+                    if out[3] != [] || out[1] != [] {
+                        o.wrong.append("MAC \(i): onto port 1 or VNI 43's port")
+                    } else if underlay.count == 1 && out[2] == [frame]
+                                && Array(underlay[0][30..<34]) == [10, 99, 0, 2] && Array(underlay[0][50...]) == frame {
+                        o.flooded += 1
+                    } else if underlay.count == 1 && out[2] == [] {
+                        let f = underlay[0]
+                        if Array(f[0..<6]) == nextHopMAC(i) && Array(f[30..<34]) == [10, 99, 0, UInt8(10 + i)]
+                            && Array(f[46..<49]) == [0, 0, 42] && Array(f[50...]) == frame {
+                            o.tunnelled += 1
+                        } else if o.wrong.count < 5 {
+                            o.wrong.append("MAC \(i): tunnelled with outer header \(f.prefix(50))")
+                        } else { o.wrong.append("") }
+                    } else if underlay == [] && out[2] == [frame] {
+                        o.switched += 1
+                    } else {
+                        o.wrong.append("MAC \(i): \(underlay.count) underlay frames, \(out[2].count) on port 2")
+                    }
+                }
+            }
+        }
+        for i in 0..<remotes {
+            current.store(i, ordering: .releasing)
+            // Give the core a few lookups of the unknown MAC first, so it races the insert rather than follows it.
+            let seen = outcomes.withLock { $0.flooded }
+            waitUntil(seconds: 10, pollMicroseconds: 10) { outcomes.withLock { $0.flooded } > seen }
+            let remote = IPAddress.v4(IPv4Address(10, 99, 0, UInt8(10 + i)))
+            XCTAssertEqual(tables.learn(vni: 42, mac: MACAddress(mac(i))!, remote: remote,
+                                        resolve: { _ in MACAddress(bytes: nextHopMAC(i)) }), .added)
+            let tunnelled = outcomes.withLock { $0.tunnelled }
+            waitUntil(seconds: 10, pollMicroseconds: 10) { outcomes.withLock { $0.tunnelled } > tunnelled }
+            XCTAssertEqual(tables.learn(vni: 42, mac: MACAddress(mac(i))!, target: .local(1)), .moved)
+            let switched = outcomes.withLock { $0.switched }
+            waitUntil(seconds: 10, pollMicroseconds: 10) { outcomes.withLock { $0.switched } > switched }
+        }
+        stop.store(true, ordering: .releasing)
+        XCTAssertTrue(core.join(), "the core thread did not stop")
+        let o = outcomes.withLock { $0 }
+        print("FDBPublicationTests: \(o.flooded) flooded, \(o.tunnelled) tunnelled, \(o.switched) switched")
+        XCTAssertEqual(o.wrong.count, 0, o.wrong.prefix(5).joined(separator: "\n"))
+        // Each phase was seen by the core (the waits above end early only when it was).
+        XCTAssertGreaterThanOrEqual(o.flooded, remotes)
+        XCTAssertGreaterThanOrEqual(o.tunnelled, remotes)
+        XCTAssertGreaterThanOrEqual(o.switched, remotes)
+        XCTAssertEqual(h.totalDrops, 0)
     }
 }
