@@ -59,7 +59,8 @@ let package = Package(
         .systemLibrary(name: "CDPDK", path: "Sources/CDPDK"),
         // vxland's signal handlers, in C so that they can be installed at load time (see vx_signals.h).
         .target(name: "CSignals"),
-        // EAL, ports, mempools, lcores, TX buffering, per-core port counters. Knows nothing about VXLAN.
+        // EAL, ports (offload negotiation, UDP tunnel announcement), mempools, lcores, TX staging, per-core port
+        // counters and DPDK's mbuf flag values. Knows no VXLAN packet format and no tunnel policy.
         .target(name: "PollMode", dependencies: ["CDPDK"], swiftSettings: fastSwift, linkerSettings: dpdkLinker),
         // The configuration model and its YAML/JSON parser. No DPDK.
         .target(name: "VTEPConfig", dependencies: [.product(name: "Yams", package: "Yams")]),

@@ -129,8 +129,8 @@ static inline uint64_t vx_rx_offload_tcp_lro(void) { return RTE_ETH_RX_OFFLOAD_T
 static inline uint64_t vx_rx_offload_outer_ipv4_cksum(void) { return RTE_ETH_RX_OFFLOAD_OUTER_IPV4_CKSUM; }
 static inline uint64_t vx_rx_offload_outer_udp_cksum(void) { return RTE_ETH_RX_OFFLOAD_OUTER_UDP_CKSUM; }
 /* Tells the port that UDP to udp_port is VXLAN (parsing, RSS, checksums of the inner headers), where it can. */
-static inline int vx_udp_tunnel_port_add_vxlan(uint16_t port_id, uint16_t udp_port) {
-    struct rte_eth_udp_tunnel t = { .udp_port = udp_port, .prot_type = RTE_ETH_TUNNEL_TYPE_VXLAN };
+static inline int vx_udp_tunnel_port_add(uint16_t port_id, uint16_t udp_port, uint8_t type) {
+    struct rte_eth_udp_tunnel t = { .udp_port = udp_port, .prot_type = type };
     return rte_eth_dev_udp_tunnel_port_add(port_id, &t);
 }
 
@@ -228,7 +228,7 @@ static inline int vx_vhost_guest_takes_tso(uint16_t port) {
     int vid = rte_eth_vhost_get_vid_from_port_id(port);
     uint64_t f = 0;
     if (vid < 0 || rte_vhost_get_negotiated_features(vid, &f) != 0) return 0;
-    return (f & (1ULL << 1)) && (f & (1ULL << 7)) && (f & (1ULL << 8));
+    return (f & (1ULL << VIRTIO_NET_F_GUEST_CSUM)) && (f & (1ULL << VIRTIO_NET_F_GUEST_TSO4)) && (f & (1ULL << VIRTIO_NET_F_GUEST_TSO6));
 }
 // net_vhost raises a link-state event when a guest attaches (new_device) and when it goes (destroy_device), on
 // the vhost thread while the device is valid: the flag byte `arg` is published then, never polled.
@@ -340,5 +340,46 @@ static inline uint32_t vx_hash_crc(const void *data, uint32_t len, uint32_t init
 static inline uint32_t vx_hash_crc_4byte(uint32_t data, uint32_t init) { return rte_hash_crc_4byte(data, init); }
 static inline uint32_t vx_hash_crc_8byte(uint64_t data, uint32_t init) { return rte_hash_crc_8byte(data, init); }
 #endif
+
+// The Swift fast path uses DPDK's flag values as literal constants (PollMode's `MbufFlag`, `RxChecksums`), so that
+// they fold into the code; each is checked here against DPDK's own headers, and a DPDK whose values differ does not
+// build. Keep this list and those constants in step.
+#define VX_SAME(ours, dpdk) _Static_assert((ours) == (dpdk), #dpdk " differs from the Swift constant")
+VX_SAME((1ULL << 3) | (1ULL << 8), RTE_MBUF_F_RX_L4_CKSUM_MASK);
+VX_SAME((1ULL << 3) | (1ULL << 8), RTE_MBUF_F_RX_L4_CKSUM_NONE);
+VX_SAME(1ULL << 3, RTE_MBUF_F_RX_L4_CKSUM_BAD);
+VX_SAME(1ULL << 8, RTE_MBUF_F_RX_L4_CKSUM_GOOD);
+VX_SAME((1ULL << 4) | (1ULL << 7), RTE_MBUF_F_RX_IP_CKSUM_MASK);
+VX_SAME(1ULL << 4, RTE_MBUF_F_RX_IP_CKSUM_BAD);
+VX_SAME(1ULL << 7, RTE_MBUF_F_RX_IP_CKSUM_GOOD);
+VX_SAME((1ULL << 4) | (1ULL << 7), RTE_MBUF_F_RX_IP_CKSUM_NONE);
+VX_SAME(1ULL << 5, RTE_MBUF_F_RX_OUTER_IP_CKSUM_BAD);
+VX_SAME((1ULL << 21) | (1ULL << 22), RTE_MBUF_F_RX_OUTER_L4_CKSUM_MASK);
+VX_SAME(1ULL << 21, RTE_MBUF_F_RX_OUTER_L4_CKSUM_BAD);
+VX_SAME(1ULL << 22, RTE_MBUF_F_RX_OUTER_L4_CKSUM_GOOD);
+VX_SAME((1ULL << 21) | (1ULL << 22), RTE_MBUF_F_RX_OUTER_L4_CKSUM_INVALID);
+VX_SAME(1ULL << 16, RTE_MBUF_F_RX_LRO);
+VX_SAME((1ULL << 62) | (1ULL << 61), RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL);
+VX_SAME(1ULL << 41, RTE_MBUF_F_TX_OUTER_UDP_CKSUM);
+VX_SAME(1ULL << 42, RTE_MBUF_F_TX_UDP_SEG);
+VX_SAME(1ULL << 43, RTE_MBUF_F_TX_SEC_OFFLOAD);
+VX_SAME(1ULL << 44, RTE_MBUF_F_TX_MACSEC);
+VX_SAME(1ULL << 45, RTE_MBUF_F_TX_TUNNEL_VXLAN);
+VX_SAME(0xFULL << 45, RTE_MBUF_F_TX_TUNNEL_MASK);
+VX_SAME(1ULL << 49, RTE_MBUF_F_TX_QINQ);
+VX_SAME(1ULL << 50, RTE_MBUF_F_TX_TCP_SEG);
+VX_SAME(1ULL << 51, RTE_MBUF_F_TX_IEEE1588_TMST);
+VX_SAME(1ULL << 52, RTE_MBUF_F_TX_TCP_CKSUM);
+VX_SAME(3ULL << 52, RTE_MBUF_F_TX_UDP_CKSUM);
+VX_SAME(3ULL << 52, RTE_MBUF_F_TX_L4_MASK);
+VX_SAME(1ULL << 54, RTE_MBUF_F_TX_IP_CKSUM);
+VX_SAME(1ULL << 55, RTE_MBUF_F_TX_IPV4);
+VX_SAME(1ULL << 56, RTE_MBUF_F_TX_IPV6);
+VX_SAME(1ULL << 57, RTE_MBUF_F_TX_VLAN);
+VX_SAME(1ULL << 58, RTE_MBUF_F_TX_OUTER_IP_CKSUM);
+VX_SAME(1ULL << 59, RTE_MBUF_F_TX_OUTER_IPV4);
+VX_SAME(1ULL << 60, RTE_MBUF_F_TX_OUTER_IPV6);
+VX_SAME(0x0000F000U, RTE_PTYPE_TUNNEL_MASK);
+#undef VX_SAME
 
 #endif

@@ -22,9 +22,10 @@ public struct PortSetup: Sendable {
     /// TX offloads wanted; only those the port advertises are enabled (see `EthPort.enabledTxOffloads`).
     public var wantedTxOffloads: UInt64 = 0
     public var wantedRxOffloads: UInt64 = 0
-    /// UDP port whose traffic is VXLAN, announced to the port (`rte_eth_dev_udp_tunnel_port_add`) where it can
-    /// use it (parsing, RSS and checksums of tunnelled packets); nil announces nothing.
-    public var vxlanUDPPort: UInt16?
+    /// A UDP port whose traffic is a tunnel of DPDK type `type` (`rte_eth_tunnel_type`), announced to the port
+    /// (`rte_eth_dev_udp_tunnel_port_add`) where it can use it (parsing, RSS and checksums of tunnelled packets);
+    /// nil announces nothing.
+    public var udpTunnel: (udpPort: UInt16, type: UInt8)?
     public var promiscuous: Bool = true
     public init(queues: Int) { self.queues = queues }
 }
@@ -40,7 +41,7 @@ public final class EthPort: @unchecked Sendable {
     /// The RSS hash functions configured (`rss_hf`, within the port's `flow_type_rss_offloads`); 0 without RSS.
     public private(set) var rssHashFunctions: UInt64 = 0
     /// What `rte_eth_dev_udp_tunnel_port_add` answered (0, or a negative errno such as -ENOTSUP); nil if not asked.
-    public private(set) var vxlanPortResult: Int32?
+    public private(set) var udpTunnelResult: Int32?
     private var started = false
     private var closed = false
 
@@ -141,12 +142,12 @@ public final class EthPort: @unchecked Sendable {
         var rc = rte_eth_dev_configure(id, UInt16(setup.queues), UInt16(setup.queues), &conf)
         guard rc == 0 else { throw DPDKError("configuring port \(name) with \(setup.queues) queue(s)", code: rc) }
         rssHashFunctions = conf.rxmode.mq_mode == RTE_ETH_MQ_RX_RSS ? conf.rx_adv_conf.rss_conf.rss_hf : 0
-        if let udpPort = setup.vxlanUDPPort {
+        if let tunnel = setup.udpTunnel {
             // Most virtual devices cannot use it (-ENOTSUP); anything else is worth a line in the log.
-            let result = vx_udp_tunnel_port_add_vxlan(id, udpPort)
-            vxlanPortResult = result
+            let result = vx_udp_tunnel_port_add(id, tunnel.udpPort, tunnel.type)
+            udpTunnelResult = result
             if result != 0 && result != -ENOTSUP {
-                fputs("vxland: port \(name): announcing VXLAN on UDP port \(udpPort) failed: \(String(cString: strerror(-result)))\n", stderr)
+                fputs("port \(name): announcing the tunnel on UDP port \(tunnel.udpPort) failed: \(String(cString: strerror(-result)))\n", stderr)
             }
         }
 

@@ -165,7 +165,7 @@ public final class Dataplane: @unchecked Sendable {
             // vhost-user: partial checksums and (with the guest's TSO) segmentation metadata go to the guest.
             setup.wantedTxOffloads |= TxOffloads.tcpChecksum.rawValue | TxOffloads.udpChecksum.rawValue
         }
-        if index == 0 && mode == .auto { setup.wantedRxOffloads = RxChecksums.offloads; setup.vxlanUDPPort = configuration.underlay.udpPort }
+        if index == 0 && mode == .auto { setup.wantedRxOffloads = RxChecksums.offloads; setup.udpTunnel = (configuration.underlay.udpPort, UInt8(RTE_ETH_TUNNEL_TYPE_VXLAN.rawValue)) }
         var rxPool = pool
         var large: PacketPool? = nil
         if let frame = Dataplane.afPacketFrameSize(port), frame > 2048 {

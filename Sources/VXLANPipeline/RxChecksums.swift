@@ -1,4 +1,5 @@
 import CDPDK
+import PollMode
 
 /// What a NIC says, in an mbuf's `ol_flags`, about the checksums of the outermost headers of a received packet.
 ///
@@ -13,7 +14,7 @@ import CDPDK
 public enum RxChecksums {
     public enum Verdict: UInt8 { case unknown, good, bad }
 
-    /// RTE_PTYPE_TUNNEL_MASK: non-zero when the NIC parsed the packet as a tunnel.
+    /// RTE_PTYPE_TUNNEL_MASK (checked against DPDK's value in shim.h): non-zero when the NIC parsed a tunnel.
     public static let tunnelPacketTypeMask: UInt32 = 0x0000_F000
 
     /// The RX offloads an underlay port is asked for where it advertises them.
