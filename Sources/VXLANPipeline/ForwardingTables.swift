@@ -170,6 +170,9 @@ public final class ForwardingTables: @unchecked Sendable {
     var freeTunnels: [Int] = []
     /// Tunnels nothing refers to, by index: the grace-period token taken when the last reference went.
     var dyingTunnels: [Int: UInt64] = [:]
+    /// Set by the tables' writer: waits until the condition (a grace period being over) holds or a deadline passes,
+    /// without holding the writer's lock meanwhile.
+    public var awaitGracePeriod: ((() -> Bool) -> Void)?
     /// Live tunnels per next hop.
     var nextHopUsers: [IPAddress: Int] = [:]
     var entries: [EntryKey: FDBEntry] = [:]

@@ -160,15 +160,17 @@ extension ForwardingTables {
         return true
     }
 
-    /// Reclaims until `done()` or for at most `timeout` seconds: for a change that needs a slot the cores are
-    /// about to let go of (polling cores pass a quiescent state every poll round, microseconds apart).
-    func waitForGracePeriod(timeout: Double = 0.25, until done: () -> Bool) {
-        let deadline = monotonicSeconds() + timeout
+    /// For a change that needs a slot the cores are about to let go of (polling cores pass a quiescent state every
+    /// round, microseconds apart): waits for one grace period through `awaitGracePeriod`, which the writer that owns
+    /// the tables' lock provides and which lets the lock go while it waits (UnderlayControl), then reclaims.
+    /// Without it (tables driven directly) it only reclaims what is already free.
+    func waitForGracePeriod(until done: () -> Bool) {
+        if done() { return }
         _ = reclaim()
-        while !done() && monotonicSeconds() < deadline {
-            usleep(20)
-            _ = reclaim()
-        }
+        if done() { return }
+        let token = vx_qsbr_start(qsbr)
+        awaitGracePeriod? { vx_qsbr_check(qsbr, token) == 1 }
+        _ = reclaim()
     }
 
     /// Tunnels reclaimed since the last call, with their next hops (the slow path stops resolving unused ones).

@@ -1,6 +1,7 @@
 import CDPDK
 import Foundation
 import PollMode
+import Synchronization
 import VTEPConfig
 
 /// The underlay's slow path, run on a control thread (never a polling core): answers ARP and ICMP echo for the
@@ -84,6 +85,12 @@ public final class UnderlayControl: @unchecked Sendable {
     var neighborTable: NeighborTable
     private var pendingPublish: Set<Int> = []
     private let lock = NSLock()
+    /// Changes that waited for a grace period before taking the lock (`awaitGracePeriod`).
+    public let gracePeriodWaits = Atomic<Int>(0)
+    /// True while `change` runs its body (under the lock, on the thread that holds it).
+    private var changing = false
+    /// How long a change waits for the cores to let go of slots it needs before it is refused for want of them.
+    public var gracePeriodTimeout = 0.25
     private let buffer = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 32)
     private let events = UnsafeMutablePointer<UInt64>.allocate(capacity: LearnEvent.words * 64)
     private var started: Double?
@@ -106,6 +113,7 @@ public final class UnderlayControl: @unchecked Sendable {
         started = nil
         for n in config.neighbors { neighborTable.addStatic(n.ip, mac: n.mac) }
         for t in tables.tunnels { neighborTable.track(t.nextHop) }
+        tables.awaitGracePeriod = { [unowned self] over in self.waitOutsideTheLock(over) }
     }
 
     /// Frees everything left in the rings; call after the cores stopped.
@@ -215,7 +223,24 @@ public final class UnderlayControl: @unchecked Sendable {
     public func change<T>(_ body: (ForwardingTables) throws -> T) rethrows -> T {
         lock.lock(); defer { lock.unlock() }
         defer { adoptCreatedTunnels() }
+        changing = true
+        defer { changing = false }
         return try body(tables)
+    }
+
+    /// A change (run by `change`, with the lock held) that needs slots the cores are about to let go of waits for a
+    /// grace period here, with the lock let go: learning, ageing and ARP/ND answers go on meanwhile. What the change
+    /// has made so far is published whole (blocks, tunnels), so the slow path sees a consistent state; if it takes a
+    /// freed slot first (a learned tunnel), the change is refused and undone as when the slot never came free.
+    private func waitOutsideTheLock(_ over: () -> Bool) {
+        // Only a change run by `change` holds the lock on this thread; anything else calling the tables directly
+        // (start-up, tests) gets no wait.
+        guard changing else { return }
+        gracePeriodWaits.add(1, ordering: .relaxed)
+        lock.unlock()
+        defer { lock.lock() }
+        let deadline = monotonicSeconds() + gracePeriodTimeout
+        while !over() && monotonicSeconds() < deadline { usleep(20) }
     }
 
     /// The running configuration, read under the lock.

@@ -1,6 +1,7 @@
 import CDPDK
 import DPDKTestSupport
 import PollMode
+import Synchronization
 import VTEPConfig
 import XCTest
 @testable import VXLANPipeline
@@ -264,5 +265,37 @@ final class LiveChangeTests: XCTestCase {
         XCTAssertNotNil(tables.existingTunnel(vni: 100, remote: .v4(IPv4Address(10, 99, 0, 18))))
         XCTAssertNil(tables.existingTunnel(vni: 100, remote: remotes.last!))
         XCTAssertEqual(tables.liveTunnelCount, 16)
+    }
+
+    /// A change that needs a slot only a grace period gives back waits for it without holding the slow path's
+    /// lock: while the core has not yet passed a quiescent state, the slow path (here: a reader of the running
+    /// configuration, which takes the same lock as ARP/ND answers, learning and ageing) goes on; once the core
+    /// polls, the change completes with the slot.
+    func testAChangeWaitingForAGracePeriodHoldsNoLock() throws {
+        try build(resources: "resources: { vnis: 16 }")
+        let control = h.control!
+        control.gracePeriodTimeout = 60
+        for vni in UInt32(43)..<58 { try change { try $0.addSegment(.init(vni: vni, flood: [.v4(IPv4Address(10, 99, 0, 3))])) } }
+        XCTAssertEqual(tables.freeSegments.count, 0)
+        // VNI 43 goes; its slot waits for the core, which does not poll until the test lets it.
+        try change { try $0.removeSegment(vni: 43) }
+        XCTAssertEqual(control.gracePeriodWaits.load(ordering: .relaxed), 0)
+        let done = Atomic<Bool>(false)
+        let failure = Mutex<String?>(nil)
+        let box = UncheckedBox(control)
+        let writer = TestThread(name: "writer") {
+            do { try box.value.change { try $0.addSegment(.init(vni: 60, flood: [.v4(IPv4Address(10, 99, 0, 4))])) } } catch {
+                failure.withLock { $0 = "\(error)" }
+            }
+            done.store(true, ordering: .releasing)
+        }
+        XCTAssertTrue(waitUntil(seconds: 30) { control.gracePeriodWaits.load(ordering: .relaxed) == 1 }, "the change never waited")
+        // The writer waits for the core; the lock is free meanwhile.
+        XCTAssertFalse(control.configuration.segments.map(\.vni).contains(43))
+        XCTAssertFalse(done.load(ordering: .acquiring), "the change finished without the grace period it needs")
+        _ = h.core.pollOnce()
+        XCTAssertTrue(writer.join(timeout: 30))
+        XCTAssertNil(failure.withLock { $0 })
+        XCTAssertEqual(control.configuration.segments.map(\.vni).sorted(), [42] + Array(44..<58) + [60])
     }
 }
