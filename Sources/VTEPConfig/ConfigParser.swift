@@ -122,7 +122,7 @@ public enum ConfigParser {
         if u.optional("gateway") != nil {
             let gateway = try u.parse("gateway", expected: "an IPv4 address") { IPv4Address($0) }
             guard let interface = underlay.interface else { throw u.error("gateway", "an IPv4 gateway needs an IPv4 ip") }
-            if let problem = notAPeer(.v4(gateway), underlay: underlay, role: .nextHop) { throw u.error("gateway", problem) }
+            if let problem = ConfigRules.notAPeer(.v4(gateway), underlay: underlay, role: .nextHop) { throw u.error("gateway", problem) }
             guard interface.contains(gateway) else {
                 throw u.error("gateway", "\(gateway) is not another host on the underlay subnet \(interface)")
             }
@@ -131,33 +131,26 @@ public enum ConfigParser {
         if u.optional("gateway6") != nil {
             let gateway = try u.parse("gateway6", expected: "an IPv6 address") { IPv6Address($0) }
             guard let interface6 = underlay.interface6 else { throw u.error("gateway6", "an IPv6 gateway needs an ip6") }
-            if let problem = notAPeer(.v6(gateway), underlay: underlay, role: .nextHop) { throw u.error("gateway6", problem) }
+            if let problem = ConfigRules.notAPeer(.v6(gateway), underlay: underlay, role: .nextHop) { throw u.error("gateway6", problem) }
             guard interface6.contains(gateway) || gateway.isLinkLocal else {
                 throw u.error("gateway6", "\(gateway) is not another host on the underlay prefix \(interface6)")
             }
             underlay.gateway6 = gateway
         }
 
-        // Every check below is a hash lookup, so the time taken is proportional to the file.
+        // What is read here is each key's syntax and range; the rules between objects (a VNI declared once, a
+        // port's VNI declared, remotes reachable, resources enough) are ConfigRules', checked once all is read.
         let vniNodes = try top.sequence("vnis")
         var segments: [VTEPConfiguration.Segment] = []
         segments.reserveCapacity(vniNodes.count)
-        var declared = Set<UInt32>(minimumCapacity: vniNodes.count)
         for (i, node) in vniNodes.enumerated() {
             let m = try Mapping(node, list: "vnis", index: i, allowed: segmentKeys)
             let vni = try m.vni("vni")
-            guard declared.insert(vni).inserted else { throw m.error("vni", "VNI \(vni) is declared twice") }
             let floodNodes = try m.sequence("flood")
             var flood: [IPAddress] = []
             flood.reserveCapacity(floodNodes.count)
-            // Flood lists are mostly short: a set pays for itself only beyond a few dozen remotes.
-            var listed: Set<IPAddress>? = floodNodes.count > 32 ? Set(minimumCapacity: floodNodes.count) : nil
             for (j, f) in floodNodes.enumerated() {
-                let ip = try m.parseScalar(f, key: "flood[\(j)]", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
-                if let problem = notAPeer(ip, underlay: underlay, role: .remote) { throw m.error("flood[\(j)]", problem) }
-                let repeated = listed != nil ? !listed!.insert(ip).inserted : flood.contains(ip)
-                guard !repeated else { throw m.error("flood[\(j)]", "\(ip) is listed twice") }
-                flood.append(ip)
+                flood.append(try m.parseScalar(f, key: "flood[\(j)]", expected: "an IPv4 or IPv6 address") { IPAddress($0) })
             }
             var segment = VTEPConfiguration.Segment(vni: vni, flood: flood)
             if m.optional("learning") != nil { segment.learning = try m.boolean("learning") }
@@ -168,35 +161,22 @@ public enum ConfigParser {
         }
 
         var access: [VTEPConfiguration.AccessPort] = []
-        var accessPorts = Set<String>()
-        var vhostSockets = Set<String>()
         for (i, node) in try top.sequence("access").enumerated() {
             let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans", "offloads", "vhost"])
             let port = try m.port("port")
-            if port == underlay.port { throw m.error("port", "'\(port)' is already the underlay port") }
-            guard accessPorts.insert(port).inserted else { throw m.error("port", "'\(port)' is listed twice") }
-            let vhost = try m.optional("vhost") == nil ? nil : vhostPort(m, port: port, index: i, sockets: &vhostSockets)
+            let vhost = try m.optional("vhost") == nil ? nil : vhostPort(m, index: i)
             switch (m.optional("vni"), m.optional("vlans")) {
             case (.some, .some):
                 throw m.error("vlans", "give either vni (an untagged port) or vlans (a tagged port), not both")
             case (.none, .none):
                 throw m.error("vni", "required key is missing (or give vlans for a tagged port)")
             case (.some, .none):
-                let vni = try m.vni("vni")
-                guard declared.contains(vni) else { throw m.error("vni", "VNI \(vni) is not declared under vnis") }
-                access.append(.init(port: port, vni: vni, vhost: vhost))
+                access.append(.init(port: port, vni: try m.vni("vni"), vhost: vhost))
             case (.none, .some):
                 var mappings: [VTEPConfiguration.VLANMapping] = []
-                var mapped = Set<UInt16>()
-                let list = try m.sequence("vlans")
-                if list.isEmpty { throw m.error("vlans", "expected at least one { vlan, vni } mapping") }
-                for (j, v) in list.enumerated() {
+                for (j, v) in try m.sequence("vlans").enumerated() {
                     let vm = try Mapping(v, path: "access[\(i)].vlans[\(j)]", allowed: ["vlan", "vni"])
-                    let vlan = UInt16(try vm.integer("vlan", in: 1...4094))
-                    let vni = try vm.vni("vni")
-                    guard mapped.insert(vlan).inserted else { throw vm.error("vlan", "VLAN \(vlan) is mapped twice") }
-                    guard declared.contains(vni) else { throw vm.error("vni", "VNI \(vni) is not declared under vnis") }
-                    mappings.append(.init(vlan: vlan, vni: vni))
+                    mappings.append(.init(vlan: UInt16(try vm.integer("vlan", in: 1...4094)), vni: try vm.vni("vni")))
                 }
                 access.append(.init(port: port, vlans: mappings, vhost: vhost))
             }
@@ -204,61 +184,22 @@ public enum ConfigParser {
         }
 
         var neighbors: [VTEPConfiguration.Neighbor] = []
-        var neighborIPs = Set<IPAddress>()
         for (i, node) in try top.sequence("neighbors").enumerated() {
             let m = try Mapping(node, list: "neighbors", index: i, allowed: ["ip", "mac"])
             let ip = try m.parse("ip", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
-            if let problem = notAPeer(ip, underlay: underlay, role: .nextHop) { throw m.error("ip", problem) }
             let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:00:02") { MACAddress($0) }
-            guard !mac.isMulticast, !mac.isZero else { throw m.error("mac", "\(mac) is not a unicast address") }
-            guard neighborIPs.insert(ip).inserted else { throw m.error("ip", "\(ip) is listed twice") }
             neighbors.append(.init(ip: ip, mac: mac))
         }
 
         let fdbNodes = try top.sequence("fdb")
         var fdb: [VTEPConfiguration.FDBEntry] = []
         fdb.reserveCapacity(fdbNodes.count)
-        var fdbKeys = Set<FDBKey>(minimumCapacity: fdbNodes.count)
         for (i, node) in fdbNodes.enumerated() {
             let m = try Mapping(node, list: "fdb", index: i, allowed: fdbEntryKeys)
             let vni = try m.vni("vni")
-            guard declared.contains(vni) else { throw m.error("vni", "VNI \(vni) is not declared under vnis") }
             let mac = try m.parse("mac", expected: "a MAC address such as 02:00:00:00:42:02") { MACAddress($0) }
-            guard !mac.isMulticast, !mac.isZero else {
-                throw m.error("mac", "\(mac) is not a unicast address (broadcast and multicast follow the flood list)")
-            }
             let remote = try m.parse("remote", expected: "an IPv4 or IPv6 address") { IPAddress($0) }
-            if let problem = notAPeer(remote, underlay: underlay, role: .remote) { throw m.error("remote", problem) }
-            guard fdbKeys.insert(FDBKey(vni: vni, mac: mac.integer)).inserted else {
-                throw m.error("mac", "\(mac) already has an entry in VNI \(vni)")
-            }
             fdb.append(.init(vni: vni, mac: mac, remote: remote))
-        }
-
-        // Every remote needs a next hop on the underlay subnet, whose MAC ARP (or a static neighbor) gives.
-        func offLink(_ remote: IPAddress) -> String {
-            switch remote {
-            case .v4: underlay.interface.map { "remote \(remote) is not on the underlay subnet \($0) and no underlay.gateway is configured" }
-                ?? "remote \(remote) is IPv4 but the VTEP has no IPv4 address (underlay.ip)"
-            case .v6: underlay.interface6.map { "remote \(remote) is not on the underlay prefix \($0) and no underlay.gateway6 is configured" }
-                ?? "remote \(remote) is IPv6 but the VTEP has no IPv6 address (underlay.ip6)"
-            }
-        }
-        for (i, s) in segments.enumerated() {
-            for (j, ip) in s.flood.enumerated() where underlay.nextHop(for: ip) == nil {
-                throw ConfigError("vnis[\(i)].flood[\(j)]", line: nil, offLink(ip))
-            }
-        }
-        for (i, e) in fdb.enumerated() where underlay.nextHop(for: e.remote) == nil {
-            throw ConfigError("fdb[\(i)].remote", line: nil, offLink(e.remote))
-        }
-        for (i, n) in neighbors.enumerated() {
-            let onLink: Bool
-            switch n.ip {
-            case .v4(let a): onLink = underlay.interface?.contains(a) ?? false
-            case .v6(let a): onLink = (underlay.interface6?.contains(a) ?? false) || (a.isLinkLocal && underlay.interface6 != nil)
-            }
-            if !onLink { throw ConfigError("neighbors[\(i)].ip", line: nil, "\(n.ip) is not on an underlay subnet of this VTEP") }
         }
 
         var resources = VTEPConfiguration.Resources()
@@ -274,41 +215,20 @@ public enum ConfigParser {
             if m.optional("tx_descriptors") != nil { resources.txDescriptors = try m.integer("tx_descriptors", in: 32...32768) }
         }
 
-        // The tables are sized from resources once, at start-up, and hold what is added at run time too: what the file
-        // configures must fit.
-        if segments.count > resources.vnis {
-            throw ConfigError("resources.vnis", line: nil, "\(resources.vnis) is fewer than the \(segments.count) VNIs configured")
+        let configuration = VTEPConfiguration(underlay: underlay, access: access, segments: segments, fdb: fdb,
+                                              neighbors: neighbors, resources: resources)
+        do {
+            try ConfigRules.check(configuration)
+        } catch let e as ConfigError {
+            throw ConfigError(e.path, line: root.line(at: e.path), e.problem)
         }
-        if 1 + access.count > resources.ports {
-            throw ConfigError("resources.ports", line: nil,
-                              "\(resources.ports) is fewer than the \(1 + access.count) ports configured (the underlay and \(access.count) access ports)")
-        }
-        var tunnels = Set<Tunnel>(minimumCapacity: segments.count + fdb.count)
-        for s in segments { for remote in s.flood { tunnels.insert(Tunnel(vni: s.vni, remote: remote)) } }
-        for e in fdb { tunnels.insert(Tunnel(vni: e.vni, remote: e.remote)) }
-        let staticTunnels = tunnels.count
-        if staticTunnels > resources.tunnels {
-            throw ConfigError("resources.tunnels", line: nil, "\(resources.tunnels) is fewer than the \(staticTunnels) tunnels the flood lists and FDB need")
-        }
-        if fdb.count > resources.fdbEntries / 2 {
-            throw ConfigError("resources.fdb_entries", line: nil, "\(resources.fdbEntries) leaves no room for \(fdb.count) static entries and learning")
-        }
-        return VTEPConfiguration(underlay: underlay, access: access, segments: segments, fdb: fdb,
-                                 neighbors: neighbors, resources: resources)
+        return configuration
     }
 
     /// `vhost: { socket, client, tso }` of access port `index`, whose `port` must then name a net_vhost device.
-    private static func vhostPort(_ m: Mapping, port: String, index i: Int, sockets: inout Set<String>) throws -> VTEPConfiguration.Vhost {
+    private static func vhostPort(_ m: Mapping, index i: Int) throws -> VTEPConfiguration.Vhost {
         let v = try Mapping(try m.required("vhost"), path: "access[\(i)].vhost", allowed: ["socket", "client", "tso"])
-        // rte_vdev_init picks the driver by the name's prefix: anything else would not be a vhost-user port.
-        guard port.hasPrefix("net_vhost") else {
-            throw m.error("port", "'\(port)' cannot carry vhost: a vhost-user port's name must start with net_vhost (such as net_vhost0)")
-        }
-        let socketNode = try v.required("socket")
-        let socket = v.trimmed(try v.text(socketNode, key: "socket"))
-        func refuse(_ problem: String) -> ConfigError { ConfigError(v.keyPath("socket"), line: Mapping.line(socketNode), problem) }
-        if let problem = problem(vhostSocket: socket) { throw refuse(problem) }
-        guard sockets.insert(socket).inserted else { throw refuse("'\(socket)' is the socket of another access port too") }
+        let socket = v.trimmed(try v.text(try v.required("socket"), key: "socket"))
         var vhost = VTEPConfiguration.Vhost(socket: socket)
         if v.optional("client") != nil { vhost.client = try v.boolean("client") }
         if v.optional("tso") != nil { vhost.tso = try v.boolean("tso") }
@@ -319,44 +239,6 @@ public enum ConfigParser {
     private static let segmentKeys = ["vni", "flood", "learning", "ageing", "max_learned", "allowed_remotes"]
     private static let fdbEntryKeys = ["vni", "mac", "remote"]
 
-    private struct FDBKey: Hashable { let vni: UInt32; let mac: UInt64 }
-    private struct Tunnel: Hashable { let vni: UInt32; let remote: IPAddress }
-
-    /// What an address names: a remote VTEP (flood list, FDB), or a next hop on the underlay (gateway, static neighbor).
-    enum PeerRole { case remote, nextHop }
-
-    /// Why `ip` cannot be another host of the underlay, or nil if it can: this VTEP itself, multicast, broadcast,
-    /// unspecified, loopback, the subnet's network or broadcast address, the prefix's Subnet-Router anycast address.
-    /// A next hop may be link-local; a remote VTEP only when the VTEP's own prefix is link-local too (no gateway
-    /// forwards link-local traffic).
-    static func notAPeer(_ ip: IPAddress, underlay: VTEPConfiguration.Underlay, role: PeerRole) -> String? {
-        if underlay.interface.map({ ip == .v4($0.address) }) == true || underlay.address6.map({ ip == .v6($0) }) == true {
-            return "\(ip) is this VTEP's own address"
-        }
-        if ip.isMulticast || ip.isUnspecified {
-            return role == .remote ? "\(ip) is not a unicast address (multicast underlays are not supported)"
-                : "\(ip) is not a unicast address"
-        }
-        switch ip {
-        case .v4(let a):
-            if a.isLoopback { return "\(ip) is a loopback address" }
-            if let interface = underlay.interface, interface.reservesNetworkAndBroadcast, interface.contains(a) {
-                if a == interface.network { return "\(ip) is the network address of the underlay subnet \(interface.subnet)" }
-                if a == interface.broadcast { return "\(ip) is the broadcast address of the underlay subnet \(interface.subnet)" }
-            }
-        case .v6(let a):
-            if a.isLoopback { return "\(ip) is a loopback address" }
-            if a.isIPv4Mapped { return "\(ip) is an IPv4-mapped IPv6 address; write the IPv4 address" }
-            guard let interface6 = underlay.interface6 else { return nil }
-            if interface6.reservesSubnetRouterAnycast, interface6.contains(a), a == interface6.network {
-                return "\(ip) is the subnet-router anycast address of the underlay prefix \(interface6.subnet)"
-            }
-            if role == .remote, a.isLinkLocal, !interface6.contains(a) {
-                return "\(ip) is link-local and not on the underlay prefix \(interface6), and no gateway forwards link-local traffic"
-            }
-        }
-        return nil
-    }
 }
 
 /// A YAML mapping being read, which knows its own path for error messages and refuses unknown keys.

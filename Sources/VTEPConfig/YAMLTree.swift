@@ -25,6 +25,30 @@ struct YAMLNode {
 
     struct LoadFailed: Error {}
 
+    /// The line of the node at a configuration key path such as `vnis[3].flood[1]` or `access[0].vhost.socket`
+    /// (ConfigRules names what it refuses that way); nil when the file does not hold that key (a default broke
+    /// the rule).
+    func line(at path: String) -> Int? {
+        var node = self
+        for part in path.split(separator: ".") {
+            var name = Substring(part)
+            var index: Int?
+            if let open = part.firstIndex(of: "["), part.last == "]" {
+                name = part[..<open]
+                index = Int(part[part.index(after: open)..<part.index(before: part.endIndex)])
+            }
+            if !name.isEmpty {
+                guard let value = node.mapping?.first(where: { $0.key.scalar?.string == String(name) })?.value else { return nil }
+                node = value
+            }
+            if let index {
+                guard let items = node.sequence, items.indices.contains(index) else { return nil }
+                node = items[index]
+            }
+        }
+        return node.line
+    }
+
     /// The single document in `text`, nil for an empty stream; LoadFailed for anything libyaml refuses, an
     /// undefined alias or a second document.
     static func load(_ text: String) throws -> YAMLNode? {

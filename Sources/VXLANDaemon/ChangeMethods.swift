@@ -140,7 +140,7 @@ extension ChangeMethods {
                 guard name.hasPrefix("net_vhost") else {
                     throw p.failure("port: '\(name)' cannot carry vhost: a vhost-user port's name must start with net_vhost (such as net_vhost0)")
                 }
-                if let problem = ConfigParser.problem(vhostSocket: socket) { throw p.failure("vhost_socket: \(problem)") }
+                if let problem = ConfigRules.problem(vhostSocket: socket) { throw p.failure("vhost_socket: \(problem)") }
                 if running.access.contains(where: { $0.vhost?.socket == socket }) {
                     throw p.failure("vhost_socket: '\(socket)' is the socket of another access port")
                 }

@@ -28,7 +28,8 @@ extension Dataplane {
         do {
             try preflight(changes, from: before)
             let after = ConfigPlan.applying(changes, to: before)
-            do { _ = try ConfigParser.parse(ConfigWriter.yaml(after)) } catch let e as ConfigError {
+            // The file's rules, checked on the configuration itself (never written out and read back).
+            do { try ConfigRules.check(after) } catch let e as ConfigError {
                 // The file's rule that the result would break: the object's own problem, or the limit it exceeds.
                 // VNI and tunnel counts the tables check themselves, more strictly (learned tunnels count too) and
                 // naming the VNI or remote that does not fit.
@@ -73,7 +74,7 @@ extension Dataplane {
         func checkFlood(_ s: VTEPConfiguration.Segment) throws {
             var seen = Set<IPAddress>()
             for r in s.flood {
-                if let problem = ConfigParser.problem(remote: r, underlay: running.underlay) { throw ChangeError(problem) }
+                if let problem = ConfigRules.problem(remote: r, underlay: running.underlay) { throw ChangeError(problem) }
                 guard seen.insert(r).inserted else { throw ChangeError("\(r) is listed twice in the flood list of VNI \(s.vni)") }
             }
         }
@@ -98,8 +99,8 @@ extension Dataplane {
                 try checkFlood(s)
             case .addFDB(let e):
                 guard vnis.contains(e.vni) else { throw ChangeError("VNI \(e.vni) does not exist") }
-                if let problem = ConfigParser.problem(unicast: e.mac) { throw ChangeError(problem + " (broadcast and multicast follow the flood list)") }
-                if let problem = ConfigParser.problem(remote: e.remote, underlay: running.underlay) { throw ChangeError(problem) }
+                if let problem = ConfigRules.problem(unicast: e.mac) { throw ChangeError(problem + " (broadcast and multicast follow the flood list)") }
+                if let problem = ConfigRules.problem(remote: e.remote, underlay: running.underlay) { throw ChangeError(problem) }
                 if let remote = fdb[Key(vni: e.vni, mac: e.mac)] {
                     throw ChangeError("\(e.mac) already has a static entry in VNI \(e.vni) (to \(remote)); delete it first")
                 }
@@ -107,8 +108,8 @@ extension Dataplane {
             case .removeFDB(let e):
                 guard fdb.removeValue(forKey: Key(vni: e.vni, mac: e.mac)) != nil else { throw ChangeError("\(e.mac) has no static entry in VNI \(e.vni)") }
             case .addNeighbor(let n):
-                if let problem = ConfigParser.problem(neighbor: n.ip, underlay: running.underlay) { throw ChangeError(problem) }
-                if let problem = ConfigParser.problem(unicast: n.mac) { throw ChangeError(problem) }
+                if let problem = ConfigRules.problem(neighbor: n.ip, underlay: running.underlay) { throw ChangeError(problem) }
+                if let problem = ConfigRules.problem(unicast: n.mac) { throw ChangeError(problem) }
                 if let mac = neighbors[n.ip] { throw ChangeError("\(n.ip) already has a static neighbor entry (\(mac)); delete it first") }
                 neighbors[n.ip] = n.mac
             case .removeNeighbor(let n):

@@ -178,7 +178,7 @@ extension ForwardingTables {
     func checkFloodList(_ flood: [IPAddress], vni: UInt32) throws {
         var seen = Set<IPAddress>()
         for r in flood {
-            if let problem = ConfigParser.problem(remote: r, underlay: configuration.underlay) { throw ChangeError(problem) }
+            if let problem = ConfigRules.problem(remote: r, underlay: configuration.underlay) { throw ChangeError(problem) }
             guard seen.insert(r).inserted else { throw ChangeError("\(r) is listed twice in the flood list of VNI \(vni)") }
         }
     }
@@ -322,10 +322,10 @@ extension ForwardingTables {
     /// Adds a static entry (a learned one for the same MAC is replaced). Refused when a static entry exists.
     public func addStaticEntry(vni: UInt32, mac: MACAddress, remote: IPAddress) throws {
         guard let slot = segmentIndex[vni] else { throw ChangeError("VNI \(vni) does not exist") }
-        if let problem = ConfigParser.problem(unicast: mac) {
+        if let problem = ConfigRules.problem(unicast: mac) {
             throw ChangeError(problem + " (broadcast and multicast follow the flood list)")
         }
-        if let problem = ConfigParser.problem(remote: remote, underlay: configuration.underlay) { throw ChangeError(problem) }
+        if let problem = ConfigRules.problem(remote: remote, underlay: configuration.underlay) { throw ChangeError(problem) }
         let entryKey = EntryKey(vni: vni, mac: mac)
         if let existing = entries[entryKey], existing.isStatic {
             let target = existing.target

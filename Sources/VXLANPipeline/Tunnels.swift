@@ -65,7 +65,7 @@ extension ForwardingTables {
             return t
         }
         guard let nextHop = configuration.underlay.nextHop(for: remote) else {
-            throw ChangeError(ConfigParser.problem(remote: remote, underlay: configuration.underlay) ?? "no route to \(remote)")
+            throw ChangeError(ConfigRules.problem(remote: remote, underlay: configuration.underlay) ?? "no route to \(remote)")
         }
         if freeTunnels.isEmpty && tunnels.count >= tunnelCapacity && !dyingTunnels.isEmpty {
             // Under churn the tunnels just given up may still be held by a core: wait (briefly) for it to let go.

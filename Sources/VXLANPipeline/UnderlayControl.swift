@@ -262,8 +262,8 @@ public final class UnderlayControl: @unchecked Sendable {
     /// Adds a static neighbor: its MAC is used for good (no ARP/ND), replacing a resolved one.
     public func addNeighbor(ip: IPAddress, mac: MACAddress) throws {
         lock.lock(); defer { lock.unlock() }
-        if let problem = ConfigParser.problem(neighbor: ip, underlay: tables.configuration.underlay) { throw ChangeError(problem) }
-        if let problem = ConfigParser.problem(unicast: mac) { throw ChangeError(problem) }
+        if let problem = ConfigRules.problem(neighbor: ip, underlay: tables.configuration.underlay) { throw ChangeError(problem) }
+        if let problem = ConfigRules.problem(unicast: mac) { throw ChangeError(problem) }
         if let existing = tables.configuration.neighbor(ip) {
             throw ChangeError("\(ip) already has a static neighbor entry (\(existing.mac)); delete it first")
         }

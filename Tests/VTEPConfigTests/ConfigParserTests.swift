@@ -147,7 +147,7 @@ final class ConfigParserTests: XCTestCase {
         assertError("underlay: { port: p0, ip6: \"fd00::1\" }",
                     "underlay.ip6 (line 1): expected an IPv6 address with prefix length, such as fd00::1/64, got 'fd00::1'")
         assertError("underlay: { port: p0, ip6: \"fd00::1/64\" }\nvnis: [ { vni: 7, flood: [\"fd01::2\"] } ]",
-                    "vnis[0].flood[0]: remote fd01::2 is not on the underlay prefix fd00::1/64 and no underlay.gateway6 is configured")
+                    "vnis[0].flood[0] (line 2): remote fd01::2 is not on the underlay prefix fd00::1/64 and no underlay.gateway6 is configured")
         XCTAssertEqual(IPv6Address("fd00::1")?.solicitedNode.description, "ff02::1:ff00:1")
         XCTAssertNil(IPv6Address("fd00::1::2"))
     }
@@ -204,13 +204,13 @@ final class ConfigParserTests: XCTestCase {
         assertError(replacing("flood: [10.99.0.2]", "flood: [239.1.1.1]"),
                     "vnis[0].flood[0] (line 10): 239.1.1.1 is not a unicast address (multicast underlays are not supported)")
         assertError(replacing("flood: [10.99.0.2]", "flood: [fd00::2]"),
-                    "vnis[0].flood[0]: remote fd00::2 is IPv6 but the VTEP has no IPv6 address (underlay.ip6)")
+                    "vnis[0].flood[0] (line 10): remote fd00::2 is IPv6 but the VTEP has no IPv6 address (underlay.ip6)")
         assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.2, 10.98.0.7]"),
-                    "vnis[0].flood[1]: remote 10.98.0.7 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured")
+                    "vnis[0].flood[1] (line 10): remote 10.98.0.7 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured")
         assertError(replacing("udp_port: 4789", "udp_port: 4789\n  gateway: 10.98.0.1"),
                     "underlay.gateway (line 7): 10.98.0.1 is not another host on the underlay subnet 10.99.0.1/24")
         assertError(replacing("- { ip: 10.99.0.2, mac: \"02:00:00:00:00:02\" }", "- { ip: 10.98.0.2, mac: \"02:00:00:00:00:02\" }"),
-                    "neighbors[0].ip: 10.98.0.2 is not on an underlay subnet of this VTEP")
+                    "neighbors[0].ip (line 14): 10.98.0.2 is not on an underlay subnet of this VTEP")
         assertError(replacing("flood: [10.99.0.2]", "flood: 10.99.0.2"), "vnis[0].flood (line 10): expected a list")
         assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.2, 10.99.0.3, 10.99.0.2]"), "vnis[0].flood[2] (line 10): 10.99.0.2 is listed twice")
         assertError(replacing("flood: [10.99.0.2]", "flood: [10.99.0.2, 10.99.0.3, 10.99.0.4, 10.99.0.5, 10.99.0.6, 10.99.0.7, 10.99.0.8, 10.99.0.9, 10.99.0.10, 10.99.0.11, 10.99.0.12, 10.99.0.13, 10.99.0.14, 10.99.0.15, 10.99.0.16, 10.99.0.17, 10.99.0.18, 10.99.0.19, 10.99.0.20, 10.99.0.21, 10.99.0.22, 10.99.0.23, 10.99.0.24, 10.99.0.25, 10.99.0.26, 10.99.0.27, 10.99.0.28, 10.99.0.29, 10.99.0.30, 10.99.0.31, 10.99.0.32, 10.99.0.33, 10.99.0.34, 10.99.0.35, 10.99.0.36, 10.99.0.37, 10.99.0.38, 10.99.0.39, 10.99.0.40, 10.99.0.41, 10.99.0.41]"),
@@ -218,7 +218,7 @@ final class ConfigParserTests: XCTestCase {
         assertError(replacing("mac: \"02:00:00:00:42:02\"", "mac: \"ff:ff:ff:ff:ff:ff\""),
                     "fdb[0].mac (line 12): ff:ff:ff:ff:ff:ff is not a unicast address (broadcast and multicast follow the flood list)")
         assertError(replacing("remote: 10.99.0.2 }", "remote: 172.16.0.8 }"),
-                    "fdb[0].remote: remote 172.16.0.8 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured")
+                    "fdb[0].remote (line 12): remote 172.16.0.8 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured")
         assertError(replacing("- { vni: 42, mac: \"02:00:00:00:42:02\", remote: 10.99.0.2 }",
                               "- { vni: 42, mac: \"02:00:00:00:42:02\", remote: 10.99.0.2 }\n  - { vni: 42, mac: \"02:00:00:00:42:02\", remote: 10.99.0.2 }"),
                     "fdb[1].mac (line 13): 02:00:00:00:42:02 already has an entry in VNI 42")
@@ -324,10 +324,10 @@ final class ConfigParserTests: XCTestCase {
             (["underlay: { port: p0, ip: 10.99.0.1/24 }", resources, "vnis:"] + (1...count).map { "  - { vni: \($0) }" }).joined(separator: "\n")
         }
         XCTAssertEqual(try ConfigParser.parse(vnis(16, resources: "resources: { vnis: 16 }")).segments.count, 16)
-        assertError(vnis(17, resources: "resources: { vnis: 16 }"), "resources.vnis: 16 is fewer than the 17 VNIs configured")
+        assertError(vnis(17, resources: "resources: { vnis: 16 }"), "resources.vnis (line 2): 16 is fewer than the 17 VNIs configured")
         XCTAssertEqual(try ConfigParser.parse(vnis(4096)).segments.count, 4096)
         assertError(vnis(4097), "resources.vnis: 4096 is fewer than the 4097 VNIs configured")
-        assertError(vnis(6000, resources: "resources: { vnis: 5000 }"), "resources.vnis: 5000 is fewer than the 6000 VNIs configured")
+        assertError(vnis(6000, resources: "resources: { vnis: 5000 }"), "resources.vnis (line 2): 5000 is fewer than the 6000 VNIs configured")
         XCTAssertEqual(try ConfigParser.parse(vnis(6000, resources: "resources: { vnis: 6000 }")).segments.count, 6000)
 
         func ports(_ count: Int, resources: String = "") -> String {
@@ -337,12 +337,12 @@ final class ConfigParserTests: XCTestCase {
         // The underlay is a port too: two ports hold it and one access port.
         XCTAssertEqual(try ConfigParser.parse(ports(1, resources: "resources: { ports: 2 }")).access.count, 1)
         assertError(ports(2, resources: "resources: { ports: 2 }"),
-                    "resources.ports: 2 is fewer than the 3 ports configured (the underlay and 2 access ports)")
+                    "resources.ports (line 2): 2 is fewer than the 3 ports configured (the underlay and 2 access ports)")
         XCTAssertEqual(try ConfigParser.parse(ports(15)).access.count, 15)
         assertError(ports(16), "resources.ports: 16 is fewer than the 17 ports configured (the underlay and 16 access ports)")
         XCTAssertEqual(try ConfigParser.parse(ports(255, resources: "resources: { ports: 256 }")).access.count, 255)
         assertError(ports(256, resources: "resources: { ports: 256 }"),
-                    "resources.ports: 256 is fewer than the 257 ports configured (the underlay and 256 access ports)")
+                    "resources.ports (line 2): 256 is fewer than the 257 ports configured (the underlay and 256 access ports)")
     }
 
     func testTheVTEPAddressIsAHostAddress() {

@@ -407,8 +407,8 @@ enum RandomConfiguration {
         u.offloads = chance(0.8) ? .auto : .software
 
         // Other hosts of the underlay, and remotes beyond it through the gateways.
-        func peer(_ ip: IPAddress, _ role: ConfigParser.PeerRole) -> Bool {
-            ConfigParser.notAPeer(ip, underlay: u, role: role) == nil && (role == .nextHop || u.nextHop(for: ip) != nil)
+        func peer(_ ip: IPAddress, _ role: ConfigRules.PeerRole) -> Bool {
+            ConfigRules.notAPeer(ip, underlay: u, role: role) == nil && (role == .nextHop || u.nextHop(for: ip) != nil)
         }
         func onLink4() -> IPAddress? {
             guard let i = interface, i.prefixLength < 32 else { return nil }
