@@ -50,6 +50,8 @@ public struct PollingCore<Processor: BurstProcessor> {
     @usableFromInline let queueCountPointer: UnsafeMutablePointer<UInt32>
     public let queueCapacity: Int
     @usableFromInline let rxBuffer: UnsafeMutablePointer<OpaquePointer?>
+    /// Owns the arrays above.
+    let arena = Arena()
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     @usableFromInline let cycles: UnsafeMutablePointer<UInt64>
     /// The TSC at the end of the previous round (or when polling started).
@@ -66,16 +68,12 @@ public struct PollingCore<Processor: BurstProcessor> {
         portCounters = CounterBlock(count: ports * PortCounter.allCases.count)
         tx = TxStage(ports: txQueues, capacity: ports, counters: portCounters)
         queueCapacity = max(ports, rxQueues.count)
-        queues = .allocate(capacity: queueCapacity)
-        queues.initialize(repeating: RxQueue(localPort: 0, portID: 0, queueID: 0), count: queueCapacity)
+        queues = arena.array(queueCapacity, of: RxQueue(localPort: 0, portID: 0, queueID: 0))
         for (i, q) in rxQueues.enumerated() { queues[i] = q }
-        queueActive = .allocate(capacity: queueCapacity)
-        queueActive.initialize(repeating: 0, count: queueCapacity)
+        queueActive = arena.array(queueCapacity, of: 0)
         for i in rxQueues.indices { queueActive[i] = 1 }
-        queueCountPointer = .allocate(capacity: 1)
-        queueCountPointer.initialize(to: UInt32(rxQueues.count))
-        rxBuffer = .allocate(capacity: PollingCore.burstSize)
-        rxBuffer.initialize(repeating: nil, count: PollingCore.burstSize)
+        queueCountPointer = arena.array(1, of: UInt32(rxQueues.count))
+        rxBuffer = arena.array(PollingCore.burstSize, of: nil)
         counters = portCounters.base
         cycleCounters = CounterBlock(count: CoreCounter.allCases.count)
         cycles = cycleCounters.base
@@ -161,13 +159,8 @@ public struct PollingCore<Processor: BurstProcessor> {
         tx.flushAll()
     }
 
-    /// Releases the core's buffers once it has stopped; staged packets are freed, not sent.
+    /// Frees what is still staged once the core has stopped (not sent); the buffers go with the core (its arena).
     public func release() {
         tx.discardAll()
-        tx.deallocate()
-        queues.deallocate()
-        queueActive.deallocate()
-        queueCountPointer.deallocate()
-        rxBuffer.deallocate()
     }
 }

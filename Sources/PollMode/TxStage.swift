@@ -15,6 +15,8 @@ public struct TxStage {
     @usableFromInline let prepare: UnsafeMutablePointer<Bool>
     /// Per port: a device model that takes the bursts instead of the driver (tests only; nil in production).
     @usableFromInline let models: UnsafeMutablePointer<TransmitModel?>
+    /// Owns the arrays above.
+    let arena = Arena()
 
     /// - Parameters:
     ///   - ports: DPDK port id and TX queue of each local port index.
@@ -23,13 +25,12 @@ public struct TxStage {
     public init(ports: [(port: UInt16, queue: UInt16)], capacity: Int = 0, counters: CounterBlock) {
         let n = max(1, capacity, ports.count)
         portCount = n
-        portIDs = .allocate(capacity: n); portIDs.initialize(repeating: 0, count: n)
-        queueIDs = .allocate(capacity: n); queueIDs.initialize(repeating: 0, count: n)
-        counts = .allocate(capacity: n); counts.initialize(repeating: 0, count: n)
-        buffers = .allocate(capacity: n * TxStage.capacity)
-        buffers.initialize(repeating: nil, count: n * TxStage.capacity)
-        prepare = .allocate(capacity: n); prepare.initialize(repeating: false, count: n)
-        models = .allocate(capacity: n); models.initialize(repeating: nil, count: n)
+        portIDs = arena.array(n, of: 0)
+        queueIDs = arena.array(n, of: 0)
+        counts = arena.array(n, of: 0)
+        buffers = arena.array(n * TxStage.capacity, of: nil)
+        prepare = arena.array(n, of: false)
+        models = arena.array(n, of: nil)
         for (i, p) in ports.enumerated() {
             portIDs[i] = p.port
             queueIDs[i] = p.queue
@@ -43,13 +44,6 @@ public struct TxStage {
         portIDs[index] = port
         queueIDs[index] = queue
         prepare[index] = false
-    }
-
-    /// Frees the stage's own memory; call once the core has stopped (after `flushAll`).
-    public func deallocate() {
-        portIDs.deallocate(); queueIDs.deallocate(); counts.deallocate(); buffers.deallocate()
-        prepare.deallocate()
-        models.deinitialize(count: max(1, portCount)); models.deallocate()
     }
 
     /// Runs `rte_eth_tx_prepare` on every burst for `port` (set before the core starts).

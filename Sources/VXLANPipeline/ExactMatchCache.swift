@@ -1,4 +1,5 @@
 import CDPDK
+import PollMode
 
 /// A small per-core, direct-mapped cache of 16-byte keys in front of an rte_hash table, in the spirit of
 /// OVS-DPDK's exact-match cache and VPP's last-key caches: most packets in a burst share a few destinations,
@@ -12,17 +13,17 @@ public struct ExactMatchCache {
     @usableFromInline let mask: Int
     public let capacity: Int
 
-    /// - Parameter capacity: a power of two.
-    public init(capacity: Int) {
+    /// - Parameters:
+    ///   - capacity: a power of two.
+    ///   - arena: the owner's memory, which frees the cache with everything else of the owner.
+    public init(capacity: Int, arena: Arena) {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "capacity must be a power of two")
         self.capacity = capacity
         mask = capacity - 1
-        entries = .allocate(byteCount: capacity * Self.entryStride, alignment: 64)
+        entries = arena.bytes(capacity * Self.entryStride)
         entries.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.entryStride)
         clear()
     }
-
-    public func deallocate() { entries.deallocate() }
 
     /// Forgets everything.
     public func clear() {
@@ -78,21 +79,16 @@ public struct LookupBatch {
         @inline(__always) nonmutating set { counter.pointee = newValue }
     }
 
-    public init(capacity: Int) {
+    public init(capacity: Int, arena: Arena) {
         self.capacity = capacity
-        keys = .allocate(byteCount: capacity * Self.keyStride, alignment: 64)
+        keys = arena.bytes(capacity * Self.keyStride)
         keys.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * Self.keyStride)
-        keyPointers = .allocate(capacity: capacity)
+        keyPointers = arena.array(capacity, of: nil)
         for i in 0..<capacity { keyPointers[i] = UnsafeRawPointer(keys + i * Self.keyStride) }
-        owner = .allocate(capacity: capacity); owner.initialize(repeating: 0, count: capacity)
-        slot = .allocate(capacity: capacity); slot.initialize(repeating: 0, count: capacity)
-        data = .allocate(capacity: capacity); data.initialize(repeating: nil, count: capacity)
-        counter = .allocate(capacity: 1); counter.initialize(to: 0)
-    }
-
-    public func deallocate() {
-        keys.deallocate(); keyPointers.deallocate(); owner.deallocate(); slot.deallocate(); data.deallocate()
-        counter.deallocate()
+        owner = arena.array(capacity, of: 0)
+        slot = arena.array(capacity, of: 0)
+        data = arena.array(capacity, of: nil)
+        counter = arena.array(1, of: 0)
     }
 
     @inlinable @inline(__always)

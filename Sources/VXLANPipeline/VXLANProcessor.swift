@@ -31,6 +31,9 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let sources: LookupBatch
     @usableFromInline let vnis: LookupBatch
 
+    /// Owns every scratch array below (and the caches' and batches' memory).
+    @usableFromInline let arena: Arena
+
     // Per-packet scratch, allocated once.
     /// What pass 2 does with the packet: a `State` constant, or an FDB target / segment index (>= 0).
     @usableFromInline let state: UnsafeMutablePointer<Int32>
@@ -92,30 +95,33 @@ public struct VXLANProcessor: BurstProcessor {
         view = tables.fastPath
         self.reader = UInt32(reader)
         self.slowPath = slowPath
-        fdbCache = ExactMatchCache(capacity: 512)
-        vniCache = ExactMatchCache(capacity: 64)
+        // Every scratch array of this core in one arena, freed when the last copy of the processor goes.
+        let arena = Arena()
+        self.arena = arena
+        fdbCache = ExactMatchCache(capacity: 512, arena: arena)
+        vniCache = ExactMatchCache(capacity: 64, arena: arena)
         let n = Self.maxBurst
-        destinations = LookupBatch(capacity: n)
-        sources = LookupBatch(capacity: n)
-        vnis = LookupBatch(capacity: n)
-        state = .allocate(capacity: n); state.initialize(repeating: 0, count: n)
-        aux = .allocate(capacity: n); aux.initialize(repeating: 0, count: n)
-        innerLength = .allocate(capacity: n); innerLength.initialize(repeating: 0, count: n)
-        outerSource = .allocate(capacity: n); outerSource.initialize(repeating: 0, count: n)
-        outerSource6 = .allocate(capacity: 2 * n); outerSource6.initialize(repeating: 0, count: 2 * n)
-        outerIsIPv6 = .allocate(capacity: n); outerIsIPv6.initialize(repeating: 0, count: n)
-        innerTarget = .allocate(capacity: n); innerTarget.initialize(repeating: 0, count: n)
-        ingress = .allocate(capacity: n); ingress.initialize(repeating: 0, count: n)
-        injectBuffer = .allocate(capacity: 32); injectBuffer.initialize(repeating: nil, count: 32)
-        work = .allocate(capacity: n); work.initialize(repeating: 0, count: n)
-        coalesceFrames = .allocate(capacity: n); coalesceFrames.initialize(repeating: nil, count: n)
-        coalescePorts = .allocate(capacity: n); coalescePorts.initialize(repeating: 0, count: n)
-        coalesceRun = .allocate(capacity: n); coalesceRun.initialize(repeating: nil, count: n)
-        coalesceState = .allocate(capacity: 1); coalesceState.initialize(to: 0)
-        segmentScratch = .allocate(capacity: Self.maxSegments); segmentScratch.initialize(repeating: nil, count: Self.maxSegments)
+        destinations = LookupBatch(capacity: n, arena: arena)
+        sources = LookupBatch(capacity: n, arena: arena)
+        vnis = LookupBatch(capacity: n, arena: arena)
+        state = arena.array(n, of: 0)
+        aux = arena.array(n, of: 0)
+        innerLength = arena.array(n, of: 0)
+        outerSource = arena.array(n, of: 0)
+        outerSource6 = arena.array(2 * n, of: 0)
+        outerIsIPv6 = arena.array(n, of: 0)
+        innerTarget = arena.array(n, of: 0)
+        ingress = arena.array(n, of: 0)
+        injectBuffer = arena.array(32, of: nil)
+        work = arena.array(n, of: 0)
+        coalesceFrames = arena.array(n, of: nil)
+        coalescePorts = arena.array(n, of: 0)
+        coalesceRun = arena.array(n, of: nil)
+        coalesceState = arena.array(1, of: 0)
+        segmentScratch = arena.array(Self.maxSegments, of: nil)
         self.offload = offload
         let ports = max(1, (offload.completeChecksumPorts.max() ?? 0) + 1, tables.roles.count, tables.portCapacity)
-        completesChecksums = .allocate(capacity: ports); completesChecksums.initialize(repeating: 0, count: ports)
+        completesChecksums = arena.array(ports, of: 0)
         for p in offload.completeChecksumPorts where p >= 0 { completesChecksums[p] = 1 }
         underlayRxChecksums = offload.underlayRxChecksums
         workThreshold = view.hasAddress6 ? min(view.maxInnerFrame, view.maxInnerFrame6) : view.maxInnerFrame
@@ -127,16 +133,9 @@ public struct VXLANProcessor: BurstProcessor {
     /// time); only while no frame from it can be in the core's hands.
     public func setCompletesChecksums(_ on: Bool, port: Int) { completesChecksums[port] = on ? 1 : 0 }
 
-    /// Frees the scratch memory and leaves RCU; call once the core has stopped.
+    /// Leaves RCU; call once the core has stopped. The scratch memory goes with the processor (its arena).
     public func release() {
         tables.unregisterReader(Int(reader))
-        fdbCache.deallocate(); vniCache.deallocate()
-        destinations.deallocate(); sources.deallocate(); vnis.deallocate()
-        state.deallocate(); aux.deallocate(); innerLength.deallocate(); outerSource.deallocate(); innerTarget.deallocate()
-        ingress.deallocate(); outerSource6.deallocate(); outerIsIPv6.deallocate()
-        injectBuffer.deallocate()
-        work.deallocate(); segmentScratch.deallocate(); completesChecksums.deallocate()
-        coalesceFrames.deallocate(); coalescePorts.deallocate(); coalesceRun.deallocate(); coalesceState.deallocate()
     }
 
     @inlinable @inline(__always)

@@ -456,7 +456,6 @@ final class NICModelTests: XCTestCase {
         let model = NICModel(profile: .e810)
         let counters = CounterBlock(count: PortCounter.allCases.count)
         let stage = TxStage(ports: [(port: 0, queue: 0)], counters: counters)
-        defer { stage.deallocate() }
         stage.setModel(model, port: 0)
         let s = Shape()
         stage.push(superframe(s, size: 10000), to: 0)
