@@ -12,13 +12,13 @@ public enum FuzzTargets {
         guard let text = String(validating: data, as: UTF8.self) else { return }
         do {
             let c = try ConfigParser.parse(text)
-            check(Set(c.segments.map(\.vni)).count == c.segments.count, "duplicate VNI accepted")
-            for s in c.segments {
+            check(Set(c.vnis.map(\.vni)).count == c.vnis.count, "duplicate VNI accepted")
+            for s in c.vnis {
                 check(s.vni >= 1 && s.vni <= VTEPConfiguration.maxVNI, "VNI \(s.vni) accepted")
-                check(c.segment(s.vni) != nil, "configured VNI \(s.vni) not found by segment()")
+                check(c.vniSettings(s.vni) != nil, "configured VNI \(s.vni) not found by segment()")
             }
             check((576...9216).contains(c.underlay.mtu), "MTU \(c.underlay.mtu) accepted")
-            for e in c.fdb { check(c.segment(e.vni) != nil, "fdb entry for unconfigured VNI \(e.vni) accepted") }
+            for e in c.fdb { check(c.vniSettings(e.vni) != nil, "fdb entry for unconfigured VNI \(e.vni) accepted") }
         } catch let error as ConfigError {
             check(!error.description.isEmpty, "empty error message")
         } catch {

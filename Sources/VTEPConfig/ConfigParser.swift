@@ -141,8 +141,8 @@ public enum ConfigParser {
         // What is read here is each key's syntax and range; the rules between objects (a VNI declared once, a
         // port's VNI declared, remotes reachable, resources enough) are ConfigRules', checked once all is read.
         let vniNodes = try top.sequence("vnis")
-        var segments: [VTEPConfiguration.Segment] = []
-        segments.reserveCapacity(vniNodes.count)
+        var vnis: [VTEPConfiguration.VNISettings] = []
+        vnis.reserveCapacity(vniNodes.count)
         for (i, node) in vniNodes.enumerated() {
             let m = try Mapping(node, list: "vnis", index: i, allowed: segmentKeys)
             let vni = try m.vni("vni")
@@ -152,12 +152,12 @@ public enum ConfigParser {
             for (j, f) in floodNodes.enumerated() {
                 flood.append(try m.parseScalar(f, key: "flood[\(j)]", expected: "an IPv4 or IPv6 address") { IPAddress($0) })
             }
-            var segment = VTEPConfiguration.Segment(vni: vni, flood: flood)
+            var segment = VTEPConfiguration.VNISettings(vni: vni, flood: flood)
             if m.optional("learning") != nil { segment.learning = try m.boolean("learning") }
             if m.optional("ageing") != nil { segment.ageing = try m.integer("ageing", in: 10...1_000_000) }
             if m.optional("max_learned") != nil { segment.maxLearned = try m.integer("max_learned", in: 0...16_777_215) }
             segment.allowedRemotes = try m.prefixes("allowed_remotes")
-            segments.append(segment)
+            vnis.append(segment)
         }
 
         var access: [VTEPConfiguration.AccessPort] = []
@@ -215,7 +215,7 @@ public enum ConfigParser {
             if m.optional("tx_descriptors") != nil { resources.txDescriptors = try m.integer("tx_descriptors", in: 32...32768) }
         }
 
-        let configuration = VTEPConfiguration(underlay: underlay, access: access, segments: segments, fdb: fdb,
+        let configuration = VTEPConfiguration(underlay: underlay, access: access, vnis: vnis, fdb: fdb,
                                               neighbors: neighbors, resources: resources)
         do {
             try ConfigRules.check(configuration)

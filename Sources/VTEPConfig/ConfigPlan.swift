@@ -5,11 +5,11 @@ public struct ConfigPlan: Equatable, Sendable {
     public enum Change: Equatable, Sendable, CustomStringConvertible {
         case detachPort(VTEPConfiguration.AccessPort)
         case removeFDB(VTEPConfiguration.FDBEntry)
-        case removeVNI(VTEPConfiguration.Segment)
+        case removeVNI(VTEPConfiguration.VNISettings)
         case removeNeighbor(VTEPConfiguration.Neighbor)
         case addNeighbor(VTEPConfiguration.Neighbor)
-        case addVNI(VTEPConfiguration.Segment)
-        case updateVNI(from: VTEPConfiguration.Segment, to: VTEPConfiguration.Segment)
+        case addVNI(VTEPConfiguration.VNISettings)
+        case updateVNI(from: VTEPConfiguration.VNISettings, to: VTEPConfiguration.VNISettings)
         case addFDB(VTEPConfiguration.FDBEntry)
         case attachPort(VTEPConfiguration.AccessPort)
         /// An attached port taken out of its VNIs, and later mapped into others: the port itself (a VM's vhost-user
@@ -51,8 +51,8 @@ public struct ConfigPlan: Equatable, Sendable {
         }
 
         /// A VNI's flood list and every setting that is not the default, as `vni add` takes them.
-        static func settings(_ s: VTEPConfiguration.Segment) -> String {
-            let d = VTEPConfiguration.Segment(vni: s.vni, flood: [])
+        static func settings(_ s: VTEPConfiguration.VNISettings) -> String {
+            let d = VTEPConfiguration.VNISettings(vni: s.vni, flood: [])
             var out = s.flood.isEmpty ? "" : " flood \(s.flood.map(\.description).joined(separator: ","))"
             if s.learning != d.learning { out += " learning \(s.learning)" }
             if s.ageing != d.ageing { out += " ageing \(s.ageing)" }
@@ -66,7 +66,7 @@ public struct ConfigPlan: Equatable, Sendable {
             return "vlans " + p.vlans.map { "\($0.vlan)=\($0.vni)" }.joined(separator: ",")
         }
 
-        static func differences(_ a: VTEPConfiguration.Segment, _ b: VTEPConfiguration.Segment) -> [String] {
+        static func differences(_ a: VTEPConfiguration.VNISettings, _ b: VTEPConfiguration.VNISettings) -> [String] {
             var out: [String] = []
             let added = b.flood.filter { !a.flood.contains($0) }, removed = a.flood.filter { !b.flood.contains($0) }
             if !added.isEmpty { out.append("flood add \(added.map(\.description).joined(separator: ","))") }
@@ -123,13 +123,13 @@ public struct ConfigPlan: Equatable, Sendable {
         for q in desired.access where oldPorts[q.port] == nil { attach.append(q) }
 
         // VNIs: by number; settings and flood lists change in place.
-        var removeVNIs: [VTEPConfiguration.Segment] = [], addVNIs: [VTEPConfiguration.Segment] = []
+        var removeVNIs: [VTEPConfiguration.VNISettings] = [], addVNIs: [VTEPConfiguration.VNISettings] = []
         var update: [Change] = []
-        for s in running.segments {
-            guard let t = desired.segment(s.vni) else { removeVNIs.append(s); continue }
+        for s in running.vnis {
+            guard let t = desired.vniSettings(s.vni) else { removeVNIs.append(s); continue }
             if s != t { update.append(.updateVNI(from: s, to: t)) }
         }
-        for t in desired.segments where running.segment(t.vni) == nil { addVNIs.append(t) }
+        for t in desired.vnis where running.vniSettings(t.vni) == nil { addVNIs.append(t) }
 
         // Static FDB entries: by (VNI, MAC); another remote is a delete and an add. Entries of a removed VNI go
         // with it, but are listed so that the plan says so.
@@ -151,12 +151,12 @@ public struct ConfigPlan: Equatable, Sendable {
     /// `running` with `changes` made, as the tables will hold it (for checking the result before it is made).
     public static func applying(_ changes: [Change], to running: VTEPConfiguration) -> VTEPConfiguration {
         var c = running
-        var segments = c.segments
+        var vnis = c.vnis
         for change in changes {
             switch change {
-            case .addVNI(let s): segments.append(s)
-            case .removeVNI(let s): segments.removeAll { $0.vni == s.vni }; c.fdb.removeAll { $0.vni == s.vni }
-            case .updateVNI(_, let s): if let i = segments.firstIndex(where: { $0.vni == s.vni }) { segments[i] = s }
+            case .addVNI(let s): vnis.append(s)
+            case .removeVNI(let s): vnis.removeAll { $0.vni == s.vni }; c.fdb.removeAll { $0.vni == s.vni }
+            case .updateVNI(_, let s): if let i = vnis.firstIndex(where: { $0.vni == s.vni }) { vnis[i] = s }
             case .addFDB(let e): c.fdb.append(e)
             case .removeFDB(let e): c.fdb.removeAll { $0.vni == e.vni && $0.mac == e.mac }
             case .addNeighbor(let n): c.neighbors.append(n)
@@ -167,7 +167,7 @@ public struct ConfigPlan: Equatable, Sendable {
             case .mapPort(let p): c.access.append(p)
             }
         }
-        c.segments = segments
+        c.vnis = vnis
         return c
     }
 

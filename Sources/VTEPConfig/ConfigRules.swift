@@ -8,8 +8,8 @@ public enum ConfigRules {
     /// parser finds it).
     public static func check(_ c: VTEPConfiguration) throws {
         let underlay = c.underlay
-        var declared = Set<UInt32>(minimumCapacity: c.segments.count)
-        for (i, s) in c.segments.enumerated() {
+        var declared = Set<UInt32>(minimumCapacity: c.vnis.count)
+        for (i, s) in c.vnis.enumerated() {
             guard VTEPConfiguration.vniRange.contains(s.vni) else {
                 throw ConfigError("vnis[\(i)].vni", "VNI \(s.vni) out of range (\(VTEPConfiguration.minVNI)-\(VTEPConfiguration.maxVNI))")
             }
@@ -74,7 +74,7 @@ public enum ConfigRules {
         }
 
         // Every remote needs a next hop on the underlay subnet, whose MAC ARP (or a static neighbor) gives.
-        for (i, s) in c.segments.enumerated() {
+        for (i, s) in c.vnis.enumerated() {
             for (j, ip) in s.flood.enumerated() where underlay.nextHop(for: ip) == nil {
                 throw ConfigError("vnis[\(i)].flood[\(j)]", offLink(ip, underlay: underlay))
             }
@@ -89,15 +89,15 @@ public enum ConfigRules {
         // The tables are sized from resources once, at start-up, and hold what is added at run time too: what the
         // configuration holds must fit.
         let resources = c.resources
-        if c.segments.count > resources.vnis {
-            throw ConfigError("resources.vnis", "\(resources.vnis) is fewer than the \(c.segments.count) VNIs configured")
+        if c.vnis.count > resources.vnis {
+            throw ConfigError("resources.vnis", "\(resources.vnis) is fewer than the \(c.vnis.count) VNIs configured")
         }
         if 1 + c.access.count > resources.ports {
             throw ConfigError("resources.ports",
                               "\(resources.ports) is fewer than the \(1 + c.access.count) ports configured (the underlay and \(c.access.count) access ports)")
         }
-        var tunnels = Set<Tunnel>(minimumCapacity: c.segments.count + c.fdb.count)
-        for s in c.segments { for remote in s.flood { tunnels.insert(Tunnel(vni: s.vni, remote: remote)) } }
+        var tunnels = Set<Tunnel>(minimumCapacity: c.vnis.count + c.fdb.count)
+        for s in c.vnis { for remote in s.flood { tunnels.insert(Tunnel(vni: s.vni, remote: remote)) } }
         for e in c.fdb { tunnels.insert(Tunnel(vni: e.vni, remote: e.remote)) }
         if tunnels.count > resources.tunnels {
             throw ConfigError("resources.tunnels", "\(resources.tunnels) is fewer than the \(tunnels.count) tunnels the flood lists and FDB need")

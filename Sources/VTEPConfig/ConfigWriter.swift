@@ -9,7 +9,7 @@ public enum ConfigWriter {
     public static func yaml(_ c: VTEPConfiguration) -> String {
         var out = "# vxland running configuration\n"
         // About 60 bytes a list entry: one allocation for a file of 200,000 VNIs rather than a few dozen.
-        out.reserveCapacity(1024 + 64 * (c.access.count + c.segments.count + c.fdb.count + c.neighbors.count))
+        out.reserveCapacity(1024 + 64 * (c.access.count + c.vnis.count + c.fdb.count + c.neighbors.count))
 
         let u = c.underlay
         out += "underlay:\n"
@@ -45,8 +45,8 @@ public enum ConfigWriter {
             out += " }\n"
         }
 
-        out += c.segments.isEmpty ? "vnis: []\n" : "vnis:\n"
-        for s in c.segments {
+        out += c.vnis.isEmpty ? "vnis: []\n" : "vnis:\n"
+        for s in c.vnis {
             out += "  - { vni: \(s.vni), flood: [\(s.flood.map(address).joined(separator: ", "))], learning: \(s.learning), "
             out += "ageing: \(s.ageing), max_learned: \(s.maxLearned)"
             if let allowed = s.allowedRemotes { out += ", allowed_remotes: \(prefixes(allowed))" }

@@ -107,7 +107,7 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public init(vlan: UInt16, vni: UInt32) { self.vlan = vlan; self.vni = vni }
     }
 
-    public struct Segment: Sendable, Equatable {
+    public struct VNISettings: Sendable, Equatable {
         public var vni: UInt32
         /// Remote VTEPs that get a copy of broadcast, multicast and unknown-unicast frames (either family).
         public var flood: [IPAddress]
@@ -157,20 +157,20 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public var underlay: Underlay
     public var access: [AccessPort]
     /// The VNIs, in file order. Assigning (or changing) it re-indexes them, O(n): build the array, then assign it once.
-    public var segments: [Segment] { didSet { segmentIndexes = Self.firstIndexes(segments) { $0.vni } } }
+    public var vnis: [VNISettings] { didSet { vniIndexes = Self.firstIndexes(vnis) { $0.vni } } }
     public var fdb: [FDBEntry]
-    /// Static next-hop MACs. Re-indexed on every change, as segments are.
+    /// Static next-hop MACs. Re-indexed on every change, as vnis are.
     public var neighbors: [Neighbor] { didSet { neighborIndexes = Self.firstIndexes(neighbors) { $0.ip } } }
     public var resources: Resources
-    /// VNI -> index in segments, and IP -> index in neighbors (the first, should a hand-built list repeat one).
-    private var segmentIndexes: [UInt32: Int]
+    /// VNI -> index in vnis, and IP -> index in neighbors (the first, should a hand-built list repeat one).
+    private var vniIndexes: [UInt32: Int]
     private var neighborIndexes: [IPAddress: Int]
 
-    public init(underlay: Underlay, access: [AccessPort], segments: [Segment], fdb: [FDBEntry],
+    public init(underlay: Underlay, access: [AccessPort], vnis: [VNISettings], fdb: [FDBEntry],
                 neighbors: [Neighbor], resources: Resources) {
-        self.underlay = underlay; self.access = access; self.segments = segments; self.fdb = fdb
+        self.underlay = underlay; self.access = access; self.vnis = vnis; self.fdb = fdb
         self.neighbors = neighbors; self.resources = resources
-        segmentIndexes = Self.firstIndexes(segments) { $0.vni }
+        vniIndexes = Self.firstIndexes(vnis) { $0.vni }
         neighborIndexes = Self.firstIndexes(neighbors) { $0.ip }
     }
 
@@ -194,14 +194,14 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public static let ipv6Overhead = 56
 
     /// The VNI's segment, O(1).
-    public func segment(_ vni: UInt32) -> Segment? { segmentIndex(vni).map { segments[$0] } }
-    /// Where the VNI's segment is in segments, O(1).
-    public func segmentIndex(_ vni: UInt32) -> Int? { segmentIndexes[vni] }
+    public func vniSettings(_ vni: UInt32) -> VNISettings? { vniIndex(vni).map { vnis[$0] } }
+    /// Where the VNI's segment is in vnis, O(1).
+    public func vniIndex(_ vni: UInt32) -> Int? { vniIndexes[vni] }
     /// Every remote VTEP named by a flood list or an FDB entry, each once, in the order first named.
     public var remotes: [IPAddress] {
         var seen = Set<IPAddress>()
         var ordered: [IPAddress] = []
-        for s in segments { for r in s.flood where seen.insert(r).inserted { ordered.append(r) } }
+        for s in vnis { for r in s.flood where seen.insert(r).inserted { ordered.append(r) } }
         for e in fdb where seen.insert(e.remote).inserted { ordered.append(e.remote) }
         return ordered
     }
@@ -209,26 +209,26 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public func neighbor(_ ip: IPAddress) -> Neighbor? { neighborIndexes[ip].map { neighbors[$0] } }
 
     /// Whether any allow-list applies: if not, every filter is RemoteFilter.any and the check can be skipped.
-    public var filtersRemotes: Bool { underlay.allowedRemotes != nil || segments.contains { $0.allowedRemotes != nil } }
+    public var filtersRemotes: Bool { underlay.allowedRemotes != nil || vnis.contains { $0.allowedRemotes != nil } }
 
-    /// Who may send VXLAN in the segment at `index`: its own list, else the global one, else anyone; with the
-    /// segment's flood-list and static FDB remotes always allowed. O(flood + fdb): to build the filters of every
+    /// Who may send VXLAN in the VNI at `index`: its own list, else the global one, else anyone; with the
+    /// VNI's flood-list and static FDB remotes always allowed. O(flood + fdb): to build the filters of every
     /// segment, remoteFilters() does it in one pass.
-    public func remoteFilter(segmentIndex index: Int) -> RemoteFilter {
-        let segment = segments[index]
+    public func remoteFilter(vniSlots index: Int) -> RemoteFilter {
+        let segment = vnis[index]
         guard let prefixes = segment.allowedRemotes ?? underlay.allowedRemotes else { return .any }
         return RemoteFilter(prefixes: prefixes, staticRemotes: segment.flood + fdb.lazy.filter { $0.vni == segment.vni }.map(\.remote))
     }
 
-    /// remoteFilter(segmentIndex:) of every segment, indexed like segments, in time proportional to the
+    /// remoteFilter(vniSlots:) of every segment, indexed like vnis, in time proportional to the
     /// configuration. Segments under the global list share one copy of its prefixes.
     public func remoteFilters() -> [RemoteFilter] {
-        guard filtersRemotes else { return Array(repeating: .any, count: segments.count) }
-        var staticRemotes = segments.map(\.flood)
-        for e in fdb { if let i = segmentIndex(e.vni) { staticRemotes[i].append(e.remote) } }
+        guard filtersRemotes else { return Array(repeating: .any, count: vnis.count) }
+        var staticRemotes = vnis.map(\.flood)
+        for e in fdb { if let i = vniIndex(e.vni) { staticRemotes[i].append(e.remote) } }
         let global = underlay.allowedRemotes.map(RemoteFilter.Compiled.init)
-        return segments.indices.map { i in
-            if let own = segments[i].allowedRemotes { return RemoteFilter(compiled: .init(own), staticRemotes: staticRemotes[i]) }
+        return vnis.indices.map { i in
+            if let own = vnis[i].allowedRemotes { return RemoteFilter(compiled: .init(own), staticRemotes: staticRemotes[i]) }
             if let global { return RemoteFilter(compiled: global, staticRemotes: staticRemotes[i]) }
             return .any
         }

@@ -115,7 +115,7 @@ extension IPPrefix.Problem: CustomStringConvertible {
     }
 }
 
-/// Which outer source addresses may send VXLAN for a segment. VXLAN authenticates nobody (RFC 7348 section 7
+/// Which outer source addresses may send VXLAN for a VNI. VXLAN authenticates nobody (RFC 7348 section 7
 /// leaves it to access lists), so a VTEP that knows its peers drops everyone else before any lookup or learning.
 ///
 /// `allows` is what the dataplane calls per packet: it neither allocates nor locks. Prefixes are a short array
@@ -163,7 +163,7 @@ public struct RemoteFilter: Sendable, Equatable {
     }
 
     /// The prefixes in the form the filter scans; filters built from one share its arrays (copy on write), so
-    /// 200,000 segments under one global list hold one copy of it.
+    /// 200,000 vnis under one global list hold one copy of it.
     struct Compiled {
         let prefixes4: [Prefix4]
         let prefixes6: [Prefix6]

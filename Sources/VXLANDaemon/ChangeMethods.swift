@@ -49,7 +49,7 @@ enum ChangeMethods {
         switch method {
         case "show.vnis":
             let vni = try p.optionalVNI("vni")
-            if let vni, running.segment(vni) == nil { throw p.failure("VNI \(vni) does not exist") }
+            if let vni, running.vniSettings(vni) == nil { throw p.failure("VNI \(vni) does not exist") }
             return try encoder.encode(dataplane.vnisReport(vni: vni))
         case "show.config":
             return try encoder.encode(ConfigReport(yaml: ConfigWriter.yaml(running)))
@@ -80,7 +80,7 @@ extension ChangeMethods {
     static func changes(_ method: String, _ p: Params, running: VTEPConfiguration, dataplane: Dataplane) throws -> [ConfigPlan.Change] {
         switch method {
         case "vni.add":
-            var segment = VTEPConfiguration.Segment(vni: try p.vni("vni"), flood: try p.addresses("flood") ?? [])
+            var segment = VTEPConfiguration.VNISettings(vni: try p.vni("vni"), flood: try p.addresses("flood") ?? [])
             if let v = try p.boolean("learning") { segment.learning = v }
             if let v = try p.integer("ageing", in: 10...1_000_000) { segment.ageing = v }
             if let v = try p.integer("max_learned", in: 0...16_777_215) { segment.maxLearned = v }
@@ -88,13 +88,13 @@ extension ChangeMethods {
             return ([.addVNI(segment)])
         case "vni.del":
             let vni = try p.vni("vni")
-            guard let segment = running.segment(vni) else { throw p.failure("VNI \(vni) does not exist") }
+            guard let segment = running.vniSettings(vni) else { throw p.failure("VNI \(vni) does not exist") }
             // Its static entries go first, as their own changes, so that a refusal can put them back.
             return (running.fdb.filter { $0.vni == vni }.map(ConfigPlan.Change.removeFDB) + [.removeVNI(segment)])
         case "flood.add", "flood.del":
             let vni = try p.vni("vni")
             guard let remotes = try p.addresses("remotes"), !remotes.isEmpty else { throw p.failure("remotes: at least one address is required") }
-            guard let segment = running.segment(vni) else { throw p.failure("VNI \(vni) does not exist") }
+            guard let segment = running.vniSettings(vni) else { throw p.failure("VNI \(vni) does not exist") }
             guard Set(remotes).count == remotes.count else { throw p.failure("remotes: an address is given twice") }
             var changed = segment
             if method == "flood.add" {
@@ -114,7 +114,7 @@ extension ChangeMethods {
             return ([.addFDB(entry)])
         case "fdb.del":
             let vni = try p.vni("vni"), mac = try p.mac("mac")
-            guard running.segment(vni) != nil else { throw p.failure("VNI \(vni) does not exist") }
+            guard running.vniSettings(vni) != nil else { throw p.failure("VNI \(vni) does not exist") }
             guard let entry = running.fdb.first(where: { $0.vni == vni && $0.mac == mac }) else {
                 throw p.failure("\(mac) has no static entry in VNI \(vni) (learned entries go with fdb flush)")
             }

@@ -30,7 +30,7 @@ public enum ControlMethods {
         case "show.stats":
             return try encoder.encode(dataplane.statsReport())
         case "show.fdb":
-            let query = try FDBQuery(request.params, isConfigured: { dataplane.configuration.segment($0) != nil })
+            let query = try FDBQuery(request.params, isConfigured: { dataplane.configuration.vniSettings($0) != nil })
             return try encoder.encode(dataplane.fdbReport(query))
         case "show.neighbors":
             return try encoder.encode(dataplane.neighborsReport())

@@ -13,7 +13,7 @@ public final class Dataplane: @unchecked Sendable {
         public let lcore: UInt32
         public let portCounters: CounterBlock
         public let pipelineCounters: CounterBlock
-        /// Per-VNI counters (`VNICounter`), by segment slot.
+        /// Per-VNI counters (`VNICounter`), by VNI slot.
         public let vniCounters: CounterBlock
         /// Rounds, busy and idle cycles, packets received (`CoreCounter`).
         public let cycleCounters: CounterBlock
@@ -62,7 +62,7 @@ public final class Dataplane: @unchecked Sendable {
     let changeLock = NSLock()
     /// Where every run-time change is logged.
     public var logger = Logger(label: "vxland")
-    /// Per segment slot: its VNI counters (summed over cores) when the VNI was added or the stats last cleared.
+    /// Per VNI slot: its VNI counters (summed over cores) when the VNI was added or the stats last cleared.
     var vniBaselines: [Int: [UInt64]] = [:]
 
     /// The frame size a `net_af_packet` port was created with (`framesz=` in its devargs; the PMD's default is
@@ -315,7 +315,7 @@ public final class Dataplane: @unchecked Sendable {
             return FDBReport.Entry(vni: item.entry.vni, mac: item.entry.mac.description, destination: destination,
                                    type: item.entry.isStatic ? "static" : "learned", ageSeconds: item.entry.isStatic ? nil : item.age)
         }
-        let segments = query.after != nil ? [] : configuration.segments.filter { query.vni == nil || $0.vni == query.vni }.map {
+        let segments = query.after != nil ? [] : configuration.vnis.filter { query.vni == nil || $0.vni == query.vni }.map {
             FDBReport.Segment(vni: $0.vni, learning: $0.learning, ageingSeconds: $0.ageing, learned: underlay.learnedCount(vni: $0.vni),
                               maxLearned: $0.maxLearned, limitReached: hits[$0.vni] ?? 0)
         }
@@ -367,15 +367,15 @@ public final class Dataplane: @unchecked Sendable {
         cycleBaselines = cores.map { $0.cycleCounters.snapshot() }
         clears += 1
         let sums = vniCounterSums()
-        for slot in 0..<tables.segmentCapacity {
-            let group = Array(sums[VNICounter.slot(segment: slot, .encapPackets)..<VNICounter.slot(segment: slot + 1, .encapPackets)])
+        for slot in 0..<tables.vniCapacity {
+            let group = Array(sums[VNICounter.slot(vniSlot: slot, .encapPackets)..<VNICounter.slot(vniSlot: slot + 1, .encapPackets)])
             if group.contains(where: { $0 != 0 }) { vniBaselines[slot] = group }
         }
     }
 
     /// Every core's VNI counters added up, by slot.
     func vniCounterSums() -> [UInt64] {
-        var sums = [UInt64](repeating: 0, count: tables.segmentCapacity * VNICounter.stride)
+        var sums = [UInt64](repeating: 0, count: tables.vniCapacity * VNICounter.stride)
         for core in cores {
             let b = core.vniCounters.base
             for i in sums.indices { sums[i] &+= b[i] }

@@ -71,14 +71,14 @@ extension Dataplane {
     /// Walks the changes over a model of the running state and refuses, before anything is made, the first that
     /// names something missing or already there (a VNI, a port, an entry, a neighbor) or a port vxland cannot find.
     private func preflight(_ changes: [ConfigPlan.Change], from running: VTEPConfiguration) throws {
-        func checkFlood(_ s: VTEPConfiguration.Segment) throws {
+        func checkFlood(_ s: VTEPConfiguration.VNISettings) throws {
             var seen = Set<IPAddress>()
             for r in s.flood {
                 if let problem = ConfigRules.problem(remote: r, underlay: running.underlay) { throw ChangeError(problem) }
                 guard seen.insert(r).inserted else { throw ChangeError("\(r) is listed twice in the flood list of VNI \(s.vni)") }
             }
         }
-        var vnis = Set(running.segments.map(\.vni))
+        var vnis = Set(running.vnis.map(\.vni))
         var ports = Dictionary(running.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
         struct Key: Hashable { var vni: UInt32; var mac: MACAddress }
         var fdb = Dictionary(running.fdb.map { (Key(vni: $0.vni, mac: $0.mac), $0.remote) }, uniquingKeysWith: { a, _ in a })
@@ -194,12 +194,12 @@ extension Dataplane {
     private func execute(_ change: ConfigPlan.Change) throws {
         switch change {
         case .addVNI(let segment):
-            try underlay.change { try $0.addSegment(segment) }
+            try underlay.change { try $0.addVNI(segment) }
             resetVNICounters(vni: segment.vni)
         case .removeVNI(let segment):
-            try underlay.change { try $0.removeSegment(vni: segment.vni) }
+            try underlay.change { try $0.removeVNI(vni: segment.vni) }
         case .updateVNI(_, let segment):
-            try underlay.change { try $0.updateSegment(segment) }
+            try underlay.change { try $0.updateVNI(segment) }
         case .addFDB(let e):
             try underlay.change { try $0.addStaticEntry(vni: e.vni, mac: e.mac, remote: e.remote) }
         case .removeFDB(let e):
@@ -245,7 +245,7 @@ extension Dataplane {
     /// polling core without pausing the others.
     private func attachPort(_ p: VTEPConfiguration.AccessPort) throws {
         let role = p.vni.map { PortRole.access(vni: $0) } ?? .tagged(p.vlans)
-        for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where configuration.segment(vni) == nil {
+        for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where configuration.vniSettings(vni) == nil {
             throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
         }
         if let index = portIndex(p.port) {
@@ -365,15 +365,15 @@ extension Dataplane {
 
     /// Starts a VNI's counters from zero (a slot keeps the counts of the VNI that held it before).
     private func resetVNICounters(vni: UInt32) {
-        guard let slot = underlay.change({ $0.segmentSlot(vni: vni) }) else { return }
+        guard let slot = underlay.change({ $0.vniSlot(vni: vni) }) else { return }
         let sums = vniCounterSums()
         baselineLock.lock(); defer { baselineLock.unlock() }
-        vniBaselines[slot] = Array(sums[VNICounter.slot(segment: slot, .encapPackets)..<VNICounter.slot(segment: slot + 1, .encapPackets)])
+        vniBaselines[slot] = Array(sums[VNICounter.slot(vniSlot: slot, .encapPackets)..<VNICounter.slot(vniSlot: slot + 1, .encapPackets)])
     }
 
     public func vnisReport(vni: UInt32? = nil) -> VNIsReport {
         let (config, slots, roles) = underlay.change { t in
-            (t.configuration, Dictionary(uniqueKeysWithValues: t.configuration.segments.compactMap { s in t.segmentSlot(vni: s.vni).map { (s.vni, $0) } }), t.roles)
+            (t.configuration, Dictionary(uniqueKeysWithValues: t.configuration.vnis.compactMap { s in t.vniSlot(vni: s.vni).map { (s.vni, $0) } }), t.roles)
         }
         let sums = vniCounterSums()
         baselineLock.lock()
@@ -387,11 +387,11 @@ extension Dataplane {
             case .underlay, .detached: break
             }
         }
-        let vnis = config.segments.filter { vni == nil || $0.vni == vni }.map { s -> VNIsReport.VNI in
+        let vnis = config.vnis.filter { vni == nil || $0.vni == vni }.map { s -> VNIsReport.VNI in
             var counters: [String: UInt64] = [:]
             if let slot = slots[s.vni] {
                 for c in VNICounter.allCases {
-                    let value = sums[VNICounter.slot(segment: slot, c)]
+                    let value = sums[VNICounter.slot(vniSlot: slot, c)]
                     counters[c.name] = value &- (baselines[slot]?[c.rawValue] ?? 0)
                 }
             }
@@ -399,6 +399,6 @@ extension Dataplane {
                                   learned: underlay.learnedCount(vni: s.vni), maxLearned: s.maxLearned, ageingSeconds: s.ageing,
                                   allowedRemotes: (s.allowedRemotes ?? config.underlay.allowedRemotes)?.map(\.description), counters: counters)
         }
-        return VNIsReport(vnis: vnis, capacity: tables.segmentCapacity)
+        return VNIsReport(vnis: vnis, capacity: tables.vniCapacity)
     }
 }

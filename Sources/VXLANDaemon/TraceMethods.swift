@@ -131,7 +131,7 @@ enum TraceMethods {
             action.segments = Int(r.segments)
         }
         return TracePacket(index: p.index, lcore: r.lcore == UInt32.max ? nil : Int(r.lcore), port: portName(Int(r.port)),
-                           length: Int(r.length), outer: outer, frame: frame, vni: r.segment >= 0 ? r.vni : nil,
+                           length: Int(r.length), outer: outer, frame: frame, vni: r.vniSlot >= 0 ? r.vni : nil,
                            endpoint: r.direction == .access && r.endpoint >= 0 ? at(r.endpointPort, r.endpointVLAN) : nil,
                            fdb: fdb, action: action)
     }

@@ -6,7 +6,7 @@ import CDPDK
 /// the software segmentation path from 7.8 to the Gbit/s in the README's table.
 @usableFromInline enum L4Checksum {
     /// Writes the complete TCP (or UDP) checksum of the packet whose IP header starts at `l3` and L4 header at
-    /// `l4` (headers in the first segment; the L4 length comes from the IP header). False, writing nothing, when
+    /// `l4` (headers in the first buffer; the L4 length comes from the IP header). False, writing nothing, when
     /// the lengths do not fit the mbuf.
     @usableFromInline
     static func fill(_ m: OpaquePointer, l3: Int, l4: Int, ipv6: Bool, udp: Bool) -> Bool {
@@ -34,21 +34,21 @@ import CDPDK
         return true
     }
 
-    /// The folded native-order sum of `length` bytes from `offset` across the chain. A segment that starts at an
+    /// The folded native-order sum of `length` bytes from `offset` across the chain. A buffer that starts at an
     /// odd position of the summed range pairs its bytes the other way round: its sum is byte-swapped (RFC 1071).
     @usableFromInline
     static func chainSum(_ m: OpaquePointer, from offset: Int, length: Int) -> UInt16 {
-        var segment: OpaquePointer? = m
+        var buffer: OpaquePointer? = m
         var skip = offset, left = length, position = 0
         var total: UInt32 = 0
-        while let s = segment, left > 0 {
+        while let s = buffer, left > 0 {
             let size = Int(vx_mbuf_data_len(s))
-            if skip >= size { skip &-= size; segment = vx_mbuf_next(s); continue }
+            if skip >= size { skip &-= size; buffer = vx_mbuf_next(s); continue }
             let n = min(size &- skip, left)
             let part = rawChecksum(UnsafeRawPointer(vx_mbuf_data(s)) + skip, length: n)
             total &+= UInt32(position & 1 == 0 ? part : part.byteSwapped)
             position &+= n; left &-= n; skip = 0
-            segment = vx_mbuf_next(s)
+            buffer = vx_mbuf_next(s)
         }
         return foldChecksum(total)
     }

@@ -15,12 +15,12 @@ import PollMode
 extension VXLANProcessor {
     /// The port a decapsulated frame would go to alone, untagged, when that port takes large frames; else -1.
     @inlinable @inline(__always)
-    func largeFramePort(segment s: Int32, target: Int32) -> Int {
+    func largeFramePort(vniSlot s: Int32, target: Int32) -> Int {
         var endpoint = -1
-        if target >= FDBTarget.localBase && view.endpointSegment[Int(target &- FDBTarget.localBase)] == s {
+        if target >= FDBTarget.localBase && view.endpointVNISlot[Int(target &- FDBTarget.localBase)] == s {
             endpoint = Int(target &- FDBTarget.localBase)
         } else {
-            let entry = view.segment(Int(s))
+            let entry = view.vniBlock(Int(s))
             if entry.accessCount == 1 { endpoint = Int(entry.access(0)) }
         }
         guard endpoint >= 0, view.endpointVLAN[endpoint] == 0 else { return -1 }

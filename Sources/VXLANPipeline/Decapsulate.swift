@@ -2,7 +2,7 @@ import CDPDK
 import PollMode
 import VTEPConfig
 
-/// Underlay -> access: validated VXLAN (ValidateOuter.swift) is mapped to its segment by VNI, checked against
+/// Underlay -> access: validated VXLAN (ValidateOuter.swift) is mapped to its vniSlot by VNI, checked against
 /// `allowed_remotes`, its inner source learned behind the outer source, its outer headers stripped, and it goes
 /// to the destination's local endpoint or to all of the VNI's (never back into the underlay: split horizon).
 /// What is not VXLAN for us is punted to the slow path (ARP, ICMP, ND) or dropped under its reason.
@@ -12,35 +12,35 @@ extension VXLANProcessor {
     @inlinable
     func decapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, now: UInt32, tx: TxStage) {
         // Last-key checks: consecutive packets mostly share the VNI and the inner source.
-        var lastVNI: UInt64 = .max, lastSegment: Int32 = -1
+        var lastVNI: UInt64 = .max, lastVNISlot: Int32 = -1
         var lastSource: (UInt64, UInt64, UInt64, UInt64, UInt8) = (0, 0, 0, 0, 0)
         for i in 0..<n {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
             let reason = validate(m, index: i)
             if reason >= 0 {
-                state[i] = Self.dropped
+                decapSlot[i] = Self.dropped
                 puntOrDrop(m, DropReason(rawValue: reason).unsafelyUnwrapped)
                 continue
             }
-            let w0 = UInt64(UInt32(bitPattern: state[i]))   // validate left the VNI there
+            let w0 = UInt64(decapVNI[i])
             if w0 == lastVNI {
-                if !admits(i, segment: lastSegment) { state[i] = Self.dropped; drop(m, .remoteNotAllowed, segment: lastSegment); continue }
-                state[i] = lastSegment
-                lastSource = classifyInner(m, index: i, segment: lastSegment, now: now, lastSource: lastSource)
+                if !admits(i, vniSlot: lastVNISlot) { decapSlot[i] = Self.dropped; drop(m, .remoteNotAllowed, vniSlot: lastVNISlot); continue }
+                decapSlot[i] = lastVNISlot
+                lastSource = classifyInner(m, index: i, vniSlot: lastVNISlot, now: now, lastSource: lastSource)
                 continue
             }
             let slot = vniCache.slot(w0, 0)
             let cached = vniCache.lookup(w0, 0, slot: slot)
             if cached.value >= 0 {
                 lastVNI = w0
-                lastSegment = cached.value
-                if !admits(i, segment: cached.value) { state[i] = Self.dropped; drop(m, .remoteNotAllowed, segment: cached.value); continue }
-                state[i] = cached.value
-                lastSource = classifyInner(m, index: i, segment: cached.value, now: now, lastSource: lastSource)
+                lastVNISlot = cached.value
+                if !admits(i, vniSlot: cached.value) { decapSlot[i] = Self.dropped; drop(m, .remoteNotAllowed, vniSlot: cached.value); continue }
+                decapSlot[i] = cached.value
+                lastSource = classifyInner(m, index: i, vniSlot: cached.value, now: now, lastSource: lastSource)
                 continue
             }
-            state[i] = Self.lookup
+            decapSlot[i] = Self.lookup
             vnis.add(w0, 0, owner: i, slot: slot)
         }
         if vnis.count > 0 {
@@ -49,18 +49,18 @@ extension VXLANProcessor {
             for k in 0..<vnis.count {
                 let owner = Int(vnis.owner[k])
                 if hits & (1 << UInt64(k)) != 0 {
-                    let segment = Int32(truncatingIfNeeded: Int(bitPattern: vnis.data[k]) &- 1)
-                    vniCache.insert(vnis.word0(k), 0, slot: Int(vnis.slot[k]), value: segment)
-                    if !admits(owner, segment: segment) {
-                        state[owner] = Self.dropped
-                        drop(packets[owner].unsafelyUnwrapped, .remoteNotAllowed, segment: segment)
+                    let vniSlot = Int32(truncatingIfNeeded: Int(bitPattern: vnis.data[k]) &- 1)
+                    vniCache.insert(vnis.word0(k), 0, slot: Int(vnis.slot[k]), value: vniSlot)
+                    if !admits(owner, vniSlot: vniSlot) {
+                        decapSlot[owner] = Self.dropped
+                        drop(packets[owner].unsafelyUnwrapped, .remoteNotAllowed, vniSlot: vniSlot)
                         continue
                     }
-                    state[owner] = segment
-                    lastSource = classifyInner(packets[owner].unsafelyUnwrapped, index: owner, segment: segment, now: now,
+                    decapSlot[owner] = vniSlot
+                    lastSource = classifyInner(packets[owner].unsafelyUnwrapped, index: owner, vniSlot: vniSlot, now: now,
                                                lastSource: lastSource)
                 } else {
-                    state[owner] = Self.dropped
+                    decapSlot[owner] = Self.dropped
                     drop(packets[owner].unsafelyUnwrapped, .unknownVNI)
                 }
             }
@@ -70,33 +70,33 @@ extension VXLANProcessor {
         resolveSources(expected: -1, now: now)
         let tracing = self.tracing
         if tracing { traceClassified(packets, count: n, decap: true) }
-        // Memo of the last segment with a single untagged endpoint: its frames go straight to that port.
-        var memoSegment: Int32 = -1, memoPort = -1
+        // Memo of the last vniSlot with a single untagged endpoint: its frames go straight to that port.
+        var memoVNISlot: Int32 = -1, memoPort = -1
         // A kernel-attached underlay (net_af_packet) hands over the remote kernel's unfinished inner checksums and
         // 64 KB GSO frames: those go through the offload stage (Offload.swift) on their way to the VM.
         let underlayCompletes = completesChecksums[view.underlayPort] != 0
         for i in 0..<n {
-            if tracing { traceStep(i) }
-            let s = state[i]
+            if tracing { traceStep(i, outcome: decapSlot) }
+            let s = decapSlot[i]
             if s < 0 { continue }
             let m = packets[i].unsafelyUnwrapped
             countVNI(s, .decapPackets)
             countVNI(s, .decapBytes, UInt64(UInt32(bitPattern: innerLength[i])))
             // Strip the outer headers and any Ethernet padding after the VXLAN payload.
-            _ = vx_mbuf_adj(m, UInt16(truncatingIfNeeded: aux[i]))
+            _ = vx_mbuf_adj(m, UInt16(truncatingIfNeeded: outerLength[i]))
             let excess = Int(vx_mbuf_pkt_len(m)) &- Int(innerLength[i])
             // rte_pktmbuf_trim cuts the last buffer only: more after the packet than that (a chained frame whose
             // outer IP length is short; VXLAN is never short enough for Ethernet padding) is dropped, never delivered.
             if excess > 0 && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) != 0 { drop(m, .innerMalformed); continue }
             let target = innerTarget[i]
             if underlayCompletes || Int(innerLength[i]) > view.maxInnerFrame {
-                deliverWithOffload(m, segment: s, target: target, tx: tx)
+                deliverWithOffload(m, vniSlot: s, target: target, tx: tx)
                 continue
             }
             if target == Self.flood {
-                if s != memoSegment {
-                    let entry = view.segment(Int(s))
-                    memoSegment = s
+                if s != memoVNISlot {
+                    let entry = view.vniBlock(Int(s))
+                    memoVNISlot = s
                     memoPort = -1
                     if entry.accessCount == 1 {
                         let e = Int(entry.access(0))
@@ -110,47 +110,47 @@ extension VXLANProcessor {
                     continue
                 }
             }
-            if target >= FDBTarget.localBase, view.endpointSegment[Int(target &- FDBTarget.localBase)] == s,
+            if target >= FDBTarget.localBase, view.endpointVNISlot[Int(target &- FDBTarget.localBase)] == s,
                view.endpointVLAN[Int(target &- FDBTarget.localBase)] == 0 {
                 let port = Int(view.endpointPort[Int(target &- FDBTarget.localBase)])
                 if view.portTakesLargeFrames[port] != 0 { stageForCoalescing(m, port: port); continue }
             }
-            deliverDecapsulated(m, segment: s, target: target, tx: tx)
+            deliverDecapsulated(m, vniSlot: s, target: target, tx: tx)
         }
-        if tracing { traceStep(-1) }
+        if tracing { traceStep(-1, outcome: decapSlot) }
         if coalesceCount > 0 { flushCoalesced(tx: tx) }
     }
 
     /// A decapsulated frame to its local endpoint, or to every access port of its VNI. Split horizon: it only
     /// ever goes to local ports of its own VNI.
     @inlinable @inline(__always)
-    func deliverDecapsulated(_ m: OpaquePointer, segment s: Int32, target: Int32, tx: TxStage) {
-        if target >= FDBTarget.localBase && view.endpointSegment[Int(target &- FDBTarget.localBase)] == s {
+    func deliverDecapsulated(_ m: OpaquePointer, vniSlot s: Int32, target: Int32, tx: TxStage) {
+        if target >= FDBTarget.localBase && view.endpointVNISlot[Int(target &- FDBTarget.localBase)] == s {
             send(m, toEndpoint: target &- FDBTarget.localBase, tx: tx)
             count(.decapsulated)
         } else {
-            deliver(m, segment: Int(s), tx: tx)
+            deliver(m, vniSlot: Int(s), tx: tx)
         }
     }
 
-    /// Whether packet i's outer source may send VXLAN for `segment` (`allowed_remotes`): checked before any
-    /// lookup or learning. Without a list for the segment it costs one byte load.
+    /// Whether packet i's outer source may send VXLAN for `vniSlot` (`allowed_remotes`): checked before any
+    /// lookup or learning. Without a list for the vniSlot it costs one byte load.
     @inlinable @inline(__always)
-    func admits(_ i: Int, segment: Int32) -> Bool {
-        guard let filter = view.segment(Int(segment)).filter else { return true }
+    func admits(_ i: Int, vniSlot: Int32) -> Bool {
+        guard let filter = view.vniBlock(Int(vniSlot)).filter else { return true }
         return outerIsIPv6[i] != 0
             ? filter.pointee.allows(words: (outerSource6[2 &* i], outerSource6[2 &* i &+ 1]))
             : filter.pointee.allows(IPv4Address(outerSource[i]))
     }
 
-    /// Inner addresses of a frame in a known segment: the destination picks the local port (lookup queued when
+    /// Inner addresses of a frame in a known vniSlot: the destination picks the local port (lookup queued when
     /// not cached), the source is learned behind the outer source address.
     @inlinable @inline(__always)
-    func classifyInner(_ m: OpaquePointer, index i: Int, segment: Int32, now: UInt32,
+    func classifyInner(_ m: OpaquePointer, index i: Int, vniSlot: Int32, now: UInt32,
                        lastSource: (UInt64, UInt64, UInt64, UInt64, UInt8)) -> (UInt64, UInt64, UInt64, UInt64, UInt8) {
         var lastSource = lastSource
-        let entry = view.segment(Int(segment))
-        let inner = vx_mbuf_data(m) + Int(aux[i])
+        let entry = view.vniBlock(Int(vniSlot))
+        let inner = vx_mbuf_data(m) + Int(outerLength[i])
         if entry.learning && slowPath != nil && inner.load(fromByteOffset: FrameLayout.ethSource, as: UInt8.self) & 1 == 0 {
             let (s0, s1) = Self.fdbKey(vni: entry.vni, inner + 6)
             let v6 = outerIsIPv6[i]

@@ -13,9 +13,9 @@ extension VXLANProcessor {
     @inlinable
     func encapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, port: Int, endpoint untaggedEndpoint: Int32,
                      now: UInt32, tx: TxStage) {
-        // An untagged port's segment is the same for the whole burst: read it once.
-        let fixedSegment = untaggedEndpoint >= 0 ? Int(view.endpointSegment[Int(untaggedEndpoint)]) : -1
-        let fixedEntry = view.segment(max(fixedSegment, 0))
+        // An untagged port's vniSlot is the same for the whole burst: read it once.
+        let fixedVNISlot = untaggedEndpoint >= 0 ? Int(view.endpointVNISlot[Int(untaggedEndpoint)]) : -1
+        let fixedEntry = view.vniBlock(max(fixedVNISlot, 0))
         // Last-key check (as VPP does): a burst from one VM mostly repeats its source MAC; check it once.
         var lastSource: (UInt64, UInt64, Int32) = (0, 0, -1)
         let portCompletes = completesChecksums[port] != 0
@@ -23,26 +23,26 @@ extension VXLANProcessor {
             let m = packets[i].unsafelyUnwrapped
             if i &+ 1 < n { vx_mbuf_prefetch_data(packets[i &+ 1].unsafelyUnwrapped) }
             if Int(vx_mbuf_data_len(m)) < VXLANLayout.minimumInnerFrame {
-                state[i] = Self.dropped; drop(m, .runtFrame); continue
+                encapTarget[i] = Self.dropped; drop(m, .runtFrame); continue
             }
             // Which endpoint (and so which VNI): the port's, or its VLAN's, with the tag removed.
             var endpoint = untaggedEndpoint
             let tagged = load16(vx_mbuf_data(m), 12) == VXLANLayout.etherTypeVLAN
             if endpoint >= 0 {
-                if tagged { state[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
+                if tagged { encapTarget[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
             } else {
                 let vid = tagged && vx_mbuf_data_len(m) >= 18 ? Int(load16(vx_mbuf_data(m), 14) & 0x0FFF) : 0
                 endpoint = vid == 0 ? -1 : view.vlanEndpoint[port &* 4096 &+ vid]
-                if endpoint < 0 || vx_vlan_strip(m) != 0 { state[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
+                if endpoint < 0 || vx_vlan_strip(m) != 0 { encapTarget[i] = Self.dropped; drop(m, .vlanNotMapped); continue }
             }
             ingress[i] = endpoint
-            let segment = fixedSegment >= 0 ? Int32(fixedSegment) : view.endpointSegment[Int(endpoint)]
-            let entry = fixedSegment >= 0 ? fixedEntry : view.segment(Int(segment))
+            let vniSlot = fixedVNISlot >= 0 ? Int32(fixedVNISlot) : view.endpointVNISlot[Int(endpoint)]
+            let entry = fixedVNISlot >= 0 ? fixedEntry : view.vniBlock(Int(vniSlot))
             let length = Int(vx_mbuf_pkt_len(m))
             innerLength[i] = Int32(truncatingIfNeeded: length)
-            if length < VXLANLayout.minimumInnerFrame { state[i] = Self.dropped; drop(m, .runtFrame); continue }
-            countVNI(segment, .encapPackets)
-            countVNI(segment, .encapBytes, UInt64(length))
+            if length < VXLANLayout.minimumInnerFrame { encapTarget[i] = Self.dropped; drop(m, .runtFrame); continue }
+            countVNI(vniSlot, .encapPackets)
+            countVNI(vniSlot, .encapBytes, UInt64(length))
             // Over the MTU, a sender's unfinished checksum (virtio NEEDS_CSUM / GSO), or a port that never says:
             // Offload.swift takes the frame once its destination is known.
             let flags = vx_mbuf_ol_flags(m)
@@ -53,7 +53,7 @@ extension VXLANProcessor {
             // Pass 2 may write 50 bytes in front of the frame: that line is cold, so ask for it now.
             vx_mbuf_prefetch_headroom_for_write(m)
             let hash = vx_mbuf_has_rss_hash(m) != 0 ? vx_mbuf_rss_hash(m) : innerFlowHash(frame, length: length)
-            aux[i] = Int32(bitPattern: hash)
+            flowHash[i] = hash
             if entry.learning && slowPath != nil && frame.load(fromByteOffset: FrameLayout.ethSource, as: UInt8.self) & 1 == 0 {
                 let (s0, s1) = Self.fdbKey(vni: entry.vni, frame + 6)
                 if s0 != lastSource.0 || s1 != lastSource.1 || endpoint != lastSource.2 {
@@ -62,44 +62,44 @@ extension VXLANProcessor {
                 }
             }
             if frame.load(as: UInt8.self) & 1 == 1 {
-                state[i] = Self.flood                      // broadcast or multicast
+                encapTarget[i] = Self.flood                      // broadcast or multicast
             } else {
                 let (d0, d1) = Self.fdbKey(vni: entry.vni, frame)
-                lookUpDestination(i, d0, d1, into: state)
+                lookUpDestination(i, d0, d1, into: encapTarget)
             }
         }
-        let unknown = resolveDestinations(into: state)
+        let unknown = resolveDestinations(into: encapTarget)
         if unknown > 0 { count(.unknownUnicast, UInt64(unknown)) }
         resolveSources(expected: 0, now: now)
         let tracing = self.tracing
         if tracing { traceClassified(packets, count: n, decap: false) }
         for i in 0..<n {
-            if tracing { traceStep(i) }
-            let s = state[i]
+            if tracing { traceStep(i, outcome: encapTarget) }
+            let s = encapTarget[i]
             if s == Self.dropped { continue }
             let m = packets[i].unsafelyUnwrapped
             if work[i] != 0 {
-                forwardWithOffload(m, target: s, from: ingress[i], flowHash: UInt32(bitPattern: aux[i]), portCompletes: portCompletes, tx: tx)
+                forwardWithOffload(m, target: s, from: ingress[i], flowHash: flowHash[i], portCompletes: portCompletes, tx: tx)
             } else {
-                forward(m, target: s, from: ingress[i], innerLength: Int(innerLength[i]), flowHash: UInt32(bitPattern: aux[i]), tx: tx)
+                forward(m, target: s, from: ingress[i], innerLength: Int(innerLength[i]), flowHash: flowHash[i], tx: tx)
             }
         }
-        if tracing { traceStep(-1) }
+        if tracing { traceStep(-1, outcome: encapTarget) }
     }
 
     /// Pass 2's action for one frame: into its tunnel, to another local endpoint of its VNI, or flooded.
     @inlinable @inline(__always)
     func forward(_ m: OpaquePointer, target s: Int32, from: Int32, innerLength: Int, flowHash: UInt32, tx: TxStage) {
         if s == Self.flood {
-            flood(m, segment: Int(view.endpointSegment[Int(from)]), ingress: from, innerLength: innerLength, flowHash: flowHash, tx: tx)
+            flood(m, vniSlot: Int(view.endpointVNISlot[Int(from)]), ingress: from, innerLength: innerLength, flowHash: flowHash, tx: tx)
         } else if s < FDBTarget.localBase {
             push(m, tunnel: Int(s), innerLength: innerLength, flowHash: flowHash, tx: tx)
         } else if s &- FDBTarget.localBase == from {
-            drop(m, .samePort, segment: view.endpointSegment[Int(from)])
-        } else if view.endpointSegment[Int(s &- FDBTarget.localBase)] != view.endpointSegment[Int(from)] {
-            // Never switched into another segment: a target outside the frame's VNI is no target at all.
+            drop(m, .samePort, vniSlot: view.endpointVNISlot[Int(from)])
+        } else if view.endpointVNISlot[Int(s &- FDBTarget.localBase)] != view.endpointVNISlot[Int(from)] {
+            // Never switched into another vniSlot: a target outside the frame's VNI is no target at all.
             count(.unknownUnicast)
-            flood(m, segment: Int(view.endpointSegment[Int(from)]), ingress: from, innerLength: innerLength, flowHash: flowHash, tx: tx)
+            flood(m, vniSlot: Int(view.endpointVNISlot[Int(from)]), ingress: from, innerLength: innerLength, flowHash: flowHash, tx: tx)
         } else {
             send(m, toEndpoint: s &- FDBTarget.localBase, tx: tx)
             count(.switchedLocally)

@@ -56,11 +56,11 @@ extension ForwardingTables {
         case remote(IPAddress)
     }
 
-    /// Whether `target` may be the target of an entry in segment `segment`.
-    func isValid(_ target: FDBTarget, segment: Int) -> Bool {
+    /// Whether `target` may be the target of an entry in vniSlot `vniSlot`.
+    func isValid(_ target: FDBTarget, vniSlot: Int) -> Bool {
         switch target {
-        case .local(let e): e >= 0 && e < endpointCapacity && endpointLive[e] && Int(endpointSegment[e]) == segment
-        case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == segmentState[segment]?.settings.vni
+        case .local(let e): e >= 0 && e < endpointCapacity && endpointLive[e] && Int(endpointVNISlot[e]) == vniSlot
+        case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == vniState[vniSlot]?.settings.vni
         }
     }
 
@@ -79,7 +79,7 @@ extension ForwardingTables {
     /// Adds `mac`, or moves an entry learned elsewhere. Static entries never move. Every limit is checked before
     /// anything (a tunnel) is created. The caller (the slow path) stamps the clock as last seen.
     func learn(vni: UInt32, mac: MACAddress, destination: Destination, resolve: (IPAddress) -> MACAddress?) -> LearnResult {
-        guard let segment = segmentIndex[vni], let settings = segmentState[segment]?.settings else { return .unknownVNI }
+        guard let vniSlot = vniSlots[vni], let settings = vniState[vniSlot]?.settings else { return .unknownVNI }
         guard settings.learning else { return .learningOff }
         let entryKey = EntryKey(vni: vni, mac: mac)
         let existing = entries[entryKey]
@@ -98,7 +98,7 @@ extension ForwardingTables {
             }
         } else {
             let limit = settings.maxLearned
-            if limit > 0 && learnedPerSegment[segment] >= limit { return .limitReached }
+            if limit > 0 && learnedPerVNI[vniSlot] >= limit { return .limitReached }
             if freeStamps.isEmpty { reclaimStamps() }
             // (The hash itself may still refuse the key: a tunnel created for it is then undone at once. No
             // count check here: deleted keys waiting in DPDK's defer queue come back only when an add needs them.)
@@ -109,7 +109,7 @@ extension ForwardingTables {
         var created = false
         switch destination {
         case .target(let t):
-            guard isValid(t, segment: segment) else { return .invalidTarget }
+            guard isValid(t, vniSlot: vniSlot) else { return .invalidTarget }
             target = t
         case .remote(let ip):
             if let t = existingTunnel(vni: vni, remote: ip) {
@@ -148,7 +148,7 @@ extension ForwardingTables {
         }
         afterFDBInsert?()
         entries[entryKey] = FDBEntry(vni: vni, mac: mac, target: target, isStatic: false, slot: slot)
-        learnedPerSegment[segment] += 1
+        learnedPerVNI[vniSlot] += 1
         bumpGeneration()                 // cores drop their "learning pending" marks and find the new entry
         return .added
     }
@@ -175,18 +175,18 @@ extension ForwardingTables {
         var released: [Int32] = []
         // Which entries go is decided first and the dictionary changed after: removing while iterating would copy
         // the whole table (copy on write) every time anything ages.
-        var expired: [(key: EntryKey, segment: Int)] = []
+        var expired: [(key: EntryKey, vniSlot: Int)] = []
         for (entryKey, entry) in entries where !entry.isStatic {
-            guard let segment = segmentIndex[entry.vni], let ageing = segmentState[segment]?.settings.ageing else { continue }
+            guard let vniSlot = vniSlots[entry.vni], let ageing = vniState[vniSlot]?.settings.ageing else { continue }
             let seen = fdbLastSeen[Int(entry.slot)]
-            if now &- seen >= UInt32(ageing) { expired.append((entryKey, segment)) }
+            if now &- seen >= UInt32(ageing) { expired.append((entryKey, vniSlot)) }
         }
-        for (entryKey, segment) in expired {
+        for (entryKey, vniSlot) in expired {
             guard let entry = entries[entryKey] else { continue }
             Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
             if rte_hash_del_key(fdbHash, key) >= 0 {
                 entries[entryKey] = nil
-                learnedPerSegment[segment] -= 1
+                learnedPerVNI[vniSlot] -= 1
                 released.append(entry.slot)
                 release(entry.target)
             }
@@ -224,7 +224,7 @@ extension ForwardingTables {
     }
 
     public func learnedCount(vni: UInt32) -> Int {
-        segmentIndex[vni].map { learnedPerSegment[$0] } ?? 0
+        vniSlots[vni].map { learnedPerVNI[$0] } ?? 0
     }
 
     /// Tunnel for (vni, mac), as the fast path would find it; nil when unknown or local.

@@ -20,20 +20,20 @@ public struct FastPathView: @unchecked Sendable {
     public let tunnelIsIPv6: UnsafeMutablePointer<UInt8>
     public let tunnelRemote6: UnsafeMutablePointer<UInt64>
 
-    // Segments (VNIs), their flood lists, access endpoints and remote filters.
-    /// By segment slot: the VNI's current block (replaced whole when it changes; see `SegmentEntry`).
-    public let segments: UnsafeMutablePointer<UnsafeMutablePointer<ForwardingTables.SegmentEntry>>
+    // VNIs (their blocks), their flood lists, access endpoints and remote filters.
+    /// By VNI slot: the VNI's current block (replaced whole when it changes; see `VNIBlock`).
+    public let vniBlocks: UnsafeMutablePointer<UnsafeMutablePointer<ForwardingTables.VNIBlock>>
     public let endpointPort: UnsafeMutablePointer<Int32>
     public let endpointVLAN: UnsafeMutablePointer<UInt16>
-    public let endpointSegment: UnsafeMutablePointer<Int32>
+    public let endpointVNISlot: UnsafeMutablePointer<Int32>
     public let portEndpoint: UnsafeMutablePointer<Int32>
     public let portTakesLargeFrames: UnsafeMutablePointer<UInt8>
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
 
-    /// Segment slot `s`'s current block (one acquire load: a block is complete before its pointer is stored).
+    /// VNI slot `s`'s current block (one acquire load: a block is complete before its pointer is stored).
     @inlinable @inline(__always)
-    public func segment(_ s: Int) -> ForwardingTables.SegmentEntry {
-        UnsafeMutablePointer<ForwardingTables.SegmentEntry>(OpaquePointer(vx_load_acquire_ptr(UnsafeMutableRawPointer(segments + s)))).pointee
+    public func vniBlock(_ s: Int) -> ForwardingTables.VNIBlock {
+        UnsafeMutablePointer<ForwardingTables.VNIBlock>(OpaquePointer(vx_load_acquire_ptr(UnsafeMutableRawPointer(vniBlocks + s)))).pointee
     }
 
     // Hash tables (FDB.swift) and what keeps them consistent.
@@ -68,9 +68,9 @@ public struct FastPathView: @unchecked Sendable {
     init(templates: UnsafeMutableRawPointer, partialSums: UnsafeMutablePointer<UInt32>, activeCopy: UnsafeMutablePointer<Int32>,
          tunnelRemote: UnsafeMutablePointer<UInt32>, tunnelIsIPv6: UnsafeMutablePointer<UInt8>, tunnelRemote6: UnsafeMutablePointer<UInt64>,
          tunnelCapacity: Int,
-         segments: UnsafeMutablePointer<UnsafeMutablePointer<ForwardingTables.SegmentEntry>>,
+         vniBlocks: UnsafeMutablePointer<UnsafeMutablePointer<ForwardingTables.VNIBlock>>,
          endpointPort: UnsafeMutablePointer<Int32>, endpointVLAN: UnsafeMutablePointer<UInt16>,
-         endpointSegment: UnsafeMutablePointer<Int32>, endpointCount: Int, portEndpoint: UnsafeMutablePointer<Int32>,
+         endpointVNISlot: UnsafeMutablePointer<Int32>, endpointCount: Int, portEndpoint: UnsafeMutablePointer<Int32>,
          portTakesLargeFrames: UnsafeMutablePointer<UInt8>,
          vlanEndpoint: UnsafeMutablePointer<Int32>,
          fdbHash: OpaquePointer, fdbLastSeen: UnsafeMutablePointer<UInt32>, fdbCapacity: Int, vniHash: OpaquePointer,
@@ -81,8 +81,8 @@ public struct FastPathView: @unchecked Sendable {
         self.templates = templates; self.partialSums = partialSums; self.activeCopy = activeCopy
         self.tunnelRemote = tunnelRemote; self.tunnelIsIPv6 = tunnelIsIPv6; self.tunnelRemote6 = tunnelRemote6
         tunnelLimit = UInt32(tunnelCapacity)
-        self.segments = segments
-        self.endpointPort = endpointPort; self.endpointVLAN = endpointVLAN; self.endpointSegment = endpointSegment
+        self.vniBlocks = vniBlocks
+        self.endpointPort = endpointPort; self.endpointVLAN = endpointVLAN; self.endpointVNISlot = endpointVNISlot
         endpointLimit = UInt32(endpointCount)
         self.portEndpoint = portEndpoint; self.vlanEndpoint = vlanEndpoint; self.portTakesLargeFrames = portTakesLargeFrames
         self.fdbHash = fdbHash; self.fdbLastSeen = fdbLastSeen; stampLimit = UInt32(fdbCapacity); self.vniHash = vniHash

@@ -40,9 +40,9 @@ public final class ForwardingTables: @unchecked Sendable {
     }
 
     /// One VNI as the cores see it: an immutable block, replaced whole (one release store of its pointer in
-    /// `segments`) when the VNI's flood list, access ports or settings change, and freed only after a grace
+    /// `vniBlocks`) when the VNI's flood list, access ports or settings change, and freed only after a grace
     /// period. `members` holds the access endpoints first, then the flood tunnels.
-    public struct SegmentEntry {
+    public struct VNIBlock {
         public var vni: UInt32
         public var learning: Bool
         public var accessCount: Int32
@@ -97,18 +97,18 @@ public final class ForwardingTables: @unchecked Sendable {
     public let tunnelIsIPv6: UnsafeMutablePointer<UInt8>
     public let tunnelRemote6: UnsafeMutablePointer<UInt64>
     public let tunnelCapacity: Int
-    /// By segment slot (what `vniHash` gives): the VNI's current block; an unused slot points at `emptySegment`.
-    public let segments: UnsafeMutablePointer<UnsafeMutablePointer<SegmentEntry>>
-    public let emptySegment: UnsafeMutablePointer<SegmentEntry>
-    /// Segment slots, endpoint slots and local ports the tables can hold (`resources.vnis`, `resources.ports`).
-    public let segmentCapacity: Int
+    /// By VNI slot (what `vniHash` gives): the VNI's current block; an unused slot points at `emptyVNIBlock`.
+    public let vniBlocks: UnsafeMutablePointer<UnsafeMutablePointer<VNIBlock>>
+    public let emptyVNIBlock: UnsafeMutablePointer<VNIBlock>
+    /// VNI slots, endpoint slots and local ports the tables can hold (`resources.vnis`, `resources.ports`).
+    public let vniCapacity: Int
     public let endpointCapacity: Int
     public let portCapacity: Int
     /// Local endpoints by slot: (port, VLAN; 0 = untagged) pairs, each in one segment. A slot is written only
     /// while no core can reach it (before it is published, or a grace period after it was unpublished).
     public let endpointPort: UnsafeMutablePointer<Int32>
     public let endpointVLAN: UnsafeMutablePointer<UInt16>
-    public let endpointSegment: UnsafeMutablePointer<Int32>
+    public let endpointVNISlot: UnsafeMutablePointer<Int32>
     /// For each local port: its endpoint when untagged, `PortKind.underlay` or `PortKind.tagged`.
     public let portEndpoint: UnsafeMutablePointer<Int32>
     /// Per local port: 1 when it takes TCP frames larger than the MTU with segmentation metadata (a vhost-user
@@ -127,7 +127,7 @@ public final class ForwardingTables: @unchecked Sendable {
     public let fdbCapacity: Int
     /// By stamp slot (`FDBData.slot`): the second (of `clock`) a core last saw this MAC as a source.
     public let fdbLastSeen: UnsafeMutablePointer<UInt32>
-    /// VNI -> segment index + 1.
+    /// VNI -> VNI slot + 1.
     public let vniHash: OpaquePointer
     /// Seconds since start, advanced by the slow path; cores stamp `fdbLastSeen` with it.
     public let clock: UnsafeMutablePointer<UInt32>
@@ -176,13 +176,13 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Live tunnels per next hop.
     var nextHopUsers: [IPAddress: Int] = [:]
     var entries: [EntryKey: FDBEntry] = [:]
-    /// By segment slot: learned entries, and the slow path's view of the VNI (nil: a free slot).
-    var learnedPerSegment: [Int]
-    var segmentState: [SegmentState?]
-    /// VNI -> segment slot.
-    var segmentIndex: [UInt32: Int] = [:]
-    /// Segment slots no core can reach, and slots (with the blocks they pointed to) waiting for a grace period.
-    var freeSegments: [Int]
+    /// By VNI slot: learned entries, and the slow path's view of the VNI (nil: a free slot).
+    var learnedPerVNI: [Int]
+    var vniState: [VNIState?]
+    /// VNI -> VNI slot.
+    var vniSlots: [UInt32: Int] = [:]
+    /// VNI slots no core can reach, and slots (with the blocks they pointed to) waiting for a grace period.
+    var freeVNISlots: [Int]
     var freeEndpoints: [Int32]
     /// Per endpoint slot: whether learned entries may point at it (from attach until detach).
     var endpointLive: [Bool]
@@ -246,11 +246,11 @@ public final class ForwardingTables: @unchecked Sendable {
         fdbLastSeen = .allocate(capacity: fdbCapacity)
         fdbLastSeen.initialize(repeating: 0, count: fdbCapacity)
         freeStamps = (0..<Int32(fdbCapacity)).reversed()
-        segmentCapacity = max(configuration.resources.vnis, configuration.segments.count, 1)
+        vniCapacity = max(configuration.resources.vnis, configuration.vnis.count, 1)
         portCapacity = max(configuration.resources.ports, roles.count)
-        learnedPerSegment = Array(repeating: 0, count: segmentCapacity)
-        segmentState = Array(repeating: nil, count: segmentCapacity)
-        freeSegments = (0..<segmentCapacity).reversed()
+        learnedPerVNI = Array(repeating: 0, count: vniCapacity)
+        vniState = Array(repeating: nil, count: vniCapacity)
+        freeVNISlots = (0..<vniCapacity).reversed()
 
         maxReaders = max(1, readers)
         let qsbrSize = Int(rte_rcu_qsbr_get_memsize(UInt32(maxReaders)))
@@ -268,19 +268,19 @@ public final class ForwardingTables: @unchecked Sendable {
             if case .access = role { configuredEndpoints += 1 }
             if case .tagged(let m) = role { configuredEndpoints += m.count }
         }
-        endpointCapacity = max(2 * segmentCapacity, configuredEndpoints + segmentCapacity)
-        emptySegment = .allocate(capacity: 1)
+        endpointCapacity = max(2 * vniCapacity, configuredEndpoints + vniCapacity)
+        emptyVNIBlock = .allocate(capacity: 1)
         let noMembers = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
         noMembers.initialize(to: -1)
-        emptySegment.initialize(to: SegmentEntry(vni: 0, learning: false, accessCount: 0, floodCount: 0, members: noMembers, filter: nil))
-        segments = .allocate(capacity: segmentCapacity)
-        segments.initialize(repeating: emptySegment, count: segmentCapacity)
+        emptyVNIBlock.initialize(to: VNIBlock(vni: 0, learning: false, accessCount: 0, floodCount: 0, members: noMembers, filter: nil))
+        vniBlocks = .allocate(capacity: vniCapacity)
+        vniBlocks.initialize(repeating: emptyVNIBlock, count: vniCapacity)
         endpointPort = .allocate(capacity: endpointCapacity)
         endpointPort.initialize(repeating: -1, count: endpointCapacity)
         endpointVLAN = .allocate(capacity: endpointCapacity)
         endpointVLAN.initialize(repeating: 0, count: endpointCapacity)
-        endpointSegment = .allocate(capacity: endpointCapacity)
-        endpointSegment.initialize(repeating: -1, count: endpointCapacity)
+        endpointVNISlot = .allocate(capacity: endpointCapacity)
+        endpointVNISlot.initialize(repeating: -1, count: endpointCapacity)
         freeEndpoints = (0..<Int32(endpointCapacity)).reversed()
         endpointLive = Array(repeating: false, count: endpointCapacity)
         portEndpoints = Array(repeating: [], count: portCapacity)
@@ -293,7 +293,7 @@ public final class ForwardingTables: @unchecked Sendable {
         portEndpoint[underlay] = PortKind.underlay
 
         let id = dpdkObjectSerial.next()
-        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, segmentCapacity * 2), keyLength: Self.keyLength)
+        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, vniCapacity * 2), keyLength: Self.keyLength)
         fdbHash = try Self.makeHash(name: "fdb\(id)", entries: fdbCapacity, keyLength: Self.keyLength)
         // Deleted keys go back to each table only after every polling core passed a quiescent state.
         for (hash, what) in [(fdbHash, "the FDB"), (vniHash, "the VNI table")] {
@@ -306,7 +306,7 @@ public final class ForwardingTables: @unchecked Sendable {
         fastPath = FastPathView(
             templates: templates, partialSums: partialSums, activeCopy: activeCopy, tunnelRemote: tunnelRemote,
             tunnelIsIPv6: tunnelIsIPv6, tunnelRemote6: tunnelRemote6, tunnelCapacity: tunnelCapacity,
-            segments: segments, endpointPort: endpointPort, endpointVLAN: endpointVLAN, endpointSegment: endpointSegment,
+            vniBlocks: vniBlocks, endpointPort: endpointPort, endpointVLAN: endpointVLAN, endpointVNISlot: endpointVNISlot,
             endpointCount: endpointCapacity, portEndpoint: portEndpoint, portTakesLargeFrames: portTakesLargeFrames, vlanEndpoint: vlanEndpoint,
             fdbHash: fdbHash, fdbLastSeen: fdbLastSeen, fdbCapacity: fdbCapacity, vniHash: vniHash,
             clock: clock, generation: generation, qsbr: qsbr,
@@ -317,10 +317,10 @@ public final class ForwardingTables: @unchecked Sendable {
         // The file's state, through the same code as run-time changes: VNIs (flood tunnels first, in file order),
         // then the access ports, then the static FDB. Static neighbors resolve their tunnels now; the rest wait
         // for ARP.
-        self.configuration.segments = []
+        self.configuration.vnis = []
         self.configuration.fdb = []
         self.configuration.access = []
-        for segment in configuration.segments { try addSegment(segment) }
+        for segment in configuration.vnis { try addVNI(segment) }
         accessSettings = Array(repeating: nil, count: roles.count)
         // The k-th access port in the file is the k-th port that is not the underlay.
         for (k, port) in roles.indices.filter({ roles[$0] != .underlay }).enumerated() {
@@ -403,12 +403,12 @@ public final class ForwardingTables: @unchecked Sendable {
         rte_free(UnsafeMutableRawPointer(qsbr))
         templates.deallocate()
         UnsafeMutableRawPointer(partialSums).deallocate()
-        for s in 0..<segmentCapacity where segments[s] != emptySegment { Self.free(segments[s]) }
-        for r in retired { if case .segmentBlock(let b) = r.item { Self.free(b) } }
-        emptySegment.pointee.members.deallocate()
-        emptySegment.deallocate()
-        segments.deallocate()
-        endpointPort.deallocate(); endpointVLAN.deallocate(); endpointSegment.deallocate()
+        for s in 0..<vniCapacity where vniBlocks[s] != emptyVNIBlock { Self.free(vniBlocks[s]) }
+        for r in retired { if case .vniBlock(let b) = r.item { Self.free(b) } }
+        emptyVNIBlock.pointee.members.deallocate()
+        emptyVNIBlock.deallocate()
+        vniBlocks.deallocate()
+        endpointPort.deallocate(); endpointVLAN.deallocate(); endpointVNISlot.deallocate()
         portEndpoint.deallocate(); vlanEndpoint.deallocate(); portTakesLargeFrames.deallocate()
     }
 }

@@ -11,15 +11,15 @@ public struct ChangeError: Error, CustomStringConvertible, Equatable, Sendable {
 /// Run-time changes to the tables while the cores forward: VNIs, flood lists, access-port mappings and static FDB
 /// entries. One writer at a time (the slow path's lock, see `UnderlayControl`). Each change checks everything
 /// first and then publishes complete objects only:
-/// - a VNI's block (`SegmentEntry`: settings, access endpoints, flood tunnels, remote filter) is built whole and
+/// - a VNI's block (`VNIBlock`: settings, access endpoints, flood tunnels, remote filter) is built whole and
 ///   replaced with one release store; the old block is freed after a grace period;
-/// - endpoint and segment slots are written while no core can reach them and reused only after a grace period;
+/// - endpoint and VNI slots are written while no core can reach them and reused only after a grace period;
 /// - every removal bumps `generation`, so cores drop cached lookups at their next burst.
 /// `configuration` follows every change, so that it is always the running state (`vxlanctl show config`).
 extension ForwardingTables {
-    /// The slow path's view of one segment slot.
-    struct SegmentState {
-        var settings: VTEPConfiguration.Segment
+    /// The slow path's view of one VNI slot.
+    struct VNIState {
+        var settings: VTEPConfiguration.VNISettings
         /// Tunnel indices, in flood-list order.
         var floodTunnels: [Int]
         /// Local endpoints in this VNI, in the order they were attached.
@@ -30,58 +30,58 @@ extension ForwardingTables {
 
     /// Something the cores may still hold, freed once a grace period has passed.
     enum Retired {
-        case segmentBlock(UnsafeMutablePointer<SegmentEntry>)
-        case segmentSlot(Int)
+        case vniBlock(UnsafeMutablePointer<VNIBlock>)
+        case vniSlot(Int)
         case endpointSlot(Int32)
     }
 
     // MARK: - VNIs
 
     /// The VNI's slot, if it is configured.
-    public func segmentSlot(vni: UInt32) -> Int? { segmentIndex[vni] }
+    public func vniSlot(vni: UInt32) -> Int? { vniSlots[vni] }
 
     /// Adds a VNI with its settings and flood list. Throws, changing nothing, when it exists, is out of range, a
     /// flood remote is unreachable, or `resources.vnis` / `resources.tunnels` are exhausted.
-    public func addSegment(_ segment: VTEPConfiguration.Segment) throws {
+    public func addVNI(_ segment: VTEPConfiguration.VNISettings) throws {
         let vni = segment.vni
         guard VTEPConfiguration.vniRange.contains(vni) else {
             throw ChangeError("VNI \(vni) out of range (\(VTEPConfiguration.minVNI)-\(VTEPConfiguration.maxVNI))")
         }
-        guard segmentIndex[vni] == nil else { throw ChangeError("VNI \(vni) already exists") }
+        guard vniSlots[vni] == nil else { throw ChangeError("VNI \(vni) already exists") }
         try checkFloodList(segment.flood, vni: vni)
-        if freeSegments.isEmpty && !retired.isEmpty { waitForGracePeriod { !self.freeSegments.isEmpty } }
+        if freeVNISlots.isEmpty && !retired.isEmpty { waitForGracePeriod { !self.freeVNISlots.isEmpty } }
         func full() -> ChangeError {
-            ChangeError("cannot add VNI \(vni): all \(segmentCapacity) VNIs (resources.vnis) are in use"
+            ChangeError("cannot add VNI \(vni): all \(vniCapacity) VNIs (resources.vnis) are in use"
                 + (retired.isEmpty ? "" : " or waiting for the cores to let go of them"))
         }
-        guard !freeSegments.isEmpty else { throw full() }
+        guard !freeVNISlots.isEmpty else { throw full() }
         let flood = try pinAll(segment.flood, vni: vni)
         // Taken only now: pinning may have waited for a grace period and given slots back to the free list.
-        guard let slot = freeSegments.popLast() else {
+        guard let slot = freeVNISlots.popLast() else {
             for t in flood { unpin(tunnel: t) }
             throw full()
         }
-        segmentState[slot] = SegmentState(settings: segment, floodTunnels: flood, endpoints: [])
-        learnedPerSegment[slot] = 0
-        publishSegment(slot)
+        vniState[slot] = VNIState(settings: segment, floodTunnels: flood, endpoints: [])
+        learnedPerVNI[slot] = 0
+        publishVNI(slot)
         Self.writeVNIKey(key, vni: vni)
         let rc = rte_hash_add_key_data(vniHash, key, UnsafeMutableRawPointer(bitPattern: slot + 1))
         guard rc == 0 else {
             // The VNI never became reachable; its block and slot go back the usual way.
-            let block = segments[slot]
-            vx_store_release_ptr(segments + slot, emptySegment)
-            retire(.segmentBlock(block)); retire(.segmentSlot(slot))
-            segmentState[slot] = nil
+            let block = vniBlocks[slot]
+            vx_store_release_ptr(vniBlocks + slot, emptyVNIBlock)
+            retire(.vniBlock(block)); retire(.vniSlot(slot))
+            vniState[slot] = nil
             for t in flood { unpin(tunnel: t) }
             throw ChangeError(rc == -ENOSPC ? "cannot add VNI \(vni): the VNI table is full" : "cannot add VNI \(vni) to the VNI table (error \(rc))")
         }
-        segmentIndex[vni] = slot
-        configuration.segments.append(segment)
+        vniSlots[vni] = slot
+        configuration.vnis.append(segment)
     }
 
     /// Removes a VNI: its static and learned FDB entries go with it. Refused while an access port maps to it.
-    public func removeSegment(vni: UInt32) throws {
-        guard let slot = segmentIndex[vni], let state = segmentState[slot] else { throw ChangeError("VNI \(vni) does not exist") }
+    public func removeVNI(vni: UInt32) throws {
+        guard let slot = vniSlots[vni], let state = vniState[slot] else { throw ChangeError("VNI \(vni) does not exist") }
         guard state.endpoints.isEmpty else {
             let users = Set(state.endpoints.map { Int(endpointPort[Int($0)]) }).sorted().map(portName)
             throw ChangeError("VNI \(vni) is mapped to access port(s) \(users.joined(separator: ", ")); detach or remap them first")
@@ -89,23 +89,23 @@ extension ForwardingTables {
         // First the cores stop finding it, then what it named goes.
         Self.writeVNIKey(key, vni: vni)
         _ = rte_hash_del_key(vniHash, key)
-        let block = segments[slot]
-        vx_store_release_ptr(segments + slot, emptySegment)
+        let block = vniBlocks[slot]
+        vx_store_release_ptr(vniBlocks + slot, emptyVNIBlock)
         removeEntries { $0.vni == vni }
         for t in state.floodTunnels { unpin(tunnel: t) }
-        segmentState[slot] = nil
-        segmentIndex[vni] = nil
-        configuration.segments.removeAll { $0.vni == vni }
+        vniState[slot] = nil
+        vniSlots[vni] = nil
+        configuration.vnis.removeAll { $0.vni == vni }
         configuration.fdb.removeAll { $0.vni == vni }
         bumpGeneration()
-        retire(.segmentBlock(block))
-        retire(.segmentSlot(slot))
+        retire(.vniBlock(block))
+        retire(.vniSlot(slot))
     }
 
     /// Replaces a VNI's settings and flood list (what `apply` does to a VNI whose settings changed). The flood
     /// tunnels that stay are the same tunnels: their traffic is not disturbed.
-    public func updateSegment(_ segment: VTEPConfiguration.Segment) throws {
-        guard let slot = segmentIndex[segment.vni], let before = segmentState[slot] else {
+    public func updateVNI(_ segment: VTEPConfiguration.VNISettings) throws {
+        guard let slot = vniSlots[segment.vni], let before = vniState[slot] else {
             throw ChangeError("VNI \(segment.vni) does not exist")
         }
         try checkFloodList(segment.flood, vni: segment.vni)
@@ -121,8 +121,8 @@ extension ForwardingTables {
             var shrunk = before
             shrunk.floodTunnels = old.filter { !removed.contains($0) }.map { byRemote[$0]! }
             shrunk.settings.flood = old.filter { !removed.contains($0) }
-            segmentState[slot] = shrunk
-            publishSegment(slot)
+            vniState[slot] = shrunk
+            publishVNI(slot)
             bumpGeneration()
             for r in removed { unpin(tunnel: byRemote[r]!) }
         }
@@ -134,45 +134,45 @@ extension ForwardingTables {
                     for (r, t) in zip(removed, back) { byRemote[r] = t }
                     var restored = before
                     restored.floodTunnels = old.map { byRemote[$0]! }
-                    segmentState[slot] = restored
-                    publishSegment(slot)
+                    vniState[slot] = restored
+                    publishVNI(slot)
                 } else {
-                    configuration.segments[configuration.segmentIndex(segment.vni)!].flood = segmentState[slot]!.settings.flood
+                    configuration.vnis[configuration.vniIndex(segment.vni)!].flood = vniState[slot]!.settings.flood
                     throw ChangeError("\(error); the flood list of VNI \(segment.vni) could not be restored and is now "
-                        + segmentState[slot]!.settings.flood.map(\.description).joined(separator: ", "))
+                        + vniState[slot]!.settings.flood.map(\.description).joined(separator: ", "))
                 }
             }
             throw error
         }
         for (r, t) in zip(added, addedTunnels) { byRemote[r] = t }
-        var state = segmentState[slot]!
+        var state = vniState[slot]!
         state.settings = segment
         state.floodTunnels = segment.flood.map { byRemote[$0]! }
-        segmentState[slot] = state
-        publishSegment(slot)
-        if let i = configuration.segmentIndex(segment.vni) { configuration.segments[i] = segment }
+        vniState[slot] = state
+        publishVNI(slot)
+        if let i = configuration.vniIndex(segment.vni) { configuration.vnis[i] = segment }
     }
 
     /// Adds remote VTEPs to a VNI's flood list (each must be new to it).
     public func addFlood(vni: UInt32, remotes: [IPAddress]) throws {
-        guard let segment = configuration.segment(vni) else { throw ChangeError("VNI \(vni) does not exist") }
+        guard let segment = configuration.vniSettings(vni) else { throw ChangeError("VNI \(vni) does not exist") }
         for r in remotes where segment.flood.contains(r) { throw ChangeError("\(r) is already in the flood list of VNI \(vni)") }
         guard Set(remotes).count == remotes.count else { throw ChangeError("a remote is given twice") }
         var changed = segment
         changed.flood += remotes
-        try updateSegment(changed)
+        try updateVNI(changed)
     }
 
     /// Removes remote VTEPs from a VNI's flood list.
     public func removeFlood(vni: UInt32, remotes: [IPAddress]) throws {
-        guard let segment = configuration.segment(vni) else { throw ChangeError("VNI \(vni) does not exist") }
+        guard let segment = configuration.vniSettings(vni) else { throw ChangeError("VNI \(vni) does not exist") }
         for r in remotes where !segment.flood.contains(r) {
             throw ChangeError("\(r) is not in the flood list of VNI \(vni)"
                 + (segment.flood.isEmpty ? " (it is empty)" : " (\(segment.flood.map(\.description).joined(separator: ", ")))"))
         }
         var changed = segment
         changed.flood.removeAll { remotes.contains($0) }
-        try updateSegment(changed)
+        try updateVNI(changed)
     }
 
     func checkFloodList(_ flood: [IPAddress], vni: UInt32) throws {
@@ -196,8 +196,8 @@ extension ForwardingTables {
     }
 
     /// Builds the slot's block from its state and publishes it; the block it replaces waits for a grace period.
-    func publishSegment(_ slot: Int) {
-        guard let state = segmentState[slot] else { return }
+    func publishVNI(_ slot: Int) {
+        guard let state = vniState[slot] else { return }
         let members = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, state.endpoints.count + state.floodTunnels.count))
         members.initialize(from: state.endpoints + state.floodTunnels.map(Int32.init), count: state.endpoints.count + state.floodTunnels.count)
         var filter: UnsafeMutablePointer<RemoteFilter>? = nil
@@ -206,16 +206,16 @@ extension ForwardingTables {
             f.initialize(to: RemoteFilter(prefixes: prefixes, staticRemotes: state.settings.flood + state.staticRemotes.keys))
             filter = f
         }
-        let block = UnsafeMutablePointer<SegmentEntry>.allocate(capacity: 1)
-        block.initialize(to: SegmentEntry(vni: state.settings.vni, learning: state.settings.learning,
+        let block = UnsafeMutablePointer<VNIBlock>.allocate(capacity: 1)
+        block.initialize(to: VNIBlock(vni: state.settings.vni, learning: state.settings.learning,
                                           accessCount: Int32(state.endpoints.count), floodCount: Int32(state.floodTunnels.count),
                                           members: members, filter: filter))
-        let old = segments[slot]
-        vx_store_release_ptr(segments + slot, block)
-        if old != emptySegment { retire(.segmentBlock(old)) }
+        let old = vniBlocks[slot]
+        vx_store_release_ptr(vniBlocks + slot, block)
+        if old != emptyVNIBlock { retire(.vniBlock(old)) }
     }
 
-    static func free(_ block: UnsafeMutablePointer<SegmentEntry>) {
+    static func free(_ block: UnsafeMutablePointer<VNIBlock>) {
         block.pointee.members.deallocate()
         if let f = block.pointee.filter { f.deinitialize(count: 1); f.deallocate() }
         block.deallocate()
@@ -244,7 +244,7 @@ extension ForwardingTables {
             }
         case .underlay, .detached: throw ChangeError("an access port needs a VNI or VLAN mappings")
         }
-        for m in mappings where segmentIndex[m.vni] == nil {
+        for m in mappings where vniSlots[m.vni] == nil {
             throw ChangeError(m.vlan == 0 ? "VNI \(m.vni) does not exist" : "VLAN \(m.vlan): VNI \(m.vni) does not exist")
         }
         if freeEndpoints.count < mappings.count { waitForGracePeriod { self.freeEndpoints.count >= mappings.count } }
@@ -255,15 +255,15 @@ extension ForwardingTables {
         var slots: [Int32] = []
         for m in mappings {
             let e = freeEndpoints.removeLast()
-            let slot = segmentIndex[m.vni]!
+            let slot = vniSlots[m.vni]!
             endpointPort[Int(e)] = Int32(port)
             endpointVLAN[Int(e)] = m.vlan
-            endpointSegment[Int(e)] = Int32(slot)
+            endpointVNISlot[Int(e)] = Int32(slot)
             endpointLive[Int(e)] = true
             slots.append(e)
-            segmentState[slot]!.endpoints.append(e)
+            vniState[slot]!.endpoints.append(e)
         }
-        for slot in Set(mappings.map { segmentIndex[$0.vni]! }) { publishSegment(slot) }
+        for slot in Set(mappings.map { vniSlots[$0.vni]! }) { publishVNI(slot) }
         if case .tagged = role {
             for (e, m) in zip(slots, mappings) { vx_store_release_i32(vlanEndpoint + port * 4096 + Int(m.vlan), e) }
             vx_store_release_i32(portEndpoint + port, PortKind.tagged)
@@ -288,11 +288,11 @@ extension ForwardingTables {
         for e in slots where endpointVLAN[Int(e)] != 0 { vx_store_release_i32(vlanEndpoint + port * 4096 + Int(endpointVLAN[Int(e)]), -1) }
         var touched = Set<Int>()
         for e in slots {
-            let slot = Int(endpointSegment[Int(e)])
-            segmentState[slot]?.endpoints.removeAll { $0 == e }
+            let slot = Int(endpointVNISlot[Int(e)])
+            vniState[slot]?.endpoints.removeAll { $0 == e }
             touched.insert(slot)
         }
-        for slot in touched { publishSegment(slot) }
+        for slot in touched { publishVNI(slot) }
         // No longer a valid target for the slow path (a learn event still in a ring must not bring an entry back
         // to a slot that will be reused); the cores may still hold it until the grace period is over.
         for e in slots { endpointLive[Int(e)] = false }
@@ -321,7 +321,7 @@ extension ForwardingTables {
 
     /// Adds a static entry (a learned one for the same MAC is replaced). Refused when a static entry exists.
     public func addStaticEntry(vni: UInt32, mac: MACAddress, remote: IPAddress) throws {
-        guard let slot = segmentIndex[vni] else { throw ChangeError("VNI \(vni) does not exist") }
+        guard let slot = vniSlots[vni] else { throw ChangeError("VNI \(vni) does not exist") }
         if let problem = ConfigRules.problem(unicast: mac) {
             throw ChangeError(problem + " (broadcast and multicast follow the flood list)")
         }
@@ -346,7 +346,7 @@ extension ForwardingTables {
                 throw ChangeError("the FDB refused \(mac) in VNI \(vni)")
             }
             release(learned.target)
-            learnedPerSegment[slot] -= 1
+            learnedPerVNI[slot] -= 1
             learned.target = .tunnel(t); learned.isStatic = true
             entries[entryKey] = learned
         } else {
@@ -358,25 +358,25 @@ extension ForwardingTables {
             }
             entries[entryKey] = FDBEntry(vni: vni, mac: mac, target: .tunnel(t), isStatic: true, slot: stamp)
         }
-        segmentState[slot]!.staticRemotes[remote, default: 0] += 1
-        if segmentState[slot]!.staticRemotes[remote] == 1, segments[slot].pointee.filter != nil { publishSegment(slot) }
+        vniState[slot]!.staticRemotes[remote, default: 0] += 1
+        if vniState[slot]!.staticRemotes[remote] == 1, vniBlocks[slot].pointee.filter != nil { publishVNI(slot) }
         configuration.fdb.append(.init(vni: vni, mac: mac, remote: remote))
         bumpGeneration()
     }
 
     /// Removes a static entry.
     public func removeStaticEntry(vni: UInt32, mac: MACAddress) throws {
-        guard let slot = segmentIndex[vni] else { throw ChangeError("VNI \(vni) does not exist") }
+        guard let slot = vniSlots[vni] else { throw ChangeError("VNI \(vni) does not exist") }
         guard let entry = entries[EntryKey(vni: vni, mac: mac)], entry.isStatic else {
             throw ChangeError("\(mac) has no static entry in VNI \(vni)")
         }
         let remote = configuration.fdb.first { $0.vni == vni && $0.mac == mac }?.remote
         removeEntries(keys: [EntryKey(vni: vni, mac: mac)])
-        if let remote, var state = segmentState[slot] {
+        if let remote, var state = vniState[slot] {
             state.staticRemotes[remote, default: 1] -= 1
             if state.staticRemotes[remote] == 0 { state.staticRemotes[remote] = nil }
-            segmentState[slot] = state
-            if state.staticRemotes[remote] == nil, segments[slot].pointee.filter != nil { publishSegment(slot) }
+            vniState[slot] = state
+            if state.staticRemotes[remote] == nil, vniBlocks[slot].pointee.filter != nil { publishVNI(slot) }
         }
         configuration.fdb.removeAll { $0.vni == vni && $0.mac == mac }
     }
@@ -384,7 +384,7 @@ extension ForwardingTables {
     /// Forgets learned entries (of one VNI, or all). Returns how many went.
     @discardableResult
     public func flushLearned(vni: UInt32?) throws -> Int {
-        if let vni, segmentIndex[vni] == nil { throw ChangeError("VNI \(vni) does not exist") }
+        if let vni, vniSlots[vni] == nil { throw ChangeError("VNI \(vni) does not exist") }
         return removeEntries { !$0.isStatic && (vni == nil || $0.vni == vni) }
     }
 
@@ -407,7 +407,7 @@ extension ForwardingTables {
             if entry.isStatic {
                 if case .tunnel(let t) = entry.target { unpin(tunnel: t) }
             } else {
-                if let s = segmentIndex[entry.vni] { learnedPerSegment[s] -= 1 }
+                if let s = vniSlots[entry.vni] { learnedPerVNI[s] -= 1 }
                 release(entry.target)
             }
         }
@@ -422,8 +422,8 @@ extension ForwardingTables {
     /// removal appends). Only when the same objects are there.
     public func restoreOrder(of before: VTEPConfiguration) {
         func same<T, K: Hashable>(_ a: [T], _ b: [T], _ key: (T) -> K) -> Bool { Set(a.map(key)) == Set(b.map(key)) && a.count == b.count }
-        if same(configuration.segments, before.segments, { $0.vni }), Set(configuration.segments.map { "\($0)" }) == Set(before.segments.map { "\($0)" }) {
-            configuration.segments = before.segments
+        if same(configuration.vnis, before.vnis, { $0.vni }), Set(configuration.vnis.map { "\($0)" }) == Set(before.vnis.map { "\($0)" }) {
+            configuration.vnis = before.vnis
         }
         if same(configuration.fdb, before.fdb, { "\($0)" }) { configuration.fdb = before.fdb }
         if same(configuration.neighbors, before.neighbors, { "\($0)" }) { configuration.neighbors = before.neighbors }
@@ -440,10 +440,10 @@ extension ForwardingTables {
         for r in retired {
             guard vx_qsbr_check(qsbr, r.token) == 1 else { keep.append(r); continue }
             switch r.item {
-            case .segmentBlock(let b): Self.free(b)
-            case .segmentSlot(let s): freeSegments.append(s)
+            case .vniBlock(let b): Self.free(b)
+            case .vniSlot(let s): freeVNISlots.append(s)
             case .endpointSlot(let e):
-                endpointPort[Int(e)] = -1; endpointSegment[Int(e)] = -1; endpointVLAN[Int(e)] = 0
+                endpointPort[Int(e)] = -1; endpointVNISlot[Int(e)] = -1; endpointVLAN[Int(e)] = 0
                 freeEndpoints.append(e)
             }
         }

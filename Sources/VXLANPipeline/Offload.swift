@@ -52,7 +52,7 @@ extension VXLANProcessor {
         var target = target
         if target >= FDBTarget.localBase {
             if target &- FDBTarget.localBase == from { drop(m, .samePort); return }
-            if view.endpointSegment[Int(target &- FDBTarget.localBase)] != view.endpointSegment[Int(from)] {
+            if view.endpointVNISlot[Int(target &- FDBTarget.localBase)] != view.endpointVNISlot[Int(from)] {
                 count(.unknownUnicast); target = Self.flood
             }
         }
@@ -175,13 +175,13 @@ extension VXLANProcessor {
     @usableFromInline
     func tsoGatherFits(_ m: OpaquePointer, headerLength: Int, mss: Int) -> Bool {
         if Int(vx_mbuf_nb_segs(m)) < Self.maxGatherBuffers { return true }
-        var segment: OpaquePointer? = m
+        var buffer: OpaquePointer? = m
         var skip = headerLength, position = 0
         var window = -1, buffers = 0
-        while let s = segment {
+        while let s = buffer {
             let size = Int(vx_mbuf_data_len(s)) &- skip
             skip = 0
-            segment = vx_mbuf_next(s)
+            buffer = vx_mbuf_next(s)
             if size <= 0 { continue }
             let first = position / mss, last = (position &+ size &- 1) / mss
             if first == window { buffers &+= 1 } else { buffers = 1 }
@@ -245,13 +245,13 @@ extension VXLANProcessor {
 /// VMs on ports that cannot take large frames, before delivery.
 extension VXLANProcessor {
     @inline(never) @usableFromInline
-    func deliverWithOffload(_ m: OpaquePointer, segment s: Int32, target: Int32, tx: TxStage) {
+    func deliverWithOffload(_ m: OpaquePointer, vniSlot s: Int32, target: Int32, tx: TxStage) {
         let headers: InnerHeaders
         switch InnerHeaders.parse(m) {
         case .ip(let h): headers = h
         case .notIP:
             if Int(vx_mbuf_pkt_len(m)) > workThreshold { count(.oversizeDelivered) }
-            return deliverDecapsulated(m, segment: s, target: target, tx: tx)
+            return deliverDecapsulated(m, vniSlot: s, target: target, tx: tx)
         case .malformed: drop(m, .innerMalformed); return
         }
         vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)   // the underlay's RX flags say nothing here
@@ -263,12 +263,12 @@ extension VXLANProcessor {
             if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
             if length > view.maxInnerFrame { count(.oversizeDelivered) }
             // A VM that takes large frames gets these merged too (Coalesce.swift), as from any other underlay.
-            let port = length <= view.maxInnerFrame ? largeFramePort(segment: s, target: target) : -1
+            let port = length <= view.maxInnerFrame ? largeFramePort(vniSlot: s, target: target) : -1
             if port >= 0 { stageForCoalescing(m, port: port); return }
-            return deliverDecapsulated(m, segment: s, target: target, tx: tx)
+            return deliverDecapsulated(m, vniSlot: s, target: target, tx: tx)
         }
         let mss = workThreshold &- headers.headerLength
-        let port = largeFramePort(segment: s, target: target)
+        let port = largeFramePort(vniSlot: s, target: target)
         if port >= 0 {
             // The VM takes it whole: segmentation metadata, the TCP checksum left partial (virtio NEEDS_CSUM).
             let f = UnsafeMutableRawPointer(vx_mbuf_data(m))
@@ -294,7 +294,7 @@ extension VXLANProcessor {
             if !L4Checksum.fill(seg, l3: InnerHeaders.l2, l4: InnerHeaders.l2 &+ headers.l3Length, ipv6: headers.ipv6, udp: false) {
                 drop(seg, .innerMalformed); continue
             }
-            deliverDecapsulated(seg, segment: s, target: target, tx: tx)
+            deliverDecapsulated(seg, vniSlot: s, target: target, tx: tx)
         }
         count(.checksumsCompleted, UInt64(n))
     }

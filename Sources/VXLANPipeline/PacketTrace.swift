@@ -164,8 +164,8 @@ public struct PacketTraceRecord: Sendable {
     public var length: UInt32 = 0
     public var captured: UInt16 = 0
     public var direction: Direction = .access
-    /// Classification: segment slot and VNI (segment -1: not classified), the access endpoint it came from.
-    public var segment: Int32 = -1
+    /// Classification: vniSlot slot and VNI (vniSlot -1: not classified), the access endpoint it came from.
+    public var vniSlot: Int32 = -1
     public var vni: UInt32 = 0
     public var endpoint: Int32 = -1
     public var endpointPort: Int32 = -1
@@ -360,24 +360,24 @@ extension VXLANProcessor {
         guard let t = trace else { return }
         for i in 0..<n {
             let r = Int(t.slots[i])
-            if r < 0 || state[i] == Self.dropped { continue }
+            if r < 0 || (decap ? decapSlot[i] : encapTarget[i]) == Self.dropped { continue }
             let m = packets[i].unsafelyUnwrapped
-            let segment: Int32, target: Int32, destination: UnsafeMutableRawPointer
+            let vniSlot: Int32, target: Int32, destination: UnsafeMutableRawPointer
             if decap {
-                segment = state[i]
+                vniSlot = decapSlot[i]
                 target = innerTarget[i]
-                destination = vx_mbuf_data(m) + Int(aux[i])
+                destination = vx_mbuf_data(m) + Int(outerLength[i])
             } else {
                 let e = ingress[i]
-                segment = view.endpointSegment[Int(e)]
-                target = state[i]
+                vniSlot = view.endpointVNISlot[Int(e)]
+                target = encapTarget[i]
                 destination = vx_mbuf_data(m)
                 t.records[r].endpoint = e
                 t.records[r].endpointPort = view.endpointPort[Int(e)]
                 t.records[r].endpointVLAN = view.endpointVLAN[Int(e)]
             }
-            let entry = view.segment(Int(segment))
-            t.records[r].segment = segment
+            let entry = view.vniBlock(Int(vniSlot))
+            t.records[r].vniSlot = vniSlot
             t.records[r].vni = entry.vni
             if destination.load(as: UInt8.self) & 1 == 1 {
                 t.records[r].lookup = .broadcast
@@ -402,11 +402,11 @@ extension VXLANProcessor {
     /// Pass 2, before packet `i` (-1: after the last): settles the previous traced packet's outcome from what the
     /// core's counters did meanwhile, and notes where the next one starts.
     @inline(never) @usableFromInline
-    func traceStep(_ i: Int) {
+    func traceStep(_ i: Int, outcome: UnsafeMutablePointer<Int32>) {
         guard let t = trace else { return }
         let current = Int(t.core.pointee.current)
         if current >= 0 { traceSettle(t, record: current) }
-        if i >= 0 && t.slots[i] >= 0 && state[i] != Self.dropped {
+        if i >= 0 && t.slots[i] >= 0 && outcome[i] != Self.dropped {
             t.snapshot.update(from: counters, count: t.counterCount)
             t.core.pointee.current = t.slots[i]
         } else {
@@ -437,12 +437,12 @@ extension VXLANProcessor {
                     rec.copies = delta(.encapsulated)
                     rec.remote = rec.targetRemote
                 }
-            } else if rec.direction == .underlay && rec.segment >= 0
+            } else if rec.direction == .underlay && rec.vniSlot >= 0
                         && (delta(.decapsulated) > 0 || delta(.largeFramesDelivered) > 0 || rec.dropReason < 0) {
                 // Delivered (or held for GRO until the end of the burst): to the destination's port, or every port.
-                let entry = view.segment(Int(rec.segment))
+                let entry = view.vniBlock(Int(rec.vniSlot))
                 var e: Int32 = -1
-                if rec.target >= FDBTarget.localBase && view.endpointSegment[Int(rec.target &- FDBTarget.localBase)] == rec.segment {
+                if rec.target >= FDBTarget.localBase && view.endpointVNISlot[Int(rec.target &- FDBTarget.localBase)] == rec.vniSlot {
                     e = rec.target &- FDBTarget.localBase
                 } else if entry.accessCount == 1 {
                     e = entry.access(0)

@@ -181,7 +181,7 @@ public enum PipelineCounterLayout {
     @inlinable public static func slot(_ r: DropReason) -> Int { PipelineCounter.allCases.count + r.rawValue }
 }
 
-/// Per-VNI counters a polling core keeps, one group per segment slot (`ForwardingTables.segmentCapacity`). A
+/// Per-VNI counters a polling core keeps, one group per VNI slot (`ForwardingTables.vniCapacity`). A
 /// slot's counts belong to the VNI that holds it; reports subtract the values a slot had when its VNI was added.
 public enum VNICounter: Int, CaseIterable, Sendable {
     /// Frames from the VNI's local ports (before encapsulation or local switching), and their bytes.
@@ -202,5 +202,5 @@ public enum VNICounter: Int, CaseIterable, Sendable {
     }
 
     public static let stride = allCases.count
-    @inlinable public static func slot(segment: Int, _ c: VNICounter) -> Int { segment &* stride &+ c.rawValue }
+    @inlinable public static func slot(vniSlot: Int, _ c: VNICounter) -> Int { vniSlot &* stride &+ c.rawValue }
 }

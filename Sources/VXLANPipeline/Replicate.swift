@@ -16,11 +16,11 @@ extension VXLANProcessor {
 
     /// to every remote in its flood list. The original goes out last.
     @inline(never) @usableFromInline
-    func flood(_ m: OpaquePointer, segment: Int, ingress: Int32, innerLength: Int, flowHash: UInt32, tx: TxStage) {
-        let entry = view.segment(segment)
+    func flood(_ m: OpaquePointer, vniSlot: Int, ingress: Int32, innerLength: Int, flowHash: UInt32, tx: TxStage) {
+        let entry = view.vniBlock(vniSlot)
         let localCount = Int(entry.accessCount), remoteCount = Int(entry.floodCount)
         let destinations = remoteCount &+ localCount &- 1        // the ingress port is one of the local ones
-        if destinations <= 0 { drop(m, .noDestination, segment: Int32(segment)); return }
+        if destinations <= 0 { drop(m, .noDestination, vniSlot: Int32(vniSlot)); return }
         count(.flooded)
         var sent = 0
         for d in 0..<(localCount &+ remoteCount) {
@@ -50,20 +50,20 @@ extension VXLANProcessor {
 
     /// Sends a decapsulated frame to every access port of its VNI (a copy for all but the last).
     @inlinable @inline(__always)
-    func deliver(_ m: OpaquePointer, segment: Int, tx: TxStage) {
-        let entry = view.segment(segment)
+    func deliver(_ m: OpaquePointer, vniSlot: Int, tx: TxStage) {
+        let entry = view.vniBlock(vniSlot)
         if entry.accessCount == 1 {
             send(m, toEndpoint: entry.access(0), tx: tx)
             count(.decapsulated)
             return
         }
-        deliverToMany(m, entry: entry, segment: segment, tx: tx)
+        deliverToMany(m, entry: entry, vniSlot: vniSlot, tx: tx)
     }
 
     @inline(never) @usableFromInline
-    func deliverToMany(_ m: OpaquePointer, entry: ForwardingTables.SegmentEntry, segment: Int, tx: TxStage) {
+    func deliverToMany(_ m: OpaquePointer, entry: ForwardingTables.VNIBlock, vniSlot: Int, tx: TxStage) {
         let ports = Int(entry.accessCount)
-        if ports == 0 { drop(m, .noDestination, segment: Int32(segment)); return }
+        if ports == 0 { drop(m, .noDestination, vniSlot: Int32(vniSlot)); return }
         for p in 0..<ports {
             let last = p == ports &- 1
             guard let copy = last ? m : rte_pktmbuf_copy(m, offload.pools?.direct ?? vx_mbuf_pool(m), 0, UInt32.max) else {

@@ -70,15 +70,15 @@ extension VXLANProcessor {
         for i in 0..<n {
             let offset = i &* mss
             let size = min(mss, payload &- offset)
-            guard let head = vx_mbuf_alloc(pool) else { freeSegments(i); return -1 }
-            guard let p = vx_mbuf_append(head, UInt16(headers)) else { vx_mbuf_free(head); freeSegments(i); return -1 }
+            guard let head = vx_mbuf_alloc(pool) else { freeVNISlots(i); return -1 }
+            guard let p = vx_mbuf_append(head, UInt16(headers)) else { vx_mbuf_free(head); freeVNISlots(i); return -1 }
             segmentScratch[i] = head
             let f = UnsafeMutableRawPointer(p)
             f.copyMemory(from: source, byteCount: headers)
             guard let body = vx_mbuf_copy_range(m, pool, UInt32(headers &+ offset), UInt32(size)) else {
-                freeSegments(i &+ 1); return -1
+                freeVNISlots(i &+ 1); return -1
             }
-            if vx_mbuf_chain(head, body) != 0 { vx_mbuf_free(body); freeSegments(i &+ 1); return -1 }
+            if vx_mbuf_chain(head, body) != 0 { vx_mbuf_free(body); freeVNISlots(i &+ 1); return -1 }
             if h.ipv6 {
                 // Payload length covers any extension headers as well.
                 store16(f, InnerHeaders.l2 &+ 4, UInt16(h.l3Length &- 40 &+ h.l4Length &+ size))
@@ -96,7 +96,7 @@ extension VXLANProcessor {
     }
 
     @usableFromInline
-    func freeSegments(_ n: Int) {
+    func freeVNISlots(_ n: Int) {
         for i in 0..<n { vx_mbuf_free(segmentScratch[i].unsafelyUnwrapped) }
     }
 }

@@ -12,7 +12,7 @@ import VTEPConfig
 public struct VXLANProcessor: BurstProcessor {
     public let tables: ForwardingTables
     public let counterBlock: CounterBlock
-    /// Per-VNI counters (`VNICounter`), by segment slot.
+    /// Per-VNI counters (`VNICounter`), by vniSlot slot.
     public let vniCounterBlock: CounterBlock
     @usableFromInline let vniCounters: UnsafeMutablePointer<UInt64>
 
@@ -24,7 +24,7 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let slowPath: SlowPathChannel?
 
     @usableFromInline var seenGeneration: UInt64 = 0
-    /// (VNI, MAC) -> (FDB target, stamp slot) and VNI -> segment, in front of the rte_hash tables.
+    /// (VNI, MAC) -> (FDB target, stamp slot) and VNI -> vniSlot, in front of the rte_hash tables.
     @usableFromInline let fdbCache: ExactMatchCache
     @usableFromInline let vniCache: ExactMatchCache
     @usableFromInline let destinations: LookupBatch
@@ -35,10 +35,17 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let arena: Arena
 
     // Per-packet scratch, allocated once.
-    /// What pass 2 does with the packet: a `State` constant, or an FDB target / segment index (>= 0).
-    @usableFromInline let state: UnsafeMutablePointer<Int32>
-    /// UDP source port (encap) or outer header length (decap).
-    @usableFromInline let aux: UnsafeMutablePointer<Int32>
+    // One meaning per array, each written by one stage and read by the ones after it.
+    /// Encap: what pass 2 does with the frame: its FDB target (>= 0), or `flood`, `lookup` (pending), `dropped`.
+    @usableFromInline let encapTarget: UnsafeMutablePointer<Int32>
+    /// Encap: the inner flow's hash (outer UDP source port, IPv6 flow label).
+    @usableFromInline let flowHash: UnsafeMutablePointer<UInt32>
+    /// Decap: the VNI in the VXLAN header (ValidateOuter.swift).
+    @usableFromInline let decapVNI: UnsafeMutablePointer<UInt32>
+    /// Decap: the VNI's slot (>= 0), or `lookup` (pending), `dropped`.
+    @usableFromInline let decapSlot: UnsafeMutablePointer<Int32>
+    /// Decap: the outer headers' length, stripped before delivery.
+    @usableFromInline let outerLength: UnsafeMutablePointer<Int32>
     @usableFromInline let innerLength: UnsafeMutablePointer<Int32>
     /// Decap: the outer source address, and the inner destination's FDB target (or `flood`).
     @usableFromInline let outerSource: UnsafeMutablePointer<UInt32>
@@ -90,7 +97,7 @@ public struct VXLANProcessor: BurstProcessor {
         self.tables = tables
         counterBlock = CounterBlock(count: PipelineCounterLayout.count)
         counters = counterBlock.base
-        vniCounterBlock = CounterBlock(count: tables.segmentCapacity * VNICounter.stride)
+        vniCounterBlock = CounterBlock(count: tables.vniCapacity * VNICounter.stride)
         vniCounters = vniCounterBlock.base
         view = tables.fastPath
         self.reader = UInt32(reader)
@@ -104,8 +111,11 @@ public struct VXLANProcessor: BurstProcessor {
         destinations = LookupBatch(capacity: n, arena: arena)
         sources = LookupBatch(capacity: n, arena: arena)
         vnis = LookupBatch(capacity: n, arena: arena)
-        state = arena.array(n, of: 0)
-        aux = arena.array(n, of: 0)
+        encapTarget = arena.array(n, of: 0)
+        flowHash = arena.array(n, of: 0)
+        decapVNI = arena.array(n, of: 0)
+        decapSlot = arena.array(n, of: 0)
+        outerLength = arena.array(n, of: 0)
         innerLength = arena.array(n, of: 0)
         outerSource = arena.array(n, of: 0)
         outerSource6 = arena.array(2 * n, of: 0)
@@ -142,14 +152,14 @@ public struct VXLANProcessor: BurstProcessor {
     func count(_ c: PipelineCounter, _ n: UInt64 = 1) { counters[PipelineCounterLayout.slot(c)] &+= n }
 
     @inlinable @inline(__always)
-    func countVNI(_ segment: Int32, _ c: VNICounter, _ n: UInt64 = 1) {
-        vniCounters[VNICounter.slot(segment: Int(segment), c)] &+= n
+    func countVNI(_ vniSlot: Int32, _ c: VNICounter, _ n: UInt64 = 1) {
+        vniCounters[VNICounter.slot(vniSlot: Int(vniSlot), c)] &+= n
     }
 
     /// Drops a frame already classified into a VNI: counted under its reason and against the VNI.
     @inlinable @inline(__always)
-    func drop(_ m: OpaquePointer, _ reason: DropReason, segment: Int32) {
-        vniCounters[VNICounter.slot(segment: Int(segment), .drops)] &+= 1
+    func drop(_ m: OpaquePointer, _ reason: DropReason, vniSlot: Int32) {
+        vniCounters[VNICounter.slot(vniSlot: Int(vniSlot), .drops)] &+= 1
         drop(m, reason)
     }
 

@@ -5,7 +5,7 @@ import VTEPConfig
 /// Validation of an underlay frame's outer headers (Ethernet, IPv4 or IPv6, UDP, VXLAN): a drop reason, or the
 /// VNI, outer header length, inner length and outer source recorded for pass 2.
 extension VXLANProcessor {
-    /// its VNI (in `state[i]`), outer header length, inner length and outer source are recorded.
+    /// its VNI (`decapVNI`), outer header length (`outerLength`), inner length and outer source are recorded.
     @inlinable @inline(__always)
     func validate(_ m: OpaquePointer, index i: Int) -> Int {
         let dataLength = Int(vx_mbuf_data_len(m))
@@ -118,7 +118,7 @@ extension VXLANProcessor {
     func udp6ChecksumIsValid(_ m: OpaquePointer, _ f: UnsafeMutableRawPointer, payload: Int, dataLength: Int) -> Bool {
         let udpLength = Int(load16(f, VXLANLayout.udp6LengthOffset))
         guard udpLength <= payload, VXLANLayout.udp6Offset &+ udpLength <= dataLength else {
-            return vx_ipv6_l4_cksum_verify(m, 14, UInt16(VXLANLayout.udp6Offset)) == 0     // spans view.segments
+            return vx_ipv6_l4_cksum_verify(m, 14, UInt16(VXLANLayout.udp6Offset)) == 0     // spans view.vniBlocks
         }
         var sum = UInt32(rawChecksum(f + VXLANLayout.ip6SourceOffset, length: 32))
         sum &+= UInt32(UInt16(truncatingIfNeeded: udpLength).byteSwapped) &+ UInt32(UInt16(VXLANLayout.protocolUDP).byteSwapped)
@@ -146,8 +146,8 @@ extension VXLANProcessor {
         if view.strict && (load32(f, vxlan) != 0x0800_0000 || f.load(fromByteOffset: vxlan &+ 7, as: UInt8.self) != 0) {
             return DropReason.reservedBits.rawValue
         }
-        state[i] = Int32(bitPattern: load32(f, vxlan &+ 4) >> 8)
-        aux[i] = Int32(headers)
+        decapVNI[i] = load32(f, vxlan &+ 4) >> 8
+        outerLength[i] = Int32(headers)
         innerLength[i] = Int32(inner)
         return -1
     }

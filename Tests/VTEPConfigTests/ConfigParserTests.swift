@@ -28,7 +28,7 @@ final class ConfigParserTests: XCTestCase {
         XCTAssertEqual(c.underlay.udpPort, 4789)
         XCTAssertEqual(c.underlay.ttl, 64)
         XCTAssertEqual(c.access, [.init(port: "net_af_packet1", vni: 42)])
-        XCTAssertEqual(c.segments, [.init(vni: 42, flood: [.v4(IPv4Address(10, 99, 0, 2))])])
+        XCTAssertEqual(c.vnis, [.init(vni: 42, flood: [.v4(IPv4Address(10, 99, 0, 2))])])
         XCTAssertEqual(c.fdb, [.init(vni: 42, mac: MACAddress("02:00:00:00:42:02")!, remote: .v4(IPv4Address(10, 99, 0, 2)))])
         XCTAssertEqual(c.neighbors, [.init(ip: .v4(IPv4Address(10, 99, 0, 2)), mac: MACAddress("02:00:00:00:00:02")!)])
     }
@@ -141,7 +141,7 @@ final class ConfigParserTests: XCTestCase {
             underlay: { port: p0, ip: 10.99.0.1/24, ip6: "fd00::1/64" }
             vnis: [ { vni: 7, flood: [10.99.0.2, "fd00::2"] } ]
             """)
-        XCTAssertEqual(dual.segments[0].flood, [IPAddress("10.99.0.2")!, IPAddress("fd00::2")!])
+        XCTAssertEqual(dual.vnis[0].flood, [IPAddress("10.99.0.2")!, IPAddress("fd00::2")!])
         XCTAssertEqual(dual.underlay.addressesDescription, "10.99.0.1/24, fd00::1/64")
         assertError("underlay: { port: p0 }", "underlay.ip (line 1): required key is missing (give ip, ip6 or both)")
         assertError("underlay: { port: p0, ip6: \"fd00::1\" }",
@@ -251,8 +251,8 @@ final class ConfigParserTests: XCTestCase {
             vnis: [ { vni: 1 }, { vni: 16777215 } ]
             fdb: [ { vni: 16777215, mac: "02:00:00:00:00:09", remote: 10.99.0.9 } ]
             """)
-        XCTAssertEqual(c.segments.map(\.vni), [1, 16_777_215])
-        XCTAssertNil(c.segment(0))
+        XCTAssertEqual(c.vnis.map(\.vni), [1, 16_777_215])
+        XCTAssertNil(c.vniSettings(0))
     }
 
     /// Remote VTEPs, static neighbors and the gateway must be other hosts of the underlay: not this VTEP, nor the
@@ -323,12 +323,12 @@ final class ConfigParserTests: XCTestCase {
         func vnis(_ count: Int, resources: String = "") -> String {
             (["underlay: { port: p0, ip: 10.99.0.1/24 }", resources, "vnis:"] + (1...count).map { "  - { vni: \($0) }" }).joined(separator: "\n")
         }
-        XCTAssertEqual(try ConfigParser.parse(vnis(16, resources: "resources: { vnis: 16 }")).segments.count, 16)
+        XCTAssertEqual(try ConfigParser.parse(vnis(16, resources: "resources: { vnis: 16 }")).vnis.count, 16)
         assertError(vnis(17, resources: "resources: { vnis: 16 }"), "resources.vnis (line 2): 16 is fewer than the 17 VNIs configured")
-        XCTAssertEqual(try ConfigParser.parse(vnis(4096)).segments.count, 4096)
+        XCTAssertEqual(try ConfigParser.parse(vnis(4096)).vnis.count, 4096)
         assertError(vnis(4097), "resources.vnis: 4096 is fewer than the 4097 VNIs configured")
         assertError(vnis(6000, resources: "resources: { vnis: 5000 }"), "resources.vnis (line 2): 5000 is fewer than the 6000 VNIs configured")
-        XCTAssertEqual(try ConfigParser.parse(vnis(6000, resources: "resources: { vnis: 6000 }")).segments.count, 6000)
+        XCTAssertEqual(try ConfigParser.parse(vnis(6000, resources: "resources: { vnis: 6000 }")).vnis.count, 6000)
 
         func ports(_ count: Int, resources: String = "") -> String {
             (["underlay: { port: p0, ip: 10.99.0.1/24 }", resources, "vnis: [ { vni: 42 } ]", "access:"]
@@ -418,13 +418,13 @@ final class ConfigParserTests: XCTestCase {
         let start = Date()
         let c = try ConfigParser.parse(text)
         print("parsed \(vnis) VNIs and \(entries) FDB entries (\(text.utf8.count) bytes) in \(Date().timeIntervalSince(start)) s")
-        XCTAssertEqual(c.segments.count, vnis)
+        XCTAssertEqual(c.vnis.count, vnis)
         XCTAssertEqual(c.fdb.count, entries)
-        XCTAssertEqual(c.segments.last, .init(vni: UInt32(vnis), flood: [IPAddress("10.99.0.2")!]))
+        XCTAssertEqual(c.vnis.last, .init(vni: UInt32(vnis), flood: [IPAddress("10.99.0.2")!]))
         XCTAssertEqual(c.fdb[257], .init(vni: UInt32(vnis - 257), mac: MACAddress("02:00:00:00:01:01")!, remote: IPAddress("10.99.59.7")!))
-        for vni in stride(from: 1, through: vnis, by: 997) { XCTAssertEqual(c.segment(UInt32(vni))?.vni, UInt32(vni)) }
-        XCTAssertEqual(c.segmentIndex(UInt32(vnis)), vnis - 1)
-        XCTAssertNil(c.segment(UInt32(vnis + 1)))
+        for vni in stride(from: 1, through: vnis, by: 997) { XCTAssertEqual(c.vniSettings(UInt32(vni))?.vni, UInt32(vni)) }
+        XCTAssertEqual(c.vniIndex(UInt32(vnis)), vnis - 1)
+        XCTAssertNil(c.vniSettings(UInt32(vnis + 1)))
         XCTAssertEqual(c.neighbor(IPAddress("10.99.1.200")!)?.mac, MACAddress("02:00:00:00:01:c7"))
         XCTAssertEqual(c.remotes.count, 201)
     }
@@ -446,14 +446,14 @@ final class ConfigParserTests: XCTestCase {
 
     func testLookupsFollowChangesToTheLists() throws {
         var c = try ConfigParser.parse(Self.valid)
-        XCTAssertEqual(c.segment(42)?.flood, [IPAddress("10.99.0.2")!])
-        c.segments.append(.init(vni: 43, flood: []))
-        c.segments[0].learning = false
-        XCTAssertEqual(c.segmentIndex(43), 1)
-        XCTAssertEqual(c.segment(42)?.learning, false)
-        c.segments.removeFirst()
-        XCTAssertNil(c.segment(42))
-        XCTAssertEqual(c.segmentIndex(43), 0)
+        XCTAssertEqual(c.vniSettings(42)?.flood, [IPAddress("10.99.0.2")!])
+        c.vnis.append(.init(vni: 43, flood: []))
+        c.vnis[0].learning = false
+        XCTAssertEqual(c.vniIndex(43), 1)
+        XCTAssertEqual(c.vniSettings(42)?.learning, false)
+        c.vnis.removeFirst()
+        XCTAssertNil(c.vniSettings(42))
+        XCTAssertEqual(c.vniIndex(43), 0)
         c.neighbors = []
         XCTAssertNil(c.neighbor(IPAddress("10.99.0.2")!))
         XCTAssertEqual(try ConfigParser.parse(Self.valid), try ConfigParser.parse(Self.valid))

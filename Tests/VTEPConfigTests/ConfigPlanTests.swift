@@ -102,8 +102,8 @@ final class ConfigPlanTests: XCTestCase {
     /// Equal up to the order of lists (the tables keep objects, not file positions).
     static func same(_ x: VTEPConfiguration, _ y: VTEPConfiguration) -> Bool {
         x.underlay == y.underlay && x.resources == y.resources
-            && Dictionary(x.segments.map { ($0.vni, "\($0)") }, uniquingKeysWith: { a, _ in a })
-                == Dictionary(y.segments.map { ($0.vni, "\($0)") }, uniquingKeysWith: { a, _ in a })
+            && Dictionary(x.vnis.map { ($0.vni, "\($0)") }, uniquingKeysWith: { a, _ in a })
+                == Dictionary(y.vnis.map { ($0.vni, "\($0)") }, uniquingKeysWith: { a, _ in a })
             && Set(x.fdb.map { "\($0)" }) == Set(y.fdb.map { "\($0)" }) && x.fdb.count == y.fdb.count
             && Set(x.neighbors.map { "\($0)" }) == Set(y.neighbors.map { "\($0)" })
             && Dictionary(x.access.map { ($0.port, "\($0)") }, uniquingKeysWith: { a, _ in a })
@@ -113,7 +113,7 @@ final class ConfigPlanTests: XCTestCase {
     static func mutate(_ a: VTEPConfiguration, _ g: inout SplitMix64) -> VTEPConfiguration {
         func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &g) < p }
         var b = a
-        var segments = b.segments
+        var segments = b.vnis
         let remotes = a.remotes
         // Drop some VNIs (and whatever names them).
         let dropped = Set(segments.filter { _ in chance(0.2) }.map(\.vni))
@@ -128,7 +128,7 @@ final class ConfigPlanTests: XCTestCase {
             if chance(0.2) { segments[i].learning.toggle() }
             if chance(0.2) { segments[i].ageing = Int.random(in: 10...1000, using: &g) }
         }
-        b.segments = segments
+        b.vnis = segments
         // Remap or drop ports.
         let vnis = segments.map(\.vni)
         b.access = b.access.compactMap { p in

@@ -74,7 +74,7 @@ final class ConfigWriterTests: XCTestCase {
     /// Large tables, written and read back whole (the time it takes to write them is printed).
     func testALargeConfigurationRoundTrips() throws {
         let vnis = 20_000, entries = 5_000
-        var segments = (1...vnis).map { VTEPConfiguration.Segment(vni: UInt32($0), flood: [.v4(IPv4Address(10, 99, 0, UInt8($0 % 200 + 2)))]) }
+        var segments = (1...vnis).map { VTEPConfiguration.VNISettings(vni: UInt32($0), flood: [.v4(IPv4Address(10, 99, 0, UInt8($0 % 200 + 2)))]) }
         segments[7].allowedRemotes = [.v4(IPv4Address(10, 99, 0, 0), length: 24)]
         let fdb = (0..<entries).map { i in
             VTEPConfiguration.FDBEntry(vni: UInt32(vnis - i), mac: MACAddress(bytes: [2, 0, 0, 0, UInt8(i >> 8), UInt8(i & 255)])!,
@@ -83,7 +83,7 @@ final class ConfigWriterTests: XCTestCase {
         var resources = VTEPConfiguration.Resources()
         resources.vnis = 32768; resources.tunnels = 65536
         let c = VTEPConfiguration(underlay: .init(port: "p0", interface: IPv4Interface("10.99.0.1/16")), access: [],
-                                  segments: segments, fdb: fdb, neighbors: [], resources: resources)
+                                  vnis: segments, fdb: fdb, neighbors: [], resources: resources)
         let start = Date()
         let text = ConfigWriter.yaml(c)
         print("wrote \(vnis) VNIs and \(entries) FDB entries (\(text.utf8.count) bytes) in \(Date().timeIntervalSince(start)) s")
@@ -136,7 +136,7 @@ final class ConfigWriterTests: XCTestCase {
         underlay.allowedRemotes = [.v4(IPv4Address(10, 99, 0, 0), length: 24), .v6(IPv6Address("fd00::")!, length: 64)]
         var tagged = VTEPConfiguration.AccessPort(port: "0000:3b:00.0", vlans: [.init(vlan: 10, vni: 42), .init(vlan: 20, vni: 43)])
         tagged.offloads = .software
-        var vni43 = VTEPConfiguration.Segment(vni: 43, flood: [], learning: false, ageing: 60, maxLearned: 100)
+        var vni43 = VTEPConfiguration.VNISettings(vni: 43, flood: [], learning: false, ageing: 60, maxLearned: 100)
         vni43.allowedRemotes = []
         var resources = VTEPConfiguration.Resources()
         resources.ports = 4
@@ -144,7 +144,7 @@ final class ConfigWriterTests: XCTestCase {
             underlay: underlay,
             access: [.init(port: "yes", vni: 42), tagged,
                      .init(port: "net_vhost0", vni: 43, vhost: .init(socket: "/run/vxland/vm#1.sock", client: true))],
-            segments: [.init(vni: 42, flood: [.v4(IPv4Address(10, 99, 0, 2)), .v6(IPv6Address("fd00::2")!)]), vni43],
+            vnis: [.init(vni: 42, flood: [.v4(IPv4Address(10, 99, 0, 2)), .v6(IPv6Address("fd00::2")!)]), vni43],
             fdb: [.init(vni: 42, mac: MACAddress("02:00:00:00:42:02")!, remote: .v6(IPv6Address("fd00::2")!))],
             neighbors: [.init(ip: .v4(IPv4Address(10, 99, 0, 2)), mac: MACAddress("02:00:00:00:00:02")!)],
             resources: resources)
@@ -258,7 +258,7 @@ final class ConfigWriterTests: XCTestCase {
         // Port names the parser accepts (no blanks), as ports of a whole configuration.
         for name in bare + quoted.map(\.0) where !name.isEmpty && !name.contains(where: \.isWhitespace) && !name.hasPrefix("/") {
             let c = VTEPConfiguration(underlay: .init(port: name, interface: IPv4Interface("10.99.0.1/24")),
-                                      access: [.init(port: name + "2", vni: 7)], segments: [.init(vni: 7, flood: [])],
+                                      access: [.init(port: name + "2", vni: 7)], vnis: [.init(vni: 7, flood: [])],
                                       fdb: [], neighbors: [], resources: .init())
             assertRoundTrips(c, "port \(name.debugDescription)")
         }
@@ -323,11 +323,11 @@ enum RandomConfiguration {
             count("udp6_zero_checksum", u.udp6ZeroChecksum.tx || u.udp6ZeroChecksum.rx)
             count("global allowed_remotes", u.allowedRemotes?.isEmpty == false)
             count("global allowed_remotes []", u.allowedRemotes?.isEmpty == true)
-            count("vni allowed_remotes", c.segments.contains { $0.allowedRemotes?.isEmpty == false })
-            count("vni allowed_remotes []", c.segments.contains { $0.allowedRemotes?.isEmpty == true })
-            count("flood v4", c.segments.contains { $0.flood.contains(where: \.isV4) })
-            count("flood v6", c.segments.contains { $0.flood.contains { !$0.isV4 } })
-            count("flood both", c.segments.contains { s in s.flood.contains(where: \.isV4) && s.flood.contains { !$0.isV4 } })
+            count("vni allowed_remotes", c.vnis.contains { $0.allowedRemotes?.isEmpty == false })
+            count("vni allowed_remotes []", c.vnis.contains { $0.allowedRemotes?.isEmpty == true })
+            count("flood v4", c.vnis.contains { $0.flood.contains(where: \.isV4) })
+            count("flood v6", c.vnis.contains { $0.flood.contains { !$0.isV4 } })
+            count("flood both", c.vnis.contains { s in s.flood.contains(where: \.isV4) && s.flood.contains { !$0.isV4 } })
             count("untagged", c.access.contains { $0.vni != nil })
             count("tagged", c.access.contains { $0.vni == nil })
             count("vhost", c.access.contains { $0.vhost != nil })
@@ -459,16 +459,16 @@ enum RandomConfiguration {
         if chance(0.3) { u.allowedRemotes = chance(0.15) ? [] : prefixes() }
 
         // VNIs.
-        var segments: [VTEPConfiguration.Segment] = []
+        var settings: [VTEPConfiguration.VNISettings] = []
         for _ in 0..<int(0...6) {
             let vni = UInt32(chance(0.1) ? pick([1, 0xFF_FFFF]) : int(1...0xFF_FFFF))
-            guard !segments.contains(where: { $0.vni == vni }) else { continue }
-            var s = VTEPConfiguration.Segment(vni: vni, flood: remotes(int(0...4)))
+            guard !settings.contains(where: { $0.vni == vni }) else { continue }
+            var s = VTEPConfiguration.VNISettings(vni: vni, flood: remotes(int(0...4)))
             s.learning = chance(0.8)
             s.ageing = chance(0.6) ? 300 : int(10...1_000_000)
             s.maxLearned = chance(0.6) ? 0 : int(0...16_777_215)
             if chance(0.3) { s.allowedRemotes = chance(0.3) ? [] : prefixes() }
-            segments.append(s)
+            settings.append(s)
         }
 
         // Ports: plain names, odd names that need quoting, vhost-user ports with sockets of either kind.
@@ -483,7 +483,7 @@ enum RandomConfiguration {
         u.port = name(vhost: false)
         var access: [VTEPConfiguration.AccessPort] = []
         var sockets = Set<String>()
-        if !segments.isEmpty {
+        if !settings.isEmpty {
             for _ in 0..<int(0...5) {
                 var vhost: VTEPConfiguration.Vhost?
                 if chance(0.3) {
@@ -495,12 +495,12 @@ enum RandomConfiguration {
                 let port = name(vhost: vhost != nil)
                 var a: VTEPConfiguration.AccessPort
                 if chance(0.6) {
-                    a = .init(port: port, vni: pick(segments).vni, vhost: vhost)
+                    a = .init(port: port, vni: pick(settings).vni, vhost: vhost)
                 } else {
                     var vlans: [VTEPConfiguration.VLANMapping] = []
                     for _ in 0..<int(1...4) {
                         let vlan = UInt16(chance(0.1) ? pick([1, 4094]) : int(1...4094))
-                        if !vlans.contains(where: { $0.vlan == vlan }) { vlans.append(.init(vlan: vlan, vni: pick(segments).vni)) }
+                        if !vlans.contains(where: { $0.vlan == vlan }) { vlans.append(.init(vlan: vlan, vni: pick(settings).vni)) }
                     }
                     a = .init(port: port, vlans: vlans, vhost: vhost)
                 }
@@ -511,10 +511,10 @@ enum RandomConfiguration {
 
         // Static FDB entries and next hops.
         var fdb: [VTEPConfiguration.FDBEntry] = []
-        if !segments.isEmpty {
+        if !settings.isEmpty {
             for _ in 0..<int(0...6) {
                 guard let remote = remote() else { continue }
-                let entry = VTEPConfiguration.FDBEntry(vni: pick(segments).vni, mac: mac(), remote: remote)
+                let entry = VTEPConfiguration.FDBEntry(vni: pick(settings).vni, mac: mac(), remote: remote)
                 if !fdb.contains(where: { $0.vni == entry.vni && $0.mac == entry.mac }) { fdb.append(entry) }
             }
         }
@@ -530,17 +530,17 @@ enum RandomConfiguration {
         var r = VTEPConfiguration.Resources()
         if chance(0.5) {
             var tunnels = Set<String>()
-            for s in segments { for f in s.flood { tunnels.insert("\(s.vni) \(f)") } }
+            for s in settings { for f in s.flood { tunnels.insert("\(s.vni) \(f)") } }
             for e in fdb { tunnels.insert("\(e.vni) \(e.remote)") }
             r.mbufs = int(1023...16_777_215)
             r.rxDescriptors = int(32...32768)
             r.txDescriptors = int(32...32768)
             r.fdbEntries = int(max(1024, 2 * fdb.count)...16_777_216)
             r.tunnels = int(max(16, tunnels.count)...1_048_576)
-            r.vnis = int(max(16, segments.count)...1_048_576)
+            r.vnis = int(max(16, settings.count)...1_048_576)
             r.ports = int(max(2, 1 + access.count)...256)
         }
-        return VTEPConfiguration(underlay: u, access: access, segments: segments, fdb: fdb, neighbors: neighbors, resources: r)
+        return VTEPConfiguration(underlay: u, access: access, vnis: settings, fdb: fdb, neighbors: neighbors, resources: r)
     }
 
     static func masked(_ bytes: [UInt8], _ length: Int) -> [UInt8] {

@@ -28,22 +28,22 @@ final class RemoteFilterTests: XCTestCase {
                                                    prefix("2001:db8::9/128"), prefix("0.0.0.0/0")])
         XCTAssertEqual(c.underlay.allowedRemotes?.map(\.description),
                        ["10.99.0.0/24", "fd00::/64", "192.0.2.7/32", "2001:db8::9/128", "0.0.0.0/0"])
-        XCTAssertEqual(c.segments.map(\.allowedRemotes), [[prefix("10.99.0.0/28")], [], nil])
+        XCTAssertEqual(c.vnis.map(\.allowedRemotes), [[prefix("10.99.0.0/28")], [], nil])
         XCTAssertTrue(c.filtersRemotes)
         // Absent everywhere: no filtering at all.
         let open = try ConfigParser.parse("underlay: { port: p0, ip: 10.99.0.1/24 }\nvnis: [ { vni: 42, flood: [10.99.0.2] } ]")
         XCTAssertNil(open.underlay.allowedRemotes)
-        XCTAssertNil(open.segments[0].allowedRemotes)
+        XCTAssertNil(open.vnis[0].allowedRemotes)
         XCTAssertFalse(open.filtersRemotes)
         XCTAssertEqual(open.remoteFilters(), [.any])
-        XCTAssertTrue(open.remoteFilter(segmentIndex: 0).allows(IPv4Address(203, 0, 113, 9)))
+        XCTAssertTrue(open.remoteFilter(vniSlots: 0).allows(IPv4Address(203, 0, 113, 9)))
         // The JSON form.
         let json = try ConfigParser.parse("""
             {"underlay": {"port": "p0", "ip": "10.99.0.1/24", "allowed_remotes": ["10.99.0.0/25", "fd00::/48"]},
              "vnis": [{"vni": 42, "allowed_remotes": ["10.99.0.128/25"]}]}
             """)
         XCTAssertEqual(json.underlay.allowedRemotes, [prefix("10.99.0.0/25"), prefix("fd00::/48")])
-        XCTAssertEqual(json.segments[0].allowedRemotes, [prefix("10.99.0.128/25")])
+        XCTAssertEqual(json.vnis[0].allowedRemotes, [prefix("10.99.0.128/25")])
     }
 
     func testEachListErrorNamesTheKeyAndLine() {
@@ -180,7 +180,7 @@ final class RemoteFilterTests: XCTestCase {
             """)
         let filters = c.remoteFilters()
         XCTAssertEqual(filters.count, 4)
-        for i in filters.indices { XCTAssertEqual(filters[i], c.remoteFilter(segmentIndex: i), "segment \(i)") }
+        for i in filters.indices { XCTAssertEqual(filters[i], c.remoteFilter(vniSlots: i), "segment \(i)") }
         func allowed(_ segment: Int, _ address: String) -> Bool { filters[segment].allows(ip(address)) }
         // VNI 42: its own list replaces the global one; its flood remotes are allowed outside it.
         XCTAssertTrue(allowed(0, "10.99.2.15"))
@@ -221,22 +221,22 @@ final class RemoteFilterTests: XCTestCase {
     /// The lists belong to the model: a configuration built or changed in code filters the same way.
     func testFiltersFollowTheModel() throws {
         var c = try ConfigParser.parse("underlay: { port: p0, ip: 10.99.0.1/24 }\nvnis: [ { vni: 7, flood: [10.99.0.2] } ]")
-        XCTAssertEqual(c.remoteFilter(segmentIndex: 0), .any)
+        XCTAssertEqual(c.remoteFilter(vniSlots: 0), .any)
         c.underlay.allowedRemotes = [prefix("10.99.0.128/25")]
-        XCTAssertTrue(c.remoteFilter(segmentIndex: 0).allows(IPv4Address(10, 99, 0, 200)))
-        XCTAssertTrue(c.remoteFilter(segmentIndex: 0).allows(IPv4Address(10, 99, 0, 2)))
-        XCTAssertFalse(c.remoteFilter(segmentIndex: 0).allows(IPv4Address(10, 99, 0, 3)))
-        c.segments[0].allowedRemotes = []
+        XCTAssertTrue(c.remoteFilter(vniSlots: 0).allows(IPv4Address(10, 99, 0, 200)))
+        XCTAssertTrue(c.remoteFilter(vniSlots: 0).allows(IPv4Address(10, 99, 0, 2)))
+        XCTAssertFalse(c.remoteFilter(vniSlots: 0).allows(IPv4Address(10, 99, 0, 3)))
+        c.vnis[0].allowedRemotes = []
         XCTAssertFalse(c.remoteFilters()[0].allows(IPv4Address(10, 99, 0, 200)))
         XCTAssertTrue(c.remoteFilters()[0].allows(IPv4Address(10, 99, 0, 2)))
     }
 
     /// 200,000 segments under one global list: built in one pass, sharing the list.
     func testManySegmentsShareTheGlobalList() {
-        let segments = (1...200_000).map { VTEPConfiguration.Segment(vni: UInt32($0), flood: [.v4(IPv4Address(10, 99, 0, UInt8($0 % 250 + 2)))]) }
+        let segments = (1...200_000).map { VTEPConfiguration.VNISettings(vni: UInt32($0), flood: [.v4(IPv4Address(10, 99, 0, UInt8($0 % 250 + 2)))]) }
         var underlay = VTEPConfiguration.Underlay(port: "p0", interface: IPv4Interface("10.99.0.1/24"))
         underlay.allowedRemotes = (0..<30).map { .v4(IPv4Address(10, UInt8($0), 0, 0), length: 16) }
-        let c = VTEPConfiguration(underlay: underlay, access: [], segments: segments, fdb: [], neighbors: [], resources: .init())
+        let c = VTEPConfiguration(underlay: underlay, access: [], vnis: segments, fdb: [], neighbors: [], resources: .init())
         let start = Date()
         let filters = c.remoteFilters()
         print("built \(filters.count) filters in \(Date().timeIntervalSince(start)) s")

@@ -116,7 +116,7 @@ final class ConfigPlanExecutionTests: XCTestCase {
 
     static func expected(_ c: VTEPConfiguration) -> State {
         var s = State()
-        for seg in c.segments {
+        for seg in c.vnis {
             var access: [String] = []
             for p in c.access {
                 if p.vni == seg.vni { access.append(p.port) }
@@ -138,8 +138,8 @@ final class ConfigPlanExecutionTests: XCTestCase {
         let names = d.ports.map(\.name)
         d.underlay.change { t in
             for vni in ConfigPlanExecutionTests.vnis {
-                guard let slot = t.segmentSlot(vni: vni) else { continue }
-                let block = t.segments[slot].pointee
+                guard let slot = t.vniSlot(vni: vni) else { continue }
+                let block = t.vniBlocks[slot].pointee
                 let access = (0..<Int(block.accessCount)).map { i -> String in
                     let (port, vlan) = t.endpoint(Int(block.access(i)))
                     return port >= 0 && port < names.count ? names[port] + (vlan == 0 ? "" : ".\(vlan)") : "port \(port)"

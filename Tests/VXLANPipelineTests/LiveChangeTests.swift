@@ -43,8 +43,8 @@ final class LiveChangeTests: XCTestCase {
     }
 
     func vniCount(_ vni: UInt32, _ c: VNICounter) -> UInt64 {
-        guard let slot = tables.segmentSlot(vni: vni) else { return 0 }
-        return h.core.processor.vniCounterBlock[VNICounter.slot(segment: slot, c)]
+        guard let slot = tables.vniSlot(vni: vni) else { return 0 }
+        return h.core.processor.vniCounterBlock[VNICounter.slot(vniSlot: slot, c)]
     }
 
     func testAVNIAndAPortAddedAtRunTimeForwardBothWaysAndGoAgain() throws {
@@ -54,7 +54,7 @@ final class LiveChangeTests: XCTestCase {
         XCTAssertEqual(out[0], [], "an unattached port's frames go nowhere")
         XCTAssertEqual(h.drops(.portDetached), 1)
 
-        try change { try $0.addSegment(.init(vni: 77, flood: [.v4(IPv4Address(10, 99, 0, 3))])) }
+        try change { try $0.addVNI(.init(vni: 77, flood: [.v4(IPv4Address(10, 99, 0, 3))])) }
         try change { try $0.attach(port: 2, role: .access(vni: 77), settings: .init(port: h.rings[2].name, vni: 77)) }
         out = h.run([2: [broadcast]], now: 0.2)
         XCTAssertEqual(out[0].count, 1)
@@ -70,7 +70,7 @@ final class LiveChangeTests: XCTestCase {
         XCTAssertEqual(out[1], [])
         XCTAssertEqual(vniCount(77, .decapPackets), 1)
         XCTAssertEqual(vniCount(77, .decapBytes), UInt64(inner.count))
-        XCTAssertEqual(tables.configuration.segments.map(\.vni), [42, 77])
+        XCTAssertEqual(tables.configuration.vnis.map(\.vni), [42, 77])
         XCTAssertEqual(tables.configuration.access.map(\.port), [h.rings[1].name, h.rings[2].name])
 
         try change { try $0.detach(port: 2) }
@@ -83,11 +83,11 @@ final class LiveChangeTests: XCTestCase {
         XCTAssertNotNil(tables.lookupFDB(vni: 77, mac: MACAddress("02:00:00:00:77:01")!),
                         "learned behind the remote: stays (only the port's MACs go)")
 
-        try change { try $0.removeSegment(vni: 77) }
+        try change { try $0.removeVNI(vni: 77) }
         out = h.run([0: [Frames.vxlanPacket(srcIP: "10.99.0.3", vni: 77, inner: inner)]], now: 0.5)
         XCTAssertEqual(out[2], [])
         XCTAssertEqual(h.drops(.unknownVNI), 1)
-        XCTAssertEqual(tables.configuration.segments.map(\.vni), [42])
+        XCTAssertEqual(tables.configuration.vnis.map(\.vni), [42])
         // VNI 42 was never disturbed.
         out = h.run([1: [broadcast]], now: 0.6)
         XCTAssertEqual(out[0].first.map(tunnel)?.remote, [10, 99, 0, 2])
@@ -120,7 +120,7 @@ final class LiveChangeTests: XCTestCase {
         try change { try $0.removeFlood(vni: 42, remotes: [.v4(IPv4Address(10, 99, 0, 2))]) }
         out = h.run([1: [broadcast]], now: 0.2)
         XCTAssertEqual(out[0].map { tunnel($0).remote }, [[10, 99, 0, 4]])
-        XCTAssertEqual(tables.configuration.segments[0].flood, [.v4(IPv4Address(10, 99, 0, 4))])
+        XCTAssertEqual(tables.configuration.vnis[0].flood, [.v4(IPv4Address(10, 99, 0, 4))])
         // The core passed quiescent states in the rounds above: the tunnel to .2 is gone.
         _ = h.run(now: 0.3)
         XCTAssertEqual(tables.liveTunnelCount, before)
@@ -158,12 +158,12 @@ final class LiveChangeTests: XCTestCase {
             XCTAssertEqual(tables.configuration, before, "changed despite the refusal", line: line)
             XCTAssertEqual(tables.liveTunnelCount, tunnels, line: line)
         }
-        refused("VNI 16777216 out of range (1-16777215)") { try $0.addSegment(.init(vni: 16_777_216, flood: [])) }
-        refused("VNI 42 already exists") { try $0.addSegment(.init(vni: 42, flood: [])) }
-        refused("VNI 9 does not exist") { try $0.removeSegment(vni: 9) }
-        refused("VNI 42 is mapped to access port(s) \(h.rings[1].name); detach or remap them first") { try $0.removeSegment(vni: 42) }
+        refused("VNI 16777216 out of range (1-16777215)") { try $0.addVNI(.init(vni: 16_777_216, flood: [])) }
+        refused("VNI 42 already exists") { try $0.addVNI(.init(vni: 42, flood: [])) }
+        refused("VNI 9 does not exist") { try $0.removeVNI(vni: 9) }
+        refused("VNI 42 is mapped to access port(s) \(h.rings[1].name); detach or remap them first") { try $0.removeVNI(vni: 42) }
         refused("remote 10.98.0.2 is not on the underlay subnet 10.99.0.1/24 and no underlay.gateway is configured") {
-            try $0.addSegment(.init(vni: 50, flood: [.v4(IPv4Address(10, 99, 0, 5)), .v4(IPv4Address(10, 98, 0, 2))]))
+            try $0.addVNI(.init(vni: 50, flood: [.v4(IPv4Address(10, 99, 0, 5)), .v4(IPv4Address(10, 98, 0, 2))]))
         }
         refused("10.99.0.1 is this VTEP's own address") { try $0.addFlood(vni: 42, remotes: [.v4(IPv4Address(10, 99, 0, 1))]) }
         refused("10.99.0.2 is already in the flood list of VNI 42") { try $0.addFlood(vni: 42, remotes: [.v4(IPv4Address(10, 99, 0, 2))]) }
@@ -178,19 +178,19 @@ final class LiveChangeTests: XCTestCase {
             try $0.addStaticEntry(vni: 42, mac: MACAddress("ff:ff:ff:ff:ff:ff")!, remote: .v4(IPv4Address(10, 99, 0, 3)))
         }
         // Capacity: 16 VNIs in all; the 16th addition fails whole (its flood tunnels are given back).
-        for vni in 1...15 { try change { try $0.addSegment(.init(vni: UInt32(1000 + vni), flood: [])) } }
-        XCTAssertThrowsError(try change { try $0.addSegment(.init(vni: 2000, flood: [.v4(IPv4Address(10, 99, 0, 7))])) }) {
+        for vni in 1...15 { try change { try $0.addVNI(.init(vni: UInt32(1000 + vni), flood: [])) } }
+        XCTAssertThrowsError(try change { try $0.addVNI(.init(vni: 2000, flood: [.v4(IPv4Address(10, 99, 0, 7))])) }) {
             XCTAssertEqual("\($0)", "cannot add VNI 2000: all 16 VNIs (resources.vnis) are in use")
         }
         XCTAssertEqual(tables.liveTunnelCount, tunnels)
         // 16 tunnels in all: one per flood remote; the one that does not fit undoes the others.
-        for vni in 1...15 { try change { try $0.removeSegment(vni: UInt32(1000 + vni)) } }
+        for vni in 1...15 { try change { try $0.removeVNI(vni: UInt32(1000 + vni)) } }
         _ = h.run(now: 0.1)
         let remotes: [IPAddress] = (2...30).map { .v4(IPv4Address(10, 99, 0, UInt8($0))) }
-        XCTAssertThrowsError(try change { try $0.addSegment(.init(vni: 60, flood: remotes)) }) {
+        XCTAssertThrowsError(try change { try $0.addVNI(.init(vni: 60, flood: remotes)) }) {
             XCTAssertEqual("\($0)", "cannot create the tunnel to 10.99.0.17 in VNI 60: all 16 tunnels (resources.tunnels) are in use")
         }
-        XCTAssertNil(tables.segmentSlot(vni: 60))
+        XCTAssertNil(tables.vniSlot(vni: 60))
         _ = h.run(now: 0.2)
         XCTAssertEqual(tables.liveTunnelCount, tunnels)
         XCTAssertEqual(tables.configuration, before)
@@ -205,12 +205,12 @@ final class LiveChangeTests: XCTestCase {
         for round in 0..<2000 {
             let vni = UInt32(100 + round % 7)
             try change { t in
-                try t.addSegment(.init(vni: vni, flood: [.v4(IPv4Address(10, 99, 0, UInt8(3 + round % 5)))]))
+                try t.addVNI(.init(vni: vni, flood: [.v4(IPv4Address(10, 99, 0, UInt8(3 + round % 5)))]))
                 try t.attach(port: 2, role: .tagged([.init(vlan: 10, vni: vni), .init(vlan: 20, vni: 42)]), settings: nil)
                 try t.addStaticEntry(vni: vni, mac: MACAddress("02:00:00:00:55:01")!, remote: .v4(IPv4Address(10, 99, 0, 9)))
                 try t.addFlood(vni: vni, remotes: [.v4(IPv4Address(10, 99, 0, 10))])
                 try t.detach(port: 2)
-                try t.removeSegment(vni: vni)
+                try t.removeVNI(vni: vni)
             }
             let out = h.run([1: [broadcast]], now: 0.001 * Double(round))
             XCTAssertEqual(out[0].map { tunnel($0).vni }, [42], "round \(round)")
@@ -219,8 +219,8 @@ final class LiveChangeTests: XCTestCase {
         _ = h.run(now: 3)
         XCTAssertEqual(tables.liveTunnelCount, tunnels)
         XCTAssertEqual(tables.retired.count, 0)
-        XCTAssertEqual(tables.freeSegments.count, 15)
-        XCTAssertEqual(tables.configuration.segments.map(\.vni), [42])
+        XCTAssertEqual(tables.freeVNISlots.count, 15)
+        XCTAssertEqual(tables.configuration.vnis.map(\.vni), [42])
         XCTAssertEqual(h.totalDrops, 0)
     }
 
@@ -229,18 +229,18 @@ final class LiveChangeTests: XCTestCase {
     func testAVNIAddedWhileTunnelsAreReclaimedGetsASlotOfItsOwn() throws {
         try build(resources: "resources: { vnis: 16, tunnels: 16 }")
         let remotes: [IPAddress] = (3...17).map { .v4(IPv4Address(10, 99, 0, UInt8($0))) }
-        try change { try $0.addSegment(.init(vni: 100, flood: remotes)) }            // 16 tunnels: all in use
-        try change { try $0.addSegment(.init(vni: 200, flood: [])) }
+        try change { try $0.addVNI(.init(vni: 100, flood: remotes)) }            // 16 tunnels: all in use
+        try change { try $0.addVNI(.init(vni: 200, flood: [])) }
         try change { try $0.removeFlood(vni: 100, remotes: [remotes.last!]) }       // a tunnel dying
-        try change { try $0.removeSegment(vni: 200) }                              // a slot retired
+        try change { try $0.removeVNI(vni: 200) }                              // a slot retired
         h.core.pollOnce()                                                          // both reclaimable now
-        try change { try $0.addSegment(.init(vni: 300, flood: [.v4(IPv4Address(10, 99, 0, 18))])) }
-        try change { try $0.addSegment(.init(vni: 400, flood: [])) }
-        let slots = [42, 100, 300, 400].map { tables.segmentSlot(vni: UInt32($0))! }
+        try change { try $0.addVNI(.init(vni: 300, flood: [.v4(IPv4Address(10, 99, 0, 18))])) }
+        try change { try $0.addVNI(.init(vni: 400, flood: [])) }
+        let slots = [42, 100, 300, 400].map { tables.vniSlot(vni: UInt32($0))! }
         XCTAssertEqual(Set(slots).count, 4, "slots \(slots)")
-        XCTAssertTrue(Set(tables.freeSegments).isDisjoint(with: slots), "a slot in use is also free")
+        XCTAssertTrue(Set(tables.freeVNISlots).isDisjoint(with: slots), "a slot in use is also free")
         for (vni, slot) in zip([42, 100, 300, 400], slots) {
-            XCTAssertEqual(tables.segments[slot].pointee.vni, UInt32(vni))
+            XCTAssertEqual(tables.vniBlocks[slot].pointee.vni, UInt32(vni))
         }
     }
 
@@ -249,19 +249,19 @@ final class LiveChangeTests: XCTestCase {
     func testAFloodRemoteIsSwappedOnAVTEPWhoseTunnelsAreAllInUse() throws {
         try build(resources: "resources: { vnis: 16, tunnels: 16 }")
         let remotes: [IPAddress] = (3...17).map { .v4(IPv4Address(10, 99, 0, UInt8($0))) }
-        try change { try $0.addSegment(.init(vni: 100, flood: remotes)) }
+        try change { try $0.addVNI(.init(vni: 100, flood: remotes)) }
         XCTAssertEqual(tables.liveTunnelCount, 16)
         let polling = StopSignal()
         // Only that thread touches the core meanwhile; this one changes the tables, as the control thread does.
         let harness = UncheckedBox(h!)
         let thread = TestThread(name: "core") { while !polling.isRequested { harness.value.core.pollOnce(); usleep(50) } }
-        var swapped = tables.configuration.segment(100)!
+        var swapped = tables.configuration.vniSettings(100)!
         swapped.flood = Array(remotes.dropLast()) + [.v4(IPv4Address(10, 99, 0, 18))]
-        let result = Result { try change { try $0.updateSegment(swapped) } }
+        let result = Result { try change { try $0.updateVNI(swapped) } }
         polling.request()
         XCTAssertTrue(thread.join())
         XCTAssertNoThrow(try result.get())
-        XCTAssertEqual(tables.configuration.segment(100)?.flood, swapped.flood)
+        XCTAssertEqual(tables.configuration.vniSettings(100)?.flood, swapped.flood)
         XCTAssertNotNil(tables.existingTunnel(vni: 100, remote: .v4(IPv4Address(10, 99, 0, 18))))
         XCTAssertNil(tables.existingTunnel(vni: 100, remote: remotes.last!))
         XCTAssertEqual(tables.liveTunnelCount, 16)
@@ -275,27 +275,27 @@ final class LiveChangeTests: XCTestCase {
         try build(resources: "resources: { vnis: 16 }")
         let control = h.control!
         control.gracePeriodTimeout = 60
-        for vni in UInt32(43)..<58 { try change { try $0.addSegment(.init(vni: vni, flood: [.v4(IPv4Address(10, 99, 0, 3))])) } }
-        XCTAssertEqual(tables.freeSegments.count, 0)
+        for vni in UInt32(43)..<58 { try change { try $0.addVNI(.init(vni: vni, flood: [.v4(IPv4Address(10, 99, 0, 3))])) } }
+        XCTAssertEqual(tables.freeVNISlots.count, 0)
         // VNI 43 goes; its slot waits for the core, which does not poll until the test lets it.
-        try change { try $0.removeSegment(vni: 43) }
+        try change { try $0.removeVNI(vni: 43) }
         XCTAssertEqual(control.gracePeriodWaits.load(ordering: .relaxed), 0)
         let done = Atomic<Bool>(false)
         let failure = Mutex<String?>(nil)
         let box = UncheckedBox(control)
         let writer = TestThread(name: "writer") {
-            do { try box.value.change { try $0.addSegment(.init(vni: 60, flood: [.v4(IPv4Address(10, 99, 0, 4))])) } } catch {
+            do { try box.value.change { try $0.addVNI(.init(vni: 60, flood: [.v4(IPv4Address(10, 99, 0, 4))])) } } catch {
                 failure.withLock { $0 = "\(error)" }
             }
             done.store(true, ordering: .releasing)
         }
         XCTAssertTrue(waitUntil(seconds: 30) { control.gracePeriodWaits.load(ordering: .relaxed) == 1 }, "the change never waited")
         // The writer waits for the core; the lock is free meanwhile.
-        XCTAssertFalse(control.configuration.segments.map(\.vni).contains(43))
+        XCTAssertFalse(control.configuration.vnis.map(\.vni).contains(43))
         XCTAssertFalse(done.load(ordering: .acquiring), "the change finished without the grace period it needs")
         _ = h.core.pollOnce()
         XCTAssertTrue(writer.join(timeout: 30))
         XCTAssertNil(failure.withLock { $0 })
-        XCTAssertEqual(control.configuration.segments.map(\.vni).sorted(), [42] + Array(44..<58) + [60])
+        XCTAssertEqual(control.configuration.vnis.map(\.vni).sorted(), [42] + Array(44..<58) + [60])
     }
 }

@@ -67,7 +67,7 @@ final class LiveChurnStressTests: XCTestCase {
                 let neighbor = IPAddress.v4(IPv4Address(10, 99, 0, UInt8(100 + round % 50)))
                 do {
                     try control.value.change { t in
-                        try t.addSegment(.init(vni: vni, flood: [remote]))
+                        try t.addVNI(.init(vni: vni, flood: [remote]))
                         try t.attach(port: 2, role: .tagged([.init(vlan: 10, vni: vni), .init(vlan: 20, vni: 100)]), settings: nil)
                         try t.addStaticEntry(vni: vni, mac: MACAddress("02:00:00:00:55:01")!, remote: .v4(IPv4Address(10, 99, 0, 60)))
                         try t.addFlood(vni: vni, remotes: [.v4(IPv4Address(10, 99, 0, 61))])
@@ -88,7 +88,7 @@ final class LiveChurnStressTests: XCTestCase {
                         try t.removeFlood(vni: vni, remotes: [remote])
                         try t.detach(port: 2)
                         try t.removeStaticEntry(vni: vni, mac: MACAddress("02:00:00:00:55:01")!)
-                        try t.removeSegment(vni: vni)
+                        try t.removeVNI(vni: vni)
                     }
                     try control.value.removeNeighbor(ip: neighbor)
                 } catch {
@@ -156,7 +156,7 @@ final class LiveChurnStressTests: XCTestCase {
         }
         h.control.change { t in
             XCTAssertEqual(t.retired.count, 0, "blocks or slots never reclaimed")
-            XCTAssertEqual(t.freeSegments.count, t.segmentCapacity - 1)
+            XCTAssertEqual(t.freeVNISlots.count, t.vniCapacity - 1)
             XCTAssertEqual(t.freeEndpoints.count, t.endpointCapacity - 1)
             XCTAssertTrue(t.pendingStamps.isEmpty)
             XCTAssertEqual(t.liveTunnelCount, 1, "only VNI 100's tunnel to 10.99.0.2 is left")
@@ -178,15 +178,15 @@ final class LiveChurnStressTests: XCTestCase {
         XCTAssertEqual(delivered, sent / 2, "remote -> VM frames lost")
         // VNI 100's own frames were never dropped; what was dropped is port 2's VLAN 10 traffic while its VNI or the
         // mapping was gone, and its floods to remotes no ARP ever answers.
-        let vni100 = h.tables.segmentSlot(vni: 100)!
-        XCTAssertEqual(h.vniCounters.reduce(0) { $0 + $1[VNICounter.slot(segment: vni100, .drops)] }, 0)
+        let vni100 = h.tables.vniSlot(vni: 100)!
+        XCTAssertEqual(h.vniCounters.reduce(0) { $0 + $1[VNICounter.slot(vniSlot: vni100, .drops)] }, 0)
         let allowed: Set<DropReason> = [.portDetached, .vlanNotMapped, .neighborUnresolved, .noDestination]
         XCTAssertEqual(DropReason.allCases.filter { h.drops($0) > 0 && !allowed.contains($0) }.map(\.name), [])
         XCTAssertGreaterThan(heldRounds.load(ordering: .relaxed), 0,
                              "a port held attached for 2 s never had a source learned on it")
 
         h.control.change { t in
-            XCTAssertEqual(t.configuration.segments.map(\.vni), [100])
+            XCTAssertEqual(t.configuration.vnis.map(\.vni), [100])
             XCTAssertEqual(t.configuration.access.count, 1)
             XCTAssertEqual(t.configuration.fdb.count, 1)
             XCTAssertEqual(t.configuration.neighbors.count, 1)

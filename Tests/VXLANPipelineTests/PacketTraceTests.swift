@@ -70,7 +70,7 @@ final class PacketTraceTests: XCTestCase {
         XCTAssertEqual(Int(r[0].length), toVM.count)
 
         // A VNI nobody configured.
-        XCTAssertEqual(r[1].segment, -1, "not classified")
+        XCTAssertEqual(r[1].vniSlot, -1, "not classified")
         XCTAssertEqual(r[1].lookup, .none)
         XCTAssertEqual(r[1].action, .dropped)
         XCTAssertEqual(r[1].drop, .unknownVNI)
@@ -98,7 +98,7 @@ final class PacketTraceTests: XCTestCase {
         XCTAssertEqual(r[4].copies, 2)
 
         // A runt never gets as far as a VNI.
-        XCTAssertEqual(r[5].segment, -1)
+        XCTAssertEqual(r[5].vniSlot, -1)
         XCTAssertEqual(r[5].lookup, .none)
         XCTAssertEqual(r[5].action, .dropped)
         XCTAssertEqual(r[5].drop, .runtFrame)
