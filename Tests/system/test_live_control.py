@@ -1208,9 +1208,15 @@ def test_apply_under_traffic_touches_only_what_changed(tmp_path):
         after = counters(daemon, 100)
         assert applied.stdout == "done:\n" + "".join(f"  {c}\n" for c in plan)
         assert outbound.is_alive() and inbound.is_alive(), "the apply happened while both flows ran (else: make them longer)"
-        time.sleep(0.3)
-        later = counters(daemon, 100)
-        for key in ("encap_packets", "encap_bytes", "decap_packets", "decap_bytes"):
+        keys = ("encap_packets", "encap_bytes", "decap_packets", "decap_bytes")
+        # Counting goes on after the apply (waited for while the flows still run, not slept for).
+        deadline = time.time() + 20
+        while True:
+            later = counters(daemon, 100)
+            if all(after[k] < later[k] for k in keys) or time.time() > deadline:
+                break
+            time.sleep(0.02)
+        for key in keys:
             assert before[key] < after[key] < later[key], f"VNI 100 {key} stalled across the apply: {before} {after} {later}"
         outbound.join()
         inbound.join()

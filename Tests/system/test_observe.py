@@ -1,6 +1,7 @@
 """Watching a running vxland: `show cores` (cycle accounting per polling core), `log level` (live), `show stats --watch`."""
 import json
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -203,11 +204,25 @@ def test_show_stats_watch_shows_a_clear_as_a_reset_and_stops_on_ctrl_c(tmp_path)
     try:
         daemon.wait_for(lambda s: s["totals"]["drops"]["not_our_mac"] > 1000)
         watcher = watch(daemon, "--interval", "0.3")
-        time.sleep(1.0)
+        # Read what it prints as it prints it: the clear comes after two blocks of rates, Ctrl-C after two more
+        # (waited for, whatever the host's speed).
+        seen = []
+
+        def blocks_after(n, deadline=30):
+            end = time.time() + deadline
+            while sum(1 for l in seen if HEADER.match(l) or "reset: counters went back" in l) < n:
+                assert time.time() < end, "".join(seen)
+                ready, _, _ = select.select([watcher.stdout], [], [], 0.5)
+                if ready:
+                    line = watcher.stdout.readline()
+                    assert line, "vxlanctl stopped printing: " + "".join(seen)
+                    seen.append(line)
+        blocks_after(2)
         daemon.ctl("stats", "clear")
-        time.sleep(1.0)
+        blocks_after(5)
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=10)
+        rest, err = watcher.communicate(timeout=10)
+        out = "".join(seen) + rest
         assert watcher.returncode == 0, err
         assert err == ""
         blocks = [b.strip() for b in out.split("\n\n") if b.strip()]
