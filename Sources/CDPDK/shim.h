@@ -230,22 +230,6 @@ static inline int vx_vhost_guest_takes_tso(uint16_t port) {
     if (vid < 0 || rte_vhost_get_negotiated_features(vid, &f) != 0) return 0;
     return (f & (1ULL << VIRTIO_NET_F_GUEST_CSUM)) && (f & (1ULL << VIRTIO_NET_F_GUEST_TSO4)) && (f & (1ULL << VIRTIO_NET_F_GUEST_TSO6));
 }
-// net_vhost raises a link-state event when a guest attaches (new_device) and when it goes (destroy_device), on
-// the vhost thread while the device is valid: the flag byte `arg` is published then, never polled.
-static inline int vx_vhost_link_event(uint16_t port, enum rte_eth_event_type type, void *arg, void *ret) {
-    (void)type; (void)ret;
-    struct rte_eth_link link;
-    int takes = rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP && vx_vhost_guest_takes_tso(port);
-    __atomic_store_n((uint8_t *)arg, (uint8_t)(takes ? 1 : 0), __ATOMIC_RELEASE);
-    return 0;
-}
-static inline int vx_vhost_watch_guest(uint16_t port, uint8_t *flag) {
-    return rte_eth_dev_callback_register(port, RTE_ETH_EVENT_INTR_LSC, vx_vhost_link_event, flag);
-}
-static inline void vx_vhost_unwatch_guest(uint16_t port, uint8_t *flag) {
-    rte_eth_dev_callback_unregister(port, RTE_ETH_EVENT_INTR_LSC, vx_vhost_link_event, flag);
-}
-
 static inline void vx_mbuf_clear_tx_offload(struct rte_mbuf *m) { m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK; }
 static inline uint16_t vx_mbuf_refcnt(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }
 static inline int vx_mbuf_is_indirect(const struct rte_mbuf *m) { return RTE_MBUF_CLONED(m) ? 1 : 0; }

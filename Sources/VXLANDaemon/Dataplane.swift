@@ -204,7 +204,7 @@ public final class Dataplane: @unchecked Sendable {
     /// TSO and partial checksums, unless the port's `offloads` is `software`. Guests come and go: net_vhost's
     /// link-state event (raised on the vhost thread when a guest attaches or leaves) publishes the flag; it is
     /// also read once when the ports start, for a guest that attached before.
-    var watchedVhostPorts: [Int] = []
+    var watchedVhostPorts: [Int: VhostGuestWatch] = [:]
 
     func watchVhostGuests() {
         let access = configuration.access
@@ -215,16 +215,13 @@ public final class Dataplane: @unchecked Sendable {
     }
 
     func watchVhostGuest(_ index: Int) {
-        let port = ports[index]
-        _ = vx_vhost_watch_guest(port.id, tables.portTakesLargeFrames + index)
-        watchedVhostPorts.append(index)
-        tables.setPortTakesLargeFrames(index, vx_vhost_guest_takes_tso(port.id) != 0 && port.link.up)
+        let watch = VhostGuestWatch(port: ports[index].id, flag: tables.portTakesLargeFrames + index)
+        if watch.start() != 0 { logger.warning("port \(ports[index].name): cannot watch its guest's link events; large frames only as at start") }
+        watchedVhostPorts[index] = watch
     }
 
     func unwatchVhostGuest(_ index: Int) {
-        guard let i = watchedVhostPorts.firstIndex(of: index) else { return }
-        vx_vhost_unwatch_guest(ports[index].id, tables.portTakesLargeFrames + index)
-        watchedVhostPorts.remove(at: i)
+        watchedVhostPorts.removeValue(forKey: index)?.stop()
     }
 
     /// A slot reused by a new port: its counters start from zero in every report.
@@ -238,8 +235,8 @@ public final class Dataplane: @unchecked Sendable {
     }
 
     func unwatchVhostGuests() {
-        for index in watchedVhostPorts { vx_vhost_unwatch_guest(ports[index].id, tables.portTakesLargeFrames + index) }
-        watchedVhostPorts = []
+        for watch in watchedVhostPorts.values { watch.stop() }
+        watchedVhostPorts = [:]
     }
 
     /// Runs each polling core on its own worker lcore until `stopSignal`.

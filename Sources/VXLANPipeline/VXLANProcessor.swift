@@ -183,8 +183,11 @@ public struct VXLANProcessor: BurstProcessor {
 
     @inlinable
     public mutating func process(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, fromPort port: Int, tx: TxStage) {
-        if vx_load_acquire_u64(view.generation) != seenGeneration {
-            seenGeneration = view.generation.pointee
+        // One acquire load: the generation remembered is the one whose tables this burst's lookups will see (a
+        // second, plain read could take a newer value whose changes this core then never flushes for).
+        let generation = vx_load_acquire_u64(view.generation)
+        if generation != seenGeneration {
+            seenGeneration = generation
             fdbCache.clear()
             vniCache.clear()
         }
