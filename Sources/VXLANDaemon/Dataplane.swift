@@ -146,6 +146,10 @@ public final class Dataplane: @unchecked Sendable {
                               vniCounters: core.pointee.processor.vniCounterBlock,
                               cycleCounters: core.pointee.cycleCounters))
         }
+        // A VNI added at run time starts its counters from zero: the baseline is taken for its slot before the VNI
+        // is published, while no core can count into the slot (it was freed a grace period after its last VNI
+        // went), so no packet counted once the VNI is reachable is left out.
+        tables.vniSlotTaken = { [unowned self] slot in self.takeVNIBaseline(slot: slot) }
     }
 
     /// Configures one port for `queues` polling cores as its role wants; returns the pool of 64 KB buffers made for

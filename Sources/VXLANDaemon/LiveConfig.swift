@@ -195,7 +195,6 @@ extension Dataplane {
         switch change {
         case .addVNI(let segment):
             try underlay.change { try $0.addVNI(segment) }
-            resetVNICounters(vni: segment.vni)
         case .removeVNI(let segment):
             try underlay.change { try $0.removeVNI(vni: segment.vni) }
         case .updateVNI(_, let segment):
@@ -363,12 +362,16 @@ extension Dataplane {
 
     // MARK: - Reports
 
-    /// Starts a VNI's counters from zero (a slot keeps the counts of the VNI that held it before).
-    private func resetVNICounters(vni: UInt32) {
-        guard let slot = underlay.change({ $0.vniSlot(vni: vni) }) else { return }
-        let sums = vniCounterSums()
+    /// Starts a slot's VNI counters from zero (a slot keeps the counts of the VNI that held it before). Called by
+    /// the tables as they give the slot to a VNI, before the VNI is reachable (`ForwardingTables.vniSlotTaken`).
+    func takeVNIBaseline(slot: Int) {
+        let range = VNICounter.slot(vniSlot: slot, .encapPackets)..<VNICounter.slot(vniSlot: slot + 1, .encapPackets)
+        var group = [UInt64](repeating: 0, count: range.count)
+        for core in cores {
+            for (k, i) in range.enumerated() { group[k] &+= core.vniCounters.base[i] }
+        }
         baselineLock.lock(); defer { baselineLock.unlock() }
-        vniBaselines[slot] = Array(sums[VNICounter.slot(vniSlot: slot, .encapPackets)..<VNICounter.slot(vniSlot: slot + 1, .encapPackets)])
+        vniBaselines[slot] = group
     }
 
     public func vnisReport(vni: UInt32? = nil) -> VNIsReport {

@@ -235,6 +235,14 @@ extension ForwardingTables {
         return t
     }
 
+    /// VNI slot for `vni` as the fast path would find it in the VNI table; nil when a core would not.
+    public func lookupVNI(_ vni: UInt32) -> Int? {
+        Self.writeVNIKey(key, vni: vni)
+        var data: UnsafeMutableRawPointer?
+        guard rte_hash_lookup_data(vniHash, key, &data) >= 0 else { return nil }
+        return Int(bitPattern: data) - 1
+    }
+
     /// Test hook: puts a raw data word into the FDB, bypassing every check `learn` makes (as a stale or corrupt
     /// entry would look to a core).
     func insertUnchecked(vni: UInt32, mac: MACAddress, target: Int32, slot: Int32) {

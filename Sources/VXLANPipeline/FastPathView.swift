@@ -26,6 +26,7 @@ public struct FastPathView: @unchecked Sendable {
     public let endpointPort: UnsafeMutablePointer<Int32>
     public let endpointVLAN: UnsafeMutablePointer<UInt16>
     public let endpointVNISlot: UnsafeMutablePointer<Int32>
+    public let endpointEpoch: UnsafeMutablePointer<UInt32>
     public let portEndpoint: UnsafeMutablePointer<Int32>
     public let portTakesLargeFrames: UnsafeMutablePointer<UInt8>
     public let vlanEndpoint: UnsafeMutablePointer<Int32>
@@ -70,7 +71,7 @@ public struct FastPathView: @unchecked Sendable {
          tunnelCapacity: Int,
          vniBlocks: UnsafeMutablePointer<UnsafeMutablePointer<ForwardingTables.VNIBlock>>,
          endpointPort: UnsafeMutablePointer<Int32>, endpointVLAN: UnsafeMutablePointer<UInt16>,
-         endpointVNISlot: UnsafeMutablePointer<Int32>, endpointCount: Int, portEndpoint: UnsafeMutablePointer<Int32>,
+         endpointVNISlot: UnsafeMutablePointer<Int32>, endpointEpoch: UnsafeMutablePointer<UInt32>, endpointCount: Int, portEndpoint: UnsafeMutablePointer<Int32>,
          portTakesLargeFrames: UnsafeMutablePointer<UInt8>,
          vlanEndpoint: UnsafeMutablePointer<Int32>,
          fdbHash: OpaquePointer, fdbLastSeen: UnsafeMutablePointer<UInt32>, fdbCapacity: Int, vniHash: OpaquePointer,
@@ -82,7 +83,7 @@ public struct FastPathView: @unchecked Sendable {
         self.tunnelRemote = tunnelRemote; self.tunnelIsIPv6 = tunnelIsIPv6; self.tunnelRemote6 = tunnelRemote6
         tunnelLimit = UInt32(tunnelCapacity)
         self.vniBlocks = vniBlocks
-        self.endpointPort = endpointPort; self.endpointVLAN = endpointVLAN; self.endpointVNISlot = endpointVNISlot
+        self.endpointPort = endpointPort; self.endpointVLAN = endpointVLAN; self.endpointVNISlot = endpointVNISlot; self.endpointEpoch = endpointEpoch
         endpointLimit = UInt32(endpointCount)
         self.portEndpoint = portEndpoint; self.vlanEndpoint = vlanEndpoint; self.portTakesLargeFrames = portTakesLargeFrames
         self.fdbHash = fdbHash; self.fdbLastSeen = fdbLastSeen; stampLimit = UInt32(fdbCapacity); self.vniHash = vniHash

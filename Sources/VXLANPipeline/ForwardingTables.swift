@@ -109,6 +109,9 @@ public final class ForwardingTables: @unchecked Sendable {
     public let endpointPort: UnsafeMutablePointer<Int32>
     public let endpointVLAN: UnsafeMutablePointer<UInt16>
     public let endpointVNISlot: UnsafeMutablePointer<Int32>
+    /// Per endpoint slot: how many times it was given to a port. A core's learn event carries it, so that an event
+    /// for a port since detached is not applied to the port that has its slot now.
+    public let endpointEpoch: UnsafeMutablePointer<UInt32>
     /// For each local port: its endpoint when untagged, `PortKind.underlay` or `PortKind.tagged`.
     public let portEndpoint: UnsafeMutablePointer<Int32>
     /// Per local port: 1 when it takes TCP frames larger than the MTU with segmentation metadata (a vhost-user
@@ -173,6 +176,9 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Set by the tables' writer: waits until the condition (a grace period being over) holds or a deadline passes,
     /// without holding the writer's lock meanwhile.
     public var awaitGracePeriod: ((() -> Bool) -> Void)?
+    /// Called as a run-time change gives a VNI slot to a VNI, before any core can reach it (the daemon's per-VNI
+    /// counters start from there).
+    public var vniSlotTaken: ((Int) -> Void)?
     /// Live tunnels per next hop.
     var nextHopUsers: [IPAddress: Int] = [:]
     var entries: [EntryKey: FDBEntry] = [:]
@@ -281,6 +287,8 @@ public final class ForwardingTables: @unchecked Sendable {
         endpointVLAN.initialize(repeating: 0, count: endpointCapacity)
         endpointVNISlot = .allocate(capacity: endpointCapacity)
         endpointVNISlot.initialize(repeating: -1, count: endpointCapacity)
+        endpointEpoch = .allocate(capacity: endpointCapacity)
+        endpointEpoch.initialize(repeating: 0, count: endpointCapacity)
         freeEndpoints = (0..<Int32(endpointCapacity)).reversed()
         endpointLive = Array(repeating: false, count: endpointCapacity)
         portEndpoints = Array(repeating: [], count: portCapacity)
@@ -307,7 +315,7 @@ public final class ForwardingTables: @unchecked Sendable {
             templates: templates, partialSums: partialSums, activeCopy: activeCopy, tunnelRemote: tunnelRemote,
             tunnelIsIPv6: tunnelIsIPv6, tunnelRemote6: tunnelRemote6, tunnelCapacity: tunnelCapacity,
             vniBlocks: vniBlocks, endpointPort: endpointPort, endpointVLAN: endpointVLAN, endpointVNISlot: endpointVNISlot,
-            endpointCount: endpointCapacity, portEndpoint: portEndpoint, portTakesLargeFrames: portTakesLargeFrames, vlanEndpoint: vlanEndpoint,
+            endpointEpoch: endpointEpoch, endpointCount: endpointCapacity, portEndpoint: portEndpoint, portTakesLargeFrames: portTakesLargeFrames, vlanEndpoint: vlanEndpoint,
             fdbHash: fdbHash, fdbLastSeen: fdbLastSeen, fdbCapacity: fdbCapacity, vniHash: vniHash,
             clock: clock, generation: generation, qsbr: qsbr,
             underlayPort: underlayPort, underlayMAC: underlayMAC, underlayAddress: underlayAddress, underlayAddress6: underlayAddress6,
@@ -408,7 +416,7 @@ public final class ForwardingTables: @unchecked Sendable {
         emptyVNIBlock.pointee.members.deallocate()
         emptyVNIBlock.deallocate()
         vniBlocks.deallocate()
-        endpointPort.deallocate(); endpointVLAN.deallocate(); endpointVNISlot.deallocate()
+        endpointPort.deallocate(); endpointVLAN.deallocate(); endpointVNISlot.deallocate(); endpointEpoch.deallocate()
         portEndpoint.deallocate(); vlanEndpoint.deallocate(); portTakesLargeFrames.deallocate()
     }
 }

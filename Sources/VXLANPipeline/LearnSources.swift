@@ -72,7 +72,8 @@ extension VXLANProcessor {
     func report(_ w0: UInt64, _ w1: UInt64, expected: Int32, packet i: Int, slot: Int) {
         guard let rings = slowPath else { return }
         let event = expected >= 0
-            ? LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.local, value: UInt32(expected - FDBTarget.localBase))
+            ? LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.local, value: UInt32(expected - FDBTarget.localBase),
+                                v6: (UInt64(view.endpointEpoch[Int(expected - FDBTarget.localBase)]), 0))
             : outerIsIPv6[i] != 0
                 ? LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.remote6, value: 0, v6: (outerSource6[2 * i], outerSource6[2 * i + 1]))
                 : LearnEvent.encode(key0: w0, key1: w1, kind: LearnEvent.remote, value: outerSource[i])

@@ -61,6 +61,7 @@ extension ForwardingTables {
             for t in flood { unpin(tunnel: t) }
             throw full()
         }
+        vniSlotTaken?(slot)
         vniState[slot] = VNIState(settings: segment, floodTunnels: flood, endpoints: [])
         learnedPerVNI[slot] = 0
         publishVNI(slot)
@@ -259,6 +260,7 @@ extension ForwardingTables {
             endpointPort[Int(e)] = Int32(port)
             endpointVLAN[Int(e)] = m.vlan
             endpointVNISlot[Int(e)] = Int32(slot)
+            endpointEpoch[Int(e)] &+= 1
             endpointLive[Int(e)] = true
             slots.append(e)
             vniState[slot]!.endpoints.append(e)

@@ -63,7 +63,7 @@ public typealias SlowPathRings = SlowPathChannel
 
 /// A source MAC seen behind a remote VTEP or a local endpoint, as it travels from a core to the slow path in
 /// `byteCount` (32) bytes: word 0 is the FDB key's first word (VNI, MAC bytes 0-3), word 1 holds MAC bytes 4-5,
-/// the kind and a 32-bit value (IPv4 address or endpoint), words 2-3 an IPv6 address.
+/// the kind and a 32-bit value (IPv4 address or endpoint), words 2-3 an IPv6 address (or, word 2, the endpoint's epoch).
 /// The learn ring's element size (`vx_ring32_*` in the CDPDK shim) is this size.
 public enum LearnEvent {
     public typealias Words = (UInt64, UInt64, UInt64, UInt64)
@@ -91,7 +91,7 @@ public enum LearnEvent {
             var bytes = [UInt8](repeating: 0, count: 16)
             withUnsafeBytes(of: (e[2], e[3])) { for i in 0..<16 { bytes[i] = $0[i] } }
             return (vni, mac, .remote(.v6(IPv6Address(bytes: bytes)!)))
-        default: return (vni, mac, .port(Int(value)))
+        default: return (vni, mac, .port(Int(value), epoch: UInt32(truncatingIfNeeded: e[2])))
         }
     }
 }
@@ -99,6 +99,7 @@ public enum LearnEvent {
 /// Where a core saw a source MAC: the slow path turns a remote address into a tunnel.
 public enum FDBTargetRequest: Equatable, Sendable {
     case remote(IPAddress)
-    case port(Int)
+    /// A local endpoint, and its epoch when the core saw the frame (`ForwardingTables.endpointEpoch`).
+    case port(Int, epoch: UInt32)
 }
 

@@ -15,6 +15,7 @@ public final class UnderlayControl: @unchecked Sendable {
         case ndSolicitationsSent, ndAdvertisementsSent, ndAdvertisementsReceived, icmpv6EchoReplies
         case learned, moved, aged, learnLimitReached, fdbFull, noTunnel
         case tunnelsFull, tunnelsReclaimed, solicitationsRateLimited, unsolicitedReplies, neighborMACConflicts
+        case staleLearnEvents
 
         public var name: String {
             switch self {
@@ -35,6 +36,7 @@ public final class UnderlayControl: @unchecked Sendable {
             case .learnLimitReached: "fdb_learn_limit_reached"
             case .fdbFull: "fdb_full"
             case .noTunnel: "fdb_no_tunnel"
+            case .staleLearnEvents: "stale_learn_events"
             case .tunnelsFull: "tunnels_full"
             case .tunnelsReclaimed: "tunnels_reclaimed"
             case .solicitationsRateLimited: "solicitations_rate_limited"
@@ -192,7 +194,9 @@ public final class UnderlayControl: @unchecked Sendable {
         let (vni, mac, request) = LearnEvent.decode(event)
         let result: ForwardingTables.LearnResult
         switch request {
-        case .port(let e):
+        case .port(let e, let epoch):
+            // The endpoint slot went to another port since the core saw the frame: the source is not behind it.
+            guard e >= 0, e < tables.endpointCapacity, tables.endpointEpoch[e] == epoch else { count(.staleLearnEvents); return }
             result = tables.learn(vni: vni, mac: mac, target: .local(e))
         case .remote(let ip):
             result = tables.learn(vni: vni, mac: mac, remote: ip) { neighborTable.mac($0) }

@@ -298,4 +298,56 @@ final class LiveChangeTests: XCTestCase {
         XCTAssertNil(failure.withLock { $0 })
         XCTAssertEqual(control.configuration.vnis.map(\.vni).sorted(), [42] + Array(44..<58) + [60])
     }
+
+    /// A source seen on a port, reported to the slow path, and the port detached and its endpoint slot given to
+    /// another port before the slow path reads the report: the MAC is not learned behind the new port (the event
+    /// carries the slot's epoch), and the stale event is counted. (Without the epoch it was learned there.)
+    func testALearnEventForADetachedPortIsNotAppliedToThePortThatGotItsSlot() throws {
+        try build()
+        let control = h.control!
+        try change { try $0.attach(port: 2, role: .access(vni: 42), settings: .init(port: h.rings[2].name, vni: 42)) }
+        let slot = tables.portEndpoint[2]
+        XCTAssertGreaterThanOrEqual(slot, 0)
+        // The core sees a new source on port 2 and reports it; the slow path does not run yet.
+        let stranger = "02:00:00:00:0c:07"
+        h.rings[2].inject([Mbuf.make(Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: stranger), pool: h.pool)])
+        _ = h.core.pollOnce()
+        _ = h.rings.map { $0.drain() }
+        XCTAssertEqual(h.pipeline(.learnEvents), 1)
+        // Port 2 goes; once the core has let go, its slot is free again and port 3 takes it.
+        try change { try $0.detach(port: 2) }
+        _ = h.core.pollOnce()
+        change { $0.reclaim() }
+        try change { try $0.attach(port: 3, role: .access(vni: 42), settings: .init(port: h.rings[3].name, vni: 42)) }
+        XCTAssertEqual(tables.portEndpoint[3], slot, "port 3 got port 2's endpoint slot (else this test checks nothing)")
+        // Now the slow path reads the report.
+        control.poll(now: 1)
+        XCTAssertNil(tables.fdbEntries(vni: 42).first { $0.entry.mac == MACAddress(stranger)! },
+                     "a MAC seen on port 2 was learned behind port 3")
+        XCTAssertEqual(control.counters[UnderlayControl.Counter.staleLearnEvents.rawValue], 1)
+        // A report for port 3 itself is applied.
+        h.rings[3].inject([Mbuf.make(Frames.innerUDP(dst: "ff:ff:ff:ff:ff:ff", src: stranger), pool: h.pool)])
+        _ = h.core.pollOnce()
+        control.poll(now: 2)
+        _ = h.rings.map { $0.drain() }
+        XCTAssertEqual(tables.fdbEntries(vni: 42).first { $0.entry.mac == MACAddress(stranger)! }.map { $0.entry.target }, .local(Int(slot)))
+    }
+
+    /// The daemon's per-VNI counters start from the moment a VNI is reachable: the tables hand out its slot
+    /// (`vniSlotTaken`, where the daemon takes the baseline) before any core can count into it: the slot's block is
+    /// still the empty one and the VNI is not in the VNI table yet.
+    func testAVNISlotIsHandedOutBeforeTheVNIIsReachable() throws {
+        try build()
+        var seen: [(slot: Int, emptyBlock: Bool, inTable: Bool)] = []
+        tables.vniSlotTaken = { [unowned self] slot in
+            seen.append((slot, self.tables.vniBlocks[slot] == self.tables.emptyVNIBlock, self.tables.lookupVNI(77) != nil))
+        }
+        try change { try $0.addVNI(.init(vni: 77, flood: [.v4(IPv4Address(10, 99, 0, 3))])) }
+        tables.vniSlotTaken = nil
+        XCTAssertEqual(seen.count, 1)
+        XCTAssertEqual(seen.first?.slot, tables.vniSlot(vni: 77))
+        XCTAssertEqual(seen.first?.emptyBlock, true, "the block was published before the baseline")
+        XCTAssertEqual(seen.first?.inTable, false, "the VNI was in the VNI table before the baseline")
+        XCTAssertNotNil(tables.lookupVNI(77))
+    }
 }
