@@ -52,6 +52,8 @@ public struct PollingCore<Processor: BurstProcessor> {
     @usableFromInline let rxBuffer: UnsafeMutablePointer<OpaquePointer?>
     /// Owns the arrays above.
     let arena = Arena()
+    /// What the control thread may change while the core runs, without touching the core's own struct.
+    public let control: PollingCoreControl
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     @usableFromInline let cycles: UnsafeMutablePointer<UInt64>
     /// The TSC at the end of the previous round (or when polling started).
@@ -74,43 +76,12 @@ public struct PollingCore<Processor: BurstProcessor> {
         for i in rxQueues.indices { queueActive[i] = 1 }
         queueCountPointer = arena.array(1, of: UInt32(rxQueues.count))
         rxBuffer = arena.array(PollingCore.burstSize, of: nil)
+        control = PollingCoreControl(queues: queues, queueActive: queueActive, queueCountPointer: queueCountPointer,
+                                     queueCapacity: queueCapacity, tx: tx, portCounters: portCounters, arena: arena)
         counters = portCounters.base
         cycleCounters = CounterBlock(count: CoreCounter.allCases.count)
         cycles = cycleCounters.base
         lastTSC = vx_tsc()
-    }
-
-    /// Starts reading `queue` (control thread; the core picks it up at its next round). The port's TX side must
-    /// be set first (`tx.setPort`).
-    public func activate(_ queue: RxQueue) -> Bool {
-        let count = Int(vx_load_acquire_u32(queueCountPointer))
-        guard let slot = (0..<queueCapacity).first(where: { queueActive[$0] == 0 }) else { return false }
-        queues[slot] = queue
-        vx_store_release_u8(queueActive + slot, 1)
-        if slot >= count { vx_store_release_u32(queueCountPointer, UInt32(slot + 1)) }
-        return true
-    }
-
-    /// Reads local port `port`'s deactivated queues again (an unplug that could not wait for the core).
-    public func reactivate(localPort port: Int) {
-        let count = Int(vx_load_acquire_u32(queueCountPointer))
-        for slot in 0..<count where queueActive[slot] == 2 && queues[slot].localPort == port {
-            vx_store_release_u8(queueActive + slot, 1)
-        }
-    }
-
-    /// Makes the slots of deactivated queues reusable; only once the core passed a quiescent state since.
-    public func reclaimQueues() {
-        for slot in 0..<queueCapacity where queueActive[slot] == 2 { queueActive[slot] = 0 }
-    }
-
-    /// Stops reading every queue of local port `port` (control thread). The core may be in the middle of a round
-    /// that reads it: wait for it to pass a quiescent state before stopping the port.
-    public func deactivate(localPort port: Int) {
-        let count = Int(vx_load_acquire_u32(queueCountPointer))
-        for slot in 0..<count where queueActive[slot] == 1 && queues[slot].localPort == port {
-            vx_store_release_u8(queueActive + slot, 2)
-        }
     }
 
     /// One round over every queue. Returns the number of packets received.
@@ -163,4 +134,53 @@ public struct PollingCore<Processor: BurstProcessor> {
     public func release() {
         tx.discardAll()
     }
+}
+
+/// A polling core's side that the control thread works on while the core runs: the RX queue slots (ports attached
+/// and detached at run time), the TX stage's port table and the port counters of a slot being set up. It holds the
+/// same raw arrays as the core (handed over with the protocol each method states: release stores, slots reused only
+/// after a grace period), never the core's struct itself, which only the core's thread touches while it runs.
+public struct PollingCoreControl: @unchecked Sendable {
+    let queues: UnsafeMutablePointer<RxQueue>
+    let queueActive: UnsafeMutablePointer<UInt8>
+    let queueCountPointer: UnsafeMutablePointer<UInt32>
+    let queueCapacity: Int
+    public let tx: TxStage
+    public let portCounters: CounterBlock
+    /// Keeps the arrays alive as long as this control is held.
+    let arena: Arena
+
+    /// Starts reading `queue` (control thread; the core picks it up at its next round). The port's TX side must
+    /// be set first (`tx.setPort`).
+    public func activate(_ queue: RxQueue) -> Bool {
+        let count = Int(vx_load_acquire_u32(queueCountPointer))
+        guard let slot = (0..<queueCapacity).first(where: { queueActive[$0] == 0 }) else { return false }
+        queues[slot] = queue
+        vx_store_release_u8(queueActive + slot, 1)
+        if slot >= count { vx_store_release_u32(queueCountPointer, UInt32(slot + 1)) }
+        return true
+    }
+
+    /// Reads local port `port`'s deactivated queues again (an unplug that could not wait for the core).
+    public func reactivate(localPort port: Int) {
+        let count = Int(vx_load_acquire_u32(queueCountPointer))
+        for slot in 0..<count where queueActive[slot] == 2 && queues[slot].localPort == port {
+            vx_store_release_u8(queueActive + slot, 1)
+        }
+    }
+
+    /// Makes the slots of deactivated queues reusable; only once the core passed a quiescent state since.
+    public func reclaimQueues() {
+        for slot in 0..<queueCapacity where queueActive[slot] == 2 { queueActive[slot] = 0 }
+    }
+
+    /// Stops reading every queue of local port `port` (control thread). The core may be in the middle of a round
+    /// that reads it: wait for it to pass a quiescent state before stopping the port.
+    public func deactivate(localPort port: Int) {
+        let count = Int(vx_load_acquire_u32(queueCountPointer))
+        for slot in 0..<count where queueActive[slot] == 1 && queues[slot].localPort == port {
+            vx_store_release_u8(queueActive + slot, 2)
+        }
+    }
+
 }

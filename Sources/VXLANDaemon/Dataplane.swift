@@ -17,6 +17,10 @@ public final class Dataplane: @unchecked Sendable {
         public let vniCounters: CounterBlock
         /// Rounds, busy and idle cycles, packets received (`CoreCounter`).
         public let cycleCounters: CounterBlock
+        /// What the control thread changes while the core runs (queues, TX ports), never through the core itself.
+        let control: PollingCoreControl
+        /// Per local port: the frames from it may carry unfinished checksums (the core's `completesChecksums`).
+        let completesChecksums: UnsafeMutablePointer<UInt8>
     }
 
     /// The running configuration: the file's, with every change made since.
@@ -144,7 +148,8 @@ public final class Dataplane: @unchecked Sendable {
             pollingCores.append(core)
             cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock,
                               vniCounters: core.pointee.processor.vniCounterBlock,
-                              cycleCounters: core.pointee.cycleCounters))
+                              cycleCounters: core.pointee.cycleCounters, control: core.pointee.control,
+                              completesChecksums: core.pointee.processor.completesChecksumsFlags))
         }
         // A VNI added at run time starts its counters from zero: the baseline is taken for its slot before the VNI
         // is published, while no core can count into the slot (it was freed a grace period after its last VNI

@@ -280,10 +280,10 @@ extension Dataplane {
                                                 queues: lcores.count, pool: pool, tag: tag, socket: poolSocket)
             try resolved.start()
             // No core reaches the slot yet (no queue, no endpoint): its TX side and counters are set from here.
-            for (c, core) in pollingCores.enumerated() {
-                core.pointee.tx.setPort(slot, port: resolved.id, queue: UInt16(c))
-                core.pointee.processor.setCompletesChecksums(resolved.capabilities.driver == "net_af_packet", port: slot)
-                let base = core.pointee.portCounters.base
+            for (c, core) in cores.enumerated() {
+                core.control.tx.setPort(slot, port: resolved.id, queue: UInt16(c))
+                core.completesChecksums[slot] = resolved.capabilities.driver == "net_af_packet" ? 1 : 0
+                let base = core.portCounters.base
                 for counter in PortCounter.allCases { base[PortCounter.slot(port: slot, counter)] = 0 }
             }
             clearPortBaselines(slot)
@@ -292,8 +292,8 @@ extension Dataplane {
                 removedList.remove(slot)
                 if let large { largeFramePools.append(large) }
             }
-            for (c, core) in pollingCores.enumerated() {
-                _ = core.pointee.activate(RxQueue(localPort: slot, portID: resolved.id, queueID: UInt16(c)))
+            for (c, core) in cores.enumerated() {
+                _ = core.control.activate(RxQueue(localPort: slot, portID: resolved.id, queueID: UInt16(c)))
             }
             do { try underlay.change { try $0.attach(port: slot, role: role, settings: p) } } catch {
                 try? unplug(slot)
@@ -329,14 +329,14 @@ extension Dataplane {
     private func unplug(_ index: Int) throws {
         let port = ports[index]
         unwatchVhostGuest(index)
-        for core in pollingCores { core.pointee.deactivate(localPort: index) }
+        for core in cores { core.control.deactivate(localPort: index) }
         // Twice: a core reports its quiescent state before it flushes the round's TX bursts, so the second
         // grace period is the one after which nothing of this port is in any core's hands.
         guard waitForCores(), waitForCores() else {
-            for core in pollingCores { core.pointee.reactivate(localPort: index) }
+            for core in cores { core.control.reactivate(localPort: index) }
             throw ChangeError("the polling cores did not let go of \(port.name) within 2 s; it stays polled")
         }
-        for core in pollingCores { core.pointee.reclaimQueues() }
+        for core in cores { core.control.reclaimQueues() }
         // Listed as removed and closed under portsLock: reports read a port's ethdev stats under it. A port EAL made
         // is only stopped (closing would destroy it until vxland restarts); vxland's own vhost device goes.
         let owned = vhostPorts.owns(port.name)

@@ -142,6 +142,9 @@ public struct VXLANProcessor: BurstProcessor {
     /// Marks whether local port `port` leaves TCP/UDP checksums unfinished (a kernel-attached port attached at run
     /// time); only while no frame from it can be in the core's hands.
     public func setCompletesChecksums(_ on: Bool, port: Int) { completesChecksums[port] = on ? 1 : 0 }
+    /// The same flags, for the control thread to set a port's while the core runs (before any frame of the port
+    /// can reach the core).
+    public var completesChecksumsFlags: UnsafeMutablePointer<UInt8> { completesChecksums }
 
     /// Leaves RCU; call once the core has stopped. The scratch memory goes with the processor (its arena).
     public func release() {
