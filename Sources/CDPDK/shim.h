@@ -278,6 +278,24 @@ static inline void vx_qsbr_offline(struct rte_rcu_qsbr *v, unsigned id) { rte_rc
 static inline uint64_t vx_qsbr_start(struct rte_rcu_qsbr *v) { return rte_rcu_qsbr_start(v); }
 /// 1 when every online reader has passed a quiescent state since `token` was taken; never waits.
 static inline int vx_qsbr_check(struct rte_rcu_qsbr *v, uint64_t token) { return rte_rcu_qsbr_check(v, token, false); }
+// DPDK's RCU defer queue: 16-byte elements, each freed by `fn(p, element, 1)` once every reader passed a quiescent
+// state since it was queued. Reclaimed only when asked (and by DPDK itself when the queue is full).
+static inline struct rte_rcu_qsbr_dq *vx_dq_create(const char *name, uint32_t size, struct rte_rcu_qsbr *v,
+                                                   rte_rcu_qsbr_free_resource_t fn, void *p) {
+    struct rte_rcu_qsbr_dq_parameters params = { .name = name, .flags = 0, .size = size, .esize = 16,
+        .trigger_reclaim_limit = size + 1, .max_reclaim_size = size, .free_fn = fn, .p = p, .v = v };
+    return rte_rcu_qsbr_dq_create(&params);
+}
+static inline int vx_dq_enqueue(struct rte_rcu_qsbr_dq *dq, uint64_t kind, uint64_t value) {
+    uint64_t e[2] = { kind, value };
+    return rte_rcu_qsbr_dq_enqueue(dq, e);
+}
+static inline unsigned vx_dq_reclaim(struct rte_rcu_qsbr_dq *dq) {
+    unsigned freed = 0, pending = 0, available = 0;
+    rte_rcu_qsbr_dq_reclaim(dq, UINT32_MAX, &freed, &pending, &available);
+    return pending;
+}
+static inline int vx_dq_delete(struct rte_rcu_qsbr_dq *dq) { return rte_rcu_qsbr_dq_delete(dq); }
 
 // --- IPv6 checksums ---------------------------------------------------------------------------
 /// Folded ones'-complement sum of `len` bytes at `off` in the packet (across segments), native word order.

@@ -99,7 +99,7 @@ extension ForwardingTables {
         } else {
             let limit = settings.maxLearned
             if limit > 0 && learnedPerVNI[vniSlot] >= limit { return .limitReached }
-            if freeStamps.isEmpty { reclaimStamps() }
+            if freeStamps.isEmpty { reclaimRetired() }
             // (The hash itself may still refuse the key: a tunnel created for it is then undone at once. No
             // count check here: deleted keys waiting in DPDK's defer queue come back only when an add needs them.)
             if freeStamps.isEmpty { return .tableFull }
@@ -160,13 +160,6 @@ extension ForwardingTables {
         destroyTunnel(t)
     }
 
-    func reclaimStamps() {
-        while let first = pendingStamps.first, vx_qsbr_check(qsbr, first.token) == 1 {
-            for slot in first.slots { fdbLastSeen[Int(slot)] = 0 }
-            freeStamps.append(contentsOf: first.slots)
-            pendingStamps.removeFirst()
-        }
-    }
 
     /// Removes learned entries not seen for their VNI's ageing time. Returns how many went.
     @discardableResult
@@ -194,7 +187,7 @@ extension ForwardingTables {
         if !released.isEmpty {
             bumpGeneration()
             // Cores may hold the slots (in a cache or a burst) until they pass a quiescent state.
-            pendingStamps.append((vx_qsbr_start(qsbr), released))
+            for slot in released { retire(.stampSlot(slot)) }
         }
         return released.count
     }

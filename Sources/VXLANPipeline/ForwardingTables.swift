@@ -171,7 +171,9 @@ public final class ForwardingTables: @unchecked Sendable {
     var tunnelLive: [Bool] = []
     /// Indices no core can hold any more, ready for reuse.
     var freeTunnels: [Int] = []
-    /// Tunnels nothing refers to, by index: the grace-period token taken when the last reference went.
+    /// Tunnels nothing refers to, by index: the grace-period token taken when the last reference went. Kept here
+    /// rather than in the defer queue: a tunnel referred to again before its grace period ends (a MAC learned
+    /// behind the same remote) must stay, and DPDK's queue cannot take an entry back.
     var dyingTunnels: [Int: UInt64] = [:]
     /// Set by the tables' writer: waits until the condition (a grace period being over) holds or a deadline passes,
     /// without holding the writer's lock meanwhile.
@@ -200,12 +202,15 @@ public final class ForwardingTables: @unchecked Sendable {
     var goneTunnels: [(tunnel: Int, nextHop: IPAddress)] = []
     /// Tunnels created by run-time changes that the slow path has not started resolving yet.
     var createdTunnels: [Int] = []
-    /// Memory and slots the cores may still hold, each with the grace-period token taken when it was unpublished.
-    var retired: [(token: UInt64, item: Retired)] = []
-    /// Stamp slots no entry uses and no core can still write; slots of deleted entries wait in `pendingStamps`
-    /// for a grace period.
+    /// Memory and slots the cores may still hold (VNI blocks and slots, endpoint slots, stamp slots), in DPDK's RCU
+    /// defer queue until every core has passed a quiescent state since they were unpublished (`retire`, `reclaim`).
+    var reclaimQueue: OpaquePointer!
+    /// What the defer queue's free function reaches the tables through (it must not retain them while they go).
+    let reclaimSink = ReclaimSink()
+    /// How many of each kind wait in `reclaimQueue` (`Retired.kind`).
+    var waiting = [Int](repeating: 0, count: 5)
+    /// Stamp slots no entry uses and no core can still write; slots of deleted entries wait for a grace period.
     var freeStamps: [Int32]
-    var pendingStamps: [(token: UInt64, slots: [Int32])] = []
     let key = UnsafeMutableRawPointer.allocate(byteCount: ForwardingTables.keyLength, alignment: 16)
 
     /// - Parameter readers: how many polling cores will read the tables (each registers as an RCU reader).
@@ -322,6 +327,15 @@ public final class ForwardingTables: @unchecked Sendable {
             udpPort: udpPort, strict: strict, verifyUDPChecksum: configuration.underlay.verifyUDPChecksum,
             udp6ZeroChecksum: configuration.underlay.udp6ZeroChecksum, maxInnerFrame: maxInnerFrame, maxInnerFrame6: maxInnerFrame6)
 
+        // Large enough for every slot and stamp at once, and for blocks of VNIs changed many times over before the
+        // cores pass a quiescent state (DPDK reclaims by itself when it is full; `retire` waits beyond that).
+        var queueSize = 4 * vniCapacity + 2 * endpointCapacity + fdbCapacity + 4096
+        queueSize = 1 << (Int.bitWidth - (queueSize - 1).leadingZeroBitCount)
+        reclaimSink.tables = self
+        let queue = vx_dq_create("rdq\(id)", UInt32(queueSize), qsbr, Self.freeRetired, Unmanaged.passUnretained(reclaimSink).toOpaque())
+        guard let queue else { throw DPDKError.fromErrno("creating the RCU defer queue (\(queueSize) entries)") }
+        reclaimQueue = queue
+
         // The file's state, through the same code as run-time changes: VNIs (flood tunnels first, in file order),
         // then the access ports, then the static FDB. Static neighbors resolve their tunnels now; the rest wait
         // for ARP.
@@ -412,7 +426,9 @@ public final class ForwardingTables: @unchecked Sendable {
         templates.deallocate()
         UnsafeMutableRawPointer(partialSums).deallocate()
         for s in 0..<vniCapacity where vniBlocks[s] != emptyVNIBlock { Self.free(vniBlocks[s]) }
-        for r in retired { if case .vniBlock(let b) = r.item { Self.free(b) } }
+        // The cores are gone (no reader holds a grace period back): everything queued is freed now.
+        reclaimSink.closing = true
+        if let reclaimQueue { _ = vx_dq_delete(reclaimQueue) }
         emptyVNIBlock.pointee.members.deallocate()
         emptyVNIBlock.deallocate()
         vniBlocks.deallocate()

@@ -33,6 +33,17 @@ extension ForwardingTables {
         case vniBlock(UnsafeMutablePointer<VNIBlock>)
         case vniSlot(Int)
         case endpointSlot(Int32)
+        case stampSlot(Int32)
+
+        /// As it waits in the defer queue: (kind, value).
+        var element: (kind: Int, value: UInt64) {
+            switch self {
+            case .vniBlock(let b): (1, UInt64(UInt(bitPattern: b)))
+            case .vniSlot(let s): (2, UInt64(s))
+            case .endpointSlot(let e): (3, UInt64(e))
+            case .stampSlot(let s): (4, UInt64(s))
+            }
+        }
     }
 
     // MARK: - VNIs
@@ -49,10 +60,10 @@ extension ForwardingTables {
         }
         guard vniSlots[vni] == nil else { throw ChangeError("VNI \(vni) already exists") }
         try checkFloodList(segment.flood, vni: vni)
-        if freeVNISlots.isEmpty && !retired.isEmpty { waitForGracePeriod { !self.freeVNISlots.isEmpty } }
+        if freeVNISlots.isEmpty && waiting[2] > 0 { waitForGracePeriod { !self.freeVNISlots.isEmpty } }
         func full() -> ChangeError {
             ChangeError("cannot add VNI \(vni): all \(vniCapacity) VNIs (resources.vnis) are in use"
-                + (retired.isEmpty ? "" : " or waiting for the cores to let go of them"))
+                + (waiting[2] == 0 ? "" : " or waiting for the cores to let go of them"))
         }
         guard !freeVNISlots.isEmpty else { throw full() }
         let flood = try pinAll(segment.flood, vni: vni)
@@ -316,7 +327,7 @@ extension ForwardingTables {
 
     /// Endpoint slots free, or waiting for a grace period (free in microseconds while the cores poll).
     public var endpointRoom: Int {
-        freeEndpoints.count + retired.reduce(0) { if case .endpointSlot = $1.item { return $0 + 1 }; return $0 }
+        freeEndpoints.count + waiting[3]
     }
 
     // MARK: - Static FDB entries
@@ -336,7 +347,7 @@ extension ForwardingTables {
             throw ChangeError("\(mac) already has a static entry in VNI \(vni) (to \(to)); delete it first")
         }
         if entries[entryKey] == nil {
-            if freeStamps.isEmpty && !pendingStamps.isEmpty { waitForGracePeriod { !self.freeStamps.isEmpty } }
+            if freeStamps.isEmpty && waiting[4] > 0 { waitForGracePeriod { !self.freeStamps.isEmpty } }
             guard !freeStamps.isEmpty else { throw ChangeError("the FDB is full (resources.fdb_entries \(fdbCapacity))") }
         }
         let t = try pinTunnel(vni: vni, remote: remote)
@@ -415,7 +426,7 @@ extension ForwardingTables {
         }
         if !released.isEmpty {
             bumpGeneration()
-            pendingStamps.append((vx_qsbr_start(qsbr), released))
+            for slot in released { retire(.stampSlot(slot)) }
         }
         return released.count
     }
@@ -433,23 +444,59 @@ extension ForwardingTables {
 
     // MARK: - Reclaiming
 
-    func retire(_ item: Retired) { retired.append((vx_qsbr_start(qsbr), item)) }
+    /// Queues `item` until every core has let go of it (DPDK's defer queue takes the grace-period token).
+    func retire(_ item: Retired) {
+        let (kind, value) = item.element
+        var tries = 0
+        // Full even after DPDK reclaimed what it could: the cores are slow to let go. Wait for them (with the
+        // writer's lock let go, inside a change) and try again; a queue this size full means a core is stuck.
+        while vx_dq_enqueue(reclaimQueue, UInt64(kind), value) != 0 {
+            tries += 1
+            precondition(tries < 1000, "the RCU defer queue stays full: a polling core has stopped passing quiescent states")
+            let token = vx_qsbr_start(qsbr)
+            awaitGracePeriod? { vx_qsbr_check(self.qsbr, token) == 1 }
+            _ = vx_dq_reclaim(reclaimQueue)
+        }
+        waiting[kind] += 1
+    }
 
-    /// Frees what every core has let go of (called by `reclaim()` every slow-path round).
+    /// Frees what every core has let go of (called by `reclaim()` every slow-path round, and by changes short of
+    /// a slot).
     func reclaimRetired() {
-        guard !retired.isEmpty else { return }
-        var keep: [(token: UInt64, item: Retired)] = []
-        for r in retired {
-            guard vx_qsbr_check(qsbr, r.token) == 1 else { keep.append(r); continue }
-            switch r.item {
-            case .vniBlock(let b): Self.free(b)
-            case .vniSlot(let s): freeVNISlots.append(s)
-            case .endpointSlot(let e):
-                endpointPort[Int(e)] = -1; endpointVNISlot[Int(e)] = -1; endpointVLAN[Int(e)] = 0
-                freeEndpoints.append(e)
+        if waiting[1] + waiting[2] + waiting[3] + waiting[4] > 0 { _ = vx_dq_reclaim(reclaimQueue) }
+    }
+
+    /// Everything still waiting for the cores to let go (tests: 0 once the cores have passed a quiescent state).
+    public var waitingForGracePeriod: Int { waiting.reduce(0, +) }
+
+    /// DPDK's defer queue calls this for each element whose grace period is over.
+    static let freeRetired: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UInt32) -> Void = { p, e, n in
+        guard let p, let e else { return }
+        let sink = Unmanaged<ReclaimSink>.fromOpaque(p).takeUnretainedValue()
+        let words = e.assumingMemoryBound(to: UInt64.self)
+        for i in 0..<Int(n) {
+            // While the tables go (their deinit empties the queue), only memory is freed: the slots go with them.
+            if sink.closing {
+                if words[2 * i] == 1 { ForwardingTables.free(UnsafeMutablePointer<VNIBlock>(bitPattern: UInt(words[2 * i + 1]))!) }
+            } else {
+                sink.tables.released(kind: Int(words[2 * i]), value: words[2 * i + 1])
             }
         }
-        retired = keep
+    }
+
+    func released(kind: Int, value: UInt64) {
+        waiting[kind] -= 1
+        switch kind {
+        case 1: Self.free(UnsafeMutablePointer<VNIBlock>(bitPattern: UInt(value))!)
+        case 2: freeVNISlots.append(Int(value))
+        case 3:
+            let e = Int(value)
+            endpointPort[e] = -1; endpointVNISlot[e] = -1; endpointVLAN[e] = 0
+            freeEndpoints.append(Int32(e))
+        default:
+            fdbLastSeen[Int(value)] = 0
+            freeStamps.append(Int32(value))
+        }
     }
 
     /// Tunnels created since the last call (the slow path starts resolving their next hops).
@@ -457,4 +504,11 @@ extension ForwardingTables {
         defer { createdTunnels = [] }
         return createdTunnels
     }
+}
+
+/// The defer queue's way back to its tables: not the tables themselves, which must not be retained from inside
+/// their own deinit (where the queue is emptied).
+final class ReclaimSink {
+    unowned(unsafe) var tables: ForwardingTables!
+    var closing = false
 }

@@ -183,7 +183,6 @@ extension ForwardingTables {
     /// (returned, with their next hops, so that the slow path can stop resolving those). Called every round.
     @discardableResult
     public func reclaim() -> [(tunnel: Int, nextHop: IPAddress)] {
-        reclaimStamps()
         reclaimRetired()
         guard !dyingTunnels.isEmpty else { return [] }
         var gone: [(tunnel: Int, nextHop: IPAddress)] = []

@@ -15,12 +15,13 @@ final class FDBPublicationTests: XCTestCase {
     var tables: ForwardingTables { h.tables }
 
     /// Ports 1 and 2 (endpoints 0 and 1) are in VNI 42, port 3 (endpoint 2) in VNI 43.
-    func build() throws {
+    func build(resources: String = "") throws {
         h = try PipelineHarness(accessPorts: 3) { names in """
             underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
             access: [ { port: \(names[1]), vni: 42 }, { port: \(names[2]), vni: 42 }, { port: \(names[3]), vni: 43 } ]
             vnis: [ { vni: 42, flood: [10.99.0.2] }, { vni: 43, flood: [10.99.0.3] } ]
             neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }, { ip: 10.99.0.3, mac: "02:00:00:00:00:03" } ]
+            \(resources)
             """ }
         h.control!.poll(now: 0)
     }
@@ -165,14 +166,7 @@ extension FDBPublicationTests {
     /// its complete outer header, or switched to the local port after the move: never a half-built header, a stale
     /// remote or another port. Run it in the release build too (scripts/test.sh does), where reordering shows.
     func testACoreOnAnotherThreadSeesEachNewEntryWholeOrNotAtAll() throws {
-        h = try PipelineHarness(accessPorts: 3) { names in """
-            underlay: { port: \(names[0]), ip: 10.99.0.1/24, mac: "\(Self.ourMAC)" }
-            access: [ { port: \(names[1]), vni: 42 }, { port: \(names[2]), vni: 42 }, { port: \(names[3]), vni: 43 } ]
-            vnis: [ { vni: 42, flood: [10.99.0.2] }, { vni: 43, flood: [10.99.0.3] } ]
-            neighbors: [ { ip: 10.99.0.2, mac: "02:00:00:00:00:02" }, { ip: 10.99.0.3, mac: "02:00:00:00:00:03" } ]
-            resources: { tunnels: 128 }
-            """ }
-        h.control!.poll(now: 0)
+        try build(resources: "resources: { tunnels: 128 }")
         XCTAssertEqual(tables.learn(vni: 42, mac: MACAddress(Self.vmA)!, target: .local(0)), .added)
         let remotes = 60
         let mac = { (i: Int) in String(format: "02:00:00:00:0d:%02x", i) }

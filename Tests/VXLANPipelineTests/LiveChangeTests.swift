@@ -218,7 +218,7 @@ final class LiveChangeTests: XCTestCase {
         }
         _ = h.run(now: 3)
         XCTAssertEqual(tables.liveTunnelCount, tunnels)
-        XCTAssertEqual(tables.retired.count, 0)
+        XCTAssertEqual(tables.waitingForGracePeriod, 0)
         XCTAssertEqual(tables.freeVNISlots.count, 15)
         XCTAssertEqual(tables.configuration.vnis.map(\.vni), [42])
         XCTAssertEqual(h.totalDrops, 0)
