@@ -30,7 +30,10 @@ public enum ConfigParser {
 
     public static func load(path: String) throws -> VTEPConfiguration {
         var info = stat()
-        if stat(path, &info) == 0, Int(info.st_size) > maxFileBytes {
+        guard stat(path, &info) == 0 else { throw ConfigError("", "cannot read configuration file '\(path)': \(String(cString: strerror(errno)))") }
+        // Only a file: a device, a FIFO or a directory is never read (`apply /dev/zero` would never end).
+        guard info.st_mode & S_IFMT == S_IFREG else { throw ConfigError("", "'\(path)' is not a regular file") }
+        if Int(info.st_size) > maxFileBytes {
             throw ConfigError("", "configuration file '\(path)' is \(info.st_size) bytes; at most \(maxFileBytes >> 20) MiB is accepted")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -50,15 +53,23 @@ public enum ConfigParser {
         } catch let error as ConfigError {
             throw error
         } catch {
-            // Yams says what is wrong, and where, in the words users have seen so far.
+            // Where it is wrong and libyaml's words for what, never the text around it: the file may not be a
+            // configuration at all (`vxlanctl apply /etc/shadow`), and errors go to clients and the log.
             do {
                 _ = try Yams.compose(yaml: text)
+            } catch let error as YamlError {
+                throw ConfigError("", "not valid YAML or JSON: \(Self.describe(error))")
             } catch {
-                throw ConfigError("", "not valid YAML or JSON: \(error)")
+                throw ConfigError("", "not valid YAML or JSON")
             }
             throw ConfigError("", "not valid YAML or JSON")
         }
-        let top = try Mapping(root, path: "", allowed: ["underlay", "access", "vnis", "fdb", "neighbors", "resources"])
+        let topKeys = ["underlay", "access", "vnis", "fdb", "neighbors", "resources"]
+        // A file with none of the keys is not a configuration: say so without quoting any of it.
+        guard let pairs = root.mapping, pairs.contains(where: { topKeys.contains($0.key.scalar?.string ?? "") }) else {
+            throw ConfigError("", line: root.line, "not a vxland configuration (it has none of the keys \(topKeys.joined(separator: ", ")))")
+        }
+        let top = try Mapping(root, path: "", allowed: topKeys)
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
                             allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict",
@@ -233,6 +244,18 @@ public enum ConfigParser {
         if v.optional("client") != nil { vhost.client = try v.boolean("client") }
         if v.optional("tso") != nil { vhost.tso = try v.boolean("tso") }
         return vhost
+    }
+
+    /// A YAML error as libyaml's problem and where it is (line, column), without the file's text.
+    static func describe(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
+            return "\(problem) at line \(mark.line), column \(mark.column)" + (context.map { " (\($0.text))" } ?? "")
+        case .reader(let problem, _, _, _): return problem
+        case .composer(let context, let problem, let mark, _):
+            return "\(problem) at line \(mark.line), column \(mark.column)" + (context.map { " (\($0.text))" } ?? "")
+        default: return "unreadable YAML"
+        }
     }
 
     // The keys of the entries a file may hold hundreds of thousands of, built once.

@@ -23,10 +23,12 @@ public enum ConfigRules {
             }
         }
 
+        if let problem = problem(portName: underlay.port) { throw ConfigError("underlay.port", problem) }
         var ports = Set<String>(minimumCapacity: c.access.count)
         var sockets = Set<String>()
         for (i, p) in c.access.enumerated() {
             let path = "access[\(i)]"
+            if let problem = problem(portName: p.port) { throw ConfigError("\(path).port", problem) }
             if p.port == underlay.port { throw ConfigError("\(path).port", "'\(p.port)' is already the underlay port") }
             guard ports.insert(p.port).inserted else { throw ConfigError("\(path).port", "'\(p.port)' is listed twice") }
             if let vhost = p.vhost {
@@ -127,6 +129,15 @@ public enum ConfigRules {
     /// Why `mac` cannot be a static FDB entry's or neighbor's address, or nil.
     public static func problem(unicast mac: MACAddress) -> String? {
         mac.isMulticast || mac.isZero ? "\(mac) is not a unicast address" : nil
+    }
+
+    /// Why `name` cannot be a DPDK port's name, or nil: it goes into device arguments (a vhost-user port is created
+    /// as `name,iface=...`), where ',' and '=' would be read as arguments of their own.
+    public static func problem(portName name: String) -> String? {
+        guard !name.isEmpty, !name.contains(where: { $0 == "," || $0 == "=" || $0.isWhitespace || $0.isNewline }) else {
+            return "'\(name)' is not a DPDK port name (no ',', '=' or blanks)"
+        }
+        return nil
     }
 
     /// Why `socket` cannot be a vhost-user port's socket path, or nil.

@@ -191,6 +191,7 @@ public final class Dataplane: @unchecked Sendable {
     /// Starts the ports. Polling happens in `launch()` (worker lcores) or `runOnCurrentThread()`.
     public func startPorts() throws {
         for port in ports { try port.start() }
+        vhostPorts.restrictServerSockets()
         watchVhostGuests()
     }
 

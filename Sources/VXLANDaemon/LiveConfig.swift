@@ -279,6 +279,7 @@ extension Dataplane {
             let large = try Dataplane.configure(resolved, index: slot, mode: p.offloads, configuration: configuration,
                                                 queues: lcores.count, pool: pool, tag: tag, socket: poolSocket)
             try resolved.start()
+            vhostPorts.restrictServerSockets()
             // No core reaches the slot yet (no queue, no endpoint): its TX side and counters are set from here.
             for (c, core) in cores.enumerated() {
                 core.control.tx.setPort(slot, port: resolved.id, queue: UInt16(c))

@@ -89,6 +89,13 @@ final class VhostPorts {
         return rc == 0
     }
 
+    /// Server sockets are the owner's alone (0600), whatever the umask: a process that connects is a VM in a
+    /// tenant's VNI. The vhost library creates them as the ports start, with vxland's umask (0077) in force until
+    /// this narrows them.
+    func restrictServerSockets() {
+        for device in devices where device.server { chmod(device.socket, 0o600) }
+    }
+
     /// Removes the devices (after the dataplane closed their ports) and any server socket that outlived them.
     func remove() {
         for device in devices.reversed() { remove(device) }

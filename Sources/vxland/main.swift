@@ -55,6 +55,10 @@ LiveLogLevel.shared.level = Logger.Level(rawValue: command.logLevel) ?? .info
 LoggingSystem.bootstrap { label in
     LiveLevelLogHandler(StreamLogHandler.standardError(label: label))
 }
+// Whatever the umask vxland was started with, what it creates is its own: hugepage files, DPDK's runtime directory,
+// and vhost-user sockets (DPDK binds them with the process umask; a VM manager of another user is given access
+// explicitly, never by a permissive umask). The control socket's mode is set explicitly as well.
+umask(0o077)
 var options = DaemonOptions(configPath: command.config)
 options.socketPath = command.socket
 exit(Daemon.run(eal: ealArguments, options: options, logger: Logger(label: "vxland")))

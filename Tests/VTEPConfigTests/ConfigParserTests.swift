@@ -170,7 +170,7 @@ final class ConfigParserTests: XCTestCase {
 
     func testEachErrorNamesTheKeyAndTheProblem() {
         assertError("", "configuration: the configuration is empty")
-        assertError("- 1\n- 2", "configuration (line 1): expected a mapping of keys (underlay, access, vnis, fdb, neighbors, resources)")
+        assertError("- 1\n- 2", "configuration (line 1): not a vxland configuration (it has none of the keys underlay, access, vnis, fdb, neighbors, resources)")
         assertError("access: []", "underlay (line 1): required key is missing")
         assertError(replacing("mtu: 1500", "mtuu: 1500"),
                     "underlay.mtuu (line 5): unknown key (expected one of: port, ip, ip6, mac, mtu, udp_port, ttl, gateway, gateway6, neighbor_timeout, strict, allowed_remotes, offloads, verify_udp_checksum, udp6_zero_checksum)")
@@ -467,7 +467,7 @@ final class ConfigParserTests: XCTestCase {
 
     func testMissingFileIsNamed() {
         XCTAssertThrowsError(try ConfigParser.load(path: "/nonexistent/vxland.yaml")) { error in
-            XCTAssertEqual("\(error)", "configuration: cannot read configuration file '/nonexistent/vxland.yaml'")
+            XCTAssertEqual("\(error)", "configuration: cannot read configuration file '/nonexistent/vxland.yaml': No such file or directory")
         }
     }
 
@@ -514,5 +514,42 @@ final class MACAddressParsingTests: XCTestCase {
         XCTAssertNil(MACAddress("02:00-00:00:00:0a"), "mixed separators are a typo")
         XCTAssertNil(MACAddress("02:00:00:00:00"))
         XCTAssertNil(MACAddress("02:00:00:00:00:0g"))
+    }
+}
+
+/// A file that is not a configuration is refused without a word of its text; ports and files are checked.
+final class ForeignFileTests: XCTestCase {
+    func refusal(_ text: String) -> String {
+        do { _ = try ConfigParser.parse(text); return "accepted" } catch { return "\(error)" }
+    }
+
+    func testAFileThatIsNotAConfigurationIsNeverQuoted() {
+        let shadow = "root:$6$Secret.Hash$abc:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
+        let environ = "TOKEN=supersecret\u{0}HOME=/root\u{0}"
+        let keyed = "api_token: supersecret\nother: [1, 2]\n"
+        let broken = "underlay: { port: p0, ip: \"10.99.0.1/24\nsecret: 'unterminated\n"
+        for (text, words) in [(shadow, ["Secret", "root", "19000"]), (environ, ["supersecret", "TOKEN"]),
+                              (keyed, ["supersecret", "api_token"]), (broken, ["secret", "unterminated"])] {
+            let said = refusal(text)
+            XCTAssertTrue(said.contains("not a vxland configuration") || said.contains("not valid YAML"), said)
+            for w in words { XCTAssertFalse(said.contains(w), "\(said) quotes \(w)") }
+        }
+        XCTAssertTrue(refusal(broken).contains("line"), refusal(broken))
+    }
+
+    func testOnlyRegularFilesAreRead() {
+        for path in ["/dev/zero", "/tmp", "/proc/self/environ"] {
+            do { _ = try ConfigParser.load(path: path); XCTFail("\(path) was read") } catch {
+                // /proc files are regular but not a configuration.
+                XCTAssertTrue("\(error)".contains("not a regular file") || "\(error)".contains("not a vxland configuration")
+                              || "\(error)".contains("not valid YAML"), "\(path): \(error)")
+                XCTAssertFalse("\(error)".contains("PATH="), "\(error)")
+            }
+        }
+    }
+
+    func testPortNamesCannotCarryDeviceArguments() {
+        let text = ConfigParserTests.valid.replacingOccurrences(of: "port: net_af_packet1,", with: "port: \"net_vhost0,iface=/tmp/x\",")
+        XCTAssertTrue(refusal(text).contains("is not a DPDK port name"), refusal(text))
     }
 }

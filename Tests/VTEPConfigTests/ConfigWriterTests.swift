@@ -256,7 +256,8 @@ final class ConfigWriterTests: XCTestCase {
             XCTAssertEqual(Array(node.string.unicodeScalars), Array(name.unicodeScalars), "parser: \(yaml)")
         }
         // Port names the parser accepts (no blanks), as ports of a whole configuration.
-        for name in bare + quoted.map(\.0) where !name.isEmpty && !name.contains(where: \.isWhitespace) && !name.hasPrefix("/") {
+        for name in bare + quoted.map(\.0) where ConfigRules.problem(portName: name) == nil && ConfigRules.problem(portName: name + "2") == nil
+            && !name.hasPrefix("/") {
             let c = VTEPConfiguration(underlay: .init(port: name, interface: IPv4Interface("10.99.0.1/24")),
                                       access: [.init(port: name + "2", vni: 7)], vnis: [.init(vni: 7, flood: [])],
                                       fdb: [], neighbors: [], resources: .init())
@@ -347,11 +348,11 @@ enum RandomConfiguration {
         var description: String { Self.features.map { "\($0) \(counts[$0, default: 0])" }.joined(separator: ", ") }
     }
 
-    /// Names that YAML would misread bare, or that need escapes; none holds a blank (the parser refuses those).
+    /// Names that YAML would misread bare, or that need escapes; none holds a blank, ',' or '=' (not port names).
     static let oddNames = ["yes", "No", "ON", "off", "y", "true", "False", "null", "NULL", "~", "123", "0", "-1", "+1", "0x1F",
                            "1e3", ".inf", ".nan", "1:20", "2001-12-14", "0000:3b:00.0", "a:b", "x:", ":x", "a#b", "#x", "[x]",
-                           "{x}", "x,y", "&a", "*a", "!t", "|", ">", "%x", "@x", "`x`", "'x", "\"x\"", "back\\slash", "-",
-                           "-x", "?", "?x", "<<", "=", "é", "日本", "e\u{301}", "\u{FEFF}x", "x\u{200B}", "\u{0}x", "\u{7}",
+                           "{x}", "&a", "*a", "!t", "|", ">", "%x", "@x", "`x`", "'x", "\"x\"", "back\\slash", "-",
+                           "-x", "?", "?x", "<<", "é", "日本", "e\u{301}", "\u{FEFF}x", "x\u{200B}", "\u{0}x", "\u{7}",
                            "🙂", "_", "Yesterday", "net_af_packet0"]
     static let oddSockets = ["/run/vxland/vm.sock", "/tmp/a:b.sock", "/tmp/#x", "/tmp/x#", "/tmp/\"q\".sock", "/tmp/back\\slash",
                              "/tmp/ü.sock", "/tmp/yes", "/123", "/tmp/[x]", "/tmp/{x}", "/tmp/&a", "/tmp/*a", "/tmp/~",
