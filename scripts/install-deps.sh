@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(dpdk dpdk-dev libdpdk-dev libnuma-dev pkg-config iproute2 ethtool iputils-ping procps kmod
-          python3 python3-scapy python3-pytest python3-pytest-timeout python3-yaml iperf3 iputils-tracepath tshark)
+          python3 python3-scapy python3-pytest python3-pytest-timeout python3-yaml iperf3 iputils-tracepath tshark binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

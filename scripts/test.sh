@@ -36,5 +36,11 @@ echo "== swift test -c release (in-process DPDK tests, optimized)"
 echo "== swift build -c release (vxland, vxlanctl, vxlan-guest: the binaries the system tests run)"
 swift build -c release
 
+# As the Docker image's build stage builds them (the Swift runtime linked in): the packaging test checks that the
+# image's runtime stage installs every library they need.
+echo "== swift build -c release --static-swift-stdlib (the Docker image's binaries)"
+swift build -c release --static-swift-stdlib --scratch-path .build-static --product vxland
+swift build -c release --static-swift-stdlib --scratch-path .build-static --product vxlanctl
+
 echo "== system tests (pcap, Linux vxlan interop, daemon and CLI; release binaries)"
 VXLAN_BUILD_DIR="$PWD/.build/release" /usr/bin/python3 -m pytest -p no:cacheprovider -v Tests/system

@@ -75,8 +75,11 @@ final class YAMLTreeTests: XCTestCase {
             XCTAssertThrowsError(try YAMLNode.load(text), text)
             XCTAssertThrowsError(try Yams.compose(yaml: text), text)
             guard case .failure(let cause) = Result(catching: { try Yams.compose(yaml: text) }) else { continue }
+            // libyaml's words and place, never the text around it (the file may not be a configuration at all).
+            guard let yaml = cause as? YamlError else { XCTFail("\(cause)"); continue }
             XCTAssertThrowsError(try ConfigParser.parse(text)) { error in
-                XCTAssertEqual("\(error)", "configuration: not valid YAML or JSON: \(cause)", text)
+                XCTAssertEqual("\(error)", "configuration: not valid YAML or JSON: \(ConfigParser.describe(yaml))", text)
+                XCTAssertFalse("\(error)".contains(text.split(separator: "\n")[0]), "\(error) quotes the file")
             }
         }
     }
