@@ -97,7 +97,17 @@ static inline uint8_t *vx_mbuf_prepend(struct rte_mbuf *m, uint16_t len) {
 /// Removes bytes from the front; NULL when the first segment is shorter.
 static inline uint8_t *vx_mbuf_adj(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_adj(m, len); }
 /// Removes bytes from the end; non-zero when the last segment is shorter.
-static inline int vx_mbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(m, len); }
+// rte_pktmbuf_trim cuts the last buffer only, and leaves it in the chain when it empties it: a zero-length buffer
+// that some NICs refuse or stall on. An emptied last buffer is unlinked and freed.
+static inline int vx_mbuf_trim(struct rte_mbuf *m, uint16_t len) {
+    if (rte_pktmbuf_trim(m, len) != 0) return -1;
+    if (m->nb_segs > 1) {
+        struct rte_mbuf *prev = m, *last = m->next;
+        while (last->next != NULL) { prev = last; last = last->next; }
+        if (last->data_len == 0) { prev->next = NULL; m->nb_segs--; rte_pktmbuf_free_seg(last); }
+    }
+    return 0;
+}
 static inline uint8_t *vx_mbuf_append(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_append(m, len); }
 static inline void vx_prefetch0(const void *p) { rte_prefetch0(p); }
 /// Removes the outer 802.1Q tag (moving the MACs up 4 bytes); non-zero when the frame carries none.
