@@ -59,7 +59,7 @@ extension ForwardingTables {
     /// Whether `target` may be the target of an entry in vniSlot `vniSlot`.
     func isValid(_ target: FDBTarget, vniSlot: Int) -> Bool {
         switch target {
-        case .local(let e): e >= 0 && e < endpointCapacity && endpointLive[e] && Int(endpointVNISlot[e]) == vniSlot
+        case .local(let e): e >= 0 && e < endpointCapacity && endpointLive[e] && Int(fastPath.endpointVNISlot[e]) == vniSlot
         case .tunnel(let t): isLive(tunnel: t) && tunnels[t].vni == vniState[vniSlot]?.settings.vni
         }
     }
@@ -89,10 +89,10 @@ extension ForwardingTables {
             // entry whose move is refused (no tunnel left) ages out rather than living on at the old place.
             switch destination {
             case .target(let t) where t == entry.target:
-                fdbLastSeen[Int(entry.slot)] = clock.pointee
+                fastPath.fdbLastSeen[Int(entry.slot)] = fastPath.clock.pointee
                 return .refreshed
             case .remote(let ip) where existingTunnel(vni: vni, remote: ip).map({ FDBTarget.tunnel($0) }) == entry.target:
-                fdbLastSeen[Int(entry.slot)] = clock.pointee
+                fastPath.fdbLastSeen[Int(entry.slot)] = fastPath.clock.pointee
                 return .refreshed
             default: break
             }
@@ -127,21 +127,21 @@ extension ForwardingTables {
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
         if var entry = existing {
             // One release store of the key's data word: a core sees the old target or the new one.
-            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: entry.slot)) == 0 else {
+            guard rte_hash_add_key_data(fastPath.fdbHash, key, FDBData.pack(target: target.raw, slot: entry.slot)) == 0 else {
                 undo(target, created: created)
                 return .tableFull
             }
             release(entry.target)
             entry.target = target
             entries[entryKey] = entry
-            fdbLastSeen[Int(entry.slot)] = clock.pointee
+            fastPath.fdbLastSeen[Int(entry.slot)] = fastPath.clock.pointee
             bumpGeneration()
             return .moved
         }
         let slot = freeStamps.removeLast()
-        fdbLastSeen[Int(slot)] = clock.pointee
+        fastPath.fdbLastSeen[Int(slot)] = fastPath.clock.pointee
         // The data word (target and stamp slot) is stored before the key becomes visible.
-        guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target.raw, slot: slot)) == 0 else {
+        guard rte_hash_add_key_data(fastPath.fdbHash, key, FDBData.pack(target: target.raw, slot: slot)) == 0 else {
             freeStamps.append(slot)                 // never visible: free at once
             undo(target, created: created)
             return .tableFull
@@ -164,20 +164,20 @@ extension ForwardingTables {
     /// Removes learned entries not seen for their VNI's ageing time. Returns how many went.
     @discardableResult
     public func age() -> Int {
-        let now = clock.pointee
+        let now = fastPath.clock.pointee
         var released: [Int32] = []
         // Which entries go is decided first and the dictionary changed after: removing while iterating would copy
         // the whole table (copy on write) every time anything ages.
         var expired: [(key: EntryKey, vniSlot: Int)] = []
         for (entryKey, entry) in entries where !entry.isStatic {
             guard let vniSlot = vniSlots[entry.vni], let ageing = vniState[vniSlot]?.settings.ageing else { continue }
-            let seen = fdbLastSeen[Int(entry.slot)]
+            let seen = fastPath.fdbLastSeen[Int(entry.slot)]
             if now &- seen >= UInt32(ageing) { expired.append((entryKey, vniSlot)) }
         }
         for (entryKey, vniSlot) in expired {
             guard let entry = entries[entryKey] else { continue }
             Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
-            if rte_hash_del_key(fdbHash, key) >= 0 {
+            if rte_hash_del_key(fastPath.fdbHash, key) >= 0 {
                 entries[entryKey] = nil
                 learnedPerVNI[vniSlot] -= 1
                 released.append(entry.slot)
@@ -200,11 +200,11 @@ extension ForwardingTables {
     /// The entries and their ages, in no order: a copy quick enough to take under the slow path's lock, which
     /// learning and ARP also need (sort it outside with `sorted`).
     public func unsortedFDBEntries(vni: UInt32? = nil) -> [(entry: FDBEntry, age: UInt32)] {
-        let now = clock.pointee
+        let now = fastPath.clock.pointee
         var out: [(entry: FDBEntry, age: UInt32)] = []
         out.reserveCapacity(vni == nil ? entries.count : 64)
         for e in entries.values where vni == nil || e.vni == vni {
-            out.append((e, e.isStatic ? 0 : now &- fdbLastSeen[Int(e.slot)]))
+            out.append((e, e.isStatic ? 0 : now &- fastPath.fdbLastSeen[Int(e.slot)]))
         }
         return out
     }
@@ -224,7 +224,7 @@ extension ForwardingTables {
     public func lookupFDB(vni: UInt32, mac: MACAddress) -> Int? {
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
         var data: UnsafeMutableRawPointer?
-        guard rte_hash_lookup_data(fdbHash, key, &data) >= 0, case .tunnel(let t) = FDBTarget(raw: FDBData.target(data)) else { return nil }
+        guard rte_hash_lookup_data(fastPath.fdbHash, key, &data) >= 0, case .tunnel(let t) = FDBTarget(raw: FDBData.target(data)) else { return nil }
         return t
     }
 
@@ -232,7 +232,7 @@ extension ForwardingTables {
     public func lookupVNI(_ vni: UInt32) -> Int? {
         Self.writeVNIKey(key, vni: vni)
         var data: UnsafeMutableRawPointer?
-        guard rte_hash_lookup_data(vniHash, key, &data) >= 0 else { return nil }
+        guard rte_hash_lookup_data(fastPath.vniHash, key, &data) >= 0 else { return nil }
         return Int(bitPattern: data) - 1
     }
 
@@ -240,7 +240,7 @@ extension ForwardingTables {
     /// entry would look to a core).
     func insertUnchecked(vni: UInt32, mac: MACAddress, target: Int32, slot: Int32) {
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
-        _ = rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: target, slot: slot))
+        _ = rte_hash_add_key_data(fastPath.fdbHash, key, FDBData.pack(target: target, slot: slot))
         bumpGeneration()
     }
 }

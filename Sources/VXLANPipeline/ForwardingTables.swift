@@ -27,6 +27,7 @@ public enum PortRole: Equatable, Sendable {
 /// - Each tunnel's 50 header bytes exist twice: the writer fills the copy the cores are not using, publishes it
 ///   through `activeCopy`, and reuses the other copy only after a grace period.
 /// - `generation` moves whenever a lookup result changes or disappears; cores then flush their caches.
+@dynamicMemberLookup
 public final class ForwardingTables: @unchecked Sendable {
     public struct Tunnel: Sendable, Equatable {
         public var vni: UInt32
@@ -87,55 +88,18 @@ public final class ForwardingTables: @unchecked Sendable {
     public internal(set) var configuration: VTEPConfiguration
 
     // Fast-path views.
-    public let templates: UnsafeMutableRawPointer
-    public let partialSums: UnsafeMutablePointer<UInt32>
-    /// Per tunnel: 0 or 1, the copy in use; -1 while its next hop's MAC is unknown (packets are dropped).
-    public let activeCopy: UnsafeMutablePointer<Int32>
-    /// Per tunnel: its remote VTEP address (host order), so a core can tell whether a learned MAC moved.
-    public let tunnelRemote: UnsafeMutablePointer<UInt32>
-    /// Per tunnel: 1 for an IPv6 tunnel, whose remote is in `tunnelRemote6` (two words per tunnel).
-    public let tunnelIsIPv6: UnsafeMutablePointer<UInt8>
-    public let tunnelRemote6: UnsafeMutablePointer<UInt64>
     public let tunnelCapacity: Int
-    /// By VNI slot (what `vniHash` gives): the VNI's current block; an unused slot points at `emptyVNIBlock`.
-    public let vniBlocks: UnsafeMutablePointer<UnsafeMutablePointer<VNIBlock>>
     public let emptyVNIBlock: UnsafeMutablePointer<VNIBlock>
     /// VNI slots, endpoint slots and local ports the tables can hold (`resources.vnis`, `resources.ports`).
     public let vniCapacity: Int
     public let endpointCapacity: Int
     public let portCapacity: Int
-    /// Local endpoints by slot: (port, VLAN; 0 = untagged) pairs, each in one segment. A slot is written only
-    /// while no core can reach it (before it is published, or a grace period after it was unpublished).
-    public let endpointPort: UnsafeMutablePointer<Int32>
-    public let endpointVLAN: UnsafeMutablePointer<UInt16>
-    public let endpointVNISlot: UnsafeMutablePointer<Int32>
-    /// Per endpoint slot: how many times it was given to a port. A core's learn event carries it, so that an event
-    /// for a port since detached is not applied to the port that has its slot now.
-    public let endpointEpoch: UnsafeMutablePointer<UInt32>
-    /// For each local port: its endpoint when untagged, `PortKind.underlay` or `PortKind.tagged`.
-    public let portEndpoint: UnsafeMutablePointer<Int32>
-    /// Per local port: 1 when it takes TCP frames larger than the MTU with segmentation metadata (a vhost-user
-    /// guest that negotiated TSO and partial checksums). Written by the control side as guests come and go,
-    /// read by the cores as a plain byte: a stale value only means one burst delivered the other way.
-    public let portTakesLargeFrames: UnsafeMutablePointer<UInt8>
-    /// For tagged ports: `vlanEndpoint[port * 4096 + vid]`, -1 when the VLAN is not mapped.
-    public let vlanEndpoint: UnsafeMutablePointer<Int32>
     public enum PortKind {
         public static let underlay: Int32 = -1, tagged: Int32 = -2
         /// A port slot with no access mapping (detached, or not attached yet): its frames are dropped.
         public static let detached: Int32 = -3
     }
-    /// (vni, MAC) -> `FDBData` (target and stamp slot).
-    public let fdbHash: OpaquePointer
     public let fdbCapacity: Int
-    /// By stamp slot (`FDBData.slot`): the second (of `clock`) a core last saw this MAC as a source.
-    public let fdbLastSeen: UnsafeMutablePointer<UInt32>
-    /// VNI -> VNI slot + 1.
-    public let vniHash: OpaquePointer
-    /// Seconds since start, advanced by the slow path; cores stamp `fdbLastSeen` with it.
-    public let clock: UnsafeMutablePointer<UInt32>
-    public let generation: UnsafeMutablePointer<UInt64>
-    public let qsbr: OpaquePointer
     public let maxReaders: Int
     public let underlayAddress: UInt32
     /// The IPv6 VTEP address as two native-order words, when there is one.
@@ -146,8 +110,11 @@ public final class ForwardingTables: @unchecked Sendable {
     public let maxInnerFrame: Int
     public let maxInnerFrame6: Int
 
-    /// What the polling cores read, gathered once (FastPathView.swift).
+    /// What the polling cores read, gathered once (FastPathView.swift): the only place the tables keep their
+    /// shared memory, written through it by the writer (`fastPath.endpointPort[e] = ...`) and read through it by
+    /// reports (`tables.endpointPort`, forwarded by dynamic member lookup).
     public let fastPath: FastPathView
+    public subscript<T>(dynamicMember keyPath: KeyPath<FastPathView, T>) -> T { fastPath[keyPath: keyPath] }
 
     /// Test hook: runs right after a learned key became visible to the cores.
     var afterFDBInsert: (() -> Void)?
@@ -217,7 +184,7 @@ public final class ForwardingTables: @unchecked Sendable {
     /// Marks whether `port` takes large TCP frames (GRO and whole GSO frames go to it); see `portTakesLargeFrames`.
     public func setPortTakesLargeFrames(_ port: Int, _ takes: Bool) {
         guard port >= 0 && port < roles.count else { return }
-        vx_store_release_u8(portTakesLargeFrames + port, takes ? 1 : 0)
+        vx_store_release_u8(fastPath.portTakesLargeFrames + port, takes ? 1 : 0)
     }
 
     public init(configuration config: VTEPConfiguration, roles: [PortRole], underlayMAC: MACAddress, readers: Int = 1) throws {
@@ -239,22 +206,22 @@ public final class ForwardingTables: @unchecked Sendable {
         tunnelCapacity = max(configuration.resources.tunnels, 1)
         fdbCapacity = configuration.resources.fdbEntries
 
-        templates = Self.alignedAllocate(tunnelCapacity * 2 * Self.templateStride)
-        partialSums = Self.alignedAllocate(tunnelCapacity * 4).bindMemory(to: UInt32.self, capacity: tunnelCapacity)
-        activeCopy = .allocate(capacity: tunnelCapacity)
+        let templates = Self.alignedAllocate(tunnelCapacity * 2 * Self.templateStride)
+        let partialSums = Self.alignedAllocate(tunnelCapacity * 4).bindMemory(to: UInt32.self, capacity: tunnelCapacity)
+        let activeCopy: UnsafeMutablePointer<Int32> = .allocate(capacity: tunnelCapacity)
         activeCopy.initialize(repeating: -1, count: tunnelCapacity)
-        tunnelRemote = .allocate(capacity: tunnelCapacity)
+        let tunnelRemote: UnsafeMutablePointer<UInt32> = .allocate(capacity: tunnelCapacity)
         tunnelRemote.initialize(repeating: 0, count: tunnelCapacity)
-        tunnelIsIPv6 = .allocate(capacity: tunnelCapacity)
+        let tunnelIsIPv6: UnsafeMutablePointer<UInt8> = .allocate(capacity: tunnelCapacity)
         tunnelIsIPv6.initialize(repeating: 0, count: tunnelCapacity)
-        tunnelRemote6 = .allocate(capacity: tunnelCapacity * 2)
+        let tunnelRemote6: UnsafeMutablePointer<UInt64> = .allocate(capacity: tunnelCapacity * 2)
         tunnelRemote6.initialize(repeating: 0, count: tunnelCapacity * 2)
         publishTokens = []
-        generation = .allocate(capacity: 1)
+        let generation: UnsafeMutablePointer<UInt64> = .allocate(capacity: 1)
         generation.initialize(to: 0)
-        clock = .allocate(capacity: 1)
+        let clock: UnsafeMutablePointer<UInt32> = .allocate(capacity: 1)
         clock.initialize(to: 0)
-        fdbLastSeen = .allocate(capacity: fdbCapacity)
+        let fdbLastSeen: UnsafeMutablePointer<UInt32> = .allocate(capacity: fdbCapacity)
         fdbLastSeen.initialize(repeating: 0, count: fdbCapacity)
         freeStamps = (0..<Int32(fdbCapacity)).reversed()
         vniCapacity = max(configuration.resources.vnis, configuration.vnis.count, 1)
@@ -268,7 +235,7 @@ public final class ForwardingTables: @unchecked Sendable {
         guard qsbrSize > 0, let qsbrMemory = rte_zmalloc("vxlan_qsbr", qsbrSize, UInt32(RTE_CACHE_LINE_SIZE)) else {
             throw DPDKError.fromErrno("allocating RCU state for \(readers) reader(s)")
         }
-        qsbr = OpaquePointer(qsbrMemory)
+        let qsbr = OpaquePointer(qsbrMemory)
         guard rte_rcu_qsbr_init(qsbr, UInt32(maxReaders)) == 0 else {
             throw DPDKError.fromErrno("initialising RCU state for \(readers) reader(s)")
         }
@@ -284,30 +251,30 @@ public final class ForwardingTables: @unchecked Sendable {
         let noMembers = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
         noMembers.initialize(to: -1)
         emptyVNIBlock.initialize(to: VNIBlock(vni: 0, learning: false, accessCount: 0, floodCount: 0, members: noMembers, filter: nil))
-        vniBlocks = .allocate(capacity: vniCapacity)
+        let vniBlocks: UnsafeMutablePointer<UnsafeMutablePointer<VNIBlock>> = .allocate(capacity: vniCapacity)
         vniBlocks.initialize(repeating: emptyVNIBlock, count: vniCapacity)
-        endpointPort = .allocate(capacity: endpointCapacity)
+        let endpointPort: UnsafeMutablePointer<Int32> = .allocate(capacity: endpointCapacity)
         endpointPort.initialize(repeating: -1, count: endpointCapacity)
-        endpointVLAN = .allocate(capacity: endpointCapacity)
+        let endpointVLAN: UnsafeMutablePointer<UInt16> = .allocate(capacity: endpointCapacity)
         endpointVLAN.initialize(repeating: 0, count: endpointCapacity)
-        endpointVNISlot = .allocate(capacity: endpointCapacity)
+        let endpointVNISlot: UnsafeMutablePointer<Int32> = .allocate(capacity: endpointCapacity)
         endpointVNISlot.initialize(repeating: -1, count: endpointCapacity)
-        endpointEpoch = .allocate(capacity: endpointCapacity)
+        let endpointEpoch: UnsafeMutablePointer<UInt32> = .allocate(capacity: endpointCapacity)
         endpointEpoch.initialize(repeating: 0, count: endpointCapacity)
         freeEndpoints = (0..<Int32(endpointCapacity)).reversed()
         endpointLive = Array(repeating: false, count: endpointCapacity)
         portEndpoints = Array(repeating: [], count: portCapacity)
-        portEndpoint = .allocate(capacity: portCapacity)
+        let portEndpoint: UnsafeMutablePointer<Int32> = .allocate(capacity: portCapacity)
         portEndpoint.initialize(repeating: PortKind.detached, count: portCapacity)
-        portTakesLargeFrames = .allocate(capacity: portCapacity)
+        let portTakesLargeFrames: UnsafeMutablePointer<UInt8> = .allocate(capacity: portCapacity)
         portTakesLargeFrames.initialize(repeating: 0, count: portCapacity)
-        vlanEndpoint = .allocate(capacity: portCapacity * 4096)
+        let vlanEndpoint: UnsafeMutablePointer<Int32> = .allocate(capacity: portCapacity * 4096)
         vlanEndpoint.initialize(repeating: -1, count: portCapacity * 4096)
         portEndpoint[underlay] = PortKind.underlay
 
         let id = dpdkObjectSerial.next()
-        vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, vniCapacity * 2), keyLength: Self.keyLength)
-        fdbHash = try Self.makeHash(name: "fdb\(id)", entries: fdbCapacity, keyLength: Self.keyLength)
+        let vniHash = try Self.makeHash(name: "vni\(id)", entries: max(64, vniCapacity * 2), keyLength: Self.keyLength)
+        let fdbHash = try Self.makeHash(name: "fdb\(id)", entries: fdbCapacity, keyLength: Self.keyLength)
         // Deleted keys go back to each table only after every polling core passed a quiescent state.
         for (hash, what) in [(fdbHash, "the FDB"), (vniHash, "the VNI table")] {
             var rcu = rte_hash_rcu_config()
@@ -394,46 +361,46 @@ public final class ForwardingTables: @unchecked Sendable {
 
     /// Registers polling core `reader` (0..<maxReaders) with RCU; it then reports quiescent states.
     public func registerReader(_ reader: Int) {
-        _ = rte_rcu_qsbr_thread_register(qsbr, UInt32(reader))
-        vx_qsbr_online(qsbr, UInt32(reader))
+        _ = rte_rcu_qsbr_thread_register(fastPath.qsbr, UInt32(reader))
+        vx_qsbr_online(fastPath.qsbr, UInt32(reader))
     }
 
     public func unregisterReader(_ reader: Int) {
-        vx_qsbr_offline(qsbr, UInt32(reader))
-        _ = rte_rcu_qsbr_thread_unregister(qsbr, UInt32(reader))
+        vx_qsbr_offline(fastPath.qsbr, UInt32(reader))
+        _ = rte_rcu_qsbr_thread_unregister(fastPath.qsbr, UInt32(reader))
     }
 
     /// Tells the cores that cached lookup results may be stale.
-    public func bumpGeneration() { vx_store_release_u64(generation, generation.pointee &+ 1) }
+    public func bumpGeneration() { vx_store_release_u64(fastPath.generation, fastPath.generation.pointee &+ 1) }
 
 
     /// The port and VLAN (0: untagged) of local endpoint `e`.
-    public func endpoint(_ e: Int) -> (port: Int, vlan: UInt16) { (Int(endpointPort[e]), endpointVLAN[e]) }
+    public func endpoint(_ e: Int) -> (port: Int, vlan: UInt16) { (Int(fastPath.endpointPort[e]), fastPath.endpointVLAN[e]) }
 
 
     deinit {
         key.deallocate()
-        generation.deallocate()
-        clock.deallocate()
-        activeCopy.deallocate()
-        tunnelRemote.deallocate()
-        tunnelIsIPv6.deallocate()
-        tunnelRemote6.deallocate()
-        fdbLastSeen.deallocate()
-        rte_hash_free(fdbHash)
-        rte_hash_free(vniHash)
-        rte_free(UnsafeMutableRawPointer(qsbr))
-        templates.deallocate()
-        UnsafeMutableRawPointer(partialSums).deallocate()
-        for s in 0..<vniCapacity where vniBlocks[s] != emptyVNIBlock { Self.free(vniBlocks[s]) }
+        fastPath.generation.deallocate()
+        fastPath.clock.deallocate()
+        fastPath.activeCopy.deallocate()
+        fastPath.tunnelRemote.deallocate()
+        fastPath.tunnelIsIPv6.deallocate()
+        fastPath.tunnelRemote6.deallocate()
+        fastPath.fdbLastSeen.deallocate()
+        rte_hash_free(fastPath.fdbHash)
+        rte_hash_free(fastPath.vniHash)
+        rte_free(UnsafeMutableRawPointer(fastPath.qsbr))
+        fastPath.templates.deallocate()
+        UnsafeMutableRawPointer(fastPath.partialSums).deallocate()
+        for s in 0..<vniCapacity where fastPath.vniBlocks[s] != emptyVNIBlock { Self.free(fastPath.vniBlocks[s]) }
         // The cores are gone (no reader holds a grace period back): everything queued is freed now.
         reclaimSink.closing = true
         if let reclaimQueue { _ = vx_dq_delete(reclaimQueue) }
         emptyVNIBlock.pointee.members.deallocate()
         emptyVNIBlock.deallocate()
-        vniBlocks.deallocate()
-        endpointPort.deallocate(); endpointVLAN.deallocate(); endpointVNISlot.deallocate(); endpointEpoch.deallocate()
-        portEndpoint.deallocate(); vlanEndpoint.deallocate(); portTakesLargeFrames.deallocate()
+        fastPath.vniBlocks.deallocate()
+        fastPath.endpointPort.deallocate(); fastPath.endpointVLAN.deallocate(); fastPath.endpointVNISlot.deallocate(); fastPath.endpointEpoch.deallocate()
+        fastPath.portEndpoint.deallocate(); fastPath.vlanEndpoint.deallocate(); fastPath.portTakesLargeFrames.deallocate()
     }
 }
 

@@ -77,11 +77,11 @@ extension ForwardingTables {
         learnedPerVNI[slot] = 0
         publishVNI(slot)
         Self.writeVNIKey(key, vni: vni)
-        let rc = rte_hash_add_key_data(vniHash, key, UnsafeMutableRawPointer(bitPattern: slot + 1))
+        let rc = rte_hash_add_key_data(fastPath.vniHash, key, UnsafeMutableRawPointer(bitPattern: slot + 1))
         guard rc == 0 else {
             // The VNI never became reachable; its block and slot go back the usual way.
-            let block = vniBlocks[slot]
-            vx_store_release_ptr(vniBlocks + slot, emptyVNIBlock)
+            let block = fastPath.vniBlocks[slot]
+            vx_store_release_ptr(fastPath.vniBlocks + slot, emptyVNIBlock)
             retire(.vniBlock(block)); retire(.vniSlot(slot))
             vniState[slot] = nil
             for t in flood { unpin(tunnel: t) }
@@ -95,14 +95,14 @@ extension ForwardingTables {
     public func removeVNI(vni: UInt32) throws {
         guard let slot = vniSlots[vni], let state = vniState[slot] else { throw ChangeError("VNI \(vni) does not exist") }
         guard state.endpoints.isEmpty else {
-            let users = Set(state.endpoints.map { Int(endpointPort[Int($0)]) }).sorted().map(portName)
+            let users = Set(state.endpoints.map { Int(fastPath.endpointPort[Int($0)]) }).sorted().map(portName)
             throw ChangeError("VNI \(vni) is mapped to access port(s) \(users.joined(separator: ", ")); detach or remap them first")
         }
         // First the cores stop finding it, then what it named goes.
         Self.writeVNIKey(key, vni: vni)
-        _ = rte_hash_del_key(vniHash, key)
-        let block = vniBlocks[slot]
-        vx_store_release_ptr(vniBlocks + slot, emptyVNIBlock)
+        _ = rte_hash_del_key(fastPath.vniHash, key)
+        let block = fastPath.vniBlocks[slot]
+        vx_store_release_ptr(fastPath.vniBlocks + slot, emptyVNIBlock)
         removeEntries { $0.vni == vni }
         for t in state.floodTunnels { unpin(tunnel: t) }
         vniState[slot] = nil
@@ -222,8 +222,8 @@ extension ForwardingTables {
         block.initialize(to: VNIBlock(vni: state.settings.vni, learning: state.settings.learning,
                                           accessCount: Int32(state.endpoints.count), floodCount: Int32(state.floodTunnels.count),
                                           members: members, filter: filter))
-        let old = vniBlocks[slot]
-        vx_store_release_ptr(vniBlocks + slot, block)
+        let old = fastPath.vniBlocks[slot]
+        vx_store_release_ptr(fastPath.vniBlocks + slot, block)
         if old != emptyVNIBlock { retire(.vniBlock(old)) }
     }
 
@@ -268,20 +268,20 @@ extension ForwardingTables {
         for m in mappings {
             let e = freeEndpoints.removeLast()
             let slot = vniSlots[m.vni]!
-            endpointPort[Int(e)] = Int32(port)
-            endpointVLAN[Int(e)] = m.vlan
-            endpointVNISlot[Int(e)] = Int32(slot)
-            endpointEpoch[Int(e)] &+= 1
+            fastPath.endpointPort[Int(e)] = Int32(port)
+            fastPath.endpointVLAN[Int(e)] = m.vlan
+            fastPath.endpointVNISlot[Int(e)] = Int32(slot)
+            fastPath.endpointEpoch[Int(e)] &+= 1
             endpointLive[Int(e)] = true
             slots.append(e)
             vniState[slot]!.endpoints.append(e)
         }
         for slot in Set(mappings.map { vniSlots[$0.vni]! }) { publishVNI(slot) }
         if case .tagged = role {
-            for (e, m) in zip(slots, mappings) { vx_store_release_i32(vlanEndpoint + port * 4096 + Int(m.vlan), e) }
-            vx_store_release_i32(portEndpoint + port, PortKind.tagged)
+            for (e, m) in zip(slots, mappings) { vx_store_release_i32(fastPath.vlanEndpoint + port * 4096 + Int(m.vlan), e) }
+            vx_store_release_i32(fastPath.portEndpoint + port, PortKind.tagged)
         } else {
-            vx_store_release_i32(portEndpoint + port, slots[0])
+            vx_store_release_i32(fastPath.portEndpoint + port, slots[0])
         }
         while roles.count <= port { roles.append(.detached); accessSettings.append(nil) }
         roles[port] = role
@@ -296,12 +296,12 @@ extension ForwardingTables {
         guard port >= 0, port < roles.count, port != underlayPort, roles[port] != .detached else {
             throw ChangeError("\(portName(port)) is not attached")
         }
-        vx_store_release_i32(portEndpoint + port, PortKind.detached)
+        vx_store_release_i32(fastPath.portEndpoint + port, PortKind.detached)
         let slots = portEndpoints[port]
-        for e in slots where endpointVLAN[Int(e)] != 0 { vx_store_release_i32(vlanEndpoint + port * 4096 + Int(endpointVLAN[Int(e)]), -1) }
+        for e in slots where fastPath.endpointVLAN[Int(e)] != 0 { vx_store_release_i32(fastPath.vlanEndpoint + port * 4096 + Int(fastPath.endpointVLAN[Int(e)]), -1) }
         var touched = Set<Int>()
         for e in slots {
-            let slot = Int(endpointVNISlot[Int(e)])
+            let slot = Int(fastPath.endpointVNISlot[Int(e)])
             vniState[slot]?.endpoints.removeAll { $0 == e }
             touched.insert(slot)
         }
@@ -354,7 +354,7 @@ extension ForwardingTables {
         Self.writeFDBKey(key, vni: vni, mac: mac.bytes)
         if var learned = entries[entryKey] {
             // One store of the data word: cores see the learned target or the static one.
-            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(t).raw, slot: learned.slot)) == 0 else {
+            guard rte_hash_add_key_data(fastPath.fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(t).raw, slot: learned.slot)) == 0 else {
                 unpin(tunnel: t)
                 throw ChangeError("the FDB refused \(mac) in VNI \(vni)")
             }
@@ -364,7 +364,7 @@ extension ForwardingTables {
             entries[entryKey] = learned
         } else {
             let stamp = freeStamps.removeLast()
-            guard rte_hash_add_key_data(fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(t).raw, slot: stamp)) == 0 else {
+            guard rte_hash_add_key_data(fastPath.fdbHash, key, FDBData.pack(target: FDBTarget.tunnel(t).raw, slot: stamp)) == 0 else {
                 freeStamps.append(stamp)
                 unpin(tunnel: t)
                 throw ChangeError("the FDB is full (resources.fdb_entries \(fdbCapacity), counting entries waiting to be reclaimed)")
@@ -372,7 +372,7 @@ extension ForwardingTables {
             entries[entryKey] = FDBEntry(vni: vni, mac: mac, target: .tunnel(t), isStatic: true, slot: stamp)
         }
         vniState[slot]!.staticRemotes[remote, default: 0] += 1
-        if vniState[slot]!.staticRemotes[remote] == 1, vniBlocks[slot].pointee.filter != nil { publishVNI(slot) }
+        if vniState[slot]!.staticRemotes[remote] == 1, fastPath.vniBlocks[slot].pointee.filter != nil { publishVNI(slot) }
         configuration.fdb.append(.init(vni: vni, mac: mac, remote: remote))
         bumpGeneration()
     }
@@ -389,7 +389,7 @@ extension ForwardingTables {
             state.staticRemotes[remote, default: 1] -= 1
             if state.staticRemotes[remote] == 0 { state.staticRemotes[remote] = nil }
             vniState[slot] = state
-            if state.staticRemotes[remote] == nil, vniBlocks[slot].pointee.filter != nil { publishVNI(slot) }
+            if state.staticRemotes[remote] == nil, fastPath.vniBlocks[slot].pointee.filter != nil { publishVNI(slot) }
         }
         configuration.fdb.removeAll { $0.vni == vni && $0.mac == mac }
     }
@@ -414,7 +414,7 @@ extension ForwardingTables {
         for entryKey in keys {
             guard let entry = entries[entryKey] else { continue }
             Self.writeFDBKey(key, vni: entry.vni, mac: entry.mac.bytes)
-            guard rte_hash_del_key(fdbHash, key) >= 0 else { continue }
+            guard rte_hash_del_key(fastPath.fdbHash, key) >= 0 else { continue }
             entries[entryKey] = nil
             released.append(entry.slot)
             if entry.isStatic {
@@ -453,7 +453,7 @@ extension ForwardingTables {
         while vx_dq_enqueue(reclaimQueue, UInt64(kind), value) != 0 {
             tries += 1
             precondition(tries < 1000, "the RCU defer queue stays full: a polling core has stopped passing quiescent states")
-            let token = vx_qsbr_start(qsbr)
+            let token = vx_qsbr_start(fastPath.qsbr)
             awaitGracePeriod? { vx_qsbr_check(self.qsbr, token) == 1 }
             _ = vx_dq_reclaim(reclaimQueue)
         }
@@ -491,10 +491,10 @@ extension ForwardingTables {
         case 2: freeVNISlots.append(Int(value))
         case 3:
             let e = Int(value)
-            endpointPort[e] = -1; endpointVNISlot[e] = -1; endpointVLAN[e] = 0
+            fastPath.endpointPort[e] = -1; fastPath.endpointVNISlot[e] = -1; fastPath.endpointVLAN[e] = 0
             freeEndpoints.append(Int32(e))
         default:
-            fdbLastSeen[Int(value)] = 0
+            fastPath.fdbLastSeen[Int(value)] = 0
             freeStamps.append(Int32(value))
         }
     }

@@ -10,8 +10,8 @@ import VTEPConfig
 /// Armed, the control word holds the packets still to trace, the port filter and the session; a core takes
 /// packets from it with one compare-and-swap per burst, copies each one's first bytes into its own preallocated
 /// buffer, and records at the decision points (classification, FDB result, the outcome). Outcomes are read as
-/// the difference of the core's own counters around each packet's second pass, and drops through `drop`, so the
-/// forwarding functions themselves carry no trace code. At the end of the burst the core publishes its records
+/// the difference of the core's own counters around each packet's second pass, and drops through `drop`: the
+/// forwarding functions call the hooks here only behind a branch on the burst's `tracing` flag. At the end of the burst the core publishes its records
 /// with one release store; the control thread reads only published records.
 public final class PacketTraceControl: @unchecked Sendable {
     /// At most this many packets per trace (and so per core buffer).

@@ -26,9 +26,9 @@ extension ForwardingTables {
             let template = OuterHeaderTemplate(sourceMAC: underlayMAC, destinationMAC: .zero, source: u.address,
                                                destination: address, vni: vni, udpDestinationPort: u.udpPort, ttl: u.ttl)
             tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: false)
-            partialSums[t] = template.ipv4PartialSum
-            tunnelRemote[t] = address.value
-            tunnelIsIPv6[t] = 0
+            fastPath.partialSums[t] = template.ipv4PartialSum
+            fastPath.tunnelRemote[t] = address.value
+            fastPath.tunnelIsIPv6[t] = 0
         case .v6(let address):
             guard let source = u.address6 else {
                 if t < tunnels.count { freeTunnels.append(t) }
@@ -37,13 +37,13 @@ extension ForwardingTables {
             let template = OuterHeaderTemplate6(sourceMAC: underlayMAC, destinationMAC: .zero, source: source,
                                                 destination: address, vni: vni, udpDestinationPort: u.udpPort, hopLimit: u.ttl)
             tunnel = Tunnel(vni: vni, remote: remote, nextHop: nextHop, header: template.bytes, isIPv6: true)
-            partialSums[t] = template.udpPartialSum
-            tunnelIsIPv6[t] = 1
-            (tunnelRemote6[2 * t], tunnelRemote6[2 * t + 1]) = address.words
+            fastPath.partialSums[t] = template.udpPartialSum
+            fastPath.tunnelIsIPv6[t] = 1
+            (fastPath.tunnelRemote6[2 * t], fastPath.tunnelRemote6[2 * t + 1]) = address.words
         }
         // No core holds index t (new, or reclaimed after a grace period): its fields are written in place and
         // reach the cores with the release store that publishes the first FDB entry pointing at it.
-        vx_store_release_i32(activeCopy + t, -1)
+        vx_store_release_i32(fastPath.activeCopy + t, -1)
         if t == tunnels.count {
             tunnels.append(tunnel); publishTokens.append(nil); parkedCopy.append(1); tunnelReferences.append(0); tunnelPins.append(0)
             tunnelLive.append(true)
@@ -84,7 +84,7 @@ extension ForwardingTables {
         tunnelPins[t] -= 1
         guard tunnelPins[t] == 0, tunnelReferences[t] == 0 else { return }
         bumpGeneration()
-        dyingTunnels[t] = vx_qsbr_start(qsbr)
+        dyingTunnels[t] = vx_qsbr_start(fastPath.qsbr)
     }
 
     func retain(_ target: FDBTarget) {
@@ -100,7 +100,7 @@ extension ForwardingTables {
         tunnelReferences[t] -= 1
         guard tunnelReferences[t] == 0, tunnelPins[t] == 0 else { return }
         bumpGeneration()                          // cores flush cached entries naming it at their next burst
-        dyingTunnels[t] = vx_qsbr_start(qsbr)
+        dyingTunnels[t] = vx_qsbr_start(fastPath.qsbr)
     }
 
     func destroyTunnel(_ t: Int) {
@@ -108,7 +108,7 @@ extension ForwardingTables {
         tunnelIndex[TunnelKey(vni: tunnel.vni, remote: tunnel.remote)] = nil
         nextHopUsers[tunnel.nextHop, default: 1] -= 1
         if nextHopUsers[tunnel.nextHop] == 0 { nextHopUsers[tunnel.nextHop] = nil }
-        vx_store_release_i32(activeCopy + t, -1)
+        vx_store_release_i32(fastPath.activeCopy + t, -1)
         publishTokens[t] = nil
         tunnelReferences[t] = 0
         tunnelLive[t] = false
@@ -127,9 +127,9 @@ extension ForwardingTables {
 
     /// The MAC the tunnel currently sends to, nil while unresolved.
     public func publishedMAC(tunnel t: Int) -> MACAddress? {
-        let copy = vx_load_acquire_i32(activeCopy + t)
+        let copy = vx_load_acquire_i32(fastPath.activeCopy + t)
         guard copy >= 0 else { return nil }
-        let p = templates + (t * 2 + Int(copy)) * Self.templateStride
+        let p = fastPath.templates + (t * 2 + Int(copy)) * Self.templateStride
         return MACAddress(bytes: (0..<6).map { p.load(fromByteOffset: $0, as: UInt8.self) })
     }
 
@@ -139,24 +139,24 @@ extension ForwardingTables {
         guard let mac else {
             // Cores that loaded the copy in use may still read it: it stays parked (not rewritten) until a grace
             // period has passed, which the token below makes the next publish wait for.
-            let current = vx_load_acquire_i32(activeCopy + t)
+            let current = vx_load_acquire_i32(fastPath.activeCopy + t)
             if current >= 0 {
                 parkedCopy[t] = current
-                vx_store_release_i32(activeCopy + t, -1)
-                publishTokens[t] = vx_qsbr_start(qsbr)
+                vx_store_release_i32(fastPath.activeCopy + t, -1)
+                publishTokens[t] = vx_qsbr_start(fastPath.qsbr)
             }
             return true
         }
         if publishedMAC(tunnel: t) == mac { return true }
-        let active = vx_load_acquire_i32(activeCopy + t)
+        let active = vx_load_acquire_i32(fastPath.activeCopy + t)
         let current = active >= 0 ? active : parkedCopy[t]
         let next = current == 0 ? 1 : 0
-        if let token = publishTokens[t], vx_qsbr_check(qsbr, token) != 1 { return false }
-        let p = templates + (t * 2 + Int(next)) * Self.templateStride
+        if let token = publishTokens[t], vx_qsbr_check(fastPath.qsbr, token) != 1 { return false }
+        let p = fastPath.templates + (t * 2 + Int(next)) * Self.templateStride
         tunnels[t].header.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         for (i, b) in mac.bytes.enumerated() { p.storeBytes(of: b, toByteOffset: i, as: UInt8.self) }
-        vx_store_release_i32(activeCopy + t, Int32(next))
-        publishTokens[t] = vx_qsbr_start(qsbr)
+        vx_store_release_i32(fastPath.activeCopy + t, Int32(next))
+        publishTokens[t] = vx_qsbr_start(fastPath.qsbr)
         return true
     }
 
@@ -168,8 +168,8 @@ extension ForwardingTables {
         if done() { return }
         _ = reclaim()
         if done() { return }
-        let token = vx_qsbr_start(qsbr)
-        awaitGracePeriod? { vx_qsbr_check(qsbr, token) == 1 }
+        let token = vx_qsbr_start(fastPath.qsbr)
+        awaitGracePeriod? { vx_qsbr_check(fastPath.qsbr, token) == 1 }
         _ = reclaim()
     }
 
@@ -186,7 +186,7 @@ extension ForwardingTables {
         reclaimRetired()
         guard !dyingTunnels.isEmpty else { return [] }
         var gone: [(tunnel: Int, nextHop: IPAddress)] = []
-        for (t, token) in dyingTunnels where vx_qsbr_check(qsbr, token) == 1 {
+        for (t, token) in dyingTunnels where vx_qsbr_check(fastPath.qsbr, token) == 1 {
             dyingTunnels[t] = nil
             gone.append((t, tunnels[t].nextHop))
             destroyTunnel(t)
