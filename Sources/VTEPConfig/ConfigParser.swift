@@ -248,12 +248,15 @@ public enum ConfigParser {
 
     /// A YAML error as libyaml's problem and where it is (line, column), without the file's text.
     static func describe(_ error: YamlError) -> String {
+        func at(_ problem: String, _ mark: Mark, _ context: YamlError.Context?) -> String {
+            "\(problem) at line \(mark.line), column \(mark.column)"
+                + (context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? "")
+        }
         switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
-            return "\(problem) at line \(mark.line), column \(mark.column)" + (context.map { " (\($0.text))" } ?? "")
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            return at(problem, mark, context)
         case .reader(let problem, _, _, _): return problem
-        case .composer(let context, let problem, let mark, _):
-            return "\(problem) at line \(mark.line), column \(mark.column)" + (context.map { " (\($0.text))" } ?? "")
         default: return "unreadable YAML"
         }
     }
