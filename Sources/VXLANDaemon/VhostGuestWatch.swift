@@ -16,6 +16,8 @@ final class VhostGuestWatch: @unchecked Sendable {
     let events = Atomic<UInt32>(0)
     /// What the guest's state is now (tests give their own).
     let takesLargeFrames: () -> Bool
+    /// Whether the callback holds a retain of this watch (registered, not yet unregistered).
+    private var registered = false
 
     init(port: UInt16, flag: UnsafeMutablePointer<UInt8>, takesLargeFrames: (() -> Bool)? = nil) {
         self.port = port
@@ -32,6 +34,9 @@ final class VhostGuestWatch: @unchecked Sendable {
         while true {
             let seen = events.load(ordering: .acquiring)
             vx_store_release_u8(flag, takesLargeFrames() ? 1 : 0)
+            // The store must be visible before the count is read again (release/acquire alone allow the load to
+            // pass the store).
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
             if events.load(ordering: .acquiring) == seen { return }
         }
     }
@@ -53,7 +58,7 @@ final class VhostGuestWatch: @unchecked Sendable {
     func start() -> Int32 {
         let arg = Unmanaged.passRetained(self).toOpaque()
         let rc = rte_eth_dev_callback_register(port, RTE_ETH_EVENT_INTR_LSC, Self.callback, arg)
-        if rc != 0 { Unmanaged<VhostGuestWatch>.fromOpaque(arg).release() }
+        if rc != 0 { Unmanaged<VhostGuestWatch>.fromOpaque(arg).release() } else { registered = true }
         refresh()
         return rc
     }
@@ -61,6 +66,8 @@ final class VhostGuestWatch: @unchecked Sendable {
     /// Stops watching. DPDK refuses to unregister a callback while it runs (-EAGAIN): retried until it is not
     /// running, so that no event arrives after this returns.
     func stop() {
+        guard registered else { return }
+        registered = false
         let arg = Unmanaged.passUnretained(self).toOpaque()
         while true {
             let rc = rte_eth_dev_callback_unregister(port, RTE_ETH_EVENT_INTR_LSC, Self.callback, arg)

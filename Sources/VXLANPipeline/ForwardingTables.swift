@@ -389,13 +389,14 @@ public final class ForwardingTables: @unchecked Sendable {
         fastPath.fdbLastSeen.deallocate()
         rte_hash_free(fastPath.fdbHash)
         rte_hash_free(fastPath.vniHash)
-        rte_free(UnsafeMutableRawPointer(fastPath.qsbr))
         fastPath.templates.deallocate()
         UnsafeMutableRawPointer(fastPath.partialSums).deallocate()
         for s in 0..<vniCapacity where fastPath.vniBlocks[s] != emptyVNIBlock { Self.free(fastPath.vniBlocks[s]) }
         // The cores are gone (no reader holds a grace period back): everything queued is freed now.
         reclaimSink.closing = true
         if let reclaimQueue { _ = vx_dq_delete(reclaimQueue) }
+        // Only now: deleting the queue reads the RCU variable.
+        rte_free(UnsafeMutableRawPointer(fastPath.qsbr))
         emptyVNIBlock.pointee.members.deallocate()
         emptyVNIBlock.deallocate()
         fastPath.vniBlocks.deallocate()

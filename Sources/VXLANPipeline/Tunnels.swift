@@ -71,6 +71,11 @@ extension ForwardingTables {
             // Under churn the tunnels just given up may still be held by a core: wait (briefly) for it to let go.
             waitForGracePeriod { !self.freeTunnels.isEmpty }
         }
+        if let t = existingTunnel(vni: vni, remote: remote) {      // created meanwhile (learned behind it)
+            tunnelPins[t] += 1
+            dyingTunnels[t] = nil
+            return t
+        }
         guard let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
             throw ChangeError("cannot create the tunnel to \(remote) in VNI \(vni): all \(tunnelCapacity) tunnels (resources.tunnels) are in use")
         }

@@ -232,17 +232,15 @@ public final class UnderlayControl: @unchecked Sendable {
         return try body(tables)
     }
 
-    /// A change (run by `change`, with the lock held) that needs slots the cores are about to let go of waits for a
-    /// grace period here, with the lock let go: learning, ageing and ARP/ND answers go on meanwhile. What the change
-    /// has made so far is published whole (blocks, tunnels), so the slow path sees a consistent state; if it takes a
-    /// freed slot first (a learned tunnel), the change is refused and undone as when the slot never came free.
+    /// A change (run by `change`, with the lock held) that needs slots the cores are about to let go of waits here
+    /// for a grace period, at most `gracePeriodTimeout` (polling cores pass a quiescent state every round,
+    /// microseconds apart). The lock stays held: letting it go mid-change would let the slow path learn, age or
+    /// create tunnels between checks the change already made (a stamp counted free, a tunnel looked up).
     private func waitOutsideTheLock(_ over: () -> Bool) {
         // Only a change run by `change` holds the lock on this thread; anything else calling the tables directly
         // (start-up, tests) gets no wait.
         guard changing else { return }
         gracePeriodWaits.add(1, ordering: .relaxed)
-        lock.unlock()
-        defer { lock.lock() }
         let deadline = monotonicSeconds() + gracePeriodTimeout
         while !over() && monotonicSeconds() < deadline { usleep(20) }
     }
