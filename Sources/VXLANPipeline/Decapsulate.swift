@@ -2,7 +2,7 @@ import CDPDK
 import PollMode
 import VTEPConfig
 
-/// Underlay -> access: validated VXLAN (ValidateOuter.swift) is mapped to its vniSlot by VNI, checked against
+/// Underlay -> access: validated VXLAN (ValidateOuter.swift) is mapped to its VNI slot by VNI, checked against
 /// `allowed_remotes`, its inner source learned behind the outer source, its outer headers stripped, and it goes
 /// to the destination's local endpoint or to all of the VNI's (never back into the underlay: split horizon).
 /// What is not VXLAN for us is punted to the slow path (ARP, ICMP, ND) or dropped under its reason.
@@ -70,7 +70,7 @@ extension VXLANProcessor {
         resolveSources(expected: -1, now: now)
         let tracing = self.tracing
         if tracing { traceClassified(packets, count: n, decap: true) }
-        // Memo of the last vniSlot with a single untagged endpoint: its frames go straight to that port.
+        // Memo of the last VNI slot with a single untagged endpoint: its frames go straight to that port.
         var memoVNISlot: Int32 = -1, memoPort = -1
         // A kernel-attached underlay (net_af_packet) hands over the remote kernel's unfinished inner checksums and
         // 64 KB GSO frames: those go through the offload stage (Offload.swift) on their way to the VM.
@@ -134,7 +134,7 @@ extension VXLANProcessor {
     }
 
     /// Whether packet i's outer source may send VXLAN for `vniSlot` (`allowed_remotes`): checked before any
-    /// lookup or learning. Without a list for the vniSlot it costs one byte load.
+    /// lookup or learning. Without a list for the VNI it costs one byte load.
     @inlinable @inline(__always)
     func admits(_ i: Int, vniSlot: Int32) -> Bool {
         guard let filter = view.vniBlock(Int(vniSlot)).filter else { return true }
@@ -143,7 +143,7 @@ extension VXLANProcessor {
             : filter.pointee.allows(IPv4Address(outerSource[i]))
     }
 
-    /// Inner addresses of a frame in a known vniSlot: the destination picks the local port (lookup queued when
+    /// Inner addresses of a frame in a known VNI: the destination picks the local port (lookup queued when
     /// not cached), the source is learned behind the outer source address.
     @inlinable @inline(__always)
     func classifyInner(_ m: OpaquePointer, index i: Int, vniSlot: Int32, now: UInt32,

@@ -13,7 +13,7 @@ extension VXLANProcessor {
     @inlinable
     func encapsulate(_ packets: UnsafeMutablePointer<OpaquePointer?>, count n: Int, port: Int, endpoint untaggedEndpoint: Int32,
                      now: UInt32, tx: TxStage) {
-        // An untagged port's vniSlot is the same for the whole burst: read it once.
+        // An untagged port's VNI slot is the same for the whole burst: read it once.
         let fixedVNISlot = untaggedEndpoint >= 0 ? Int(view.endpointVNISlot[Int(untaggedEndpoint)]) : -1
         let fixedEntry = view.vniBlock(max(fixedVNISlot, 0))
         // Last-key check (as VPP does): a burst from one VM mostly repeats its source MAC; check it once.
@@ -97,7 +97,7 @@ extension VXLANProcessor {
         } else if s &- FDBTarget.localBase == from {
             drop(m, .samePort, vniSlot: view.endpointVNISlot[Int(from)])
         } else if view.endpointVNISlot[Int(s &- FDBTarget.localBase)] != view.endpointVNISlot[Int(from)] {
-            // Never switched into another vniSlot: a target outside the frame's VNI is no target at all.
+            // Never switched into another VNI: a target outside the frame's VNI is no target at all.
             count(.unknownUnicast)
             flood(m, vniSlot: Int(view.endpointVNISlot[Int(from)]), ingress: from, innerLength: innerLength, flowHash: flowHash, tx: tx)
         } else {

@@ -142,8 +142,8 @@ public final class ForwardingTables: @unchecked Sendable {
     /// rather than in the defer queue: a tunnel referred to again before its grace period ends (a MAC learned
     /// behind the same remote) must stay, and DPDK's queue cannot take an entry back.
     var dyingTunnels: [Int: UInt64] = [:]
-    /// Set by the tables' writer: waits until the condition (a grace period being over) holds or a deadline passes,
-    /// without holding the writer's lock meanwhile.
+    /// Set by the tables' writer: waits until the condition (a grace period being over) holds or a deadline passes
+    /// (UnderlayControl: only inside a change, with its lock held).
     public var awaitGracePeriod: ((() -> Bool) -> Void)?
     /// Called as a run-time change gives a VNI slot to a VNI, before any core can reach it (the daemon's per-VNI
     /// counters start from there).

@@ -1,4 +1,5 @@
 import CDPDK
+import Glibc
 import PollMode
 import VTEPConfig
 
@@ -447,14 +448,14 @@ extension ForwardingTables {
     /// Queues `item` until every core has let go of it (DPDK's defer queue takes the grace-period token).
     func retire(_ item: Retired) {
         let (kind, value) = item.element
-        var tries = 0
-        // Full even after DPDK reclaimed what it could: the cores are slow to let go. Wait for them (with the
-        // writer's lock let go, inside a change) and try again; a queue this size full means a core is stuck.
+        // Full even after DPDK reclaimed what it could (it holds far more than every slot and stamp at once): the
+        // cores are slow to let go. Wait for a grace period, whoever the caller (a change or the slow path's
+        // ageing), and try again; a minute without one means a polling core has stopped.
+        let deadline = monotonicSeconds() + 60
         while vx_dq_enqueue(reclaimQueue, UInt64(kind), value) != 0 {
-            tries += 1
-            precondition(tries < 1000, "the RCU defer queue stays full: a polling core has stopped passing quiescent states")
+            precondition(monotonicSeconds() < deadline, "the RCU defer queue stays full: a polling core has stopped passing quiescent states")
             let token = vx_qsbr_start(fastPath.qsbr)
-            awaitGracePeriod? { vx_qsbr_check(self.qsbr, token) == 1 }
+            while vx_qsbr_check(fastPath.qsbr, token) != 1 && monotonicSeconds() < deadline { usleep(20) }
             _ = vx_dq_reclaim(reclaimQueue)
         }
         waiting[kind] += 1

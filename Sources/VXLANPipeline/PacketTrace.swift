@@ -164,7 +164,7 @@ public struct PacketTraceRecord: Sendable {
     public var length: UInt32 = 0
     public var captured: UInt16 = 0
     public var direction: Direction = .access
-    /// Classification: vniSlot slot and VNI (vniSlot -1: not classified), the access endpoint it came from.
+    /// Classification: VNI slot and VNI (VNI slot -1: not classified), the access endpoint it came from.
     public var vniSlot: Int32 = -1
     public var vni: UInt32 = 0
     public var endpoint: Int32 = -1

@@ -71,11 +71,6 @@ extension ForwardingTables {
             // Under churn the tunnels just given up may still be held by a core: wait (briefly) for it to let go.
             waitForGracePeriod { !self.freeTunnels.isEmpty }
         }
-        if let t = existingTunnel(vni: vni, remote: remote) {      // created meanwhile (learned behind it)
-            tunnelPins[t] += 1
-            dyingTunnels[t] = nil
-            return t
-        }
         guard let t = createTunnel(vni: vni, remote: remote, nextHop: nextHop) else {
             throw ChangeError("cannot create the tunnel to \(remote) in VNI \(vni): all \(tunnelCapacity) tunnels (resources.tunnels) are in use")
         }
@@ -166,9 +161,9 @@ extension ForwardingTables {
     }
 
     /// For a change that needs a slot the cores are about to let go of (polling cores pass a quiescent state every
-    /// round, microseconds apart): waits for one grace period through `awaitGracePeriod`, which the writer that owns
-    /// the tables' lock provides and which lets the lock go while it waits (UnderlayControl), then reclaims.
-    /// Without it (tables driven directly) it only reclaims what is already free.
+    /// round, microseconds apart): waits for one grace period through `awaitGracePeriod`, which the tables' writer
+    /// provides (UnderlayControl: bounded, inside a change), then reclaims. Without it (tables driven directly) it
+    /// only reclaims what is already free.
     func waitForGracePeriod(until done: () -> Bool) {
         if done() { return }
         _ = reclaim()

@@ -115,7 +115,7 @@ public final class UnderlayControl: @unchecked Sendable {
         started = nil
         for n in config.neighbors { neighborTable.addStatic(n.ip, mac: n.mac) }
         for t in tables.tunnels { neighborTable.track(t.nextHop) }
-        tables.awaitGracePeriod = { [unowned self] over in self.waitOutsideTheLock(over) }
+        tables.awaitGracePeriod = { [unowned self] over in self.waitForCores(over) }
     }
 
     /// Frees everything left in the rings; call after the cores stopped.
@@ -236,7 +236,7 @@ public final class UnderlayControl: @unchecked Sendable {
     /// for a grace period, at most `gracePeriodTimeout` (polling cores pass a quiescent state every round,
     /// microseconds apart). The lock stays held: letting it go mid-change would let the slow path learn, age or
     /// create tunnels between checks the change already made (a stamp counted free, a tunnel looked up).
-    private func waitOutsideTheLock(_ over: () -> Bool) {
+    private func waitForCores(_ over: () -> Bool) {
         // Only a change run by `change` holds the lock on this thread; anything else calling the tables directly
         // (start-up, tests) gets no wait.
         guard changing else { return }

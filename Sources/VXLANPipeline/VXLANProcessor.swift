@@ -12,7 +12,7 @@ import VTEPConfig
 public struct VXLANProcessor: BurstProcessor {
     public let tables: ForwardingTables
     public let counterBlock: CounterBlock
-    /// Per-VNI counters (`VNICounter`), by vniSlot slot.
+    /// Per-VNI counters (`VNICounter`), by VNI slot.
     public let vniCounterBlock: CounterBlock
     @usableFromInline let vniCounters: UnsafeMutablePointer<UInt64>
 
@@ -24,7 +24,7 @@ public struct VXLANProcessor: BurstProcessor {
     @usableFromInline let slowPath: SlowPathChannel?
 
     @usableFromInline var seenGeneration: UInt64 = 0
-    /// (VNI, MAC) -> (FDB target, stamp slot) and VNI -> vniSlot, in front of the rte_hash tables.
+    /// (VNI, MAC) -> (FDB target, stamp slot) and VNI -> VNI slot, in front of the rte_hash tables.
     @usableFromInline let fdbCache: ExactMatchCache
     @usableFromInline let vniCache: ExactMatchCache
     @usableFromInline let destinations: LookupBatch
