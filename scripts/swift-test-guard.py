@@ -3,7 +3,8 @@
 
 XCTest on Linux has no per-test time limit, so a hung test would hang CI. This wrapper reads XCTest's own
 "Test Case '...' started/passed/failed/skipped" lines as they come; a test still running after --timeout seconds
-has its name printed and the whole process group killed. It fails the run when any test failed, any test was
+has its name printed and the whole process group killed, and so does a run that prints nothing for --timeout
+seconds outside a test case (a hang in a suite's set-up or tear-down, or at exit). It fails the run when any test failed, any test was
 skipped (on this machine kind nothing may skip), nothing ran, or tests named with --require did not pass.
 
 usage: swift-test-guard.py --timeout S --log FILE [--require NAME ...] -- swift test ...
@@ -33,7 +34,7 @@ def main() -> int:
     if not command:
         parser.error("no command")
 
-    state = {"current": None, "since": 0.0, "timed_out": None}
+    state = {"current": None, "since": 0.0, "timed_out": None, "last_output": time.monotonic()}
     lock = threading.Lock()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -44,6 +45,8 @@ def main() -> int:
                 name, since = state["current"], state["since"]
                 if name and time.monotonic() - since > args.timeout:
                     state["timed_out"] = name
+                elif not name and time.monotonic() - state["last_output"] > args.timeout:
+                    state["timed_out"] = "the run (no output outside a test case)"
             if state["timed_out"]:
                 sys.stdout.write(f"\nswift-test-guard: {state['timed_out']} ran longer than {args.timeout:.0f} s: "
                                  "killing the test run\n")
@@ -62,6 +65,8 @@ def main() -> int:
             line = raw.decode(errors="replace")
             sys.stdout.write(line)
             log.write(line)
+            with lock:
+                state["last_output"] = time.monotonic()
             if m := STARTED.match(line):
                 with lock:
                     state["current"], state["since"] = m.group(1), time.monotonic()

@@ -123,12 +123,12 @@ public final class NICModel: TransmitModel {
 
     private enum F {
         static let outerUDPCksum = MbufFlag.txOuterUDPChecksum
-        static let udpSeg: UInt64 = 1 << 42
-        static let secOffload: UInt64 = 1 << 43
-        static let macsec: UInt64 = 1 << 44
+        static let udpSeg: UInt64 = vx_dpdk_flag(16)   // RTE_MBUF_F_TX_UDP_SEG
+        static let secOffload: UInt64 = vx_dpdk_flag(17)
+        static let macsec: UInt64 = vx_dpdk_flag(18)
         static let tunnelMask = MbufFlag.txTunnelMask
         static let vxlan = MbufFlag.txTunnelVXLAN
-        static let qinq: UInt64 = 1 << 49
+        static let qinq: UInt64 = vx_dpdk_flag(21)
         static let tso = MbufFlag.txTCPSegmentation
         static let ieee1588 = MbufFlag.txIEEE1588
         static let l4Mask = MbufFlag.txL4Mask

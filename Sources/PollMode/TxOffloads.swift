@@ -2,8 +2,8 @@ import CDPDK
 
 /// DPDK's mbuf offload flags (rte_mbuf_core.h, 22.11) as Swift constants. TX flags without OUTER_ speak of the
 /// inner headers once `txTunnelVXLAN` is set. Literals, so that they fold into the fast path (most of DPDK's macros
-/// are expressions Swift does not import); Sources/CDPDK/shim.h checks every one against DPDK's headers with
-/// `_Static_assert`, so a DPDK whose values differ does not build.
+/// are expressions Swift does not import); MbufFlagTests compares every one with DPDK's value (`vx_dpdk_flag` in
+/// Sources/CDPDK/shim.h).
 public enum MbufFlag {
     public static let rxL4ChecksumMask: UInt64 = (1 << 3) | (1 << 8)
     /// The L4 checksum field holds only the pseudo-header sum (virtio NEEDS_CSUM): complete it before sending.

@@ -29,15 +29,24 @@ public enum ConfigParser {
     public static let maxFileBytes = 64 << 20
 
     public static func load(path: String) throws -> VTEPConfiguration {
+        // Opened first, then checked and read through the one descriptor (nothing swapped in between); without
+        // blocking, so that a FIFO named by mistake is refused rather than waited on.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw ConfigError("", "cannot read configuration file '\(path)': \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
         var info = stat()
-        guard stat(path, &info) == 0 else { throw ConfigError("", "cannot read configuration file '\(path)': \(String(cString: strerror(errno)))") }
+        guard fstat(fd, &info) == 0 else { throw ConfigError("", "cannot read configuration file '\(path)': \(String(cString: strerror(errno)))") }
         // Only a file: a device, a FIFO or a directory is never read (`apply /dev/zero` would never end).
         guard info.st_mode & S_IFMT == S_IFREG else { throw ConfigError("", "'\(path)' is not a regular file") }
         if Int(info.st_size) > maxFileBytes {
             throw ConfigError("", "configuration file '\(path)' is \(info.st_size) bytes; at most \(maxFileBytes >> 20) MiB is accepted")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let read = try? FileHandle(fileDescriptor: fd, closeOnDealloc: false).readToEnd() else {
             throw ConfigError("", "cannot read configuration file '\(path)'")
+        }
+        let data = read ?? Data()
+        guard data.count <= maxFileBytes else {
+            throw ConfigError("", "configuration file '\(path)' is more than \(maxFileBytes >> 20) MiB; at most that is accepted")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError("", "configuration file '\(path)' is not UTF-8 text")

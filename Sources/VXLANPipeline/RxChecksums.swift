@@ -14,7 +14,7 @@ import PollMode
 public enum RxChecksums {
     public enum Verdict: UInt8 { case unknown, good, bad }
 
-    /// RTE_PTYPE_TUNNEL_MASK (checked against DPDK's value in shim.h): non-zero when the NIC parsed a tunnel.
+    /// RTE_PTYPE_TUNNEL_MASK (compared with DPDK's value by MbufFlagTests): non-zero when the NIC parsed a tunnel.
     public static let tunnelPacketTypeMask: UInt32 = 0x0000_F000
 
     /// The RX offloads an underlay port is asked for where it advertises them.

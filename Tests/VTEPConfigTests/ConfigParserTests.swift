@@ -548,6 +548,14 @@ final class ForeignFileTests: XCTestCase {
         }
     }
 
+    func testAFIFOIsRefusedWithoutWaitingForAWriter() throws {
+        let path = NSTemporaryDirectory() + "vxland-fifo-\(getpid())"
+        unlink(path)
+        XCTAssertEqual(mkfifo(path, 0o600), 0)
+        defer { unlink(path) }
+        XCTAssertThrowsError(try ConfigParser.load(path: path)) { XCTAssertTrue("\($0)".contains("not a regular file"), "\($0)") }
+    }
+
     func testPortNamesCannotCarryDeviceArguments() {
         let text = ConfigParserTests.valid.replacingOccurrences(of: "port: net_af_packet1,", with: "port: \"net_vhost0,iface=/tmp/x\",")
         XCTAssertTrue(refusal(text).contains("is not a DPDK port name"), refusal(text))

@@ -98,6 +98,11 @@ final class ConfigPlanExecutionTests: XCTestCase {
             changes += plan.changes.count
         }
         XCTAssertEqual(steps, 60)
+        stop.store(true, ordering: .relaxed)
+        XCTAssertTrue(core.join())
+        for port in [u, a, b, c] { _ = port.drain(); port.discardReceived() }
+        dataplane.stop()
+        XCTAssertEqual(dataplane.pool.available, dataplane.pool.capacity, "mbufs leaked")
         XCTAssertGreaterThan(changes, 300, "too few changes to mean anything")
     }
 

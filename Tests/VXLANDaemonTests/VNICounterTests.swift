@@ -65,6 +65,11 @@ final class VNICounterTests: XCTestCase {
             try dataplane.apply([.removeVNI(.init(vni: 50, flood: []))], origin: "test")
         }
         XCTAssertEqual(short, [], "packets of a new VNI left out of its counters")
+        stop.store(true, ordering: .relaxed)
+        XCTAssertTrue(core.join())
+        _ = a.drain(); _ = u.drain(); u.discardReceived()
+        dataplane.stop()
+        XCTAssertEqual(dataplane.pool.available, dataplane.pool.capacity, "mbufs leaked")
     }
 }
 

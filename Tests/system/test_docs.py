@@ -1,5 +1,5 @@
 """The README and docs/ name only what exists: every repository path, every vxlanctl command (asked of the real
-binary), every key of the README's example configuration (one the parser knows); the README stays short."""
+binary), every key of the README's example configuration (one the parser reads); the README stays short."""
 import glob
 import re
 import shutil
@@ -38,7 +38,7 @@ def repository_paths(text):
 
 
 def exists(path):
-    path = re.sub(r"\b[A-Z]{3,}\b", "*", path)          # placeholders: Fuzz/corpus/NAME
+    path = re.sub(r"/(NAME|FILE|DIR)\b", "/*", path)     # placeholders: Fuzz/corpus/NAME
     if path.rstrip("/") in GENERATED:
         return True
     if not path.endswith(SUFFIXES) and "/" in path and not (ROOT / path).exists() and (ROOT / (path + ".swift")).exists():
@@ -129,8 +129,9 @@ def test_the_readme_is_short_and_keeps_the_two_commands():
     assert commands == ["./scripts/demo.sh", "./scripts/test.sh"]
 
 
-def test_the_readme_example_configuration_parses():
-    """The README's YAML example is a configuration vxland accepts (checked by the parser's own key lists)."""
+def test_every_key_of_the_readme_example_is_one_the_parser_knows():
+    """The README's YAML example is YAML, and each of its keys is one the parser reads (by the parser's own key
+    strings; its values are not checked here)."""
     text = (ROOT / "README.md").read_text()
     example = text.split("```yaml", 1)[1].split("```", 1)[0]
     parsed = yaml.safe_load(example)
