@@ -61,7 +61,10 @@ let package = Package(
         .target(name: "CSignals"),
         // EAL, ports (offload negotiation, UDP tunnel announcement), mempools, lcores, TX staging, per-core port
         // counters and DPDK's mbuf flag values. Knows no VXLAN packet format and no tunnel policy.
-        .target(name: "PollMode", dependencies: ["CDPDK"], swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        .target(name: "PollMode", dependencies: ["CDPDK", "CTapPort"], swiftSettings: fastSwift, linkerSettings: dpdkLinker),
+        // vxland's own kernel port: a tap with the virtio-net header (GSO, partial checksums, UDP-tunnel GSO),
+        // translated to and from DPDK's mbuf offload flags. In C beside DPDK's headers; polled by PollMode.
+        .target(name: "CTapPort", cSettings: [.unsafeFlags(dpdkCFlags + ["-O3"])]),
         // The configuration model and its YAML/JSON parser. No DPDK.
         .target(name: "VTEPConfig", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Packet code: header templates, parse, classify, encap, decap, forwarding tables.

@@ -37,11 +37,16 @@
 # only), for baselines: a bridge joining dpacc with a kernel vxlan device vxk (VNI 42, local 10.99.0.1 on dpund,
 # flooding to every remote, learning), with 10.99.0.1/24 on dpund. vxland must not run on that test bed.
 #
+# The "taps" action puts vxland's own tap ports where the veths were, once vxland (in PREFIXdp) has created them:
+# WHICH "access" moves tap `tapacc` into the VM's namespace as vm0 (the veth vm0/dpacc goes), "underlay" moves tap
+# `tapund` onto the bridge as p0 (the veth dpund/p0 goes), "both" does both; the kernel's offloads stay on.
+#
 # Usage: [OFFLOADS=on|off] netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING [MODE]]]   (REMOTES 1-8, default 1)
 #        [OFFLOADS=on|off] netns-topology.sh kernel-vtep PREFIX
+#        [OFFLOADS=on|off] netns-topology.sh taps PREFIX access|underlay|both [MODE]
 #        netns-topology.sh down PREFIX
 set -euo pipefail
-usage="usage: [OFFLOADS=on|off] netns-topology.sh up|kernel-vtep|down PREFIX [CONFIG_OUT [REMOTES [AGEING [MODE]]]]"
+usage="usage: [OFFLOADS=on|off] netns-topology.sh up|kernel-vtep|taps|down PREFIX [CONFIG_OUT [REMOTES [AGEING [MODE]]] | WHICH [MODE]]"
 action="${1:?$usage}"
 prefix="${2:?$usage}"
 offloads="${OFFLOADS:-on}"
@@ -176,9 +181,31 @@ kernel_vtep() {
     done
 }
 
+taps() {
+    local which="${1:?taps needs access, underlay or both}" mode="${2:-untagged}"
+    [[ "$which" == access || "$which" == underlay || "$which" == both ]] || { echo "netns-topology: taps access|underlay|both, got '$which'" >&2; exit 2; }
+    if [[ "$which" != underlay ]]; then
+        local vm_mtu=1450; [[ "$mode" == ipv6 || "$mode" == dual ]] && vm_mtu=1430
+        ip -n "$dp" link del dpacc
+        ip -n "$dp" link set tapacc netns "$vm"
+        ip -n "$vm" link set tapacc name vm0
+        ip -n "$vm" link set vm0 address 02:00:00:00:42:01 mtu "$vm_mtu" up
+        [[ "$mode" == vlans ]] || ip -n "$vm" addr add 192.168.42.1/24 dev vm0
+        offloads_of "$vm" vm0
+    fi
+    if [[ "$which" != access ]]; then
+        ip -n "$dp" link del dpund
+        ip -n "$dp" link set tapund netns "$ul"
+        ip -n "$ul" link set tapund name p0
+        ip -n "$ul" link set p0 master br0 up
+        offloads_of "$ul" p0
+    fi
+}
+
 case "$action" in
     up) up "${3:-}" "${4:-1}" "${5:-300}" "${6:-untagged}" ;;
     kernel-vtep) kernel_vtep ;;
+    taps) taps "${3:-}" "${4:-untagged}" ;;
     down) down ;;
     *) echo "$usage" >&2; exit 2 ;;
 esac

@@ -23,16 +23,28 @@ public struct PortsReport: Codable, Equatable, Sendable {
         public var gro: Bool?
         /// The driver's own totals (rte_eth_stats), a cross-check of the per-core counters.
         public var hardware: [String: UInt64]
+        /// A tap port vxland made: its interface, what the kernel agreed to hand over, its own counters.
+        public var tap: Tap?
 
         public init(index: Int, name: String, portId: Int, driver: String, role: String, vni: UInt32?, vlans: [String: UInt32]? = nil,
                     mac: String, ip: String?,
                     linkUp: Bool, speedMbps: UInt32, queues: Int, txOffloads: [String], txPath: String? = nil, rxOffloads: [String]? = nil,
-                    gro: Bool? = nil, hardware: [String: UInt64]) {
-            self.txPath = txPath; self.rxOffloads = rxOffloads; self.gro = gro
+                    gro: Bool? = nil, hardware: [String: UInt64], tap: Tap? = nil) {
+            self.txPath = txPath; self.rxOffloads = rxOffloads; self.gro = gro; self.tap = tap
             self.index = index; self.name = name; self.portId = portId; self.driver = driver; self.role = role; self.vni = vni
             self.vlans = vlans
             self.mac = mac; self.ip = ip; self.linkUp = linkUp; self.speedMbps = speedMbps; self.queues = queues
             self.txOffloads = txOffloads; self.hardware = hardware
+        }
+    }
+    public struct Tap: Codable, Equatable, Sendable {
+        public var interface: String
+        /// TUNSETOFFLOAD flags the kernel accepted: csum, tso4, tso6, udp_tunnel_gso, udp_tunnel_gso_csum.
+        public var offloads: [String]
+        /// Frames, bytes, GSO frames and segments each way, checksums, and drops by reason (`rx_bad_*`).
+        public var counters: [String: UInt64]
+        public init(interface: String, offloads: [String], counters: [String: UInt64]) {
+            self.interface = interface; self.offloads = offloads; self.counters = counters
         }
     }
     public var ports: [Port]

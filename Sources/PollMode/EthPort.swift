@@ -1,4 +1,5 @@
 import CDPDK
+import CTapPort
 import Glibc
 
 /// What a port's driver advertises (rte_eth_dev_info), read before configuring it.
@@ -30,10 +31,16 @@ public struct PortSetup: Sendable {
     public init(queues: Int) { self.queues = queues }
 }
 
-/// One DPDK ethernet port, looked up by DPDK name (`net_ring0`, `0000:01:00.0`) or numeric id.
+/// One DPDK ethernet port, looked up by DPDK name (`net_ring0`, `0000:01:00.0`) or numeric id; or a kernel tap
+/// port of vxland's own (`EthPort(tap:)`, TapPort.swift), which the polling cores read and write themselves.
 public final class EthPort: @unchecked Sendable {
+    /// The DPDK port id; for a tap port a number of its own above every DPDK id (never handed to DPDK).
     public let id: UInt16
     public let name: String
+    /// The tap behind a tap port (CTapPort), nil for DPDK ports.
+    public let tap: OpaquePointer?
+    /// A tap port's Ethernet address (DPDK ports keep theirs in the driver).
+    let tapMAC: [UInt8]
     public private(set) var capabilities: PortCapabilities
     public private(set) var enabledTxOffloads: UInt64 = 0
     public private(set) var enabledRxOffloads: UInt64 = 0
@@ -44,6 +51,7 @@ public final class EthPort: @unchecked Sendable {
     public private(set) var udpTunnelResult: Int32?
     private var started = false
     private var closed = false
+    var isClosed: Bool { closed }
 
     /// Every port EAL created (from `-a`/`--vdev` arguments or probing), by id.
     public static func all() -> [UInt16] {
@@ -90,6 +98,16 @@ public final class EthPort: @unchecked Sendable {
         self.id = id
         self.name = EthPort.name(of: id) ?? "port\(id)"
         self.capabilities = try EthPort.readCapabilities(id)
+        self.tap = nil
+        self.tapMAC = []
+    }
+
+    init(tap: OpaquePointer, id: UInt16, name: String, capabilities: PortCapabilities, mac: [UInt8]) {
+        self.id = id
+        self.name = name
+        self.tap = tap
+        self.capabilities = capabilities
+        self.tapMAC = mac
     }
 
     static func readCapabilities(_ id: UInt16) throws -> PortCapabilities {
@@ -109,12 +127,13 @@ public final class EthPort: @unchecked Sendable {
 
     /// The port's Ethernet address, 6 bytes in wire order.
     public var macAddress: [UInt8] {
+        if tap != nil { return tapMAC }
         var addr = rte_ether_addr()
         _ = rte_eth_macaddr_get(id, &addr)
         return withUnsafeBytes(of: addr.addr_bytes) { Array($0) }
     }
 
-    public var socket: Int32 { rte_eth_dev_socket_id(id) }
+    public var socket: Int32 { tap != nil ? Int32(SOCKET_ID_ANY) : rte_eth_dev_socket_id(id) }
 
     /// Configures queues and offloads negotiated against what the driver advertises, then sets them up.
     /// Refuses, naming the port, when it cannot give every polling core its own queue.
@@ -125,9 +144,14 @@ public final class EthPort: @unchecked Sendable {
             throw SetupError("port \(name) (\(caps.driver)) supports \(caps.maxRxQueues) RX and \(caps.maxTxQueues) TX queue(s); "
                 + "\(setup.queues) polling core(s) need one each: run with fewer cores (EAL -l) or a port with more queues")
         }
-        var conf = rte_eth_conf()
         enabledTxOffloads = setup.wantedTxOffloads & caps.txOffloads
         enabledRxOffloads = setup.wantedRxOffloads & caps.rxOffloads
+        if let tap {
+            try configureTap(tap, queues: setup.queues, pool: pool)
+            queueCount = setup.queues
+            return
+        }
+        var conf = rte_eth_conf()
         conf.txmode.offloads = enabledTxOffloads
         conf.rxmode.offloads = enabledRxOffloads
         if setup.queues > 1 && caps.maxRxQueues > 1 {
@@ -179,9 +203,15 @@ public final class EthPort: @unchecked Sendable {
 
     /// Sets the port's MTU where the driver supports it; an unsupported request is not fatal for vdevs.
     @discardableResult
-    public func setMTU(_ mtu: Int) -> Int32 { rte_eth_dev_set_mtu(id, UInt16(clamping: mtu)) }
+    public func setMTU(_ mtu: Int) -> Int32 { tap != nil ? -ENOTSUP : rte_eth_dev_set_mtu(id, UInt16(clamping: mtu)) }
 
     public func start() throws {
+        if let tap {
+            // Up, as a NIC's link comes up; an operator may move it to another namespace or bridge afterwards.
+            _ = vx_tap_set_up(tap)
+            started = true
+            return
+        }
         let rc = rte_eth_dev_start(id)
         guard rc == 0 else { throw DPDKError("starting port \(name)", code: rc) }
         started = true
@@ -189,7 +219,7 @@ public final class EthPort: @unchecked Sendable {
 
     public func stop() {
         guard started else { return }
-        _ = rte_eth_dev_stop(id)
+        if tap == nil { _ = rte_eth_dev_stop(id) }
         started = false
     }
 
@@ -197,13 +227,14 @@ public final class EthPort: @unchecked Sendable {
     public func close() {
         guard !closed else { return }
         stop()
-        _ = rte_eth_dev_close(id)
+        if let tap { vx_tap_close(tap) } else { _ = rte_eth_dev_close(id) }
         closed = true
     }
 
     /// Stops the port and lets it go without closing it: an EAL port stays usable (a later `EthPort(id:)` can
     /// configure it again), and this object will not close it when it goes.
     public func relinquish() {
+        if tap != nil { return close() }      // nobody else can take a tap port over
         stop()
         closed = true
     }
@@ -211,6 +242,7 @@ public final class EthPort: @unchecked Sendable {
     public struct LinkStatus: Sendable { public var up: Bool; public var speedMbps: UInt32; public var fullDuplex: Bool }
 
     public var link: LinkStatus {
+        if let tap { return LinkStatus(up: !closed && vx_tap_alive(tap) != 0, speedMbps: 0, fullDuplex: true) }
         var link = rte_eth_link()
         _ = rte_eth_link_get_nowait(id, &link)
         return LinkStatus(up: link.link_status != 0, speedMbps: link.link_speed, fullDuplex: link.link_duplex != 0)
@@ -222,6 +254,14 @@ public final class EthPort: @unchecked Sendable {
     }
 
     public var hardwareStats: HardwareStats {
+        if tap != nil {
+            let t = tapStats
+            func v(_ s: vx_tap_stat) -> UInt64 { t[Int(s.rawValue)] }
+            return HardwareStats(rxPackets: v(VX_TAP_RX_FRAMES), txPackets: v(VX_TAP_TX_FRAMES), rxBytes: v(VX_TAP_RX_BYTES),
+                                 txBytes: v(VX_TAP_TX_BYTES), rxMissed: 0,
+                                 rxErrors: v(VX_TAP_RX_READ_ERRORS) + TapPort.rxDropReasons.reduce(0) { $0 + t[Int($1.rawValue)] },
+                                 txErrors: v(VX_TAP_TX_WRITE_ERRORS) + v(VX_TAP_TX_BAD_METADATA), rxNoBuffer: v(VX_TAP_RX_NO_MBUFS))
+        }
         var s = rte_eth_stats()
         _ = rte_eth_stats_get(id, &s)
         return HardwareStats(rxPackets: s.ipackets, txPackets: s.opackets, rxBytes: s.ibytes, txBytes: s.obytes,

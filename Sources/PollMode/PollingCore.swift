@@ -1,4 +1,5 @@
 import CDPDK
+import CTapPort
 import Synchronization
 
 /// What a polling core runs on every received burst. Implementations consume every mbuf they are given:
@@ -13,13 +14,20 @@ extension BurstProcessor {
     @inlinable public mutating func afterPollRound(tx: TxStage) {}
 }
 
-/// One RX queue a core polls: the local port index (into the dataplane's port list) and its DPDK ids.
-public struct RxQueue: Sendable {
+/// One RX queue a core polls: the local port index (into the dataplane's port list) and its DPDK ids, or for a
+/// tap port (TapPort.swift) the tap queue the core reads itself.
+public struct RxQueue: @unchecked Sendable {
     public var localPort: Int
     public var portID: UInt16
     public var queueID: UInt16
-    public init(localPort: Int, portID: UInt16, queueID: UInt16) {
-        self.localPort = localPort; self.portID = portID; self.queueID = queueID
+    public var tap: OpaquePointer?
+    public init(localPort: Int, portID: UInt16, queueID: UInt16, tap: OpaquePointer? = nil) {
+        self.localPort = localPort; self.portID = portID; self.queueID = queueID; self.tap = tap
+    }
+
+    /// Queue `queue` of `port`, whichever kind of port it is.
+    public init(localPort: Int, port: EthPort, queue: Int) {
+        self.init(localPort: localPort, portID: port.id, queueID: UInt16(queue), tap: port.tapQueue(queue))
     }
 }
 
@@ -96,7 +104,8 @@ public struct PollingCore<Processor: BurstProcessor> {
         for slot in 0..<queueCount {
             if vx_load_acquire_u8(queueActive + slot) != 1 { continue }
             let q = queues[slot]
-            let n = Int(rte_eth_rx_burst(q.portID, q.queueID, rxBuffer, UInt16(PollingCore.burstSize)))
+            let n = q.tap == nil ? Int(rte_eth_rx_burst(q.portID, q.queueID, rxBuffer, UInt16(PollingCore.burstSize)))
+                : Int(vx_tap_rx_burst(q.tap, rxBuffer, UInt16(PollingCore.burstSize)))
             if n == 0 { continue }
             var bytes: UInt64 = 0
             for i in 0..<n { bytes &+= UInt64(vx_mbuf_pkt_len(rxBuffer[i])) }

@@ -1,4 +1,5 @@
 import CDPDK
+import CTapPort
 
 /// Packets staged for transmission by one polling core, one fixed buffer per local port, sent in bursts.
 /// What a TX queue does not accept is freed and counted as `txDropped`: the stage never leaks an mbuf.
@@ -13,6 +14,8 @@ public struct TxStage {
     @usableFromInline let counters: UnsafeMutablePointer<UInt64>
     /// Per port: call `rte_eth_tx_prepare` before sending (ports given offload metadata).
     @usableFromInline let prepare: UnsafeMutablePointer<Bool>
+    /// Per port: the tap queue written instead of a DPDK TX queue (tap ports, TapPort.swift).
+    @usableFromInline let taps: UnsafeMutablePointer<OpaquePointer?>
     /// Per port: a device model that takes the bursts instead of the driver (tests only; nil in production).
     @usableFromInline let models: UnsafeMutablePointer<TransmitModel?>
     /// Owns the arrays above.
@@ -31,6 +34,7 @@ public struct TxStage {
         buffers = arena.array(n * TxStage.capacity, of: nil)
         prepare = arena.array(n, of: false)
         models = arena.array(n, of: nil)
+        taps = arena.array(n, of: nil)
         for (i, p) in ports.enumerated() {
             portIDs[i] = p.port
             queueIDs[i] = p.queue
@@ -44,6 +48,14 @@ public struct TxStage {
         portIDs[index] = port
         queueIDs[index] = queue
         prepare[index] = false
+        taps[index] = nil
+    }
+
+    /// Points local port `index` at `port`'s queue `queue`, a tap's or a DPDK port's, under the same rule as
+    /// `setPort(_:port:queue:)`.
+    public func setPort(_ index: Int, _ port: EthPort, queue: Int) {
+        setPort(index, port: port.id, queue: UInt16(queue))
+        taps[index] = port.tapQueue(queue)
     }
 
     /// Runs `rte_eth_tx_prepare` on every burst for `port` (set before the core starts).
@@ -74,11 +86,13 @@ public struct TxStage {
         var n = counts[port]
         if n == 0 { return }
         let start = buffers + port &* TxStage.capacity
-        if prepare[port] { n = prepareBurst(start, count: n, port: port) }
+        if prepare[port] && taps[port] == nil { n = prepareBurst(start, count: n, port: port) }
         var bytes: UInt64 = 0
         for i in 0..<n { bytes &+= UInt64(vx_mbuf_pkt_len(start[i])) }
         let sent: Int
-        if let model = models[port] {
+        if let tap = taps[port] {
+            sent = Int(vx_tap_tx_burst(tap, start, UInt16(n)))
+        } else if let model = models[port] {
             sent = model.transmit(start, count: n)
         } else {
             sent = Int(rte_eth_tx_burst(portIDs[port], queueIDs[port], start, UInt16(n)))

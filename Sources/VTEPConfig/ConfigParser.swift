@@ -82,7 +82,7 @@ public enum ConfigParser {
 
         let u = try Mapping(try top.required("underlay"), path: "underlay",
                             allowed: ["port", "ip", "ip6", "mac", "mtu", "udp_port", "ttl", "gateway", "gateway6", "neighbor_timeout", "strict",
-                                      "allowed_remotes", "offloads", "verify_udp_checksum", "udp6_zero_checksum"])
+                                      "allowed_remotes", "offloads", "verify_udp_checksum", "udp6_zero_checksum", "tap"])
         guard u.optional("ip") != nil || u.optional("ip6") != nil else {
             throw u.error("ip", "required key is missing (give ip, ip6 or both)")
         }
@@ -102,6 +102,7 @@ public enum ConfigParser {
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("offloads") != nil { underlay.offloads = try u.offloadMode("offloads") }
+        if u.optional("tap") != nil { underlay.tap = try tapPort(u, path: "underlay.tap") }
         if u.optional("verify_udp_checksum") != nil { underlay.verifyUDPChecksum = try u.boolean("verify_udp_checksum") }
         if let node = u.optional("udp6_zero_checksum") {
             if node.mapping != nil {
@@ -182,7 +183,7 @@ public enum ConfigParser {
 
         var access: [VTEPConfiguration.AccessPort] = []
         for (i, node) in try top.sequence("access").enumerated() {
-            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans", "offloads", "vhost"])
+            let m = try Mapping(node, path: "access[\(i)]", allowed: ["port", "vni", "vlans", "offloads", "vhost", "tap"])
             let port = try m.port("port")
             let vhost = try m.optional("vhost") == nil ? nil : vhostPort(m, index: i)
             switch (m.optional("vni"), m.optional("vlans")) {
@@ -201,6 +202,7 @@ public enum ConfigParser {
                 access.append(.init(port: port, vlans: mappings, vhost: vhost))
             }
             if m.optional("offloads") != nil { access[access.count - 1].offloads = try m.offloadMode("offloads") }
+            if m.optional("tap") != nil { access[access.count - 1].tap = try tapPort(m, path: "access[\(i)].tap") }
         }
 
         var neighbors: [VTEPConfiguration.Neighbor] = []
@@ -253,6 +255,14 @@ public enum ConfigParser {
         if v.optional("client") != nil { vhost.client = try v.boolean("client") }
         if v.optional("tso") != nil { vhost.tso = try v.boolean("tso") }
         return vhost
+    }
+
+    /// `tap: { name, udp_tunnel_gso }` of the underlay or an access port.
+    private static func tapPort(_ m: Mapping, path: String) throws -> VTEPConfiguration.Tap {
+        let t = try Mapping(try m.required("tap"), path: path, allowed: ["name", "udp_tunnel_gso"])
+        var tap = VTEPConfiguration.Tap(name: t.trimmed(try t.text(try t.required("name"), key: "name")))
+        if t.optional("udp_tunnel_gso") != nil { tap.udpTunnelGSO = try t.boolean("udp_tunnel_gso") }
+        return tap
     }
 
     /// A YAML error as libyaml's problem and where it is (line, column), without the file's text.

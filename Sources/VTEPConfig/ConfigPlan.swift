@@ -110,11 +110,12 @@ public struct ConfigPlan: Equatable, Sendable {
         var unmap: [Change] = [], map: [Change] = []
         for p in running.access {
             guard let q = newPorts[p.port] else { detach.append(p); continue }
-            let mappingOnly = p.vhost == q.vhost && p.offloads == q.offloads
+            let mappingOnly = p.vhost == q.vhost && p.tap == q.tap && p.offloads == q.offloads
             if mappingOnly {
                 if p.vni != q.vni || p.vlans != q.vlans { unmap.append(.unmapPort(p)); map.append(.mapPort(q)) }
-            } else if p.vhost != nil || q.vhost != nil {
-                // vxland's own vhost-user device: re-created with the new settings (the VM reconnects).
+            } else if p.vhost != nil || q.vhost != nil || p.tap != nil || q.tap != nil {
+                // vxland's own vhost-user device or tap: re-created with the new settings (the VM reconnects; a
+                // tap comes back in vxland's namespace).
                 detach.append(p); attach.append(q)
             } else {
                 restart.append("access port \(p.port): offloads \(p.offloads.rawValue) -> \(q.offloads.rawValue)")
@@ -187,6 +188,7 @@ public struct ConfigPlan: Equatable, Sendable {
         if a.verifyUDPChecksum != b.verifyUDPChecksum { keys.append("verify_udp_checksum") }
         if a.udp6ZeroChecksum != b.udp6ZeroChecksum { keys.append("udp6_zero_checksum") }
         if a.offloads != b.offloads { keys.append("offloads") }
+        if a.tap != b.tap { keys.append("tap") }
         if a.allowedRemotes != b.allowedRemotes { keys.append("allowed_remotes") }
         return keys.isEmpty ? ["(settings)"] : keys
     }

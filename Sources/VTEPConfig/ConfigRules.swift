@@ -26,6 +26,11 @@ public enum ConfigRules {
         if let problem = problem(portName: underlay.port) { throw ConfigError("underlay.port", problem) }
         var ports = Set<String>(minimumCapacity: c.access.count)
         var sockets = Set<String>()
+        var interfaces = Set<String>()
+        if let tap = underlay.tap {
+            if let problem = problem(interfaceName: tap.name) { throw ConfigError("underlay.tap.name", problem) }
+            interfaces.insert(tap.name)
+        }
         for (i, p) in c.access.enumerated() {
             let path = "access[\(i)]"
             if let problem = problem(portName: p.port) { throw ConfigError("\(path).port", problem) }
@@ -39,6 +44,13 @@ public enum ConfigRules {
                 if let problem = problem(vhostSocket: vhost.socket) { throw ConfigError("\(path).vhost.socket", problem) }
                 guard sockets.insert(vhost.socket).inserted else {
                     throw ConfigError("\(path).vhost.socket", "'\(vhost.socket)' is the socket of another access port too")
+                }
+            }
+            if let tap = p.tap {
+                if p.vhost != nil { throw ConfigError("\(path).tap", "a port is a vhost-user port or a tap, not both") }
+                if let problem = problem(interfaceName: tap.name) { throw ConfigError("\(path).tap.name", problem) }
+                guard interfaces.insert(tap.name).inserted else {
+                    throw ConfigError("\(path).tap.name", "'\(tap.name)' is the tap of another port too")
                 }
             }
             if let vni = p.vni {
@@ -136,6 +148,16 @@ public enum ConfigRules {
     public static func problem(portName name: String) -> String? {
         guard !name.isEmpty, !name.contains(where: { $0 == "," || $0 == "=" || $0.isWhitespace || $0.isNewline }) else {
             return "'\(name)' is not a DPDK port name (no ',', '=' or blanks)"
+        }
+        return nil
+    }
+
+    /// Why `name` cannot be a Linux interface name (what `dev_valid_name` refuses), or nil.
+    public static func problem(interfaceName name: String) -> String? {
+        let bytes = Array(name.utf8)
+        guard (1...15).contains(bytes.count) else { return "an interface name has 1 to 15 characters, got '\(name)' (\(bytes.count))" }
+        guard name != ".", name != "..", !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 >= 127 }) else {
+            return "'\(name)' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'"
         }
         return nil
     }

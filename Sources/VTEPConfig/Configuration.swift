@@ -29,6 +29,8 @@ public struct VTEPConfiguration: Sendable, Equatable {
         /// `auto`: hand the NIC what it advertises (tunnel TSO, inner and outer checksums); `software`: do all of
         /// it in software (a NIC whose tunnel offloads are broken, or for comparison).
         public var offloads: OffloadMode = .auto
+        /// A kernel tap interface that vxland creates as the underlay port (`port` is then vxland's name for it).
+        public var tap: Tap?
         /// Who may send VXLAN to this VTEP (sources elsewhere are dropped as remote_not_allowed), for every VNI
         /// without a list of its own; nil allows any source. Each VNI's static remotes are allowed regardless.
         public var allowedRemotes: [IPPrefix]?
@@ -79,11 +81,24 @@ public struct VTEPConfiguration: Sendable, Equatable {
         public var offloads: OffloadMode = .auto
         /// A vhost-user port to a VM: vxland creates the `net_vhost` device `port` itself (nil: an EAL port).
         public var vhost: Vhost?
+        /// A kernel tap interface vxland creates as this port (a VM's or a namespace's NIC); nil: not a tap.
+        public var tap: Tap?
 
         public init(port: String, vni: UInt32, vhost: Vhost? = nil) { self.port = port; self.vni = vni; self.vlans = []; self.vhost = vhost }
         public init(port: String, vlans: [VLANMapping], vhost: Vhost? = nil) {
             self.port = port; self.vni = nil; self.vlans = vlans; self.vhost = vhost
         }
+    }
+
+    /// A tap interface with the virtio-net header that vxland creates and polls itself (TapPort): the kernel hands
+    /// over and takes 64 KB TSO/GSO frames and unfinished checksums, and on an underlay VXLAN frames whole
+    /// (UDP-tunnel GSO, Linux 6.17+).
+    public struct Tap: Sendable, Equatable {
+        /// The interface's name (1-15 characters); it must not exist when vxland starts.
+        public var name: String
+        /// Ask the kernel for UDP-tunnel GSO (only an underlay uses it); false: segments, as on older kernels.
+        public var udpTunnelGSO: Bool = true
+        public init(name: String, udpTunnelGSO: Bool = true) { self.name = name; self.udpTunnelGSO = udpTunnelGSO }
     }
 
     /// The vhost-user side of a VM-facing access port (DPDK's net_vhost).

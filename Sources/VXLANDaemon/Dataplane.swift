@@ -90,13 +90,26 @@ public final class Dataplane: @unchecked Sendable {
         var ports: [EthPort] = []
         var roles: [PortRole] = []
         let underlayPort: EthPort
-        do { underlayPort = try EthPort(reference: configuration.underlay.port) } catch {
-            throw SetupError("underlay.port: \(error)")
-        }
+        do {
+            if let tap = configuration.underlay.tap {
+                underlayPort = try Dataplane.makeTap(name: configuration.underlay.port, tap, mode: configuration.underlay.offloads, underlay: true)
+            } else {
+                underlayPort = try EthPort(reference: configuration.underlay.port)
+            }
+        } catch { throw SetupError("underlay.port: \(error)") }
         ports.append(underlayPort); roles.append(.underlay)
         for (i, a) in configuration.access.enumerated() {
             let port: EthPort
-            do { port = try EthPort(reference: a.port) } catch { throw SetupError("access[\(i)].port: \(error)") }
+            do {
+                if let tap = a.tap {
+                    port = try Dataplane.makeTap(name: a.port, tap, mode: a.offloads, underlay: false)
+                } else {
+                    port = try EthPort(reference: a.port)
+                }
+            } catch {
+                for made in ports { made.close() }      // taps made so far go again
+                throw SetupError("access[\(i)].port: \(error)")
+            }
             if ports.contains(where: { $0.id == port.id }) {
                 throw SetupError("access[\(i)].port: '\(a.port)' is port \(port.id), which is already in use")
             }
@@ -133,10 +146,10 @@ public final class Dataplane: @unchecked Sendable {
             ? .software : TunnelTxPlan(enabled: TxOffloads(rawValue: underlayPort.enabledTxOffloads)))
         // Kernel-attached ports: the kernel's checksum offload leaves TCP/UDP sums unfinished and af_packet has no
         // virtio-net header to say so, so every TCP/UDP checksum from them is computed (on an underlay port: the
-        // inner ones, after decapsulation).
-        let completeChecksumPorts = Set(ports.indices.filter { ports[$0].capabilities.driver == "net_af_packet" })
+        // inner ones, after decapsulation; a tap underlay too, whose header speaks of the outer frame).
+        let completeChecksumPorts = Set(ports.indices.filter { Dataplane.completesChecksums(ports[$0], index: $0) })
         for (c, lcore) in lcores.enumerated() {
-            let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, portID: $0.element.id, queueID: UInt16(c)) }
+            let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, port: $0.element, queue: c) }
             let tx = ports.map { (port: $0.id, queue: UInt16(c)) }
             let core = UnsafeMutablePointer<PollingCore<VXLANProcessor>>.allocate(capacity: 1)
             let offload = OffloadSettings(plan: txPlan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
@@ -144,6 +157,7 @@ public final class Dataplane: @unchecked Sendable {
                                           underlayRxChecksums: RxChecksums.reported(byPortWith: underlayPort.enabledRxOffloads))
             let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload, trace: trace)
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx, portCapacity: tables.portCapacity))
+            for (index, port) in ports.enumerated() where port.tap != nil { core.pointee.tx.setPort(index, port, queue: c) }
             core.pointee.tx.setPrepare(txPlan.usesHardware, port: 0)
             pollingCores.append(core)
             cores.append(Core(lcore: lcore, portCounters: core.pointee.portCounters, pipelineCounters: core.pointee.processor.counterBlock,
@@ -155,6 +169,18 @@ public final class Dataplane: @unchecked Sendable {
         // is published, while no core can count into the slot (it was freed a grace period after its last VNI
         // went), so no packet counted once the VNI is reachable is left out.
         tables.vniSlotTaken = { [unowned self] slot in self.takeVNIBaseline(slot: slot) }
+    }
+
+    /// A tap port vxland creates (`tap:` in the configuration): with the kernel's offloads unless `software`.
+    static func makeTap(name: String, _ tap: VTEPConfiguration.Tap, mode: VTEPConfiguration.OffloadMode, underlay: Bool) throws -> EthPort {
+        try TapPort.create(name: name, .init(interface: tap.name, offloads: mode == .auto, udpTunnelGSO: underlay && tap.udpTunnelGSO,
+                                             underlay: underlay))
+    }
+
+    /// Whether frames from local port `index` may carry checksums left unfinished without a flag saying so: a
+    /// kernel-attached af_packet port, or a tap underlay (its flags speak of the outer frame).
+    static func completesChecksums(_ port: EthPort, index: Int) -> Bool {
+        port.capabilities.driver == "net_af_packet" || (index == 0 && port.tap != nil)
     }
 
     /// Configures one port for `queues` polling cores as its role wants; returns the pool of 64 KB buffers made for
@@ -218,6 +244,10 @@ public final class Dataplane: @unchecked Sendable {
 
     func watchVhostGuests() {
         let access = configuration.access
+        // A tap's kernel takes large frames (GSO with partial checksums) whenever its offloads are on.
+        for (index, port) in ports.enumerated() where index > 0 && port.tap != nil && index - 1 < access.count {
+            tables.setPortTakesLargeFrames(index, access[index - 1].offloads == .auto)
+        }
         for (index, port) in ports.enumerated() where index > 0 && port.capabilities.driver == "net_vhost" {
             guard index - 1 < access.count, access[index - 1].offloads == .auto else { continue }
             watchVhostGuest(index)
@@ -473,7 +503,9 @@ public final class Dataplane: @unchecked Sendable {
                 rxOffloads: port.enabledRxOffloads == 0 ? [] : ["0x" + String(port.enabledRxOffloads, radix: 16)],
                 gro: role == .underlay ? nil : tables.portTakesLargeFrames[index] != 0,
                 hardware: ["rx_packets": hw.rxPackets, "tx_packets": hw.txPackets, "rx_bytes": hw.rxBytes, "tx_bytes": hw.txBytes,
-                           "rx_missed": hw.rxMissed, "rx_errors": hw.rxErrors, "tx_errors": hw.txErrors, "rx_nombuf": hw.rxNoBuffer])
+                           "rx_missed": hw.rxMissed, "rx_errors": hw.rxErrors, "tx_errors": hw.txErrors, "rx_nombuf": hw.rxNoBuffer],
+                tap: port.tapInterface.map { PortsReport.Tap(interface: $0, offloads: port.tapOffloads ?? [],
+                                                             counters: Dictionary(uniqueKeysWithValues: zip(TapPort.counterNames, port.tapStats))) })
         })
     }
 

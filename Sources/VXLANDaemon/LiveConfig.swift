@@ -150,6 +150,12 @@ extension Dataplane {
             }
             return
         }
+        if let tap = p.tap {
+            if p.vhost != nil { throw ChangeError("port \(p.port): a port is a vhost-user port or a tap, not both") }
+            if let problem = ConfigRules.problem(interfaceName: tap.name) { throw ChangeError("port \(p.port) tap: \(problem)") }
+            if EthPort.id(of: p.port) != nil { throw ChangeError("a DPDK port named \(p.port) exists already; name the tap port otherwise") }
+            return
+        }
         if p.vhost != nil {
             guard p.port.hasPrefix("net_vhost") else { throw ChangeError("'\(p.port)' cannot carry vhost: a vhost-user port's name must start with net_vhost") }
             if EthPort.id(of: p.port) != nil { throw ChangeError("a port named \(p.port) exists already; vxland creates vhost-user ports itself") }
@@ -268,12 +274,17 @@ extension Dataplane {
         }
         var port: EthPort?
         do {
-            // Checked by id before an EthPort is made: an EthPort closes its port when it goes.
-            guard let id = EthPort.id(of: p.port) else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
-            if let used = livePorts.first(where: { $0.element.id == id }) {
-                throw ChangeError(used.offset == 0 ? "\(p.port) is the underlay port" : "\(p.port) is in use as \(used.element.name)")
+            let resolved: EthPort
+            if let tap = p.tap {
+                do { resolved = try Dataplane.makeTap(name: p.port, tap, mode: p.offloads, underlay: false) } catch { throw ChangeError("\(error)") }
+            } else {
+                // Checked by id before an EthPort is made: an EthPort closes its port when it goes.
+                guard let id = EthPort.id(of: p.port) else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
+                if let used = livePorts.first(where: { $0.element.id == id }) {
+                    throw ChangeError(used.offset == 0 ? "\(p.port) is the underlay port" : "\(p.port) is in use as \(used.element.name)")
+                }
+                resolved = try EthPort(id: id)
             }
-            let resolved = try EthPort(id: id)
             port = resolved
             let tag = "\(instance)_\(slot)_\(Dataplane.instances.next())"
             let large = try Dataplane.configure(resolved, index: slot, mode: p.offloads, configuration: configuration,
@@ -282,8 +293,8 @@ extension Dataplane {
             vhostPorts.restrictServerSockets()
             // No core reaches the slot yet (no queue, no endpoint): its TX side and counters are set from here.
             for (c, core) in cores.enumerated() {
-                core.control.tx.setPort(slot, port: resolved.id, queue: UInt16(c))
-                core.completesChecksums[slot] = resolved.capabilities.driver == "net_af_packet" ? 1 : 0
+                core.control.tx.setPort(slot, resolved, queue: c)
+                core.completesChecksums[slot] = Dataplane.completesChecksums(resolved, index: slot) ? 1 : 0
                 let base = core.portCounters.base
                 for counter in PortCounter.allCases { base[PortCounter.slot(port: slot, counter)] = 0 }
             }
@@ -294,13 +305,14 @@ extension Dataplane {
                 if let large { largeFramePools.append(large) }
             }
             for (c, core) in cores.enumerated() {
-                _ = core.control.activate(RxQueue(localPort: slot, portID: resolved.id, queueID: UInt16(c)))
+                _ = core.control.activate(RxQueue(localPort: slot, port: resolved, queue: c))
             }
             do { try underlay.change { try $0.attach(port: slot, role: role, settings: p) } } catch {
                 try? unplug(slot)
                 throw error
             }
             if p.vhost != nil && p.offloads == .auto { watchVhostGuest(slot) }
+            if p.tap != nil { tables.setPortTakesLargeFrames(slot, p.offloads == .auto) }
             logger.info("port \(p.port) (id \(resolved.id), \(resolved.capabilities.driver)) added as local port \(slot)")
         } catch {
             if let port, portIndex(p.port) == nil { port.close() }
@@ -318,7 +330,7 @@ extension Dataplane {
         }
         let previous = underlay.change { t in (t.roles[index], t.configuration.access.first { $0.port == ports[index].name }) }
         try underlay.change { try $0.detach(port: index) }
-        guard vhostPorts.owns(ports[index].name) else { return }
+        guard vhostPorts.owns(ports[index].name) || ports[index].tap != nil else { return }
         do { try unplug(index) } catch {
             // Not detached after all: mapped again as it was.
             try? underlay.change { try $0.attach(port: index, role: previous.0, settings: previous.1) }
@@ -343,7 +355,7 @@ extension Dataplane {
         let owned = vhostPorts.owns(port.name)
         portsLock.withLock {
             removedList.insert(index)
-            if owned { port.close() } else { port.relinquish() }
+            if owned || port.tap != nil { port.close() } else { port.relinquish() }
         }
         if owned { vhostPorts.remove(name: port.name) }
         tables.setPortTakesLargeFrames(index, false)

@@ -1,0 +1,112 @@
+import CDPDK
+import CTapPort
+import Glibc
+
+/// Kernel tap ports with the virtio-net header (CTapPort): vxland creates the interface, negotiates what the
+/// kernel hands over whole (TSO/GSO frames, partial checksums, UDP-tunnel GSO on Linux 6.17+), and its polling
+/// cores read and write the queues' descriptors themselves, so the pipeline sees mbufs with DPDK's offload flags
+/// as from any other port. The interface goes with vxland's descriptors: on every exit, SIGKILL included.
+public enum TapPort {
+    /// Ids of tap ports start above every DPDK port id; they only tell ports apart.
+    static let firstID = UInt16(RTE_MAX_ETHPORTS) + 0x1000
+    nonisolated(unsafe) static var nextID = firstID
+    static let idLock = Mutex()
+
+    /// What to ask the kernel for.
+    public struct Request: Sendable {
+        public var interface: String
+        /// TSO/GSO frames and partial checksums (false: the kernel segments and checksums everything first).
+        public var offloads: Bool
+        /// UDP-tunnel GSO (an underlay's VXLAN frames whole, both ways), where the kernel has it.
+        public var udpTunnelGSO: Bool
+        public var underlay: Bool
+        public init(interface: String, offloads: Bool, udpTunnelGSO: Bool, underlay: Bool) {
+            self.interface = interface; self.offloads = offloads; self.udpTunnelGSO = udpTunnelGSO; self.underlay = underlay
+        }
+    }
+
+    /// Creates the tap interface and the port `name` over it.
+    public static func create(name: String, _ request: Request) throws -> EthPort {
+        var wanted: UInt32 = 0
+        if request.offloads {
+            wanted = UInt32(VX_TUN_F_CSUM | VX_TUN_F_TSO4 | VX_TUN_F_TSO6)
+            if request.udpTunnelGSO { wanted |= UInt32(VX_TUN_F_UDP_TUNNEL_GSO | VX_TUN_F_UDP_TUNNEL_GSO_CSUM) }
+        }
+        var tap: OpaquePointer?
+        var error = [CChar](repeating: 0, count: 256)
+        let rc = vx_tap_open(request.interface, wanted, &tap, &error, error.count)
+        guard rc == 0, let tap else { throw SetupError("port \(name): " + String(cString: error)) }
+        if request.underlay { vx_tap_set_underlay(tap) }
+        let negotiated = vx_tap_offloads(tap)
+        // The kernel takes checksum and GSO requests in what is written to it whatever was negotiated; UDP-tunnel
+        // GSO only once negotiated (both flags: with GSO alone it would not hand its own tunnel frames over whole).
+        var tx: TxOffloads = [.multiSegments, .ipv4Checksum, .tcpChecksum, .udpChecksum, .tcpTSO, .outerIPv4Checksum, .outerUDPChecksum]
+        let tunnel = UInt32(VX_TUN_F_UDP_TUNNEL_GSO | VX_TUN_F_UDP_TUNNEL_GSO_CSUM)
+        if negotiated & tunnel == tunnel { tx.insert(.vxlanTunnelTSO) }
+        let rx = vx_rx_offload_ipv4_cksum() | vx_rx_offload_udp_cksum() | vx_rx_offload_tcp_cksum()
+            | vx_rx_offload_outer_udp_cksum() | vx_rx_offload_tcp_lro()
+        let capabilities = PortCapabilities(driver: driverName, maxRxQueues: 64, maxTxQueues: 64, rxDescriptors: 1...65535,
+                                            txDescriptors: 1...65535, rxOffloads: rx, txOffloads: tx.rawValue,
+                                            minMTU: 68, maxMTU: 65535)
+        // A locally administered unicast address of its own: the interface's kernel side has another.
+        var mac = (0..<6).map { _ in UInt8.random(in: 0...255) }
+        mac[0] = (mac[0] & 0xFC) | 0x02
+        let id = idLock.withLock { () -> UInt16 in
+            defer { nextID &+= 1 }
+            return nextID
+        }
+        return EthPort(tap: tap, id: id, name: name, capabilities: capabilities, mac: mac)
+    }
+
+    public static let driverName = "vxland_tap"
+
+    /// The `TUNSETOFFLOAD` flags the kernel accepted, by name, for `show ports`.
+    public static func offloadNames(_ flags: UInt32) -> [String] {
+        let known: [(UInt32, String)] = [(UInt32(VX_TUN_F_CSUM), "csum"), (UInt32(VX_TUN_F_TSO4), "tso4"), (UInt32(VX_TUN_F_TSO6), "tso6"),
+                                         (UInt32(VX_TUN_F_UDP_TUNNEL_GSO), "udp_tunnel_gso"),
+                                         (UInt32(VX_TUN_F_UDP_TUNNEL_GSO_CSUM), "udp_tunnel_gso_csum")]
+        return known.filter { flags & $0.0 != 0 }.map(\.1)
+    }
+
+    /// The counters under which received frames with a lying virtio-net header are dropped.
+    static let rxDropReasons: [vx_tap_stat] = [VX_TAP_RX_RUNT, VX_TAP_RX_BAD_GSO_SIZE, VX_TAP_RX_BAD_HDR_LEN, VX_TAP_RX_BAD_CSUM_OFFSETS,
+                                               VX_TAP_RX_GSO_WITHOUT_CSUM, VX_TAP_RX_GSO_TYPE_MISMATCH, VX_TAP_RX_UNSUPPORTED_GSO,
+                                               VX_TAP_RX_BAD_TUNNEL_OFFSETS, VX_TAP_RX_BAD_FLAGS]
+
+    public static var counterNames: [String] {
+        (0..<Int(VX_TAP_STAT_COUNT.rawValue)).map { String(cString: vx_tap_stat_name(UInt32($0))) }
+    }
+}
+
+/// A small lock for the id counter (PollMode has no Foundation).
+final class Mutex: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }
+        return try body()
+    }
+}
+
+extension EthPort {
+    func configureTap(_ tap: OpaquePointer, queues: Int, pool: PacketPool) throws {
+        var error = [CChar](repeating: 0, count: 256)
+        let rc = vx_tap_configure(tap, UInt32(queues), pool.pointer, &error, error.count)
+        guard rc == 0 else { throw SetupError(String(cString: error)) }
+    }
+
+    /// A tap port's interface name, negotiated kernel offloads and counters (by `TapPort.counterNames`).
+    public var tapInterface: String? { tap.map { String(cString: vx_tap_ifname($0)) } }
+    public var tapOffloads: [String]? { tap.map { TapPort.offloadNames(vx_tap_offloads($0)) } }
+    public var tapStats: [UInt64] {
+        var out = [UInt64](repeating: 0, count: Int(VX_TAP_STAT_COUNT.rawValue))
+        if let tap, !isClosed { vx_tap_stats(tap, &out) }
+        return out
+    }
+
+    /// The queue handle a polling core reads and writes for `queue`, nil for DPDK ports.
+    public func tapQueue(_ queue: Int) -> OpaquePointer? {
+        guard let tap else { return nil }
+        return vx_tap_queue(tap, UInt32(queue))
+    }
+}
