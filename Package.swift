@@ -98,7 +98,7 @@ let package = Package(
                 // rte_eth_from_rings lives in the net_ring PMD, which is otherwise loaded as a plugin.
                 linkerSettings: dpdkLinker + [.unsafeFlags(["-Xlinker", "-lrte_net_ring"])]),
         .testTarget(name: "VTEPConfigTests", dependencies: ["VTEPConfig"]),
-        .testTarget(name: "VXLANPipelineTests", dependencies: ["VXLANPipeline", "PollMode", "VTEPConfig", "CDPDK", "DPDKTestSupport"],
+        .testTarget(name: "VXLANPipelineTests", dependencies: ["VXLANPipeline", "PollMode", "VTEPConfig", "CDPDK", "CTapPort", "DPDKTestSupport"],
                     swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         .testTarget(name: "VXLANDaemonTests", dependencies: ["VXLANDaemon", "ControlProtocol", "PollMode", "VXLANPipeline", "VTEPConfig", "CDPDK", "DPDKTestSupport",
                                                           .product(name: "Logging", package: "swift-log")],

@@ -33,9 +33,9 @@
 # without TSO). With OFFLOADS=on vm0 still has tx-udp-segmentation off: af_packet carries no segment size for UDP
 # GSO frames (see the README on kernel-attached VMs).
 #
-# The "kernel-vtep" action turns vxland's namespace into the Linux kernel doing vxland's job (IPv4 underlay
-# only), for baselines: a bridge joining dpacc with a kernel vxlan device vxk (VNI 42, local 10.99.0.1 on dpund,
-# flooding to every remote, learning), with 10.99.0.1/24 on dpund. vxland must not run on that test bed.
+# The "kernel-vtep" action turns vxland's namespace into the Linux kernel doing vxland's job, for baselines: a
+# bridge joining dpacc with a kernel vxlan device vxk (VNI 42, local 10.99.0.1 on dpund, or fd00::1 on an IPv6
+# test bed, flooding to every remote, learning), with that address on dpund. vxland must not run on that test bed.
 #
 # The "taps" action puts vxland's own tap ports where the veths were, once vxland (in PREFIXdp) has created them:
 # WHICH "access" moves tap `tapacc` into the VM's namespace as vm0 (the veth vm0/dpacc goes), "underlay" moves tap
@@ -165,9 +165,20 @@ CONF
 
 kernel_vtep() {
     ip netns list | grep -q "^${dp}\b" || { echo "netns-topology: no test bed '$prefix': run up first" >&2; exit 2; }
-    ip -n "$dp" addr add 10.99.0.1/24 dev dpund
-    ip -n "$dp" link add vxk type vxlan id 42 local 10.99.0.1 dstport 4789 dev dpund
-    ip -n "$dp" link set vxk mtu 1450
+    local family=4 hv1; hv1=$(hv_name 1)
+    [[ -z "$(ip -n "$hv1" -4 -o addr show dev hv0)" ]] && family=6
+    if (( family == 4 )); then
+        ip -n "$dp" addr add 10.99.0.1/24 dev dpund
+        ip -n "$dp" link add vxk type vxlan id 42 local 10.99.0.1 dstport 4789 dev dpund
+        ip -n "$dp" link set vxk mtu 1450
+    else
+        # An IPv6 test bed (MODE ipv6): the same over fd00::1, the overlay MTU 70 bytes under the underlay's.
+        ip netns exec "$dp" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.dpund.disable_ipv6=0 net.ipv6.conf.dpund.accept_ra=0
+        ip -n "$dp" -6 addr add fd00::1/64 dev dpund nodad
+        ip -n "$dp" link add vxk type vxlan id 42 local fd00::1 dstport 4789 dev dpund
+        ip netns exec "$dp" sysctl -qw net.ipv6.conf.vxk.disable_ipv6=1
+        ip -n "$dp" link set vxk mtu 1430
+    fi
     ip -n "$dp" link add brk type bridge
     ip -n "$dp" link set dpacc master brk
     ip -n "$dp" link set vxk master brk up
@@ -175,8 +186,8 @@ kernel_vtep() {
     offloads_of "$dp" vxk
     local hv
     for hv in $(ip netns list | awk '{print $1}' | grep -E "^${prefix}hv[0-9]*$"); do
-        local remote; remote=$(ip -n "$hv" -4 -o addr show dev hv0 | awk '{print $4}' | cut -d/ -f1)
-        [[ -n "$remote" ]] || { echo "netns-topology: kernel-vtep needs an IPv4 underlay ($hv has none)" >&2; exit 2; }
+        local remote; remote=$(ip -n "$hv" -"$family" -o addr show dev hv0 scope global | awk '{print $4}' | cut -d/ -f1)
+        [[ -n "$remote" ]] || { echo "netns-topology: kernel-vtep needs one underlay family on every remote ($hv has no IPv$family)" >&2; exit 2; }
         ip netns exec "$dp" bridge fdb append 00:00:00:00:00:00 dev vxk dst "$remote"
     done
 }

@@ -13,12 +13,18 @@
 # Each variant gets a fresh test bed; iperf3 runs REPEATS times for SECONDS in each direction (alternating), and
 # the table shows the median of what the receiver got, in Gbit/s, and its ratio to kernel-on in that direction.
 #
+#   tap-on       vxland with its own tap ports on both sides (virtio-net header: the VM's TSO frames and the
+#                remote's UDP-tunnel GSO frames cross whole), offloads on; tap-on6 the same over an IPv6 underlay,
+#                against kernel-on6 (the kernel's vxlan over IPv6 on the same bed)
+#   tap-vm       a tap towards the VM, af_packet on the underlay;  tap-und  af_packet towards the VM, a tap underlay
+#
 # Table 2, a vhost-user VM: vxlan-guest on a virtio_user port (hugepages) sends 64000-byte TCP frames with TSO
 # metadata (MSS 1400) through vxland's vhost-user access port as fast as the ring takes them, for SECONDS,
 # REPEATS times (median). No TCP socket takes this crafted stream, so what is counted is the TCP payload that
 # leaves vxland as VXLAN segments:
 #   vhost-null     vxland's underlay is net_null: payload = the underlay's tx_bytes less 104 header bytes per
 #                  packet (outer Ethernet/IPv4/UDP/VXLAN 50, inner Ethernet/IPv4/TCP 54), no kernel involved
+#   vhost-tap      the same towards the remote, through a tap underlay (64 KB VXLAN frames, UDP-tunnel GSO)
 #   vhost-remote   vxland's underlay is the test bed's dpund (af_packet, offloads on): payload = what the remote
 #                  kernel's vx42 received (rx_bytes less 40 per packet: it counts the inner IP packet), sent to a
 #                  MAC behind the remote that is not vx42's own (02:00:00:00:42:99, static in vxland's FDB), so
@@ -30,7 +36,7 @@
 # run. vxland polls on lcore 1 (its control thread on lcore 0): on a 2-vCPU machine its polling core takes one of
 # the two CPUs, shared with iperf3 and the kernel's own work (the guest of table 2 spins on CPU 0).
 # Usage: scripts/seed-experiment.sh [SECONDS [REPEATS]]   (default 10 and 3)
-#        VARIANTS="kernel-on vhost-null" scripts/seed-experiment.sh ...   (a subset; default all six)
+#        VARIANTS="kernel-on vhost-null" scripts/seed-experiment.sh ...   (a subset; default all)
 #        BUILD=0 to use .build/release as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +44,7 @@ seconds="${1:-10}" repeats="${2:-3}"
 [[ "$seconds" =~ ^[1-9][0-9]*$ && "$repeats" =~ ^[1-9][0-9]*$ ]] \
     || { echo "seed-experiment: SECONDS and REPEATS must be positive whole numbers" >&2; exit 2; }
 (( EUID == 0 )) || { echo "seed-experiment: run as root (namespaces, raw sockets)" >&2; exit 1; }
-all_variants="vxland-on vxland-off kernel-on kernel-off vhost-null vhost-remote"
+all_variants="vxland-on vxland-off kernel-on kernel-off tap-on tap-vm tap-und kernel-on6 tap-on6 vhost-null vhost-remote vhost-tap"
 variants=(${VARIANTS:-$all_variants})
 for v in "${variants[@]}"; do
     [[ " $all_variants " == *" $v "* ]] || { echo "seed-experiment: unknown variant '$v'" >&2; exit 2; }
@@ -49,7 +55,7 @@ bin=.build/release
 # Both af_packet ports take 64 KiB frames whole: the VM's TSO/GSO frames and the remote's GSO VXLAN frames.
 large="framesz=65408,blocksz=2093056,framecnt=512"
 underlay_port="net_af_packet0,iface=dpund,$large" access_port="net_af_packet1,iface=dpacc,$large"
-if [[ " ${variants[*]} " == *" vxland-"* || " ${variants[*]} " == *" vhost-"* ]]; then
+if [[ " ${variants[*]} " == *" vxland-"* || " ${variants[*]} " == *" vhost-"* || " ${variants[*]} " == *" tap-"* ]]; then
     if [[ "${BUILD:-1}" != 0 ]]; then
         echo "== building (release)" >&2
         for product in vxland vxlanctl vxlan-guest; do swift build -c release --product "$product" >/dev/null; done
@@ -101,6 +107,12 @@ start_vxland() {
         sleep 0.1
     done
     [[ -S "$work/vxland.sock" ]] || { tail -n 5 "$work/vxland.log" >&2; return 1; }
+    # Tap ports are in place only once netns-topology.sh has moved them: their variants wait afterwards.
+    grep -q "tap:" "$work/vxland.yaml" || wait_resolved
+}
+
+wait_resolved() {
+    local _
     for _ in $(seq 100); do
         ctl show neighbors --json 2>/dev/null | grep -qE '"state":"(reachable|permanent)"' && return 0
         sleep 0.1
@@ -142,6 +154,15 @@ pools = s.get("pools") or [s["mempool"]]
 in_use = ", ".join(f"{q['name']} {q['in_use']}" for q in pools)
 print("   vxland: " + ", ".join(f"{k} {p[k]}" for k in keys if k in p) + f"; drops {d or 'none'}; mbufs in use: {in_use}")
 PY
+    ctl show ports --json >"$work/ports.json" 2>/dev/null && python3 - "$work/ports.json" >&2 <<'PY' || true
+import json, sys
+for p in json.load(open(sys.argv[1]))["ports"]:
+    if p.get("tap"):
+        c = p["tap"]["counters"]
+        keys = ("rx_frames", "rx_gso_frames", "rx_tunnel_gso_frames", "tx_frames", "tx_gso_frames", "tx_tunnel_gso_frames")
+        bad = {k: v for k, v in c.items() if v and (k.startswith("rx_bad") or k.endswith("errors") or k == "tx_bad_metadata")}
+        print(f"   tap {p['tap']['interface']} ({','.join(p['tap']['offloads'])}): " + ", ".join(f"{k} {c[k]}" for k in keys) + f"; errors {bad or 'none'}")
+PY
 }
 
 # Counters for the vhost-user rows: "packets bytes" of vxland's underlay port (net_null) or of the remote's vx42.
@@ -176,6 +197,24 @@ print(f"{guest['payload_bytes']} {payload}")
 PY
 }
 
+tap_config() {   # $1: access|underlay|both (which side is a tap), $2: the address keys of the underlay, $3: flood list
+    local u="port: net_af_packet0" a="port: net_af_packet1"
+    [[ "$1" != access ]] && u="port: tapund, tap: { name: tapund }"
+    [[ "$1" != underlay ]] && a="port: tapacc, tap: { name: tapacc }"
+    cat > "$work/vxland.yaml" <<CONF
+underlay: { $u, $2, mac: "02:00:00:00:00:01", mtu: 1500 }
+access: [ { $a, vni: 42 } ]
+vnis: [ { vni: 42, flood: [$3] } ]
+CONF
+}
+
+# EAL ports for the sides that are not taps.
+eal_ports() {
+    [[ "$1" == access ]] && printf '%s\n' --vdev "$underlay_port"
+    [[ "$1" == underlay ]] && printf '%s\n' --vdev "$access_port"
+    return 0
+}
+
 vhost_config() {   # $1: the underlay block; a vhost-user access port, the guest's destination MAC static
     cat > "$work/vxland.yaml" <<CONF
 underlay: $1
@@ -190,13 +229,29 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR % 2) pri
 load_start=$(cut -d" " -f1-3 /proc/loadavg)
 declare -A result note
 for variant in "${variants[@]}"; do
-    stack="${variant%-*}" offloads="${variant#*-}"
-    [[ "$stack" == vhost ]] && offloads=on
-    echo "== $variant: test bed up (OFFLOADS=$offloads)" >&2
-    OFFLOADS="$offloads" scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml"
+    stack="${variant%-*}" offloads="${variant#*-}" mode=untagged
+    [[ "$stack" == vhost || "$stack" == tap ]] && offloads=on
+    [[ "$variant" == *6 ]] && offloads=on mode=ipv6
+    echo "== $variant: test bed up (OFFLOADS=$offloads${mode/untagged/})" >&2
+    OFFLOADS="$offloads" scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml" 1 300 "$mode"
     ready=1
     case "$variant" in
         kernel-*) OFFLOADS="$offloads" scripts/netns-topology.sh kernel-vtep "$prefix" ;;
+        tap-*)
+            which=both addresses="ip: 10.99.0.1/24" flood=10.99.0.2
+            [[ "$variant" == tap-vm ]] && which=access
+            [[ "$variant" == tap-und ]] && which=underlay
+            [[ "$mode" == ipv6 ]] && addresses='ip6: "fd00::1/64"' flood='"fd00::2"'
+            tap_config "$which" "$addresses" "$flood"
+            mapfile -t ports < <(eal_ports "$which")
+            if start_vxland "$dp" "${ports[@]}" && scripts/netns-topology.sh taps "$prefix" "$which" "$mode" && wait_resolved; then :; else
+                ready=0; note[$variant]="vxland did not start: $(vxland_note)"
+            fi ;;
+        vhost-tap)
+            vhost_config '{ port: tapund, tap: { name: tapund }, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01", mtu: 1500 }'
+            if start_vxland "$dp" && scripts/netns-topology.sh taps "$prefix" underlay && wait_resolved; then :; else
+                ready=0; note[$variant]="vxland did not start: $(vxland_note)"
+            fi ;;
         vxland-*) start_vxland "$dp" --vdev "$underlay_port" --vdev "$access_port" || { ready=0; note[$variant]="vxland did not start: $(vxland_note)"; } ;;
         vhost-null)
             vhost_config '{ port: net_null0, ip: 10.99.0.1/24, mac: "02:00:00:00:00:01" }'
@@ -212,7 +267,7 @@ for variant in "${variants[@]}"; do
     runs_out=() runs_in=() notes=()
     if (( ready )) && [[ "$stack" == vhost ]]; then
         counters=underlay_counters per_packet=104
-        [[ "$variant" == vhost-remote ]] && counters=remote_counters per_packet=40
+        [[ "$variant" != vhost-null ]] && counters=remote_counters per_packet=40
         for (( r = 1; r <= repeats; r++ )); do
             line=$(run_guest "$counters" "$per_packet")
             read -r delivered took packets sent_bytes payload_bytes <<<"${line:-}"
@@ -230,7 +285,7 @@ for variant in "${variants[@]}"; do
         done
         (( ${#runs_out[@]} == repeats )) || notes+=("VM -> remote: $(( repeats - ${#runs_out[@]} )) of $repeats runs failed or stalled")
         (( ${#runs_in[@]} == repeats )) || notes+=("remote -> VM: $(( repeats - ${#runs_in[@]} )) of $repeats runs failed or stalled")
-        [[ "$stack" == vxland ]] && vxland_stats
+        [[ "$stack" == vxland || "$stack" == tap ]] && vxland_stats
     fi
     (( ${#notes[@]} )) && note[$variant]="${notes[*]}"
     (( ${#runs_out[@]} )) && result[$variant,out]=$(median "${runs_out[@]}")
@@ -247,16 +302,18 @@ for variant in "${variants[@]}"; do
     if [[ "$variant" == vhost-* ]]; then
         what="vxlan-guest -> vxland -> net_null (vxland's underlay tx)"
         [[ "$variant" == vhost-remote ]] && what="vxlan-guest -> vxland -> af_packet -> remote kernel (its vx42 rx)"
+        [[ "$variant" == vhost-tap ]] && what="vxlan-guest -> vxland -> tap -> remote kernel (its vx42 rx)"
         vhost_rows+="| $variant | $what | ${out:-failed} | ${note[$variant]:-} |"$'\n'
     else
-        iperf_rows+="| $variant | ${out:-failed} | $(ratio "$out" "${result[kernel-on,out]:-}") | ${in:-failed} | $(ratio "$in" "${result[kernel-on,in]:-}") | ${note[$variant]:-} |"$'\n'
+        base=kernel-on; [[ "$variant" == *6 ]] && base=kernel-on6
+        iperf_rows+="| $variant | ${out:-failed} | $(ratio "$out" "${result[$base,out]:-}") | ${in:-failed} | $(ratio "$in" "${result[$base,in]:-}") | ${note[$variant]:-} |"$'\n'
     fi
 done
 echo
 if [[ -n "$iperf_rows" ]]; then
     echo "iperf3 TCP across the overlay, ${seconds} s per run, median of ${repeats}; Gbit/s received"
     echo
-    echo "| variant | VM -> remote | vs kernel-on | remote -> VM | vs kernel-on | note |"
+    echo "| variant | VM -> remote | vs kernel (same family) | remote -> VM | vs kernel (same family) | note |"
     echo "|---|---:|---:|---:|---:|---|"
     printf '%s' "$iperf_rows"
     echo

@@ -245,6 +245,14 @@ void vx_tap_stats(const struct vx_tap *tap, uint64_t *out) {
     }
 }
 
+unsigned vx_tap_buffers_held(const struct vx_tap *tap) {
+    unsigned held = 0;
+    for (unsigned i = 0; i < tap->queue_count; i++) {
+        for (unsigned s = 0; s < VX_TAP_MAX_SEGS; s++) held += __atomic_load_n(&tap->queues[i].spare[s], __ATOMIC_RELAXED) != NULL;
+    }
+    return held;
+}
+
 void vx_tap_close(struct vx_tap *tap) {
     if (tap == NULL) return;
     if (tap->queues != NULL) {
@@ -450,7 +458,8 @@ int vx_vnet_tx_fill(struct vx_vnet_hdr *h, struct rte_mbuf *m, unsigned offloads
         h->csum_offset = (uint16_t)csum_offset;
     }
     if (tso) {
-        if (!(offloads & (v6 ? VX_TUN_F_TSO6 : VX_TUN_F_TSO4)) || m->tso_segsz == 0) return -1;
+        // What is written to a tap may ask for GSO whatever was negotiated (that is for what the kernel sends).
+        if (m->tso_segsz == 0 || m->l4_len < 20 || l4 + m->l4_len > first) return -1;
         h->gso_type = v6 ? VX_VNET_GSO_TCPV6 : VX_VNET_GSO_TCPV4;
         h->gso_size = m->tso_segsz;
         h->hdr_len = (uint16_t)(l4 + m->l4_len);

@@ -123,7 +123,8 @@ struct Port: ParsableCommand {
             abstract: "Map an access port into a VNI (untagged) or its VLANs into VNIs (tagged).",
             discussion: """
                 A port vxland does not poll yet is added to every polling core while the others forward: an EAL port \
-                not in use, or, with --vhost, a vhost-user port vxland creates for a VM that just started.
+                not in use, or, with --vhost, a vhost-user port vxland creates for a VM that just started, or, with \
+                --tap, a tap interface vxland creates (a VM's or a namespace's NIC, with the kernel's offloads).
                 """)
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The DPDK port name (as in show ports) or id.") var port: String
@@ -132,15 +133,18 @@ struct Port: ParsableCommand {
         @Option(help: "A vhost-user port for a VM: vxland creates the net_vhost device with this socket.") var vhost: String?
         @Flag(help: "vhost-user client mode: connect to the VM manager's socket instead of creating it.") var client = false
         @Flag(name: .customLong("no-tso"), help: "Do not offer the guest TCP segmentation offload.") var noTSO = false
+        @Option(help: "A tap port: vxland creates the tap interface of this name (the port argument is vxland's name for it).") var tap: String?
         @Option(help: "auto (default) or software: enable no checksum offload on the port.") var offloads: String?
         func validate() throws {
             if vhost == nil && (client || noTSO) { throw ValidationError("--client and --no-tso are for a vhost-user port: give --vhost SOCKET") }
+            if vhost != nil && tap != nil { throw ValidationError("a port is a vhost-user port (--vhost) or a tap (--tap), not both") }
         }
         func run() throws {
             var params = ["port": port]
             if let vni { params["vni"] = vni }
             if let vlans { params["vlans"] = vlans }
             if let vhost { params["vhost_socket"] = vhost; params["vhost_client"] = String(client); params["vhost_tso"] = String(!noTSO) }
+            if let tap { params["tap"] = tap }
             if let offloads { params["offloads"] = offloads }
             try change("port.attach", params, connection: connection)
         }
@@ -149,7 +153,7 @@ struct Port: ParsableCommand {
     struct Detach: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Unmap an access port: its frames are dropped, its learned MACs forgotten.",
-            discussion: "A vhost-user port vxland created is removed (the VM stopped); frames in flight are freed.")
+            discussion: "A vhost-user port or tap vxland created is removed (the VM stopped); frames in flight are freed.")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The DPDK port name or id.") var port: String
         func run() throws { try change("port.detach", ["port": port], connection: connection) }

@@ -12,7 +12,21 @@ public enum Render {
                          String(p.hardware["rx_packets"] ?? 0), String(p.hardware["tx_packets"] ?? 0),
                          String(p.hardware["rx_missed"] ?? 0)])
         }
-        return table(rows)
+        var out = table(rows)
+        // Tap ports: what the kernel agreed to hand over whole, and the frames that crossed that way.
+        for p in report.ports {
+            guard let tap = p.tap else { continue }
+            let c = tap.counters
+            func n(_ key: String) -> UInt64 { c[key] ?? 0 }
+            let drops = c.filter { $0.key.hasPrefix("rx_bad_") || $0.key.hasPrefix("rx_gso_") && $0.key != "rx_gso_frames" && $0.key != "rx_gso_segments" || $0.key == "rx_unsupported_gso" }
+                .filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            out += "\ntap \(tap.interface) (port \(p.name)): kernel offloads \(tap.offloads.isEmpty ? "none" : tap.offloads.joined(separator: ","))\n"
+            out += "  rx \(n("rx_frames")) frames, \(n("rx_gso_frames")) GSO (\(n("rx_tunnel_gso_frames")) tunnel, \(n("rx_gso_segments")) segments); "
+            out += "tx \(n("tx_frames")) frames, \(n("tx_gso_frames")) GSO (\(n("tx_tunnel_gso_frames")) tunnel, \(n("tx_gso_segments")) segments)\n"
+            out += "  dropped: \(drops.isEmpty ? "none" : drops.joined(separator: ", "))"
+            out += n("interface_gone") > 0 ? "; the interface is gone\n" : "\n"
+        }
+        return out
     }
 
     public static func stats(_ report: StatsReport, perCore: Bool = false) -> String {

@@ -43,8 +43,10 @@ public struct PortsReport: Codable, Equatable, Sendable {
         public var offloads: [String]
         /// Frames, bytes, GSO frames and segments each way, checksums, and drops by reason (`rx_bad_*`).
         public var counters: [String: UInt64]
-        public init(interface: String, offloads: [String], counters: [String: UInt64]) {
-            self.interface = interface; self.offloads = offloads; self.counters = counters
+        /// Receive buffers held for the next reads (33 of 2 KB per queue): in use in the pool while the port runs.
+        public var buffersHeld: Int
+        public init(interface: String, offloads: [String], counters: [String: UInt64], buffersHeld: Int) {
+            self.interface = interface; self.offloads = offloads; self.counters = counters; self.buffersHeld = buffersHeld
         }
     }
     public var ports: [Port]

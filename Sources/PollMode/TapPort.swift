@@ -104,6 +104,9 @@ extension EthPort {
         return out
     }
 
+    /// Receive buffers a tap port holds for its next reads (they count as in use in the pool).
+    public var tapBuffersHeld: Int { guard let tap, !isClosed else { return 0 }; return Int(vx_tap_buffers_held(tap)) }
+
     /// The queue handle a polling core reads and writes for `queue`, nil for DPDK ports.
     public func tapQueue(_ queue: Int) -> OpaquePointer? {
         guard let tap else { return nil }

@@ -21,7 +21,7 @@ enum ChangeMethods {
         "fdb.flush": ["vni"],
         "neighbor.add": ["ip", "mac"],
         "neighbor.del": ["ip"],
-        "port.attach": ["port", "vni", "vlans", "vhost_socket", "vhost_client", "vhost_tso", "offloads"],
+        "port.attach": ["port", "vni", "vlans", "vhost_socket", "vhost_client", "vhost_tso", "tap", "offloads"],
         "port.detach": ["port"],
         "config.apply": ["path", "dry_run"],
     ]
@@ -147,6 +147,14 @@ extension ChangeMethods {
                 port.vhost = .init(socket: socket, client: try p.boolean("vhost_client") ?? false, tso: try p.boolean("vhost_tso") ?? true)
             } else if p.values["vhost_client"] != nil || p.values["vhost_tso"] != nil {
                 throw p.failure("vhost_client and vhost_tso need vhost_socket")
+            }
+            if let tap = p.values["tap"] {
+                if port.vhost != nil { throw p.failure("tap: a port is a vhost-user port or a tap, not both") }
+                if let problem = ConfigRules.problem(interfaceName: tap) { throw p.failure("tap: \(problem)") }
+                if running.underlay.tap?.name == tap || running.access.contains(where: { $0.tap?.name == tap }) {
+                    throw p.failure("tap: '\(tap)' is the tap of another port")
+                }
+                port.tap = .init(name: tap)
             }
             if let mode = p.values["offloads"] {
                 guard let m = VTEPConfiguration.OffloadMode(rawValue: mode) else { throw p.failure("offloads: expected auto or software, got '\(mode)'") }

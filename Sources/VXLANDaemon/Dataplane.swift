@@ -224,16 +224,34 @@ public final class Dataplane: @unchecked Sendable {
     /// Runs the slow path (ARP, ICMP, neighbor timers) every millisecond on a plain thread until `stop()`.
     public func startSlowPath() {
         let underlay = self.underlay, stop = stopSignal
-        let thread = Thread {
+        let thread = Thread { [weak self] in
             setThreadName("vxland-slowpath")
+            var nextPortCheck = monotonicSeconds()
             while !stop.isRequested {
-                underlay.poll(now: monotonicSeconds())
+                let now = monotonicSeconds()
+                underlay.poll(now: now)
+                if now >= nextPortCheck { self?.reportGoneTaps(); nextPortCheck = now + 1 }
                 usleep(1000)
             }
         }
         thread.name = "vxland-slowpath"
         slowPathThread = thread
         thread.start()
+    }
+
+    /// Tap ports whose interface an operator deleted: said once in the log (`show ports`: link down, counter
+    /// `interface_gone`); the other ports go on.
+    var goneTaps: Set<String> = []
+
+    func reportGoneTaps() {
+        let gone = portsLock.withLock {
+            portList.indices.filter { !removedList.contains($0) && portList[$0].tap != nil && !portList[$0].link.up }.map { portList[$0] }
+        }
+        for port in gone where !goneTaps.contains(port.name) {
+            goneTaps.insert(port.name)
+            logger.error("port \(port.name): its tap interface \(port.tapInterface ?? "?") is gone (deleted?); frames to it are dropped, the other ports go on")
+        }
+        goneTaps.formIntersection(gone.map(\.name))      // a port of that name made again is watched again
     }
 
     /// Which access ports take large TCP frames (GRO, whole GSO frames): vhost-user ports whose guest negotiated
@@ -505,7 +523,8 @@ public final class Dataplane: @unchecked Sendable {
                 hardware: ["rx_packets": hw.rxPackets, "tx_packets": hw.txPackets, "rx_bytes": hw.rxBytes, "tx_bytes": hw.txBytes,
                            "rx_missed": hw.rxMissed, "rx_errors": hw.rxErrors, "tx_errors": hw.txErrors, "rx_nombuf": hw.rxNoBuffer],
                 tap: port.tapInterface.map { PortsReport.Tap(interface: $0, offloads: port.tapOffloads ?? [],
-                                                             counters: Dictionary(uniqueKeysWithValues: zip(TapPort.counterNames, port.tapStats))) })
+                                                             counters: Dictionary(uniqueKeysWithValues: zip(TapPort.counterNames, port.tapStats)),
+                                                             buffersHeld: port.tapBuffersHeld) })
         })
     }
 

@@ -321,7 +321,7 @@ extension Dataplane {
         }
     }
 
-    /// Unmaps an access port. A vhost-user port vxland created goes completely (a VM that stopped): taken off every
+    /// Unmaps an access port. A vhost-user port or tap vxland created goes completely (a VM that stopped): taken off every
     /// core, stopped and closed once the cores let go of it (its queued frames are freed), the device removed. A
     /// port EAL created stays, polled, its frames dropped as `port_detached`, until attached again.
     private func detachPort(_ reference: String) throws {

@@ -93,6 +93,8 @@ struct vx_tap_queue *vx_tap_queue(struct vx_tap *tap, unsigned queue);
 unsigned vx_tap_queue_count(const struct vx_tap *tap);
 // Sums every queue's counters into out[VX_TAP_STAT_COUNT].
 void vx_tap_stats(const struct vx_tap *tap, uint64_t *out);
+// Receive buffers the queues hold for their next reads (from the pool given to vx_tap_configure; back at close).
+unsigned vx_tap_buffers_held(const struct vx_tap *tap);
 // Closes the descriptors (the interface goes) and frees the receive buffers. The queues must be idle.
 void vx_tap_close(struct vx_tap *tap);
 
