@@ -93,7 +93,7 @@ let package = Package(
                           swiftSettings: dpdkSwift, linkerSettings: dpdkLinker),
         // Shared by the DPDK tests: one process-wide EAL, net_ring ports, an independent frame builder, and a
         // harness that runs the pipeline on ring ports.
-        .target(name: "DPDKTestSupport", dependencies: ["CDPDK", "PollMode", "VXLANPipeline", "VTEPConfig"], path: "Sources/DPDKTestSupport",
+        .target(name: "DPDKTestSupport", dependencies: ["CDPDK", "CTapPort", "PollMode", "VXLANPipeline", "VTEPConfig"], path: "Sources/DPDKTestSupport",
                 swiftSettings: dpdkSwift,
                 // rte_eth_from_rings lives in the net_ring PMD, which is otherwise loaded as a plugin.
                 linkerSettings: dpdkLinker + [.unsafeFlags(["-Xlinker", "-lrte_net_ring"])]),

@@ -1,4 +1,5 @@
 import CDPDK
+import CTapPort
 import PollMode
 import VTEPConfig
 import VXLANPipeline
@@ -9,7 +10,9 @@ import VXLANPipeline
 /// buffer or a chain of tiny ones, with RX flags that may lie (RX_LRO and a `tso_segsz`, L4_CKSUM_NONE). Every
 /// input goes through two pipelines: the software one (port 1 kernel-attached: every checksum completed) and one
 /// whose underlay is a NIC model with every tunnel offload (ports 0 and 2 kernel-attached: the receive side too),
-/// whose `violations` must stay empty. After each input: every mbuf is back in the pool, no frame vanished without
+/// whose `violations` must stay empty. A port byte whose low bits are 3 is a frame read from a tap port (CTapPort):
+/// the record starts with the 24-byte virtio-net header, which the tap port's own check turns into RX flags or a
+/// drop (the underlay's tap when the next two bits are 0, else an access port's). After each input: every mbuf is back in the pool, no frame vanished without
 /// being forwarded or counted under a drop reason, and every frame sent is well formed (an outer IPv4 header with
 /// a correct checksum and lengths, UDP to 4789 with a valid VXLAN header for a configured VNI, or ARP/ND/ICMP from
 /// the slow path). A broken invariant stops the process (`fatalError`), so libFuzzer keeps the input.
@@ -46,6 +49,8 @@ public final class PacketFuzzTarget {
         var segment: Int            // bytes per buffer of the chain; 0 = one buffer when it fits
         var flags: UInt64
         var segsz: UInt16
+        /// The frame's first 24 bytes are a virtio-net header, read as a tap port reads it.
+        var tap = false
         init(_ bits: UInt8) {
             segment = [0, 54, 7, 1900][Int(bits & 3)]
             flags = (bits & 4 != 0 ? MbufFlag.rxLRO : 0) | (bits & 8 != 0 ? MbufFlag.rxL4ChecksumNone : 0)
@@ -57,10 +62,18 @@ public final class PacketFuzzTarget {
         var records: [(port: Int, arrival: Arrival, frame: [UInt8])] = []
         var i = 0
         while i + 3 <= data.count && records.count < 64 {
-            let port = Int(data[i] & 3) % 3
+            var arrival = Arrival(data[i] >> 2)
+            var port = Int(data[i] & 3)
+            if port == 3 {
+                // Through a tap: the header decides the flags; the frame comes in 2 KB buffers, as the port reads.
+                port = Int(data[i] >> 2 & 3) % 3
+                arrival = Arrival(0)
+                arrival.tap = true
+                arrival.segment = 2048
+            }
             let length = min(Int(data[i + 1]) | Int(data[i + 2]) << 8, 20000)
             let end = min(data.count, i + 3 + length)
-            records.append((port, Arrival(data[i] >> 2), Array(data[(i + 3)..<end])))
+            records.append((port, arrival, Array(data[(i + 3)..<end])))
             i = end
         }
         inputs += 1
@@ -73,7 +86,23 @@ public final class PacketFuzzTarget {
 
     func run(_ records: [(port: Int, arrival: Arrival, frame: [UInt8])], through h: PipelineHarness) {
         var byPort: [Int: [OpaquePointer]] = [:]
+        var refusedByTap = 0
+        let tapOffloads = UInt32(VX_TUN_F_CSUM | VX_TUN_F_TSO4 | VX_TUN_F_TSO6 | VX_TUN_F_UDP_TUNNEL_GSO | VX_TUN_F_UDP_TUNNEL_GSO_CSUM)
         for r in records {
+            if r.arrival.tap {
+                guard r.frame.count > 24 else { refusedByTap += 1; continue }
+                var header = vx_vnet_hdr()
+                withUnsafeMutableBytes(of: &header) { $0.copyBytes(from: r.frame[0..<24]) }
+                let m = Mbuf.makeChained(Array(r.frame[24...]), pool: h.pool, segment: 2048)
+                // The tap port's verdict: -1/-2 forwarded with the flags it set, else dropped under that reason.
+                if vx_vnet_rx_apply(&header, m, tapOffloads | (r.port == 0 ? 0x10000 : 0)) >= 0 {
+                    vx_mbuf_free(m)
+                    refusedByTap += 1
+                    continue
+                }
+                byPort[r.port, default: []].append(m)
+                continue
+            }
             let fits = r.frame.count <= 2000
             let m = r.arrival.segment == 0 && fits ? Mbuf.make(r.frame, pool: h.pool)
                 : Mbuf.makeChained(r.frame, pool: h.pool, segment: r.arrival.segment == 0 ? 1900 : r.arrival.segment)
@@ -86,7 +115,7 @@ public final class PacketFuzzTarget {
         let oversizeBefore = h.pipeline(.oversizeDelivered) + h.pipeline(.largeFramesDelivered)
         let out = h.run([:], now: clock)
         let received = (0..<3).reduce(0) { $0 + h.port($1, .rxPackets) - rxBefore[$1] }
-        let sent = UInt64(records.count)
+        let sent = UInt64(records.count - refusedByTap)
         let which = h === hardware ? "hardware path" : "software path"
         check(received == sent, "\(which): \(sent) frames injected, \(received) received")
         check(accounted(h) - accountedBefore == received, "\(which): \(received) received, \(accounted(h) - accountedBefore) accounted for")
