@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the built-in default: installs what is missing, builds in release mode, reserves hugepages
 # (or falls back to --no-huge), creates the namespace test bed (a VM, vxland's ports, a remote hypervisor whose
-# Linux kernel vxlan device is the remote VTEP), runs vxland between them, pings across the overlay both ways
-# while printing live counters, and tears everything down on exit or Ctrl-C.
+# Linux kernel vxlan device is the remote VTEP), runs vxland between them on its own tap ports (the VM's NIC and
+# the underlay bridge's port, with the kernel's offloads), pings across the overlay both ways while printing live
+# counters, runs TCP both ways for a few seconds, and tears everything down on exit or Ctrl-C.
 # Usage: scripts/demo.sh [SECONDS]   (default 20; 0 runs until Ctrl-C)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +17,6 @@ swift build -c release --product vxland >/dev/null
 swift build -c release --product vxlanctl >/dev/null
 bin=.build/release
 
-# 1 GiB: both ports' pools hold 64 KiB mbufs (the access port takes the VM's TSO/GSO frames whole, the underlay
-# port the remote kernel's 64 KiB GSO VXLAN frames).
 if ./hugepages-setup.sh 512; then memory=(-m 1024); else
     echo "demo: no hugepages; running with --no-huge"; memory=(--no-huge -m 1024); fi
 
@@ -38,14 +37,15 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== test bed: ${prefix}vm <-> vxland (${prefix}dp) <-> ${prefix}hv (Linux vxlan, VNI 42)"
-scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml"
+PORTS=taps scripts/netns-topology.sh up "$prefix" "$work/vxland.yaml"
 cores=$(( $(nproc) > 1 ? 1 : 0 ))
+# vxland creates its two tap ports in its namespace; the test bed then moves them into place: one becomes the
+# VM's NIC (vm0), the other a port of the underlay bridge, as an operator would after starting it.
 ip netns exec "${prefix}dp" "$bin/vxland" -l "0-$cores" "${memory[@]}" --no-pci --file-prefix vxdemo \
-    --vdev net_af_packet0,iface=dpund,framesz=65408,blocksz=2093056,framecnt=512 \
-    --vdev net_af_packet1,iface=dpacc,framesz=65408,blocksz=2093056,framecnt=512 \
     -- --config "$work/vxland.yaml" --socket "$work/vxland.sock" >"$work/vxland.log" 2>&1 &
 vxland_pid=$!
 for _ in $(seq 100); do [[ -S "$work/vxland.sock" ]] && break; kill -0 "$vxland_pid" || { cat "$work/vxland.log"; exit 1; }; sleep 0.1; done
+scripts/netns-topology.sh taps "$prefix" both
 "$bin/vxlanctl" show ports --socket "$work/vxland.sock"
 # Frames for a remote whose MAC ARP has not resolved yet are dropped (and counted): wait for it first.
 for _ in $(seq 100); do
@@ -72,6 +72,15 @@ done
 wait "${ping_pids[@]}" 2>/dev/null || true
 echo "== VM -> remote:";  tail -n 2 "$work/ping-vm.log"
 echo "== remote -> VM:";  tail -n 2 "$work/ping-hv.log"
+echo "== TCP across the overlay (iperf3, 3 s each way; the VM's and the remote's 64 KB frames cross whole)"
+ip netns exec "${prefix}hv" iperf3 -s -D -p 5201 --pidfile "$work/iperf3.pid"
+sleep 0.5
+for direction in "" -R; do
+    timeout 30 ip netns exec "${prefix}vm" iperf3 -c 192.168.42.2 -p 5201 -t 3 $direction 2>&1 | grep -E "receiver" \
+        | sed "s/^/  ${direction:+remote -> VM}${direction:-VM -> remote}: /" || echo "  iperf3 $direction failed"
+done
+kill "$(cat "$work/iperf3.pid")" 2>/dev/null || true
+"$bin/vxlanctl" show ports --socket "$work/vxland.sock"
 "$bin/vxlanctl" show stats --socket "$work/vxland.sock"
 echo "== learned on the way (nothing was configured statically):"
 "$bin/vxlanctl" show fdb --socket "$work/vxland.sock"

@@ -41,7 +41,9 @@
 # WHICH "access" moves tap `tapacc` into the VM's namespace as vm0 (the veth vm0/dpacc goes), "underlay" moves tap
 # `tapund` onto the bridge as p0 (the veth dpund/p0 goes), "both" does both; the kernel's offloads stay on.
 #
-# Usage: [OFFLOADS=on|off] netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING [MODE]]]   (REMOTES 1-8, default 1)
+# With PORTS=taps, `up` writes vxland's configuration with tap ports (tapund, tapacc) instead of af_packet ones.
+#
+# Usage: [OFFLOADS=on|off] [PORTS=af_packet|taps] netns-topology.sh up PREFIX CONFIG_OUT [REMOTES [AGEING [MODE]]]   (REMOTES 1-8, default 1)
 #        [OFFLOADS=on|off] netns-topology.sh kernel-vtep PREFIX
 #        [OFFLOADS=on|off] netns-topology.sh taps PREFIX access|underlay|both [MODE]
 #        netns-topology.sh down PREFIX
@@ -142,6 +144,11 @@ up() {
     [[ "$mode" == ipv6 ]] && addresses='ip6: "fd00::1/64"'
     [[ "$mode" == dual ]] && addresses=$'ip: 10.99.0.1/24\n  ip6: "fd00::1/64"'
     local access="- { port: net_af_packet1, vni: 42 }   # dpacc, towards the VM"
+    local underlay_port="port: net_af_packet0          # dpund"
+    if [[ "${PORTS:-af_packet}" == taps ]]; then
+        access="- { port: tapacc, vni: 42, tap: { name: tapacc } }   # becomes the VM's vm0 (taps action)"
+        underlay_port=$'port: tapund                  # joins the underlay bridge as p0 (taps action)\n  tap: { name: tapund }'
+    fi
     local vnis="- { vni: 42, flood: [$flood], ageing: $ageing }"
     if [[ "$mode" == vlans ]]; then
         access="- { port: net_af_packet1, vlans: [ { vlan: 10, vni: 42 }, { vlan: 20, vni: 43 } ] }   # dpacc, tagged"
@@ -150,7 +157,7 @@ up() {
     cat > "$config" <<CONF
 # vxland's configuration for the namespace test bed (scripts/netns-topology.sh)
 underlay:
-  port: net_af_packet0          # dpund
+  $underlay_port
   $addresses
   mac: 02:00:00:00:00:01
   mtu: 1500
