@@ -156,7 +156,7 @@ public enum ConfigRules {
     public static func problem(interfaceName name: String) -> String? {
         let bytes = Array(name.utf8)
         guard (1...15).contains(bytes.count) else { return "an interface name has 1 to 15 characters, got '\(name)' (\(bytes.count))" }
-        guard name != ".", name != "..", !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 >= 127 }) else {
+        guard name != ".", name != "..", !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 == 127 }) else {
             return "'\(name)' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'"
         }
         return nil

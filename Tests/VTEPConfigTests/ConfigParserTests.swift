@@ -123,7 +123,41 @@ final class ConfigParserTests: XCTestCase {
         assertError(base + "  - { port: net_vhost0, vni: 42, vhost: /tmp/vm.sock }",
                     "access[0].vhost (line 4): expected a mapping of keys (socket, client, tso)")
         assertError(base + "  - { port: net_vhost0, vni: 42, extra: 1 }",
-                    "access[0].extra (line 4): unknown key (expected one of: port, vni, vlans, offloads, vhost)")
+                    "access[0].extra (line 4): unknown key (expected one of: port, vni, vlans, offloads, vhost, tap)")
+    }
+
+    /// Tap ports: the interface's name as Linux takes it, each used once, never with vhost.
+    func testTapPorts() throws {
+        let c = try ConfigParser.parse("""
+            underlay: { port: und0, tap: { name: und0 }, ip: 10.99.0.1/24 }
+            vnis: [ { vni: 42 } ]
+            access: [ { port: vm1, vni: 42, tap: { name: vm1 } }, { port: net_af_packet1, vni: 42 } ]
+            """)
+        XCTAssertEqual(c.underlay.tap, .init(name: "und0", udpTunnelGSO: true))
+        XCTAssertEqual(c.access.map(\.tap), [.init(name: "vm1"), nil])
+        let base = "underlay: { port: p0, ip: 10.99.0.1/24 }\nvnis: [ { vni: 42 } ]\naccess:\n"
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: a234567890123456 } }",
+                    "access[0].tap.name (line 4): an interface name has 1 to 15 characters, got 'a234567890123456' (16)")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"\" } }",
+                    "access[0].tap.name (line 4): an interface name has 1 to 15 characters, got '' (0)")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"a/b\" } }",
+                    "access[0].tap.name (line 4): 'a/b' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"..\" } }",
+                    "access[0].tap.name (line 4): '..' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"a b\" } }",
+                    "access[0].tap.name (line 4): 'a b' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: t1 } }\n  - { port: vm2, vni: 42, tap: { name: t1 } }",
+                    "access[1].tap.name (line 5): 't1' is the tap of another port too")
+        assertError("underlay: { port: p0, ip: 10.99.0.1/24, tap: { name: t1 } }\nvnis: [ { vni: 42 } ]\naccess: [ { port: vm1, vni: 42, tap: { name: t1 } } ]",
+                    "access[0].tap.name (line 3): 't1' is the tap of another port too")
+        assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: /tmp/vm.sock }, tap: { name: t1 } }",
+                    "access[0].tap (line 4): a port is a vhost-user port or a tap, not both")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: t1, queues: 2 } }",
+                    "access[0].tap.queues (line 4): unknown key (expected one of: name, udp_tunnel_gso)")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { udp_tunnel_gso: true } }",
+                    "access[0].tap.name (line 4): required key is missing")
+        assertError("underlay: { port: p0, ip: 10.99.0.1/24, tap: { name: t1, udp_tunnel_gso: maybe } }\nvnis: [ { vni: 42 } ]",
+                    "underlay.tap.udp_tunnel_gso (line 1): expected true or false, got 'maybe'")
     }
 
     /// An IPv6-only VTEP, and a dual-stack one with remotes of both families in one VNI.
@@ -173,7 +207,7 @@ final class ConfigParserTests: XCTestCase {
         assertError("- 1\n- 2", "configuration (line 1): not a vxland configuration (it has none of the keys underlay, access, vnis, fdb, neighbors, resources)")
         assertError("access: []", "underlay (line 1): required key is missing")
         assertError(replacing("mtu: 1500", "mtuu: 1500"),
-                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, ip6, mac, mtu, udp_port, ttl, gateway, gateway6, neighbor_timeout, strict, allowed_remotes, offloads, verify_udp_checksum, udp6_zero_checksum)")
+                    "underlay.mtuu (line 5): unknown key (expected one of: port, ip, ip6, mac, mtu, udp_port, ttl, gateway, gateway6, neighbor_timeout, strict, allowed_remotes, offloads, verify_udp_checksum, udp6_zero_checksum, tap)")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.300/24"),
                     "underlay.ip (line 3): expected an IPv4 address with prefix length, such as 10.99.0.1/24, got '10.99.0.300/24'")
         assertError(replacing("ip: 10.99.0.1/24", "ip: 10.99.0.1"),

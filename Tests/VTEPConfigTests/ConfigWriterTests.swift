@@ -482,6 +482,15 @@ enum RandomConfiguration {
             }
         }
         u.port = name(vhost: false)
+        // Tap interfaces: names of 1 to 15 characters, some that YAML would misread, each used once.
+        var interfaces = Set<String>()
+        func tap() -> VTEPConfiguration.Tap {
+            while true {
+                let n = chance(0.5) ? "tap\(int(0...9999))" : pick(["yes", "on", "null", "1e3", "-x", "a.b", "vm#1", "[v]", "é"])
+                if interfaces.insert(n).inserted { return .init(name: n, udpTunnelGSO: chance(0.7)) }
+            }
+        }
+        if chance(0.2) { u.tap = tap() }
         var access: [VTEPConfiguration.AccessPort] = []
         var sockets = Set<String>()
         if !settings.isEmpty {
@@ -506,6 +515,7 @@ enum RandomConfiguration {
                     a = .init(port: port, vlans: vlans, vhost: vhost)
                 }
                 a.offloads = chance(0.8) ? .auto : .software
+                if vhost == nil && chance(0.25) { a.tap = tap() }
                 access.append(a)
             }
         }
@@ -581,6 +591,13 @@ extension ConfigWriterTests {
                 underlay: { port: p0, ip: 10.99.0.1/24 }
                 access: [ { port: p1, vlans: [ { vlan: 10, vni: 42 }, { vlan: 20, vni: 43 } ] }, { port: p2, vni: 42 } ]
                 vnis: [ { vni: 42 }, { vni: 43 } ]
+                """),
+            ("ConfigParserTests: taps", """
+                underlay: { port: und0, tap: { name: und0, udp_tunnel_gso: false }, ip: 10.99.0.1/24 }
+                access:
+                  - { port: vm1, vni: 42, tap: { name: vm1 } }
+                  - { port: vm2, vlans: [ { vlan: 10, vni: 42 } ], offloads: software, tap: { name: "yes" } }
+                vnis: [ { vni: 42 } ]
                 """),
             ("ConfigParserTests: vhost", """
                 underlay: { port: p0, ip: 10.99.0.1/24 }
