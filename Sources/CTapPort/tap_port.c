@@ -41,6 +41,9 @@ struct vx_tap_queue {
     unsigned offloads;
     uint16_t room;                 // data room of each receive buffer
     uint16_t segs;                 // buffers per read: enough for VX_TAP_MAX_FRAME
+    uint16_t missing;              // spare[0..<missing] are used up and not yet replaced
+    uint16_t empty_reads;          // reads in a row that found nothing
+    uint16_t skip;                 // rounds to go before the next read of an idle queue
     struct rte_mempool *pool;
     struct vx_vnet_hdr rx_header;
     struct rte_mbuf *spare[VX_TAP_MAX_SEGS];
@@ -81,7 +84,13 @@ const char *vx_tap_stat_name(unsigned stat) { return stat < VX_TAP_STAT_COUNT ? 
 // ---------------------------------------------------------------------------------------------------------------
 // Descriptors
 
-static int tap_attach(const char *name, char *error, size_t error_len) {
+#ifndef IFF_TUN_EXCL
+#define IFF_TUN_EXCL 0x8000
+#endif
+
+// Opens a descriptor on tap `name`: `create` makes the interface and fails if one of that name exists
+// (IFF_TUN_EXCL: never another's persistent tap), else it attaches another queue to ours.
+static int tap_attach(const char *name, int create, char *error, size_t error_len) {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
@@ -91,10 +100,11 @@ static int tap_attach(const char *name, char *error, size_t error_len) {
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE | (create ? IFF_TUN_EXCL : 0);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
         int e = errno;
-        snprintf(error, error_len, "cannot create tap %s: %s", name, strerror(e));
+        if (create && e == EBUSY) snprintf(error, error_len, "an interface named %s exists already", name);
+        else snprintf(error, error_len, "cannot %s tap %s: %s", create ? "create" : "open a queue of", name, strerror(e));
         close(fd);
         return -e;
     }
@@ -120,7 +130,7 @@ int vx_tap_open(const char *ifname, unsigned wanted, struct vx_tap **out, char *
         snprintf(error, error_len, "an interface named %s exists already", ifname);
         return -EEXIST;
     }
-    int fd = tap_attach(ifname, error, error_len);
+    int fd = tap_attach(ifname, 1, error, error_len);
     if (fd < 0) return fd;
     // The kernel accepts a set of flags or refuses it whole (EINVAL for flags it does not know): try the most
     // useful sets first. The tunnel flags come as a pair: with GSO alone the kernel segments what it sends us.
@@ -156,16 +166,16 @@ struct vx_tap_queue *vx_tap_queue(struct vx_tap *tap, unsigned queue) {
     return queue < tap->queue_count ? &tap->queues[queue] : NULL;
 }
 
-// Gives every read buffer of `q` a fresh mbuf; 0, or -1 when the pool is empty.
+// Gives the read buffers a read used up (always the first `missing`) fresh mbufs, in one bulk allocation; 0, or
+// -1 when the pool is short (the read waits for the next burst).
 static int refill(struct vx_tap_queue *q) {
-    for (unsigned i = 0; i < q->segs; i++) {
-        if (q->spare[i] != NULL) continue;
-        struct rte_mbuf *m = rte_pktmbuf_alloc(q->pool);
-        if (m == NULL) return -1;
-        q->spare[i] = m;
-        q->rx_iov[i + 1].iov_base = rte_pktmbuf_mtod(m, void *);
+    if (q->missing == 0) return 0;
+    if (rte_pktmbuf_alloc_bulk(q->pool, q->spare, q->missing) != 0) return -1;
+    for (unsigned i = 0; i < q->missing; i++) {
+        q->rx_iov[i + 1].iov_base = rte_pktmbuf_mtod(q->spare[i], void *);
         q->rx_iov[i + 1].iov_len = q->room;
     }
+    q->missing = 0;
     return 0;
 }
 
@@ -185,19 +195,23 @@ int vx_tap_configure(struct vx_tap *tap, unsigned queues, struct rte_mempool *po
     if (q == NULL) { snprintf(error, error_len, "out of memory for tap %s's queues", tap->name); return -ENOMEM; }
     for (unsigned i = 0; i < queues; i++) q[i].fd = -1;
     for (unsigned i = 0; i < queues; i++) {
-        int fd = i == 0 ? tap->first_fd : tap_attach(tap->name, error, error_len);
+        int fd = i == 0 ? tap->first_fd : tap_attach(tap->name, 0, error, error_len);
+        int e = 0;
         if (fd < 0) {
-            for (unsigned j = 1; j < i; j++) close(q[j].fd);
-            rte_free(q);
-            return fd;
-        }
-        if (i > 0 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)tap->offloads) < 0) {
-            int e = errno;
-            snprintf(error, error_len, "tap %s queue %u: TUNSETOFFLOAD: %s", tap->name, i, strerror(e));
+            e = fd;
+        } else if (i > 0 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)tap->offloads) < 0) {
+            e = -errno;
+            snprintf(error, error_len, "tap %s queue %u: TUNSETOFFLOAD: %s", tap->name, i, strerror(-e));
             close(fd);
-            for (unsigned j = 1; j < i; j++) close(q[j].fd);
+        }
+        if (e != 0) {
+            // Undo the queues made so far (queue 0's descriptor stays the tap's, closed with it).
+            for (unsigned j = 0; j < i; j++) {
+                for (unsigned k = 0; k < VX_TAP_MAX_SEGS; k++) if (q[j].spare[k] != NULL) rte_pktmbuf_free(q[j].spare[k]);
+                if (j > 0) close(q[j].fd);
+            }
             rte_free(q);
-            return -e;
+            return e;
         }
         q[i].fd = fd;
         q[i].offloads = tap->offloads | tap->mode;
@@ -206,6 +220,7 @@ int vx_tap_configure(struct vx_tap *tap, unsigned queues, struct rte_mempool *po
         q[i].segs = (uint16_t)segs;
         q[i].rx_iov[0].iov_base = &q[i].rx_header;
         q[i].rx_iov[0].iov_len = sizeof(struct vx_vnet_hdr);
+        q[i].missing = (uint16_t)segs;
         (void)refill(&q[i]);          // a short pool is retried at every burst
     }
     tap->queues = q;
@@ -248,7 +263,7 @@ void vx_tap_stats(const struct vx_tap *tap, uint64_t *out) {
 unsigned vx_tap_buffers_held(const struct vx_tap *tap) {
     unsigned held = 0;
     for (unsigned i = 0; i < tap->queue_count; i++) {
-        for (unsigned s = 0; s < VX_TAP_MAX_SEGS; s++) held += __atomic_load_n(&tap->queues[i].spare[s], __ATOMIC_RELAXED) != NULL;
+        held += tap->queues[i].segs - __atomic_load_n(&tap->queues[i].missing, __ATOMIC_RELAXED);
     }
     return held;
 }
@@ -293,11 +308,31 @@ static unsigned network_offset(const uint8_t *f, uint32_t length, uint16_t *type
 // header, all within `length` bytes: 1, else 0.
 static int tcp_behind(const uint8_t *f, uint32_t length, unsigned l3, int v6, unsigned l4) {
     if (v6) {
-        if (l3 + 40 > length || (f[l3] >> 4) != 6 || f[l3 + 6] != IPPROTO_TCP) return 0;
-        return l4 == l3 + 40 && l4 + 20 <= length;
+        if (l3 + 40 > length || (f[l3] >> 4) != 6 || l4 + 20 > length) return 0;
+        // Past hop-by-hop, routing and destination options headers (at most 8 of them) to TCP.
+        unsigned next = f[l3 + 6], at = l3 + 40;
+        for (int i = 0; i < 8 && (next == 0 || next == 43 || next == 60); i++) {
+            if (at + 8 > length) return 0;
+            next = f[at];
+            at += ((unsigned)f[at + 1] + 1) * 8;
+        }
+        return next == IPPROTO_TCP && at == l4;
     }
-    if (l3 + 20 > length || (f[l3] >> 4) != 4 || f[l3 + 9] != IPPROTO_TCP) return 0;
+    if (l3 + 20 > length || (f[l3] >> 4) != 4 || (f[l3] & 0x0F) < 5 || f[l3 + 9] != IPPROTO_TCP) return 0;
     return l4 == l3 + (unsigned)(f[l3] & 0x0F) * 4 && l4 + 20 <= length;
+}
+
+// Offset of the L4 header behind the IPv4 or IPv6 header (no extension header) at `l3`, 0 if that is not within
+// `length` bytes; its protocol in *proto.
+static unsigned transport_offset(const uint8_t *f, uint32_t length, unsigned l3, uint16_t type, uint8_t *proto) {
+    if (type == RTE_ETHER_TYPE_IPV6) {
+        if (l3 + 40 > length || (f[l3] >> 4) != 6) return 0;
+        *proto = f[l3 + 6];
+        return l3 + 40;
+    }
+    if (type != RTE_ETHER_TYPE_IPV4 || l3 + 20 > length || (f[l3] >> 4) != 4 || (f[l3] & 0x0F) < 5) return 0;
+    *proto = f[l3 + 9];
+    return l3 + (unsigned)(f[l3] & 0x0F) * 4;
 }
 
 // TCP segments a GSO frame becomes: payload behind the TCP header at `l4`, over gso_size.
@@ -363,20 +398,21 @@ int vx_vnet_rx_apply(const struct vx_vnet_hdr *h, struct rte_mbuf *m, unsigned o
         flags |= RTE_MBUF_F_RX_LRO;
         m->tso_segsz = h->gso_size;
     }
+    uint8_t proto = 0;
+    const unsigned l4 = transport_offset(f, first, l3, type, &proto);
     if (h->flags & VX_VNET_F_NEEDS_CSUM) {
-        // On an access port the pipeline finishes a TCP/UDP checksum where it parses one (flagged NONE); one
-        // anywhere else is finished here, as the kernel's skb_checksum_help would. On the underlay the pipeline
-        // finishes the inner checksums after decapsulation.
-        int standard = 0;
-        if (l3 == RTE_ETHER_HDR_LEN && (type == RTE_ETHER_TYPE_IPV4 || type == RTE_ETHER_TYPE_IPV6)) {
-            const int v6 = type == RTE_ETHER_TYPE_IPV6;
-            const unsigned l4 = v6 ? l3 + 40 : l3 + (unsigned)(f[l3] & 0x0F) * 4;
-            const uint8_t proto = v6 ? f[l3 + 6] : f[l3 + 9];
-            standard = start == l4 && ((proto == IPPROTO_TCP && offset == 16) || (proto == IPPROTO_UDP && offset == 6));
-        }
-        if (standard || underlay || (flags & RTE_MBUF_F_RX_LRO)) {
+        // The kernel vouches for the frame: on the underlay the outer UDP checksum is right (or right once the
+        // partial one inside is finished: local checksum offload), and a partial sum past the outer UDP header is
+        // the inner frame's, which the pipeline finishes after decapsulation (flagged NONE). On an access port the
+        // pipeline finishes a TCP/UDP checksum where it parses one (untagged, flagged NONE); one anywhere else is
+        // finished here, as the kernel's skb_checksum_help would.
+        const int standard = l3 == RTE_ETHER_HDR_LEN && l4 != 0 && start == l4
+            && ((proto == IPPROTO_TCP && offset == 16) || (proto == IPPROTO_UDP && offset == 6));
+        if (underlay) {
+            flags |= RTE_MBUF_F_RX_OUTER_L4_CKSUM_GOOD;
+            if (l4 == 0 || start >= l4 + 8) flags |= RTE_MBUF_F_RX_L4_CKSUM_NONE;
+        } else if (standard || (flags & RTE_MBUF_F_RX_LRO)) {
             flags |= RTE_MBUF_F_RX_L4_CKSUM_NONE;
-            if (underlay) flags |= RTE_MBUF_F_RX_OUTER_L4_CKSUM_GOOD;
         } else {
             uint16_t sum = 0;
             if (rte_raw_cksum_mbuf(m, start, total - start, &sum) != 0) return VX_TAP_RX_BAD_CSUM_OFFSETS;
@@ -507,15 +543,25 @@ static void mark_gone(struct vx_tap_queue *q) {
     }
 }
 
+// An idle queue is read every VX_TAP_IDLE_STRIDE rounds once VX_TAP_IDLE_AFTER reads in a row found nothing:
+// a read that finds nothing is a system call, which a core polling other ports should not pay every round. The
+// first frame after a pause waits at most that many rounds.
+#define VX_TAP_IDLE_AFTER 256
+#define VX_TAP_IDLE_STRIDE 8
+
 uint16_t vx_tap_rx_burst(struct vx_tap_queue *q, struct rte_mbuf **pkts, uint16_t n) {
     if (q->dead) return 0;
+    if (q->skip > 0) { q->skip--; return 0; }
     uint16_t got = 0;
     const size_t header = sizeof(struct vx_vnet_hdr);
     while (got < n) {
         if (refill(q) != 0) { q->stats[VX_TAP_RX_NO_MBUFS]++; break; }
         ssize_t r = readv(q->fd, q->rx_iov, q->segs + 1);
         if (r < 0) {
-            if (errno == EAGAIN || errno == EINTR) break;
+            if (errno == EAGAIN || errno == EINTR) {
+                if (got == 0 && ++q->empty_reads >= VX_TAP_IDLE_AFTER) { q->empty_reads = VX_TAP_IDLE_AFTER; q->skip = VX_TAP_IDLE_STRIDE - 1; }
+                break;
+            }
             if (errno == EBADFD || errno == ENXIO || errno == ENODEV) { mark_gone(q); break; }
             q->stats[VX_TAP_RX_READ_ERRORS]++;
             break;
@@ -532,6 +578,7 @@ uint16_t vx_tap_rx_burst(struct vx_tap_queue *q, struct rte_mbuf **pkts, uint16_
         for (unsigned i = 0; i < used; i++) {
             struct rte_mbuf *s = q->spare[i];
             q->spare[i] = NULL;
+            q->missing = (uint16_t)(i + 1);
             s->data_len = (uint16_t)(left < q->room ? left : q->room);
             left -= s->data_len;
             if (i > 0) { last->next = s; last = s; }
@@ -557,6 +604,7 @@ uint16_t vx_tap_rx_burst(struct vx_tap_queue *q, struct rte_mbuf **pkts, uint16_
         }
         q->stats[VX_TAP_RX_FRAMES]++;
         q->stats[VX_TAP_RX_BYTES] += length;
+        q->empty_reads = 0;
         pkts[got++] = head;
     }
     return got;

@@ -37,10 +37,13 @@ public final class EthPort: @unchecked Sendable {
     /// The DPDK port id; for a tap port a number of its own above every DPDK id (never handed to DPDK).
     public let id: UInt16
     public let name: String
-    /// The tap behind a tap port (CTapPort), nil for DPDK ports.
+    /// The tap behind a tap port (CTapPort), nil for DPDK ports; freed when the port closes.
     public let tap: OpaquePointer?
     /// A tap port's Ethernet address (DPDK ports keep theirs in the driver).
     let tapMAC: [UInt8]
+    /// A tap port's interface name and the kernel offloads it negotiated, kept here: readable after close.
+    public let tapInterface: String?
+    public let tapOffloads: [String]?
     public private(set) var capabilities: PortCapabilities
     public private(set) var enabledTxOffloads: UInt64 = 0
     public private(set) var enabledRxOffloads: UInt64 = 0
@@ -100,6 +103,8 @@ public final class EthPort: @unchecked Sendable {
         self.capabilities = try EthPort.readCapabilities(id)
         self.tap = nil
         self.tapMAC = []
+        self.tapInterface = nil
+        self.tapOffloads = nil
     }
 
     init(tap: OpaquePointer, id: UInt16, name: String, capabilities: PortCapabilities, mac: [UInt8]) {
@@ -108,6 +113,8 @@ public final class EthPort: @unchecked Sendable {
         self.tap = tap
         self.capabilities = capabilities
         self.tapMAC = mac
+        self.tapInterface = String(cString: vx_tap_ifname(tap))
+        self.tapOffloads = TapPort.offloadNames(vx_tap_offloads(tap))
     }
 
     static func readCapabilities(_ id: UInt16) throws -> PortCapabilities {
@@ -227,7 +234,7 @@ public final class EthPort: @unchecked Sendable {
     public func close() {
         guard !closed else { return }
         stop()
-        if let tap { vx_tap_close(tap) } else { _ = rte_eth_dev_close(id) }
+        if let tap { vx_tap_close(tap); TapPort.release(id) } else { _ = rte_eth_dev_close(id) }
         closed = true
     }
 

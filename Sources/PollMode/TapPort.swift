@@ -7,10 +7,24 @@ import Glibc
 /// cores read and write the queues' descriptors themselves, so the pipeline sees mbufs with DPDK's offload flags
 /// as from any other port. The interface goes with vxland's descriptors: on every exit, SIGKILL included.
 public enum TapPort {
-    /// Ids of tap ports start above every DPDK port id; they only tell ports apart.
+    /// Ids of tap ports lie above every DPDK port id; they only tell ports apart. One is reused once its port closed.
     static let firstID = UInt16(RTE_MAX_ETHPORTS) + 0x1000
     nonisolated(unsafe) static var nextID = firstID
+    nonisolated(unsafe) static var liveIDs = Set<UInt16>()
     static let idLock = Mutex()
+
+    static func allocateID() throws -> UInt16 {
+        try idLock.withLock {
+            guard liveIDs.count < Int(UInt16.max - firstID) else { throw SetupError("too many tap ports") }
+            while liveIDs.contains(nextID) { nextID = nextID == UInt16.max - 1 ? firstID : nextID + 1 }
+            let id = nextID
+            liveIDs.insert(id)
+            nextID = nextID == UInt16.max - 1 ? firstID : nextID + 1
+            return id
+        }
+    }
+
+    static func release(_ id: UInt16) { idLock.withLock { _ = liveIDs.remove(id) } }
 
     /// What to ask the kernel for.
     public struct Request: Sendable {
@@ -32,9 +46,14 @@ public enum TapPort {
             wanted = UInt32(VX_TUN_F_CSUM | VX_TUN_F_TSO4 | VX_TUN_F_TSO6)
             if request.udpTunnelGSO { wanted |= UInt32(VX_TUN_F_UDP_TUNNEL_GSO | VX_TUN_F_UDP_TUNNEL_GSO_CSUM) }
         }
+        if EthPort.id(of: name) != nil {
+            throw SetupError("port \(name): a DPDK port of that name exists already; name the tap port otherwise")
+        }
+        let id = try allocateID()
         var tap: OpaquePointer?
         var error = [CChar](repeating: 0, count: 256)
         let rc = vx_tap_open(request.interface, wanted, &tap, &error, error.count)
+        if rc != 0 { release(id) }
         guard rc == 0, let tap else { throw SetupError("port \(name): " + String(cString: error)) }
         if request.underlay { vx_tap_set_underlay(tap) }
         let negotiated = vx_tap_offloads(tap)
@@ -51,10 +70,6 @@ public enum TapPort {
         // A locally administered unicast address of its own: the interface's kernel side has another.
         var mac = (0..<6).map { _ in UInt8.random(in: 0...255) }
         mac[0] = (mac[0] & 0xFC) | 0x02
-        let id = idLock.withLock { () -> UInt16 in
-            defer { nextID &+= 1 }
-            return nextID
-        }
         return EthPort(tap: tap, id: id, name: name, capabilities: capabilities, mac: mac)
     }
 
@@ -95,9 +110,7 @@ extension EthPort {
         guard rc == 0 else { throw SetupError(String(cString: error)) }
     }
 
-    /// A tap port's interface name, negotiated kernel offloads and counters (by `TapPort.counterNames`).
-    public var tapInterface: String? { tap.map { String(cString: vx_tap_ifname($0)) } }
-    public var tapOffloads: [String]? { tap.map { TapPort.offloadNames(vx_tap_offloads($0)) } }
+    /// A tap port's counters (by `TapPort.counterNames`); zeros once closed.
     public var tapStats: [UInt64] {
         var out = [UInt64](repeating: 0, count: Int(VX_TAP_STAT_COUNT.rawValue))
         if let tap, !isClosed { vx_tap_stats(tap, &out) }
@@ -107,9 +120,12 @@ extension EthPort {
     /// Receive buffers a tap port holds for its next reads (they count as in use in the pool).
     public var tapBuffersHeld: Int { guard let tap, !isClosed else { return 0 }; return Int(vx_tap_buffers_held(tap)) }
 
-    /// The queue handle a polling core reads and writes for `queue`, nil for DPDK ports.
+    /// The queue handle a polling core reads and writes for `queue`, nil for DPDK ports. A tap port always has
+    /// one for each queue it was configured with: its id must never reach DPDK.
     public func tapQueue(_ queue: Int) -> OpaquePointer? {
         guard let tap else { return nil }
-        return vx_tap_queue(tap, UInt32(queue))
+        let handle = isClosed ? nil : vx_tap_queue(tap, UInt32(queue))
+        precondition(handle != nil, "tap port \(name) has no queue \(queue)")
+        return handle
     }
 }

@@ -102,7 +102,7 @@ public enum ConfigParser {
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("offloads") != nil { underlay.offloads = try u.offloadMode("offloads") }
-        if u.optional("tap") != nil { underlay.tap = try tapPort(u, path: "underlay.tap") }
+        if u.optional("tap") != nil { underlay.tap = try tapPort(u, path: "underlay.tap", underlay: true) }
         if u.optional("verify_udp_checksum") != nil { underlay.verifyUDPChecksum = try u.boolean("verify_udp_checksum") }
         if let node = u.optional("udp6_zero_checksum") {
             if node.mapping != nil {
@@ -202,7 +202,7 @@ public enum ConfigParser {
                 access.append(.init(port: port, vlans: mappings, vhost: vhost))
             }
             if m.optional("offloads") != nil { access[access.count - 1].offloads = try m.offloadMode("offloads") }
-            if m.optional("tap") != nil { access[access.count - 1].tap = try tapPort(m, path: "access[\(i)].tap") }
+            if m.optional("tap") != nil { access[access.count - 1].tap = try tapPort(m, path: "access[\(i)].tap", underlay: false) }
         }
 
         var neighbors: [VTEPConfiguration.Neighbor] = []
@@ -257,9 +257,9 @@ public enum ConfigParser {
         return vhost
     }
 
-    /// `tap: { name, udp_tunnel_gso }` of the underlay or an access port.
-    private static func tapPort(_ m: Mapping, path: String) throws -> VTEPConfiguration.Tap {
-        let t = try Mapping(try m.required("tap"), path: path, allowed: ["name", "udp_tunnel_gso"])
+    /// `tap: { name, udp_tunnel_gso }` of the underlay, `tap: { name }` of an access port (no tunnels there).
+    private static func tapPort(_ m: Mapping, path: String, underlay: Bool) throws -> VTEPConfiguration.Tap {
+        let t = try Mapping(try m.required("tap"), path: path, allowed: underlay ? ["name", "udp_tunnel_gso"] : ["name"])
         var tap = VTEPConfiguration.Tap(name: t.trimmed(try t.text(try t.required("name"), key: "name")))
         if t.optional("udp_tunnel_gso") != nil { tap.udpTunnelGSO = try t.boolean("udp_tunnel_gso") }
         return tap

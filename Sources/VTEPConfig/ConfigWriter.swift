@@ -6,7 +6,9 @@
 /// block mappings and each list entry is one flow mapping on a line, as the README writes them. The text depends
 /// on the configuration alone, lists in its order.
 public enum ConfigWriter {
-    static func tap(_ t: VTEPConfiguration.Tap) -> String { "{ name: \(string(t.name)), udp_tunnel_gso: \(t.udpTunnelGSO) }" }
+    static func tap(_ t: VTEPConfiguration.Tap, underlay: Bool) -> String {
+        underlay ? "{ name: \(string(t.name)), udp_tunnel_gso: \(t.udpTunnelGSO) }" : "{ name: \(string(t.name)) }"
+    }
 
     public static func yaml(_ c: VTEPConfiguration) -> String {
         var out = "# vxland running configuration\n"
@@ -32,7 +34,7 @@ public enum ConfigWriter {
             out += "  udp6_zero_checksum: { tx: \(u.udp6ZeroChecksum.tx), rx: \(u.udp6ZeroChecksum.rx) }\n"
         }
         out += "  offloads: \(u.offloads.rawValue)\n"
-        if let t = u.tap { out += "  tap: \(tap(t))\n" }
+        if let t = u.tap { out += "  tap: \(tap(t, underlay: true))\n" }
         if let allowed = u.allowedRemotes { out += "  allowed_remotes: \(prefixes(allowed))\n" }
 
         out += c.access.isEmpty ? "access: []\n" : "access:\n"
@@ -45,7 +47,7 @@ public enum ConfigWriter {
             }
             out += ", offloads: \(a.offloads.rawValue)"
             if let v = a.vhost { out += ", vhost: { socket: \(string(v.socket)), client: \(v.client), tso: \(v.tso) }" }
-            if let t = a.tap { out += ", tap: \(tap(t))" }
+            if let t = a.tap { out += ", tap: \(tap(t, underlay: false))" }
             out += " }\n"
         }
 

@@ -96,7 +96,8 @@ public struct VTEPConfiguration: Sendable, Equatable {
     public struct Tap: Sendable, Equatable {
         /// The interface's name (1-15 characters); it must not exist when vxland starts.
         public var name: String
-        /// Ask the kernel for UDP-tunnel GSO (only an underlay uses it); false: segments, as on older kernels.
+        /// Ask the kernel for UDP-tunnel GSO (an underlay's key; an access port's tap never asks); false: segments,
+        /// as on kernels before 6.17.
         public var udpTunnelGSO: Bool = true
         public init(name: String, udpTunnelGSO: Bool = true) { self.name = name; self.udpTunnelGSO = udpTunnelGSO }
     }

@@ -146,7 +146,7 @@ public final class Dataplane: @unchecked Sendable {
             ? .software : TunnelTxPlan(enabled: TxOffloads(rawValue: underlayPort.enabledTxOffloads)))
         // Kernel-attached ports: the kernel's checksum offload leaves TCP/UDP sums unfinished and af_packet has no
         // virtio-net header to say so, so every TCP/UDP checksum from them is computed (on an underlay port: the
-        // inner ones, after decapsulation; a tap underlay too, whose header speaks of the outer frame).
+        // inner ones, after decapsulation).
         let completeChecksumPorts = Set(ports.indices.filter { Dataplane.completesChecksums(ports[$0], index: $0) })
         for (c, lcore) in lcores.enumerated() {
             let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, port: $0.element, queue: c) }
@@ -178,9 +178,9 @@ public final class Dataplane: @unchecked Sendable {
     }
 
     /// Whether frames from local port `index` may carry checksums left unfinished without a flag saying so: a
-    /// kernel-attached af_packet port, or a tap underlay (its flags speak of the outer frame).
+    /// kernel-attached af_packet port (a tap port's header says so frame by frame).
     static func completesChecksums(_ port: EthPort, index: Int) -> Bool {
-        port.capabilities.driver == "net_af_packet" || (index == 0 && port.tap != nil)
+        port.capabilities.driver == "net_af_packet"
     }
 
     /// Configures one port for `queues` polling cores as its role wants; returns the pool of 64 KB buffers made for
@@ -322,7 +322,8 @@ public final class Dataplane: @unchecked Sendable {
         stopped = true
         stopSignal.request()
         if launchedOnWorkers { Lcores.waitAll() }
-        while let t = slowPathThread, !t.isFinished { usleep(1000) }
+        // (Not from the slow path's own thread: a last reference dropped there ends here.)
+        while let t = slowPathThread, !t.isFinished, Thread.current !== t { usleep(1000) }
         unwatchVhostGuests()
         for port in ports { port.stop() }
         for core in pollingCores {

@@ -145,6 +145,9 @@ extension Dataplane {
             throw ChangeError("no room for \(endpoints) more access endpoint(s): \(tables.endpointCapacity) in all (twice resources.vnis), \(room) free")
         }
         if let index = portIndex(p.port) {
+            if p.tap != nil {
+                throw ChangeError("\(p.port) is a DPDK port vxland polls; a tap port needs a name of its own")
+            }
             if let mode = portsLock.withLock({ portOffloads[index] }), mode != p.offloads {
                 throw ChangeError("port \(p.port) runs with offloads \(mode.rawValue); changing it to \(p.offloads.rawValue) needs a restart")
             }
@@ -254,7 +257,7 @@ extension Dataplane {
             throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
         }
         if let index = portIndex(p.port) {
-            try checkAttachable(p)
+            try checkAttachable(p)      // refuses a tap of a polled port's name
             try underlay.change { try $0.attach(port: index, role: role, settings: p) }
             return
         }
@@ -269,7 +272,7 @@ extension Dataplane {
         }
         if p.vhost != nil {
             do { try vhostPorts.create(p, queues: lcores.count, key: "port \(p.port) vhost") } catch { throw ChangeError("\(error)") }
-        } else if p.port.hasPrefix("net_vhost") {
+        } else if p.tap == nil && p.port.hasPrefix("net_vhost") {
             throw ChangeError("\(p.port) is a vhost-user port name: give its socket (vhost) for vxland to create it")
         }
         var port: EthPort?

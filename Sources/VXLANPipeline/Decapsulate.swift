@@ -72,8 +72,8 @@ extension VXLANProcessor {
         if tracing { traceClassified(packets, count: n, decap: true) }
         // Memo of the last VNI slot with a single untagged endpoint: its frames go straight to that port.
         var memoVNISlot: Int32 = -1, memoPort = -1
-        // A kernel-attached underlay (net_af_packet) hands over the remote kernel's unfinished inner checksums and
-        // 64 KB GSO frames: those go through the offload stage (Offload.swift) on their way to the VM.
+        // A kernel-attached underlay without a header (net_af_packet) hands over the remote kernel's unfinished inner
+        // checksums and 64 KB GSO frames unannounced: all its frames go through the offload stage (Offload.swift).
         let underlayCompletes = completesChecksums[view.underlayPort] != 0
         for i in 0..<n {
             if tracing { traceStep(i, outcome: decapSlot) }
@@ -89,7 +89,11 @@ extension VXLANProcessor {
             // outer IP length is short; VXLAN is never short enough for Ethernet padding) is dropped, never delivered.
             if excess > 0 && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) != 0 { drop(m, .innerMalformed); continue }
             let target = innerTarget[i]
-            if underlayCompletes || Int(innerLength[i]) > view.maxInnerFrame {
+            // A port with a virtio-net header (a tap underlay) says per frame: the inner checksum is unfinished
+            // (L4_CKSUM_NONE) or the frame is a GSO one (RX_LRO, the sender's segment size in tso_segsz).
+            let flags = vx_mbuf_ol_flags(m)
+            if underlayCompletes || Int(innerLength[i]) > view.maxInnerFrame || flags & MbufFlag.rxLRO != 0
+                || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone {
                 deliverWithOffload(m, vniSlot: s, target: target, tx: tx)
                 continue
             }

@@ -254,7 +254,10 @@ extension VXLANProcessor {
             return deliverDecapsulated(m, vniSlot: s, target: target, tx: tx)
         case .malformed: drop(m, .innerMalformed); return
         }
-        vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)   // the underlay's RX flags say nothing here
+        // The sender's segment size, where the underlay's header gave it (a tap's GSO frame); the other RX flags
+        // spoke of the outer frame and say nothing here.
+        let senderMSS = vx_mbuf_ol_flags(m) & MbufFlag.rxLRO != 0 ? Int(vx_mbuf_tso_segsz(m)) : 0
+        vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)
         let length = Int(vx_mbuf_pkt_len(m))
         // Frames up to the larger family's limit go as they are (a dual-stack VTEP's IPv4 remotes send up to it);
         // what is cut is cut to the smaller, which every VM of a dual-stack overlay has as its MTU.
@@ -267,7 +270,8 @@ extension VXLANProcessor {
             if port >= 0 { stageForCoalescing(m, port: port); return }
             return deliverDecapsulated(m, vniSlot: s, target: target, tx: tx)
         }
-        let mss = workThreshold &- headers.headerLength
+        var mss = workThreshold &- headers.headerLength
+        if senderMSS >= 8 && senderMSS < mss { mss = senderMSS }     // never larger than the connection's own
         let port = largeFramePort(vniSlot: s, target: target)
         if port >= 0 {
             // The VM takes it whole: segmentation metadata, the TCP checksum left partial (virtio NEEDS_CSUM).

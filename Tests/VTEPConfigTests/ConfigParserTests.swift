@@ -153,9 +153,11 @@ final class ConfigParserTests: XCTestCase {
         assertError(base + "  - { port: net_vhost0, vni: 42, vhost: { socket: /tmp/vm.sock }, tap: { name: t1 } }",
                     "access[0].tap (line 4): a port is a vhost-user port or a tap, not both")
         assertError(base + "  - { port: vm1, vni: 42, tap: { name: t1, queues: 2 } }",
-                    "access[0].tap.queues (line 4): unknown key (expected one of: name, udp_tunnel_gso)")
-        assertError(base + "  - { port: vm1, vni: 42, tap: { udp_tunnel_gso: true } }",
-                    "access[0].tap.name (line 4): required key is missing")
+                    "access[0].tap.queues (line 4): unknown key (expected one of: name)")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: t1, udp_tunnel_gso: true } }",
+                    "access[0].tap.udp_tunnel_gso (line 4): unknown key (expected one of: name)")
+        assertError("underlay: { port: p0, ip: 10.99.0.1/24, tap: { udp_tunnel_gso: true } }\nvnis: [ { vni: 42 } ]",
+                    "underlay.tap.name (line 1): required key is missing")
         assertError("underlay: { port: p0, ip: 10.99.0.1/24, tap: { name: t1, udp_tunnel_gso: maybe } }\nvnis: [ { vni: 42 } ]",
                     "underlay.tap.udp_tunnel_gso (line 1): expected true or false, got 'maybe'")
     }

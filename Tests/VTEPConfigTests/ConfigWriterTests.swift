@@ -515,7 +515,7 @@ enum RandomConfiguration {
                     a = .init(port: port, vlans: vlans, vhost: vhost)
                 }
                 a.offloads = chance(0.8) ? .auto : .software
-                if vhost == nil && chance(0.25) { a.tap = tap() }
+                if vhost == nil && chance(0.25) { a.tap = tap(); a.tap!.udpTunnelGSO = true }   // the underlay's key only
                 access.append(a)
             }
         }

@@ -114,6 +114,40 @@ final class TapHeaderTests: XCTestCase {
         }
     }
 
+    func testOnTheUnderlayThePartialSumSaysWhichChecksumIsUnfinished() {
+        let frame = Self.vxlan(Self.tcp4Frame(payload: 500), outer6: false)
+        // Only the outer UDP sum partial (the inner one finished): nothing for the pipeline to finish.
+        let outer = receive(frame, header(gso: VX_VNET_GSO_NONE, start: 34, offset: 6), offloads: offloads | underlayMode)
+        XCTAssertEqual(outer.verdict, -1)
+        XCTAssertEqual(outer.flags & MbufFlag.rxOuterL4ChecksumMask, MbufFlag.rxOuterL4ChecksumGood)
+        XCTAssertNotEqual(outer.flags & MbufFlag.rxL4ChecksumMask, MbufFlag.rxL4ChecksumNone)
+        // The inner TCP sum partial: flagged for the pipeline to finish after decapsulation.
+        let inner = receive(frame, header(gso: VX_VNET_GSO_NONE, start: 84, offset: 16), offloads: offloads | underlayMode)
+        XCTAssertEqual(inner.verdict, -1)
+        XCTAssertEqual(inner.flags & MbufFlag.rxL4ChecksumMask, MbufFlag.rxL4ChecksumNone)
+        // No header flags (a frame from a wire the kernel only bridged): nothing is vouched for.
+        XCTAssertEqual(receive(frame, header(flags: 0, gso: VX_VNET_GSO_NONE), offloads: offloads | underlayMode).flags, 0)
+    }
+
+    func testTCPv6GSOBehindExtensionHeadersIsTaken() {
+        // A hop-by-hop header (8 bytes, PadN) between IPv6 and TCP: csum_start points past it.
+        let tcp = Self.tcp(payload: 20_000)
+        let hopByHop: [UInt8] = [6, 0, 1, 4, 0, 0, 0, 0]
+        var ip6 = Frames.ipv6(src: "fd42::1", dst: "fd42::2", next: 0, payload: hopByHop + tcp)
+        ip6[6] = 0
+        let frame = Frames.ethernet(dst: "02:00:00:00:42:02", src: "02:00:00:00:42:01", type: 0x86DD, payload: ip6)
+        let r = receive(frame, header(gso: VX_VNET_GSO_TCPV6, hdrLen: 14 + 48 + 20, start: 14 + 48))
+        XCTAssertEqual(r.verdict, -1)
+        XCTAssertEqual(r.flags & MbufFlag.rxLRO, MbufFlag.rxLRO)
+        // csum_start inside the extension header is not TCP's.
+        XCTAssertEqual(receive(frame, header(gso: VX_VNET_GSO_TCPV6, hdrLen: 14 + 48 + 20, start: 14 + 44)).verdict,
+                       Int32(VX_TAP_RX_GSO_TYPE_MISMATCH.rawValue))
+        // An IPv4 header length under 20 bytes is not a header.
+        var short = Self.tcp4Frame(payload: 20_000)
+        short[14] = 0x44
+        XCTAssertEqual(receive(short, header(gso: VX_VNET_GSO_TCPV4, start: 30)).verdict, Int32(VX_TAP_RX_GSO_TYPE_MISMATCH.rawValue))
+    }
+
     func testHeadersThatLieAreDroppedByReason() {
         let frame = Self.tcp4Frame(payload: 30_000)
         let udp = Frames.ethernet(dst: "02:00:00:00:42:02", src: "02:00:00:00:42:01", type: 0x0800,
