@@ -117,6 +117,7 @@ public final class Dataplane: @unchecked Sendable {
             roles.append(a.vni.map { PortRole.access(vni: $0) } ?? .tagged(a.vlans))
         }
         self.portList = ports
+        try Dataplane.checkTapBuffers(taps: ports.filter { $0.tap != nil }.count, queues: lcores.count, mbufs: configuration.resources.mbufs)
         for (i, a) in configuration.access.enumerated() { portOffloads[i + 1] = a.offloads }
         self.lcores = lcores
 
@@ -175,6 +176,17 @@ public final class Dataplane: @unchecked Sendable {
     static func makeTap(name: String, _ tap: VTEPConfiguration.Tap, mode: VTEPConfiguration.OffloadMode, underlay: Bool) throws -> EthPort {
         try TapPort.create(name: name, .init(interface: tap.name, offloads: mode == .auto, udpTunnelGSO: underlay && tap.udpTunnelGSO,
                                              underlay: underlay))
+    }
+
+    /// Each tap queue holds the buffers of one 64 KB read (33 of 2 KB) from the main pool: taps may hold at most a
+    /// quarter of it, so that the frames in flight always find buffers.
+    static let tapBuffersPerQueue = 33
+
+    static func checkTapBuffers(taps: Int, queues: Int, mbufs: Int) throws {
+        let held = taps * queues * tapBuffersPerQueue
+        guard held <= mbufs / 4 else {
+            throw SetupError("\(taps) tap port(s) with \(queues) queue(s) each hold \(held) buffers for their reads, more than a quarter of resources.mbufs (\(mbufs)): raise resources.mbufs to at least \(held * 4)")
+        }
     }
 
     /// Whether frames from local port `index` may carry checksums left unfinished without a flag saying so: a

@@ -279,6 +279,10 @@ extension Dataplane {
         do {
             let resolved: EthPort
             if let tap = p.tap {
+                let taps = portsLock.withLock { portList.indices.filter { !removedList.contains($0) && portList[$0].tap != nil }.count }
+                do { try Dataplane.checkTapBuffers(taps: taps + 1, queues: lcores.count, mbufs: configuration.resources.mbufs) } catch {
+                    throw ChangeError("cannot attach \(p.port): \(error)")
+                }
                 do { resolved = try Dataplane.makeTap(name: p.port, tap, mode: p.offloads, underlay: false) } catch { throw ChangeError("\(error)") }
             } else {
                 // Checked by id before an EthPort is made: an EthPort closes its port when it goes.
