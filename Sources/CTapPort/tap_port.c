@@ -159,6 +159,16 @@ int vx_tap_open(const char *ifname, unsigned wanted, struct vx_tap **out, char *
 }
 
 unsigned vx_tap_offloads(const struct vx_tap *tap) { return tap->offloads; }
+
+int vx_tap_current_name(const struct vx_tap *tap, char *out) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    int fd = tap->queues != NULL ? tap->queues[0].fd : tap->first_fd;
+    if (ioctl(fd, TUNGETIFF, &ifr) < 0) return -errno;
+    memcpy(out, ifr.ifr_name, IFNAMSIZ);
+    out[IFNAMSIZ - 1] = 0;
+    return 0;
+}
 const char *vx_tap_ifname(const struct vx_tap *tap) { return tap->name; }
 int vx_tap_ifindex(const struct vx_tap *tap) { return tap->ifindex; }
 unsigned vx_tap_queue_count(const struct vx_tap *tap) { return tap->queue_count; }

@@ -110,6 +110,14 @@ extension EthPort {
         guard rc == 0 else { throw SetupError(String(cString: error)) }
     }
 
+    /// The tap's interface name now (renamed by an operator, in whatever namespace), else the one it was made with.
+    public var tapCurrentInterface: String? {
+        guard let tap else { return nil }
+        guard !isClosed else { return tapInterface }
+        var name = [CChar](repeating: 0, count: 16)
+        return vx_tap_current_name(tap, &name) == 0 ? String(cString: name) : tapInterface
+    }
+
     /// A tap port's counters (by `TapPort.counterNames`); zeros once closed.
     public var tapStats: [UInt64] {
         var out = [UInt64](repeating: 0, count: Int(VX_TAP_STAT_COUNT.rawValue))

@@ -102,7 +102,7 @@ public enum ConfigParser {
         if u.optional("ttl") != nil { underlay.ttl = UInt8(try u.integer("ttl", in: 1...255)) }
         if u.optional("strict") != nil { underlay.strict = try u.boolean("strict") }
         if u.optional("offloads") != nil { underlay.offloads = try u.offloadMode("offloads") }
-        if u.optional("tap") != nil { underlay.tap = try tapPort(u, path: "underlay.tap", underlay: true) }
+        if u.present("tap") { underlay.tap = try tapPort(u, path: "underlay.tap", underlay: true) }
         if u.optional("verify_udp_checksum") != nil { underlay.verifyUDPChecksum = try u.boolean("verify_udp_checksum") }
         if let node = u.optional("udp6_zero_checksum") {
             if node.mapping != nil {
@@ -202,7 +202,7 @@ public enum ConfigParser {
                 access.append(.init(port: port, vlans: mappings, vhost: vhost))
             }
             if m.optional("offloads") != nil { access[access.count - 1].offloads = try m.offloadMode("offloads") }
-            if m.optional("tap") != nil { access[access.count - 1].tap = try tapPort(m, path: "access[\(i)].tap", underlay: false) }
+            if m.present("tap") { access[access.count - 1].tap = try tapPort(m, path: "access[\(i)].tap", underlay: false) }
         }
 
         var neighbors: [VTEPConfiguration.Neighbor] = []
@@ -259,7 +259,9 @@ public enum ConfigParser {
 
     /// `tap: { name, udp_tunnel_gso }` of the underlay, `tap: { name }` of an access port (no tunnels there).
     private static func tapPort(_ m: Mapping, path: String, underlay: Bool) throws -> VTEPConfiguration.Tap {
-        let t = try Mapping(try m.required("tap"), path: path, allowed: underlay ? ["name", "udp_tunnel_gso"] : ["name"])
+        let keys = underlay ? ["name", "udp_tunnel_gso"] : ["name"]
+        guard let node = m.optional("tap") else { throw m.error("tap", "expected a mapping of keys (\(keys.joined(separator: ", ")))") }
+        let t = try Mapping(node, path: path, allowed: keys)
         var tap = VTEPConfiguration.Tap(name: t.trimmed(try t.text(try t.required("name"), key: "name")))
         if t.optional("udp_tunnel_gso") != nil { tap.udpTunnelGSO = try t.boolean("udp_tunnel_gso") }
         return tap
@@ -347,6 +349,9 @@ struct Mapping {
         default: return node
         }
     }
+
+    /// Whether `key` is written at all, null included (`tap:` with nothing after it is a mistake, not "no tap").
+    func present(_ key: String) -> Bool { pairs.contains { $0.0 == key } }
 
     func required(_ key: String) throws -> YAMLNode {
         guard let node = optional(key) else {

@@ -29,6 +29,7 @@ public enum ConfigRules {
         var interfaces = Set<String>()
         if let tap = underlay.tap {
             if let problem = problem(interfaceName: tap.name) { throw ConfigError("underlay.tap.name", problem) }
+            if let problem = problem(tapPortName: underlay.port) { throw ConfigError("underlay.port", problem) }
             interfaces.insert(tap.name)
         }
         for (i, p) in c.access.enumerated() {
@@ -49,6 +50,7 @@ public enum ConfigRules {
             if let tap = p.tap {
                 if p.vhost != nil { throw ConfigError("\(path).tap", "a port is a vhost-user port or a tap, not both") }
                 if let problem = problem(interfaceName: tap.name) { throw ConfigError("\(path).tap.name", problem) }
+                if let problem = problem(tapPortName: p.port) { throw ConfigError("\(path).port", problem) }
                 guard interfaces.insert(tap.name).inserted else {
                     throw ConfigError("\(path).tap.name", "'\(tap.name)' is the tap of another port too")
                 }
@@ -156,9 +158,18 @@ public enum ConfigRules {
     public static func problem(interfaceName name: String) -> String? {
         let bytes = Array(name.utf8)
         guard (1...15).contains(bytes.count) else { return "an interface name has 1 to 15 characters, got '\(name)' (\(bytes.count))" }
-        guard name != ".", name != "..", !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 32 || $0 == 127 }) else {
-            return "'\(name)' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'"
+        // '%' too: the kernel reads a tap's name with it as a template (tap%d) and would make another interface.
+        guard name != ".", name != "..", !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "%") || $0 <= 32 || $0 == 127 }) else {
+            return "'\(name)' cannot be an interface name: no '/', ':', '%', blanks or control characters, not '.' or '..'"
         }
+        return nil
+    }
+
+    /// Why `name` cannot name a tap port, or nil: a number would read as a DPDK port id, and a net_vhost name is
+    /// a vhost-user port's.
+    public static func problem(tapPortName name: String) -> String? {
+        if UInt16(name) != nil { return "'\(name)' cannot name a tap port: a number is a DPDK port id" }
+        if name.hasPrefix("net_vhost") { return "'\(name)' cannot name a tap port: net_vhost names are vhost-user ports" }
         return nil
     }
 

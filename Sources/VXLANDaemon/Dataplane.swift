@@ -261,7 +261,7 @@ public final class Dataplane: @unchecked Sendable {
         }
         for port in gone where !goneTaps.contains(port.name) {
             goneTaps.insert(port.name)
-            logger.error("port \(port.name): its tap interface \(port.tapInterface ?? "?") is gone (deleted?); frames to it are dropped, the other ports go on")
+            logger.error("port \(port.name): its tap interface (made as \(port.tapInterface ?? "?")) is gone (deleted?); frames to it are dropped, the other ports go on")
         }
         goneTaps.formIntersection(gone.map(\.name))      // a port of that name made again is watched again
     }
@@ -425,11 +425,24 @@ public final class Dataplane: @unchecked Sendable {
     /// Counter values at the last `clearStats()`, per core: reports show what happened since. The cores' own
     /// counters are never written from outside (they keep plain, unshared stores); clearing is a new baseline.
     var baselines: [(ports: [UInt64], pipeline: [UInt64])] = []
+    /// Tap ports' counters at the last `clearStats()`, by port object (a port made since starts from zero).
+    var tapBaselines: [ObjectIdentifier: [UInt64]] = [:]
     let baselineLock = NSLock()
+
+    /// A tap port's counters since the last `clearStats()` (called under portsLock).
+    func tapCounters(_ port: EthPort) -> [UInt64] {
+        var values = port.tapStats
+        let base = baselineLock.withLock { tapBaselines[ObjectIdentifier(port)] }
+        if let base { for i in values.indices where i < base.count { values[i] &-= base[i] } }
+        return values
+    }
 
     /// `vxlanctl stats clear`: counters start again from zero in every report (the cores are not disturbed).
     public func clearStats() {
+        // Tap ports' own counters too, read under portsLock (a port closed meanwhile is not read).
+        let taps = portsLock.withLock { portList.filter { $0.tap != nil }.map { (ObjectIdentifier($0), $0.tapStats) } }
         baselineLock.lock(); defer { baselineLock.unlock() }
+        tapBaselines = Dictionary(taps, uniquingKeysWith: { a, _ in a })
         baselines = cores.map { ($0.portCounters.snapshot(), $0.pipelineCounters.snapshot()) }
         vniBaselines = [:]
         cycleBaselines = cores.map { $0.cycleCounters.snapshot() }
@@ -535,9 +548,10 @@ public final class Dataplane: @unchecked Sendable {
                 gro: role == .underlay ? nil : tables.portTakesLargeFrames[index] != 0,
                 hardware: ["rx_packets": hw.rxPackets, "tx_packets": hw.txPackets, "rx_bytes": hw.rxBytes, "tx_bytes": hw.txBytes,
                            "rx_missed": hw.rxMissed, "rx_errors": hw.rxErrors, "tx_errors": hw.txErrors, "rx_nombuf": hw.rxNoBuffer],
-                tap: port.tapInterface.map { PortsReport.Tap(interface: $0, offloads: port.tapOffloads ?? [],
-                                                             counters: Dictionary(uniqueKeysWithValues: zip(TapPort.counterNames, port.tapStats)),
-                                                             buffersHeld: port.tapBuffersHeld) })
+                tap: port.tap == nil ? nil : PortsReport.Tap(
+                    interface: port.tapCurrentInterface ?? "?", offloads: port.tapOffloads ?? [],
+                    counters: Dictionary(uniqueKeysWithValues: zip(TapPort.counterNames, tapCounters(port))),
+                    buffersHeld: port.tapBuffersHeld))
         })
     }
 

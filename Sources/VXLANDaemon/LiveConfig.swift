@@ -145,8 +145,13 @@ extension Dataplane {
             throw ChangeError("no room for \(endpoints) more access endpoint(s): \(tables.endpointCapacity) in all (twice resources.vnis), \(room) free")
         }
         if let index = portIndex(p.port) {
-            if p.tap != nil {
-                throw ChangeError("\(p.port) is a DPDK port vxland polls; a tap port needs a name of its own")
+            if let tap = p.tap {
+                guard ports[index].tap != nil else {
+                    throw ChangeError("\(p.port) is a DPDK port vxland polls; a tap port needs a name of its own")
+                }
+                // A tap the plan re-creates (its detach comes first): its new interface must be free to make.
+                try checkTapInterfaceFree(tap.name, replacing: ports[index])
+                return
             }
             if let mode = portsLock.withLock({ portOffloads[index] }), mode != p.offloads {
                 throw ChangeError("port \(p.port) runs with offloads \(mode.rawValue); changing it to \(p.offloads.rawValue) needs a restart")
@@ -156,7 +161,9 @@ extension Dataplane {
         if let tap = p.tap {
             if p.vhost != nil { throw ChangeError("port \(p.port): a port is a vhost-user port or a tap, not both") }
             if let problem = ConfigRules.problem(interfaceName: tap.name) { throw ChangeError("port \(p.port) tap: \(problem)") }
+            if let problem = ConfigRules.problem(tapPortName: p.port) { throw ChangeError(problem) }
             if EthPort.id(of: p.port) != nil { throw ChangeError("a DPDK port named \(p.port) exists already; name the tap port otherwise") }
+            try checkTapInterfaceFree(tap.name, replacing: nil)
             return
         }
         if p.vhost != nil {
@@ -168,6 +175,15 @@ extension Dataplane {
             throw ChangeError("\(p.port) is a vhost-user port name: give its socket (vhost) for vxland to create it")
         }
         guard EthPort.id(of: p.port) != nil else { throw ChangeError("port \(p.port) not found; ports: \(knownPorts())") }
+    }
+
+    /// A tap is made only under a free interface name: checked before a plan starts, so that a change refused for
+    /// it has detached nothing (a tap re-created to undo a detach would come back in vxland's namespace, not where
+    /// an operator had moved it). The name of the tap `replacing` (detached first by the plan) counts as free.
+    private func checkTapInterfaceFree(_ name: String, replacing: EthPort?) throws {
+        guard if_nametoindex(name) != 0 else { return }
+        if let replacing, replacing.tapCurrentInterface == name { return }
+        throw ChangeError("an interface named \(name) exists already; a tap needs a name of its own")
     }
 
     /// The plan from the running configuration to the file at `path` (parsed and checked whole first).
@@ -360,6 +376,7 @@ extension Dataplane {
         // Listed as removed and closed under portsLock: reports read a port's ethdev stats under it. A port EAL made
         // is only stopped (closing would destroy it until vxland restarts); vxland's own vhost device goes.
         let owned = vhostPorts.owns(port.name)
+        if port.tap != nil { baselineLock.withLock { tapBaselines[ObjectIdentifier(port)] = nil } }
         portsLock.withLock {
             removedList.insert(index)
             if owned || port.tap != nil { port.close() } else { port.relinquish() }

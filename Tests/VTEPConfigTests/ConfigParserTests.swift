@@ -141,11 +141,11 @@ final class ConfigParserTests: XCTestCase {
         assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"\" } }",
                     "access[0].tap.name (line 4): an interface name has 1 to 15 characters, got '' (0)")
         assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"a/b\" } }",
-                    "access[0].tap.name (line 4): 'a/b' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'")
+                    "access[0].tap.name (line 4): 'a/b' cannot be an interface name: no '/', ':', '%', blanks or control characters, not '.' or '..'")
         assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"..\" } }",
-                    "access[0].tap.name (line 4): '..' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'")
+                    "access[0].tap.name (line 4): '..' cannot be an interface name: no '/', ':', '%', blanks or control characters, not '.' or '..'")
         assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"a b\" } }",
-                    "access[0].tap.name (line 4): 'a b' cannot be an interface name: no '/', ':', blanks or control characters, not '.' or '..'")
+                    "access[0].tap.name (line 4): 'a b' cannot be an interface name: no '/', ':', '%', blanks or control characters, not '.' or '..'")
         assertError(base + "  - { port: vm1, vni: 42, tap: { name: t1 } }\n  - { port: vm2, vni: 42, tap: { name: t1 } }",
                     "access[1].tap.name (line 5): 't1' is the tap of another port too")
         assertError("underlay: { port: p0, ip: 10.99.0.1/24, tap: { name: t1 } }\nvnis: [ { vni: 42 } ]\naccess: [ { port: vm1, vni: 42, tap: { name: t1 } } ]",
@@ -156,6 +156,14 @@ final class ConfigParserTests: XCTestCase {
                     "access[0].tap.queues (line 4): unknown key (expected one of: name)")
         assertError(base + "  - { port: vm1, vni: 42, tap: { name: t1, udp_tunnel_gso: true } }",
                     "access[0].tap.udp_tunnel_gso (line 4): unknown key (expected one of: name)")
+        assertError(base + "  - { port: vm1, vni: 42, tap: { name: \"tap%d\" } }",
+                    "access[0].tap.name (line 4): 'tap%d' cannot be an interface name: no '/', ':', '%', blanks or control characters, not '.' or '..'")
+        assertError(base + "  - { port: vm1, vni: 42, tap: }",
+                    "access[0].tap (line 4): expected a mapping of keys (name)")
+        assertError(base + "  - { port: \"0\", vni: 42, tap: { name: t0 } }",
+                    "access[0].port (line 4): '0' cannot name a tap port: a number is a DPDK port id")
+        assertError(base + "  - { port: net_vhost3, vni: 42, tap: { name: t0 } }",
+                    "access[0].port (line 4): 'net_vhost3' cannot name a tap port: net_vhost names are vhost-user ports")
         assertError("underlay: { port: p0, ip: 10.99.0.1/24, tap: { udp_tunnel_gso: true } }\nvnis: [ { vni: 42 } ]",
                     "underlay.tap.name (line 1): required key is missing")
         assertError("underlay: { port: p0, ip: 10.99.0.1/24, tap: { name: t1, udp_tunnel_gso: maybe } }\nvnis: [ { vni: 42 } ]",

@@ -490,7 +490,7 @@ enum RandomConfiguration {
                 if interfaces.insert(n).inserted { return .init(name: n, udpTunnelGSO: chance(0.7)) }
             }
         }
-        if chance(0.2) { u.tap = tap() }
+        if chance(0.2) && ConfigRules.problem(tapPortName: u.port) == nil { u.tap = tap() }
         var access: [VTEPConfiguration.AccessPort] = []
         var sockets = Set<String>()
         if !settings.isEmpty {
@@ -515,7 +515,9 @@ enum RandomConfiguration {
                     a = .init(port: port, vlans: vlans, vhost: vhost)
                 }
                 a.offloads = chance(0.8) ? .auto : .software
-                if vhost == nil && chance(0.25) { a.tap = tap(); a.tap!.udpTunnelGSO = true }   // the underlay's key only
+                if vhost == nil && chance(0.25) && ConfigRules.problem(tapPortName: port) == nil {
+                    a.tap = tap(); a.tap!.udpTunnelGSO = true      // the underlay's key only
+                }
                 access.append(a)
             }
         }

@@ -79,6 +79,8 @@ def test_tcp_crosses_whole_both_ways_and_the_counters_add_up(bed):
     assert ports["tapund"]["tap"]["offloads"] == ["csum", "tso4", "tso6", "udp_tunnel_gso", "udp_tunnel_gso_csum"]
     assert ports["tapund"]["tx_path"] == "hardware_tso"
     assert ports["tapacc"]["tap"]["offloads"] == ["csum", "tso4", "tso6"] and ports["tapacc"]["gro"] is True
+    # Renamed by the test bed after vxland made them: shown by the names they have now.
+    assert ports["tapacc"]["tap"]["interface"] == "vm0" and ports["tapund"]["tap"]["interface"] == "p0"
     errors = {ns: csum_errors(ns) for ns in (VM, HV)}
     before, stats0 = bed.ports(), bed.daemon.stats()
 
@@ -187,7 +189,7 @@ def test_a_deleted_tap_is_reported_and_the_other_port_goes_on(bed):
     ping(HV, "10.99.0.1")
     assert bed.ports()["tapund"]["link_up"]
     deadline = time.time() + 10
-    while "its tap interface tapacc is gone" not in bed.daemon.log_path.read_text():
+    while "its tap interface (made as tapacc) is gone" not in bed.daemon.log_path.read_text():
         assert time.time() < deadline, bed.daemon.log_path.read_text()
         time.sleep(0.1)
 
@@ -226,6 +228,38 @@ def test_taps_go_with_vxland_after_sigterm_sigkill_and_a_failed_start(tmp_path):
 
 
 @pytest.mark.timeout(120)
+def test_changes_to_a_tap_are_checked_before_anything_is_detached(bed, tmp_path):
+    running = bed.daemon.ctl("show", "config").stdout
+    # A tap under a name that exists (lo): refused whole, the VM keeps its NIC.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(running.replace("{ port: tapacc, vni: 42", "{ port: acc2, vni: 42").replace("tap: { name: tapacc }", "tap: { name: lo }"))
+    refused = bed.daemon.ctl("apply", str(bad), check=False)
+    assert refused.returncode != 0 and "an interface named lo exists already" in refused.stderr, refused.stderr
+    assert "vm0" in links(VM)
+    ping(VM, "192.168.42.2")
+    assert bed.daemon.ctl("show", "config").stdout == running
+    # A tap's interface renamed in the file: the port is made again (in vxland's namespace), as the dry run says.
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(running.replace("tap: { name: tapacc }", "tap: { name: tapnew }"))
+    plan = bed.daemon.ctl("apply", str(renamed), "--dry-run").stdout
+    assert "detach port tapacc" in plan and "attach port tapacc" in plan, plan
+    bed.daemon.ctl("apply", str(renamed))
+    assert "tapnew" in links(DP)
+    assert bed.ports()["tapacc"]["tap"]["interface"] == "tapnew"
+
+
+@pytest.mark.timeout(120)
+def test_stats_clear_starts_the_tap_counters_from_zero(bed):
+    ping(VM, "192.168.42.2")
+    assert bed.ports()["tapacc"]["tap"]["counters"]["rx_frames"] > 0
+    bed.daemon.ctl("stats", "clear")
+    counters = bed.ports()["tapacc"]["tap"]["counters"]
+    assert counters["rx_frames"] <= 2 and counters["tx_frames"] <= 2, counters     # an ARP refresh at most
+    ping(VM, "192.168.42.2", count=3)
+    assert bed.ports()["tapacc"]["tap"]["counters"]["rx_frames"] >= 3
+
+
+@pytest.mark.timeout(120)
 def test_a_tap_attached_and_detached_at_run_time(bed):
     # A second VM: a tap vxland makes on request, moved into a namespace of its own.
     vm2 = PREFIX + "vm2"
@@ -239,6 +273,8 @@ def test_a_tap_attached_and_detached_at_run_time(bed):
         ping(vm2, "192.168.42.1")
         refused = bed.daemon.ctl("port", "attach", "vm3", "--vni", "42", "--tap", "tapvm2", check=False)
         assert refused.returncode != 0 and "tapvm2" in refused.stderr
+        template = bed.daemon.ctl("port", "attach", "vm4", "--vni", "42", "--tap", "vm%d", check=False)
+        assert template.returncode != 0 and "'%'" in template.stderr, template.stderr
         bed.daemon.ctl("port", "detach", "vm2")
         assert "tapvm2" not in links(vm2)
         assert "vm2" not in bed.ports()

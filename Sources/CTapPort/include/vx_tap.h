@@ -79,6 +79,8 @@ int vx_tap_open(const char *ifname, unsigned wanted, struct vx_tap **out, char *
 // The TUNSETOFFLOAD flags the kernel accepted.
 unsigned vx_tap_offloads(const struct vx_tap *tap);
 const char *vx_tap_ifname(const struct vx_tap *tap);
+// The interface's name now (an operator may have renamed it, in any namespace) into out[16]; 0, or -errno.
+int vx_tap_current_name(const struct vx_tap *tap, char *out);
 // The interface's index (in the namespace it was created in).
 int vx_tap_ifindex(const struct vx_tap *tap);
 // Marks the tap as the underlay (before vx_tap_configure): inner checksums are left to the pipeline.
