@@ -60,8 +60,9 @@ for path in "${paths[@]}"; do
             ip netns exec "$vm" iperf3 -c 192.168.42.2 -p 5201 -t "$seconds" -J "${reverse[@]}" >"$work/iperf3.json" 2>/dev/null
         t1=$(date +%s.%N); read -r n1 d1 < <(cpu_ticks); read -r b1 i1 < <(busy_cycles)
         wait "$server" 2>/dev/null || true
+        # "12.34%  iperf3  [k] _copy_from_iter": per cent, process, symbol (Swift's long names cut to 48 characters).
         top=$(perf report -q -i "$work/perf.data" --sort comm,sym --percent-limit 3 2>/dev/null | head -5 \
-              | awk '{pct=$1; $1=""; sub(/^ +/, ""); gsub(/\[[.k]\] /, ""); printf "%s%s %s", (NR>1 ? "; " : ""), pct, $0}')
+              | sed -E 's/^ *([0-9.]+%) +([^ ]+) +\[[.k]\] +(.{0,48}).*/\1 \2 \3/' | paste -sd ';' - | sed 's/;/; /g')
         python3 - "$work/iperf3.json" "$path" "$direction" "$b0" "$i0" "$b1" "$i1" "$n0" "$n1" "$t0" "$t1" "$top" <<'PY'
 import json, os, sys
 r = json.load(open(sys.argv[1]))
