@@ -155,7 +155,8 @@ public final class Dataplane: @unchecked Sendable {
             let core = UnsafeMutablePointer<PollingCore<VXLANProcessor>>.allocate(capacity: 1)
             let offload = OffloadSettings(plan: txPlan, pools: .init(direct: pool.pointer, indirect: indirectPool.pointer),
                                           completeChecksumPorts: completeChecksumPorts,
-                                          underlayRxChecksums: RxChecksums.reported(byPortWith: underlayPort.enabledRxOffloads))
+                                          underlayRxChecksums: RxChecksums.reported(byPortWith: underlayPort.enabledRxOffloads),
+                                          underlayAnnouncesOffloads: underlayPort.tap != nil)
             let processor = VXLANProcessor(tables: tables, reader: c, slowPath: underlay.rings[c], offload: offload, trace: trace)
             core.initialize(to: PollingCore(processor: processor, rxQueues: rx, txQueues: tx, portCapacity: tables.portCapacity))
             for (index, port) in ports.enumerated() where port.tap != nil { core.pointee.tx.setPort(index, port, queue: c) }

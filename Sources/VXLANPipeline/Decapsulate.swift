@@ -75,6 +75,7 @@ extension VXLANProcessor {
         // A kernel-attached underlay without a header (net_af_packet) hands over the remote kernel's unfinished inner
         // checksums and 64 KB GSO frames unannounced: all its frames go through the offload stage (Offload.swift).
         let underlayCompletes = completesChecksums[view.underlayPort] != 0
+        let announced = offload.underlayAnnouncesOffloads
         for i in 0..<n {
             if tracing { traceStep(i, outcome: decapSlot) }
             let s = decapSlot[i]
@@ -89,11 +90,7 @@ extension VXLANProcessor {
             // outer IP length is short; VXLAN is never short enough for Ethernet padding) is dropped, never delivered.
             if excess > 0 && vx_mbuf_trim(m, UInt16(truncatingIfNeeded: excess)) != 0 { drop(m, .innerMalformed); continue }
             let target = innerTarget[i]
-            // A port with a virtio-net header (a tap underlay) says per frame: the inner checksum is unfinished
-            // (L4_CKSUM_NONE) or the frame is a GSO one (RX_LRO, the sender's segment size in tso_segsz).
-            let flags = vx_mbuf_ol_flags(m)
-            if underlayCompletes || Int(innerLength[i]) > view.maxInnerFrame || flags & MbufFlag.rxLRO != 0
-                || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone {
+            if underlayCompletes || Int(innerLength[i]) > view.maxInnerFrame || (announced && announcesOffloadWork(m)) {
                 deliverWithOffload(m, vniSlot: s, target: target, tx: tx)
                 continue
             }
@@ -198,5 +195,13 @@ extension VXLANProcessor {
             }
         }
         drop(m, reason)
+    }
+
+    /// From an underlay with a virtio-net header (a tap port): the inner checksum is unfinished (L4_CKSUM_NONE) or
+    /// the frame is a GSO one (RX_LRO, the sender's segment size in tso_segsz).
+    @inlinable @inline(__always)
+    func announcesOffloadWork(_ m: OpaquePointer) -> Bool {
+        let flags = vx_mbuf_ol_flags(m)
+        return flags & MbufFlag.rxLRO != 0 || flags & MbufFlag.rxL4ChecksumMask == MbufFlag.rxL4ChecksumNone
     }
 }

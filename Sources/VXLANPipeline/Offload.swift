@@ -23,11 +23,14 @@ public struct OffloadSettings: @unchecked Sendable {
     /// The underlay's driver reports receive checksum status in `ol_flags` (its RX checksum offloads are enabled):
     /// GOOD skips the software check of the outer IPv4 header and UDP checksum, BAD drops (`RxChecksums`).
     public var underlayRxChecksums: Bool
+    /// The underlay says per frame, in its RX flags, what a virtio-net header said (a tap port): the inner checksum
+    /// left unfinished (`L4_CKSUM_NONE`), a GSO frame (`RX_LRO`). Read per decapsulated frame only when set.
+    public var underlayAnnouncesOffloads: Bool
 
     public init(plan: TunnelTxPlan = .software, pools: Pools? = nil, completeChecksumPorts: Set<Int> = [],
-                limiter: TooBigLimiter = TooBigLimiter(), underlayRxChecksums: Bool = false) {
+                limiter: TooBigLimiter = TooBigLimiter(), underlayRxChecksums: Bool = false, underlayAnnouncesOffloads: Bool = false) {
         self.plan = plan; self.pools = pools; self.completeChecksumPorts = completeChecksumPorts; self.limiter = limiter
-        self.underlayRxChecksums = underlayRxChecksums
+        self.underlayRxChecksums = underlayRxChecksums; self.underlayAnnouncesOffloads = underlayAnnouncesOffloads
     }
 }
 
