@@ -38,6 +38,7 @@
 #include <rte_net.h>
 #include <rte_gso.h>
 #include <rte_dev.h>
+#include <sys/prctl.h>
 #include <rte_devargs.h>
 #include <rte_gro.h>
 #include <rte_ip_frag.h>
@@ -214,6 +215,8 @@ static inline const void *vx_mbuf_read(const struct rte_mbuf *m, uint32_t off, u
     return rte_pktmbuf_read(m, off, len, buf);
 }
 static inline uint64_t vx_tsc(void) { return rte_rdtsc(); }
+/* The calling thread's timer slack (prctl is variadic: Swift cannot call it). */
+static inline int vx_set_timer_slack_ns(unsigned long ns) { return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0); }
 static inline uint64_t vx_tsc_hz(void) { return rte_get_tsc_hz(); }
 
 // Packet type and header lengths from the bytes (virtual devices fill neither), as rte_gro needs them.

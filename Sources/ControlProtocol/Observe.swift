@@ -17,8 +17,14 @@ public struct CoresReport: Codable, Equatable, Sendable {
         public var busyShare: Double
         /// busy cycles / packets received; absent while no packet was received.
         public var cyclesPerPacket: Double?
+        /// Idle back-off (`vxland --idle-sleep-max-us`): sleeps taken and the cycles they took (part of idle).
+        public var sleeps: UInt64
+        public var sleptCycles: UInt64
 
-        public init(lcore: UInt32, busyCycles: UInt64, idleCycles: UInt64, busyRounds: UInt64, idleRounds: UInt64, packets: UInt64) {
+        public init(lcore: UInt32, busyCycles: UInt64, idleCycles: UInt64, busyRounds: UInt64, idleRounds: UInt64, packets: UInt64,
+                    sleeps: UInt64 = 0, sleptCycles: UInt64 = 0) {
+            self.sleeps = sleeps
+            self.sleptCycles = sleptCycles
             self.lcore = lcore
             self.busyCycles = busyCycles
             self.idleCycles = idleCycles
@@ -126,12 +132,14 @@ extension Render {
     public static func cores(_ report: CoresReport) -> String {
         let ghz = Double(report.tscHz) / 1e9
         let out = "TSC \(String(format: "%.3f", ghz)) GHz; since \(report.since); \(report.cores.count) polling core(s)\n"
-        var rows = [["LCORE", "BUSY", "CYCLES/PKT", "PACKETS", "ROUNDS", "IDLE ROUNDS", "SECONDS"]]
+        var rows = [["LCORE", "BUSY", "CYCLES/PKT", "PACKETS", "ROUNDS", "IDLE ROUNDS", "SLEPT", "SECONDS"]]
         for c in report.cores {
-            let seconds = report.tscHz > 0 ? (Double(c.busyCycles) + Double(c.idleCycles)) / Double(report.tscHz) : 0
+            let total = Double(c.busyCycles) + Double(c.idleCycles)
+            let seconds = report.tscHz > 0 ? total / Double(report.tscHz) : 0
             rows.append([String(c.lcore), String(format: "%.2f%%", c.busyShare * 100),
                          c.cyclesPerPacket.map { String(format: "%.1f", $0) } ?? "-",
-                         String(c.packets), String(c.rounds), String(c.idleRounds), String(format1: seconds)])
+                         String(c.packets), String(c.rounds), String(c.idleRounds),
+                         total > 0 ? String(format: "%.1f%%", Double(c.sleptCycles) / total * 100) : "-", String(format1: seconds)])
         }
         return out + table(rows)
     }

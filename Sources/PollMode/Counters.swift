@@ -57,4 +57,6 @@ public enum PortCounter: Int, CaseIterable, Sendable {
 /// OVS's `dpif-netdev/pmd-perf-show` reports a PMD thread, the rounds of each kind and the packets received.
 public enum CoreCounter: Int, CaseIterable, Sendable {
     case busyCycles, idleCycles, busyRounds, idleRounds, packets
+    /// Idle back-off (`IdleSleep`): sleeps taken, and the cycles they took (part of `idleCycles`).
+    case sleeps, sleptCycles
 }

@@ -1,5 +1,6 @@
 import CDPDK
 import CTapPort
+import Glibc
 import Synchronization
 
 /// What a polling core runs on every received burst. Implementations consume every mbuf they are given:
@@ -29,6 +30,16 @@ public struct RxQueue: @unchecked Sendable {
     public init(localPort: Int, port: EthPort, queue: Int) {
         self.init(localPort: localPort, portID: port.id, queueID: UInt16(queue), tap: port.tapQueue(queue))
     }
+}
+
+/// A polling core's back-off when it receives nothing (as OVS's `pmd-sleep-max`): polling at full load costs
+/// nothing more, an idle core gives its CPU back, and the first packet after a pause waits at most
+/// `maxMicroseconds` (plus the kernel's wake-up).
+public struct IdleSleep: Sendable, Equatable {
+    public var maxMicroseconds: Int
+    /// Empty rounds in a row before the first sleep.
+    public var spinRounds: Int
+    public init(maxMicroseconds: Int, spinRounds: Int = 1000) { self.maxMicroseconds = maxMicroseconds; self.spinRounds = spinRounds }
 }
 
 /// A request to stop, set from a signal handler or the control plane and read once per poll round.
@@ -66,6 +77,8 @@ public struct PollingCore<Processor: BurstProcessor> {
     @usableFromInline let cycles: UnsafeMutablePointer<UInt64>
     /// The TSC at the end of the previous round (or when polling started).
     @usableFromInline var lastTSC: UInt64
+    /// Backing off when idle; nil: spin (set before `run`).
+    public var idleSleep: IdleSleep?
 
     /// - Parameters:
     ///   - rxQueues: the queues this core reads.
@@ -135,8 +148,31 @@ public struct PollingCore<Processor: BurstProcessor> {
     @inlinable
     public mutating func run(until stop: StopSignal) {
         lastTSC = vx_tsc()
-        while !stop.isRequested { pollOnce() }
+        if let idle = idleSleep, idle.maxMicroseconds > 0 {
+            runBackingOff(until: stop, idle)
+        } else {
+            while !stop.isRequested { pollOnce() }
+        }
         tx.flushAll()
+    }
+
+    /// `run` with `IdleSleep`: after `spinRounds` empty rounds in a row the core sleeps between rounds, 1 us at
+    /// first, doubling up to `maxMicroseconds`; a round that receives anything goes back to spinning. The sleeps
+    /// are counted (`sleeps`, `sleptCycles`); the timer slack is 1 us so that a sleep ends when asked.
+    @usableFromInline
+    mutating func runBackingOff(until stop: StopSignal, _ idle: IdleSleep) {
+        _ = vx_set_timer_slack_ns(1000)
+        var empty = 0, sleep = 0
+        while !stop.isRequested {
+            if pollOnce() > 0 { empty = 0; sleep = 0; continue }
+            empty &+= 1
+            if empty < idle.spinRounds { continue }
+            sleep = min(max(sleep &* 2, 1), idle.maxMicroseconds)
+            let before = vx_tsc()
+            usleep(UInt32(sleep))
+            cycles[CoreCounter.sleptCycles.rawValue] &+= vx_tsc() &- before
+            cycles[CoreCounter.sleeps.rawValue] &+= 1
+        }
     }
 
     /// Frees what is still staged once the core has stopped (not sent); the buffers go with the core (its arena).

@@ -10,6 +10,8 @@ import VXLANPipeline
 public struct DaemonOptions: Sendable {
     public var configPath: String
     public var socketPath: String = ControlProtocol.defaultSocketPath
+    /// The polling cores' longest sleep when idle, in microseconds; 0 spins (`IdleSleep`).
+    public var idleSleepMaxMicroseconds = 0
     public init(configPath: String) { self.configPath = configPath }
 }
 
@@ -105,6 +107,10 @@ public enum Daemon {
             }
         }
         defer { Telemetry.detach() }
+        if options.idleSleepMaxMicroseconds > 0 {
+            dataplane.idleSleep = IdleSleep(maxMicroseconds: options.idleSleepMaxMicroseconds)
+            logger.info("idle polling cores sleep up to \(options.idleSleepMaxMicroseconds) us between rounds")
+        }
         dataplane.startSlowPath()
         // From here a stop signal reaches the cores through dataplane.stopSignal: the watcher forwards it (and also
         // one that arrived since the last check above: the request is never cleared).

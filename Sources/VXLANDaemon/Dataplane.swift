@@ -310,6 +310,11 @@ public final class Dataplane: @unchecked Sendable {
         watchedVhostPorts = [:]
     }
 
+    /// The polling cores' back-off when idle (`vxland --idle-sleep-max-us`); nil spins. Set before they run.
+    public var idleSleep: IdleSleep? {
+        didSet { for core in pollingCores { core.pointee.idleSleep = idleSleep } }
+    }
+
     /// Runs each polling core on its own worker lcore until `stopSignal`.
     public func launch() throws {
         for (i, core) in cores.enumerated() {
@@ -488,7 +493,8 @@ public final class Dataplane: @unchecked Sendable {
             if index < baselines.count { for i in c.indices { c[i] &-= baselines[index][i] } }
             return CoresReport.Core(lcore: core.lcore, busyCycles: c[CoreCounter.busyCycles.rawValue],
                                     idleCycles: c[CoreCounter.idleCycles.rawValue], busyRounds: c[CoreCounter.busyRounds.rawValue],
-                                    idleRounds: c[CoreCounter.idleRounds.rawValue], packets: c[CoreCounter.packets.rawValue])
+                                    idleRounds: c[CoreCounter.idleRounds.rawValue], packets: c[CoreCounter.packets.rawValue],
+                                    sleeps: c[CoreCounter.sleeps.rawValue], sleptCycles: c[CoreCounter.sleptCycles.rawValue])
         }
         return CoresReport(tscHz: vx_tsc_hz(), uptimeSeconds: uptime, since: baselines.isEmpty ? "start" : "stats clear", cores: reports)
     }

@@ -83,6 +83,8 @@ enum Telemetry {
         values["rounds"] = c.rounds
         values["idle_rounds"] = c.idleRounds
         values["packets"] = c.packets
+        values["sleeps"] = c.sleeps
+        values["slept_cycles"] = c.sleptCycles
         values["tsc_hz"] = tscHz
         if let perPacket = c.cyclesPerPacket { values["cycles_per_packet"] = UInt64(perPacket.rounded()) }
         text["busy_share"] = String(format: "%.4f", c.busyShare)

@@ -26,7 +26,14 @@ struct Vxland: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: ArgumentHelp("Idle polling cores sleep between rounds, up to this many microseconds (0: always spin).",
+                                             discussion: "After 1000 empty rounds a core sleeps 1 us, doubling up to this; the first packet ends it."))
+    var idleSleepMaxUs: Int = 0
+
     func validate() throws {
+        guard (0...100_000).contains(idleSleepMaxUs) else {
+            throw ValidationError("--idle-sleep-max-us must be from 0 to 100000 microseconds, got \(idleSleepMaxUs)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
@@ -61,4 +68,5 @@ LoggingSystem.bootstrap { label in
 umask(0o077)
 var options = DaemonOptions(configPath: command.config)
 options.socketPath = command.socket
+options.idleSleepMaxMicroseconds = command.idleSleepMaxUs
 exit(Daemon.run(eal: ealArguments, options: options, logger: Logger(label: "vxland")))

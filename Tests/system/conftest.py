@@ -49,14 +49,14 @@ def pytest_runtest_makereport(item, call):
 class Vxland:
     """A vxland process started by a test; stopped with SIGTERM by its own PID."""
 
-    def __init__(self, tmp_path: Path, eal_args, config_text: str, netns=None, name="vxland", wrapper=()):
+    def __init__(self, tmp_path: Path, eal_args, config_text: str, netns=None, name="vxland", wrapper=(), app_args=()):
         self.config = tmp_path / f"{name}.yaml"
         self.config.write_text(config_text)
         self.socket = tmp_path / f"{name}.sock"
         self.log_path = tmp_path / f"{name}.log"
         self.prefix = f"vx{os.getpid()}{name}"
         cmd = [str(VXLAND), *eal_args, "--file-prefix", self.prefix, "--log-level", "*:warning",
-               "--", "--config", str(self.config), "--socket", str(self.socket)]
+               "--", "--config", str(self.config), "--socket", str(self.socket), *app_args]
         cmd = [*wrapper, *cmd]
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]

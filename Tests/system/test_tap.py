@@ -36,7 +36,7 @@ def tap_config(which="both", mode="untagged", udp_tunnel_gso=True):
 class TapBed:
     """The namespace test bed with vxland's taps in place of its veths."""
 
-    def __init__(self, tmp_path, which="both", mode="untagged", udp_tunnel_gso=True):
+    def __init__(self, tmp_path, which="both", mode="untagged", udp_tunnel_gso=True, app_args=()):
         self.daemon = None
         topology("up", PREFIX, str(tmp_path / "topology.yaml"), "1", "300", mode)
         eal = list(EAL)
@@ -44,7 +44,7 @@ class TapBed:
             eal += ["--vdev", UNDERLAY_PORT]
         if which == "underlay":
             eal += ["--vdev", ACCESS_PORT]
-        self.daemon = Vxland(tmp_path, eal, tap_config(which, mode, udp_tunnel_gso), netns=DP)
+        self.daemon = Vxland(tmp_path, eal, tap_config(which, mode, udp_tunnel_gso), netns=DP, app_args=app_args)
         topology("taps", PREFIX, which, mode)
         self.daemon.wait_until_neighbors_reachable()
 
@@ -246,6 +246,22 @@ def test_changes_to_a_tap_are_checked_before_anything_is_detached(bed, tmp_path)
     bed.daemon.ctl("apply", str(renamed))
     assert "tapnew" in links(DP)
     assert bed.ports()["tapacc"]["tap"]["interface"] == "tapnew"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("bed", [{"app_args": ["--idle-sleep-max-us", "500"]}], indirect=True, ids=["idle-sleep"])
+def test_a_core_that_sleeps_when_idle_still_forwards_both_ways(bed):
+    # Pings 0.3 s apart: the core is asleep when each arrives (it backs off after 1000 empty rounds).
+    sh("ip", "netns", "exec", VM, "ping", "-c", "3", "-W", "2", "192.168.42.2")
+    before = json.loads(bed.daemon.ctl("show", "cores", "--json").stdout)["cores"][0]
+    ping(VM, "192.168.42.2", count=5)
+    ping(HV, "192.168.42.1", count=5)
+    after = json.loads(bed.daemon.ctl("show", "cores", "--json").stdout)["cores"][0]
+    assert after["sleeps"] > before["sleeps"]
+    errors = {ns: csum_errors(ns) for ns in (VM, HV)}
+    out = iperf3(VM, HV, "192.168.42.2", "-t", "2")
+    assert out["end"]["sum_received"]["bytes"] > 5_000_000
+    assert {ns: csum_errors(ns) for ns in (VM, HV)} == errors
 
 
 @pytest.mark.timeout(120)
