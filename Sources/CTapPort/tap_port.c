@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <linux/if_tun.h>
 
+#include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_byteorder.h>
@@ -43,7 +44,7 @@ struct vx_tap_queue {
     uint16_t segs;                 // buffers per read: enough for VX_TAP_MAX_FRAME
     uint16_t missing;              // spare[0..<missing] are used up and not yet replaced
     uint16_t empty_reads;          // reads in a row that found nothing
-    uint16_t skip;                 // rounds to go before the next read of an idle queue
+    uint64_t next_read_tsc;        // an idle queue is not read before this TSC (0: read every round)
     struct rte_mempool *pool;
     struct vx_vnet_hdr rx_header;
     struct rte_mbuf *spare[VX_TAP_MAX_SEGS];
@@ -180,9 +181,12 @@ struct vx_tap_queue *vx_tap_queue(struct vx_tap *tap, unsigned queue) {
 // -1 when the pool is short (the read waits for the next burst).
 static int refill(struct vx_tap_queue *q) {
     if (q->missing == 0) return 0;
-    if (rte_pktmbuf_alloc_bulk(q->pool, q->spare, q->missing) != 0) return -1;
+    // Into a local array: a bulk allocation that fails may have written pointers it then takes back.
+    struct rte_mbuf *fresh[VX_TAP_MAX_SEGS];
+    if (rte_pktmbuf_alloc_bulk(q->pool, fresh, q->missing) != 0) return -1;
     for (unsigned i = 0; i < q->missing; i++) {
-        q->rx_iov[i + 1].iov_base = rte_pktmbuf_mtod(q->spare[i], void *);
+        q->spare[i] = fresh[i];
+        q->rx_iov[i + 1].iov_base = rte_pktmbuf_mtod(fresh[i], void *);
         q->rx_iov[i + 1].iov_len = q->room;
     }
     q->missing = 0;
@@ -410,33 +414,41 @@ int vx_vnet_rx_apply(const struct vx_vnet_hdr *h, struct rte_mbuf *m, unsigned o
     }
     uint8_t proto = 0;
     const unsigned l4 = transport_offset(f, first, l3, type, &proto);
+    int completed = 0;
     if (h->flags & VX_VNET_F_NEEDS_CSUM) {
-        // The kernel vouches for the frame: on the underlay the outer UDP checksum is right (or right once the
-        // partial one inside is finished: local checksum offload), and a partial sum past the outer UDP header is
-        // the inner frame's, which the pipeline finishes after decapsulation (flagged NONE). On an access port the
-        // pipeline finishes a TCP/UDP checksum where it parses one (untagged, flagged NONE); one anywhere else is
-        // finished here, as the kernel's skb_checksum_help would.
-        const int standard = l3 == RTE_ETHER_HDR_LEN && l4 != 0 && start == l4
-            && ((proto == IPPROTO_TCP && offset == 16) || (proto == IPPROTO_UDP && offset == 6));
-        if (underlay) {
-            flags |= RTE_MBUF_F_RX_OUTER_L4_CKSUM_GOOD;
-            if (l4 == 0 || start >= l4 + 8) flags |= RTE_MBUF_F_RX_L4_CKSUM_NONE;
-        } else if (standard || (flags & RTE_MBUF_F_RX_LRO)) {
+        // Where the pipeline finishes a partial sum (flagged NONE): at the TCP/UDP header it parses, untagged,
+        // behind IPv4 or IPv6 without extension headers; on the underlay, that of the VXLAN frame's inner frame.
+        // A partial sum anywhere else is finished here, as the kernel's skb_checksum_help would (on the underlay
+        // the outer UDP checksum, made by local checksum offload, is right once it is).
+        unsigned at = 0;
+        uint8_t at_proto = 0;
+        if (!underlay) {
+            if (l3 == RTE_ETHER_HDR_LEN) { at = l4; at_proto = proto; }
+        } else if (l4 != 0 && proto == IPPROTO_UDP && start != l4 && l4 + 30 <= first) {
+            at = transport_offset(f, first, l4 + 30, be16(f + l4 + 28), &at_proto);
+        }
+        const int pipeline = at != 0 && start == at
+            && ((at_proto == IPPROTO_TCP && offset == 16) || (at_proto == IPPROTO_UDP && offset == 6));
+        if (underlay) flags |= RTE_MBUF_F_RX_OUTER_L4_CKSUM_GOOD;     // the kernel vouches for the frame
+        if (pipeline || (flags & RTE_MBUF_F_RX_LRO)) {
+            // (A GSO frame's TCP header was checked above, also behind a VLAN tag or IPv6 extension headers,
+            // which the pipeline parses when it segments.)
             flags |= RTE_MBUF_F_RX_L4_CKSUM_NONE;
-        } else {
+        } else if (!underlay || start != l4) {
             uint16_t sum = 0;
             if (rte_raw_cksum_mbuf(m, start, total - start, &sum) != 0) return VX_TAP_RX_BAD_CSUM_OFFSETS;
             uint16_t folded = (uint16_t)~sum;
             if (folded == 0) folded = 0xFFFF;
             memcpy(rte_pktmbuf_mtod_offset(m, uint8_t *, start + offset), &folded, 2);
-            return -2;                    // accepted, checksum completed here
+            completed = 1;
         }
+        // (On the underlay a partial outer UDP sum with everything inside finished: vouched for, nothing to do.)
     } else if (h->flags & VX_VNET_F_DATA_VALID) {
         flags |= RTE_MBUF_F_RX_L4_CKSUM_GOOD;
         if (underlay) flags |= RTE_MBUF_F_RX_OUTER_L4_CKSUM_GOOD;
     }
     m->ol_flags = flags;
-    return -1;
+    return completed ? -2 : -1;
 }
 
 // The ones' complement sum of the TCP/UDP pseudo-header of the L4 header at `l4` behind the IP header at `l3`,
@@ -553,15 +565,16 @@ static void mark_gone(struct vx_tap_queue *q) {
     }
 }
 
-// An idle queue is read every VX_TAP_IDLE_STRIDE rounds once VX_TAP_IDLE_AFTER reads in a row found nothing:
-// a read that finds nothing is a system call, which a core polling other ports should not pay every round. The
-// first frame after a pause waits at most that many rounds.
+// An idle queue is read at most every VX_TAP_IDLE_GAP_NS once VX_TAP_IDLE_AFTER reads in a row found nothing: a
+// read that finds nothing is a system call, which a core polling other ports should not pay every round. The first
+// frame after a pause waits at most that long more.
 #define VX_TAP_IDLE_AFTER 256
-#define VX_TAP_IDLE_STRIDE 8
+#define VX_TAP_IDLE_GAP_NS 4000
 
 uint16_t vx_tap_rx_burst(struct vx_tap_queue *q, struct rte_mbuf **pkts, uint16_t n) {
     if (q->dead) return 0;
-    if (q->skip > 0) { q->skip--; return 0; }
+    // Time, not rounds: a core that sleeps between rounds reads at its next round.
+    if (q->next_read_tsc != 0 && rte_rdtsc() < q->next_read_tsc) return 0;
     uint16_t got = 0;
     const size_t header = sizeof(struct vx_vnet_hdr);
     while (got < n) {
@@ -569,7 +582,10 @@ uint16_t vx_tap_rx_burst(struct vx_tap_queue *q, struct rte_mbuf **pkts, uint16_
         ssize_t r = readv(q->fd, q->rx_iov, q->segs + 1);
         if (r < 0) {
             if (errno == EAGAIN || errno == EINTR) {
-                if (got == 0 && ++q->empty_reads >= VX_TAP_IDLE_AFTER) { q->empty_reads = VX_TAP_IDLE_AFTER; q->skip = VX_TAP_IDLE_STRIDE - 1; }
+                if (got == 0 && ++q->empty_reads >= VX_TAP_IDLE_AFTER) {
+                    q->empty_reads = VX_TAP_IDLE_AFTER;
+                    q->next_read_tsc = rte_rdtsc() + rte_get_tsc_hz() / (1000000000ull / VX_TAP_IDLE_GAP_NS);
+                }
                 break;
             }
             if (errno == EBADFD || errno == ENXIO || errno == ENODEV) { mark_gone(q); break; }
@@ -615,6 +631,7 @@ uint16_t vx_tap_rx_burst(struct vx_tap_queue *q, struct rte_mbuf **pkts, uint16_
         q->stats[VX_TAP_RX_FRAMES]++;
         q->stats[VX_TAP_RX_BYTES] += length;
         q->empty_reads = 0;
+        q->next_read_tsc = 0;
         pkts[got++] = head;
     }
     return got;

@@ -44,6 +44,7 @@ public final class EthPort: @unchecked Sendable {
     /// A tap port's interface name and the kernel offloads it negotiated, kept here: readable after close.
     public let tapInterface: String?
     public let tapOffloads: [String]?
+    let tapIfIndex: Int32
     public private(set) var capabilities: PortCapabilities
     public private(set) var enabledTxOffloads: UInt64 = 0
     public private(set) var enabledRxOffloads: UInt64 = 0
@@ -105,6 +106,7 @@ public final class EthPort: @unchecked Sendable {
         self.tapMAC = []
         self.tapInterface = nil
         self.tapOffloads = nil
+        self.tapIfIndex = 0
     }
 
     init(tap: OpaquePointer, id: UInt16, name: String, capabilities: PortCapabilities, mac: [UInt8]) {
@@ -115,6 +117,7 @@ public final class EthPort: @unchecked Sendable {
         self.tapMAC = mac
         self.tapInterface = String(cString: vx_tap_ifname(tap))
         self.tapOffloads = TapPort.offloadNames(vx_tap_offloads(tap))
+        self.tapIfIndex = vx_tap_ifindex(tap)
     }
 
     static func readCapabilities(_ id: UInt16) throws -> PortCapabilities {

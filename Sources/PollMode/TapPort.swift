@@ -111,12 +111,17 @@ extension EthPort {
     }
 
     /// The tap's interface name now (renamed by an operator, in whatever namespace), else the one it was made with.
-    public var tapCurrentInterface: String? {
-        guard let tap else { return nil }
-        guard !isClosed else { return tapInterface }
+    public var tapCurrentInterface: String? { tapNameNow ?? tapInterface }
+
+    /// The tap's interface name now, nil if it cannot be read (closed, deleted).
+    public var tapNameNow: String? {
+        guard let tap, !isClosed else { return nil }
         var name = [CChar](repeating: 0, count: 16)
-        return vx_tap_current_name(tap, &name) == 0 ? String(cString: name) : tapInterface
+        return vx_tap_current_name(tap, &name) == 0 ? String(cString: name) : nil
     }
+
+    /// The interface index the tap was made with (in vxland's namespace).
+    public var tapIndex: Int32? { tap.map { _ in tapIfIndex } }
 
     /// A tap port's counters (by `TapPort.counterNames`); zeros once closed.
     public var tapStats: [UInt64] {

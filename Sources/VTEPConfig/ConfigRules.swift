@@ -158,8 +158,9 @@ public enum ConfigRules {
     public static func problem(interfaceName name: String) -> String? {
         let bytes = Array(name.utf8)
         guard (1...15).contains(bytes.count) else { return "an interface name has 1 to 15 characters, got '\(name)' (\(bytes.count))" }
-        // '%' too: the kernel reads a tap's name with it as a template (tap%d) and would make another interface.
-        guard name != ".", name != "..", !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "%") || $0 <= 32 || $0 == 127 }) else {
+        // '%' too: the kernel reads a tap's name with it as a template (tap%d) and would make another interface;
+        // byte 0xA0 is a blank to the kernel's isspace (Latin-1).
+        guard name != ".", name != "..", !bytes.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "%") || $0 <= 32 || $0 == 127 || $0 == 0xA0 }) else {
             return "'\(name)' cannot be an interface name: no '/', ':', '%', blanks or control characters, not '.' or '..'"
         }
         return nil

@@ -445,10 +445,14 @@ public final class Dataplane: @unchecked Sendable {
 
     /// `vxlanctl stats clear`: counters start again from zero in every report (the cores are not disturbed).
     public func clearStats() {
-        // Tap ports' own counters too, read under portsLock (a port closed meanwhile is not read).
-        let taps = portsLock.withLock { portList.filter { $0.tap != nil }.map { (ObjectIdentifier($0), $0.tapStats) } }
+        // Under portsLock, then baselineLock (the order reports take them in): a tap port removed meanwhile is
+        // either read here while alive or already gone from the list, never given a baseline after its removal.
+        portsLock.lock(); defer { portsLock.unlock() }
         baselineLock.lock(); defer { baselineLock.unlock() }
-        tapBaselines = Dictionary(taps, uniquingKeysWith: { a, _ in a })
+        tapBaselines = [:]
+        for (index, port) in portList.enumerated() where port.tap != nil && !removedList.contains(index) {
+            tapBaselines[ObjectIdentifier(port)] = port.tapStats
+        }
         baselines = cores.map { ($0.portCounters.snapshot(), $0.pipelineCounters.snapshot()) }
         vniBaselines = [:]
         cycleBaselines = cores.map { $0.cycleCounters.snapshot() }

@@ -80,6 +80,7 @@ extension Dataplane {
         }
         var vnis = Set(running.vnis.map(\.vni))
         var ports = Dictionary(running.access.map { ($0.port, $0) }, uniquingKeysWith: { a, _ in a })
+        var detachedTaps: [EthPort] = []
         struct Key: Hashable { var vni: UInt32; var mac: MACAddress }
         var fdb = Dictionary(running.fdb.map { (Key(vni: $0.vni, mac: $0.mac), $0.remote) }, uniquingKeysWith: { a, _ in a })
         var neighbors = Dictionary(running.neighbors.map { ($0.ip, $0.mac) }, uniquingKeysWith: { a, _ in a })
@@ -119,10 +120,12 @@ extension Dataplane {
                 for vni in p.vni.map({ [$0] }) ?? p.vlans.map(\.vni) where !vnis.contains(vni) {
                     throw ChangeError(p.vni != nil ? "VNI \(vni) does not exist" : "VLAN \(p.vlans.first { $0.vni == vni }!.vlan): VNI \(vni) does not exist")
                 }
-                if case .attachPort = change { try checkAttachable(p) }
+                if case .attachPort = change { try checkAttachable(p, detachedTaps: detachedTaps) }
                 ports[p.port] = p
             case .detachPort(let p), .unmapPort(let p):
                 guard ports.removeValue(forKey: p.port) != nil else { throw ChangeError("port \(p.port) is not attached") }
+                // A tap port this plan detaches goes (with its interface) before what comes after it is made.
+                if case .detachPort = change, let index = portIndex(p.port), self.ports[index].tap != nil { detachedTaps.append(self.ports[index]) }
             }
         }
     }
@@ -133,9 +136,10 @@ extension Dataplane {
         return portsLock.withLock { portOffloads[index] }
     }
 
-    /// Whether vxland can attach `p`: a port it polls (with the same offloads), a vhost-user port it can create,
-    /// or an EAL port not in use.
-    private func checkAttachable(_ p: VTEPConfiguration.AccessPort) throws {
+    /// Whether vxland can attach `p`: a port it polls (with the same offloads), a vhost-user port or tap it can
+    /// create, or an EAL port not in use. `detachedTaps`: tap ports the same plan detaches before (their names and
+    /// interfaces are free by then).
+    private func checkAttachable(_ p: VTEPConfiguration.AccessPort, detachedTaps: [EthPort] = []) throws {
         if p.port == configuration.underlay.port || EthPort.id(of: p.port).map({ $0 == ports[0].id }) == true {
             throw ChangeError("\(p.port) is the underlay port")
         }
@@ -144,14 +148,10 @@ extension Dataplane {
         guard endpoints <= room else {
             throw ChangeError("no room for \(endpoints) more access endpoint(s): \(tables.endpointCapacity) in all (twice resources.vnis), \(room) free")
         }
-        if let index = portIndex(p.port) {
-            if let tap = p.tap {
-                guard ports[index].tap != nil else {
-                    throw ChangeError("\(p.port) is a DPDK port vxland polls; a tap port needs a name of its own")
-                }
-                // A tap the plan re-creates (its detach comes first): its new interface must be free to make.
-                try checkTapInterfaceFree(tap.name, replacing: ports[index])
-                return
+        // A polled tap port the plan detaches first is made anew: checked as a new port below.
+        if let index = portIndex(p.port), !detachedTaps.contains(where: { $0 === ports[index] }) {
+            if p.tap != nil {
+                throw ChangeError("\(p.port) is a port vxland polls; a tap port needs a name of its own")
             }
             if let mode = portsLock.withLock({ portOffloads[index] }), mode != p.offloads {
                 throw ChangeError("port \(p.port) runs with offloads \(mode.rawValue); changing it to \(p.offloads.rawValue) needs a restart")
@@ -163,8 +163,11 @@ extension Dataplane {
             if let problem = ConfigRules.problem(interfaceName: tap.name) { throw ChangeError("port \(p.port) tap: \(problem)") }
             if let problem = ConfigRules.problem(tapPortName: p.port) { throw ChangeError(problem) }
             if EthPort.id(of: p.port) != nil { throw ChangeError("a DPDK port named \(p.port) exists already; name the tap port otherwise") }
-            try checkTapInterfaceFree(tap.name, replacing: nil)
+            try checkTapInterfaceFree(tap.name, detachedTaps: detachedTaps)
             return
+        }
+        if detachedTaps.contains(where: { $0.name == p.port }) {
+            throw ChangeError("\(p.port) is vxland's tap port; a port of another kind needs a name of its own")
         }
         if p.vhost != nil {
             guard p.port.hasPrefix("net_vhost") else { throw ChangeError("'\(p.port)' cannot carry vhost: a vhost-user port's name must start with net_vhost") }
@@ -179,10 +182,13 @@ extension Dataplane {
 
     /// A tap is made only under a free interface name: checked before a plan starts, so that a change refused for
     /// it has detached nothing (a tap re-created to undo a detach would come back in vxland's namespace, not where
-    /// an operator had moved it). The name of the tap `replacing` (detached first by the plan) counts as free.
-    private func checkTapInterfaceFree(_ name: String, replacing: EthPort?) throws {
-        guard if_nametoindex(name) != 0 else { return }
-        if let replacing, replacing.tapCurrentInterface == name { return }
+    /// an operator had moved it). A name held here by one of `detachedTaps` counts as free: it is that tap, found
+    /// by name now and under the index it was made with (one moved away and another interface of its old name
+    /// here is not).
+    private func checkTapInterfaceFree(_ name: String, detachedTaps: [EthPort]) throws {
+        let index = if_nametoindex(name)
+        guard index != 0 else { return }
+        if detachedTaps.contains(where: { $0.tapNameNow == name && $0.tapIndex == Int32(bitPattern: index) }) { return }
         throw ChangeError("an interface named \(name) exists already; a tap needs a name of its own")
     }
 
@@ -376,8 +382,8 @@ extension Dataplane {
         // Listed as removed and closed under portsLock: reports read a port's ethdev stats under it. A port EAL made
         // is only stopped (closing would destroy it until vxland restarts); vxland's own vhost device goes.
         let owned = vhostPorts.owns(port.name)
-        if port.tap != nil { baselineLock.withLock { tapBaselines[ObjectIdentifier(port)] = nil } }
         portsLock.withLock {
+            if port.tap != nil { baselineLock.withLock { tapBaselines[ObjectIdentifier(port)] = nil } }
             removedList.insert(index)
             if owned || port.tap != nil { port.close() } else { port.relinquish() }
         }

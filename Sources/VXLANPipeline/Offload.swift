@@ -88,7 +88,9 @@ extension VXLANProcessor {
         let hardwareTSO = hardwareInner && offload.plan.tunnelTSO
         let frameLength = Int(vx_mbuf_pkt_len(m))                 // padding trimmed
         let lro = vx_mbuf_ol_flags(m) & MbufFlag.rxLRO != 0 ? Int(vx_mbuf_tso_segsz(m)) : 0
-        if frameLength <= limit {
+        // A GSO frame is cut at its sender's segment size even when it would fit one packet.
+        let senderCut = lro > 0 && headers.isTCP && headers.ipLength &- headers.l3Length &- headers.l4Length > lro
+        if frameLength <= limit && !senderCut {
             if hardwareInner && (headers.isTCP || headers.isUDP) {
                 setTunnelMetadata(m, headers, tunnelIPv6: tunnelIPv6, mss: 0)
                 count(.hardwareChecksum)
@@ -262,9 +264,12 @@ extension VXLANProcessor {
         let senderMSS = vx_mbuf_ol_flags(m) & MbufFlag.rxLRO != 0 ? Int(vx_mbuf_tso_segsz(m)) : 0
         vx_mbuf_set_ol_flags(m, vx_mbuf_ol_flags(m) & MbufFlag.indirectOrExternal)
         let length = Int(vx_mbuf_pkt_len(m))
+        // A GSO frame is cut at its sender's segment size even when it would fit one frame: its receiver may
+        // have asked for no more.
+        let senderCut = senderMSS > 0 && headers.isTCP && headers.ipLength &- headers.l3Length &- headers.l4Length > senderMSS
         // Frames up to the larger family's limit go as they are (a dual-stack VTEP's IPv4 remotes send up to it);
         // what is cut is cut to the smaller, which every VM of a dual-stack overlay has as its MTU.
-        if length <= view.maxInnerFrame || !headers.isTCP {
+        if (length <= view.maxInnerFrame && !senderCut) || !headers.isTCP {
             if !headers.completeChecksum(m) { drop(m, .innerMalformed); return }
             if headers.isTCP || headers.isUDP { count(.checksumsCompleted) }
             if length > view.maxInnerFrame { count(.oversizeDelivered) }
@@ -274,7 +279,8 @@ extension VXLANProcessor {
             return deliverDecapsulated(m, vniSlot: s, target: target, tx: tx)
         }
         var mss = workThreshold &- headers.headerLength
-        if senderMSS >= 8 && senderMSS < mss { mss = senderMSS }     // never larger than the connection's own
+        if senderMSS > 0 && senderMSS < mss { mss = senderMSS }      // never larger than the connection's own
+        if mss < 8 { drop(m, .segmentationFailed); return }          // as on encapsulation
         let port = largeFramePort(vniSlot: s, target: target)
         if port >= 0 {
             // The VM takes it whole: segmentation metadata, the TCP checksum left partial (virtio NEEDS_CSUM).

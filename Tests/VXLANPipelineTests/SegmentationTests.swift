@@ -197,6 +197,20 @@ final class SegmentationTests: XCTestCase {
         Self.checkSegments(segments, payload: payload, seq: 1_000_000, flags: 0x18, mss: 1000, ipID: 0x1234)
     }
 
+    func testAGSOFrameThatFitsOnePacketIsStillCutAtTheSendersSize() throws {
+        // 1100 bytes of payload from a sender whose segments are 536 bytes: three segments, not one packet.
+        try makePipeline()
+        let payload = randomPayload(1100, #function)
+        let m = Mbuf.make(Self.tcpFrame(payload: payload), pool: h.pool)
+        vx_mbuf_set_ol_flags(m, MbufFlag.rxLRO | MbufFlag.rxL4ChecksumNone)
+        vx_mbuf_set_tso_segsz(m, 536)
+        h.rings[1].inject([m])
+        h.core.pollOnce()
+        let segments = h.rings[0].drain().compactMap { Self.decode($0) }
+        Self.checkSegments(segments, payload: payload, seq: 1_000_000, flags: 0x18, mss: 536, ipID: 0x1234)
+        XCTAssertEqual(segments.count, 3)
+    }
+
     func testSmallFramesGetTheirChecksumsCompleted() throws {
         try makePipeline()
         let payload = randomPayload(700, #function)

@@ -129,6 +129,25 @@ final class TapHeaderTests: XCTestCase {
         XCTAssertEqual(receive(frame, header(flags: 0, gso: VX_VNET_GSO_NONE), offloads: offloads | underlayMode).flags, 0)
     }
 
+    func testOnTheUnderlayAPartialSumElsewhereIsFinishedByThePort() {
+        // VXLAN in VXLAN (a VM running its own overlay): the kernel's partial sum is the innermost TCP's, which the
+        // pipeline does not parse. The port finishes it; the outer UDP stays vouched for.
+        let innermost = Self.tcp4Frame(payload: 300)
+        let middle = Frames.ethernet(dst: "02:00:00:00:42:02", src: "02:00:00:00:42:01", type: 0x0800,
+                                     payload: Frames.ipv4(src: "192.168.42.1", dst: "192.168.42.2", proto: 17,
+                                                          payload: Frames.udp(sport: 40001, dport: 4789, payload: Frames.vxlan(vni: 7, inner: innermost))))
+        var frame = Self.vxlan(middle, outer6: false)
+        let tcpStart = 50 + 50 + 34
+        let pseudo = Frames.ip("192.168.42.1") + Frames.ip("192.168.42.2") + [0, 6] + Frames.be16(frame.count - tcpStart)
+        let partial = ~Frames.checksum(pseudo)
+        frame[tcpStart + 16] = UInt8(partial >> 8); frame[tcpStart + 17] = UInt8(partial & 0xff)
+        let r = receive(frame, header(gso: VX_VNET_GSO_NONE, start: UInt16(tcpStart), offset: 16), offloads: offloads | underlayMode)
+        XCTAssertEqual(r.verdict, -2, "finished by the port")
+        XCTAssertEqual(r.flags & MbufFlag.rxOuterL4ChecksumMask, MbufFlag.rxOuterL4ChecksumGood)
+        XCTAssertNotEqual(r.flags & MbufFlag.rxL4ChecksumMask, MbufFlag.rxL4ChecksumNone)
+        XCTAssertEqual(Frames.checksum(pseudo + Array(r.bytes[tcpStart...])), 0)
+    }
+
     func testTCPv6GSOBehindExtensionHeadersIsTaken() {
         // A hop-by-hop header (8 bytes, PadN) between IPv6 and TCP: csum_start points past it.
         let tcp = Self.tcp(payload: 20_000)
