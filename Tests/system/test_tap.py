@@ -246,6 +246,17 @@ def test_changes_to_a_tap_are_checked_before_anything_is_detached(bed, tmp_path)
     bed.daemon.ctl("apply", str(renamed))
     assert "tapnew" in links(DP)
     assert bed.ports()["tapacc"]["tap"]["interface"] == "tapnew"
+    # The port renamed, its interface kept: the old tap goes first, so its interface's name is free again.
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(renamed.read_text().replace("{ port: tapacc, vni: 42", "{ port: vmnew, vni: 42"))
+    bed.daemon.ctl("apply", str(moved))
+    assert "tapnew" in links(DP) and "vmnew" in bed.ports() and "tapacc" not in bed.ports()
+    # A tap port made into a port of another kind under its name: refused before anything is detached.
+    other = tmp_path / "other.yaml"
+    other.write_text(moved.read_text().replace(", tap: { name: tapnew }", ""))
+    refused = bed.daemon.ctl("apply", str(other), check=False)
+    assert refused.returncode != 0 and "vmnew is vxland's tap port" in refused.stderr, refused.stderr
+    assert "tapnew" in links(DP)
 
 
 @pytest.mark.timeout(120)
