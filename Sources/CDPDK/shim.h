@@ -109,6 +109,15 @@ static inline int vx_mbuf_trim(struct rte_mbuf *m, uint16_t len) {
     }
     return 0;
 }
+/// Keeps the first `len` bytes, which must lie in the first buffer (an answer built in place from a longer request):
+/// the rest of the chain is freed. Non-zero, and nothing changed, when they do not.
+static inline int vx_mbuf_truncate(struct rte_mbuf *m, uint16_t len) {
+    if (len > m->data_len) return -1;
+    if (m->next != NULL) { rte_pktmbuf_free(m->next); m->next = NULL; m->nb_segs = 1; }
+    m->data_len = len;
+    m->pkt_len = len;
+    return 0;
+}
 static inline uint8_t *vx_mbuf_append(struct rte_mbuf *m, uint16_t len) { return (uint8_t *)rte_pktmbuf_append(m, len); }
 static inline void vx_prefetch0(const void *p) { rte_prefetch0(p); }
 /// Removes the outer 802.1Q tag (moving the MACs up 4 bytes); non-zero when the frame carries none.

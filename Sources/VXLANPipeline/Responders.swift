@@ -32,6 +32,9 @@ extension UnderlayControl {
         store16(f, L.arpOperation, 2)
         store32(f, L.arpTargetIP, load32(f, L.arpSenderIP))
         store32(f, L.arpSenderIP, ourIP.value)
+        // The reply is the ARP packet alone: whatever followed the request (padding, or a sender's junk up to
+        // 64 KB) is not sent back.
+        _ = vx_mbuf_truncate(m, UInt16(L.arpLength))
         if inject(m, core: core) { count(.arpRepliesSent) }
     }
 
@@ -57,7 +60,7 @@ extension UnderlayControl {
         f.storeBytes(of: ~vx_raw_cksum(f + icmp, ipLength - ihl), toByteOffset: icmp + 2, as: UInt16.self)
         store16(f, L.ipChecksum, 0)
         f.storeBytes(of: ~vx_raw_cksum(f + L.ipVersionIHL, ihl), toByteOffset: L.ipChecksum, as: UInt16.self)
-        if length > L.ipVersionIHL + ipLength { _ = vx_mbuf_trim(m, UInt16(length - L.ipVersionIHL - ipLength)) }
+        if length > L.ipVersionIHL + ipLength { _ = vx_mbuf_truncate(m, UInt16(L.ipVersionIHL + ipLength)) }
         if inject(m, core: core) { count(.icmpEchoReplies) }
     }
 
@@ -123,8 +126,7 @@ extension UnderlayControl {
             f.storeBytes(of: 129, toByteOffset: L.icmp6Type, as: UInt8.self)
             store16(f, L.icmp6Checksum, 0)
             f.storeBytes(of: vx_ipv6_l4_cksum(f + L.ip6VersionClass, f + L.icmp6Type), toByteOffset: L.icmp6Checksum, as: UInt16.self)
-            let excess = Int(vx_mbuf_pkt_len(m)) - (L.ip6Payload + payload)
-            if excess > 0 { _ = vx_mbuf_trim(m, UInt16(excess)) }
+            if Int(vx_mbuf_pkt_len(m)) > L.ip6Payload + payload { _ = vx_mbuf_truncate(m, UInt16(L.ip6Payload + payload)) }
             if inject(m, core: core) { count(.icmpv6EchoReplies) }
             return
         default:

@@ -56,6 +56,15 @@ final class UnderlayControlTests: XCTestCase {
         XCTAssertEqual(h.pipeline(.injected), 1)
     }
 
+    func testAnARPReplyCarriesNothingOfWhatFollowedTheRequest() throws {
+        // Padding is normal; a sender may also append a kilobyte or more (the fuzz seed arp-request-with-2-kb-of-trailer: a chain): the reply is 42 bytes either way.
+        try build(neighbors: "[ { ip: 10.99.0.2, mac: \"\(Self.remoteMAC)\" } ]")
+        let request = arp(op: 1, srcMAC: "02:00:00:00:00:33", srcIP: "10.99.0.33", targetIP: "10.99.0.1")
+        let out = exchange(underlay: [request + [UInt8](repeating: 0, count: 18), request + [UInt8](repeating: 0xee, count: 1900)], now: 1)
+        let reply = arp(op: 2, srcMAC: Self.ourMAC, srcIP: "10.99.0.1", dstMAC: "02:00:00:00:00:33", targetMAC: "02:00:00:00:00:33", targetIP: "10.99.0.33")
+        XCTAssertEqual(out, [reply, reply])
+    }
+
     func testAnswersICMPEchoToTheVTEPAddress() throws {
         try build(neighbors: "[ { ip: 10.99.0.2, mac: \"\(Self.remoteMAC)\" } ]")
         func icmp(type: UInt8, id: Int) -> [UInt8] {
