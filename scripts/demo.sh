@@ -75,9 +75,10 @@ echo "== remote -> VM:";  tail -n 2 "$work/ping-hv.log"
 echo "== TCP across the overlay (iperf3, 3 s each way; the VM's and the remote's 64 KB frames cross whole)"
 ip netns exec "${prefix}hv" iperf3 -s -D -p 5201 --pidfile "$work/iperf3.pid"
 sleep 0.5
-for direction in "" -R; do
-    timeout 30 ip netns exec "${prefix}vm" iperf3 -c 192.168.42.2 -p 5201 -t 3 $direction 2>&1 | grep -E "receiver" \
-        | sed "s/^/  ${direction:+remote -> VM}${direction:-VM -> remote}: /" || echo "  iperf3 $direction failed"
+for direction in "VM -> remote" "remote -> VM"; do
+    reverse=(); [[ "$direction" == remote* ]] && reverse=(-R)
+    timeout 30 ip netns exec "${prefix}vm" iperf3 -c 192.168.42.2 -p 5201 -t 3 "${reverse[@]}" 2>&1 | grep -E "receiver" \
+        | sed "s/^/  $direction: /" || echo "  iperf3 $direction failed"
 done
 kill "$(cat "$work/iperf3.pid")" 2>/dev/null || true
 "$bin/vxlanctl" show ports --socket "$work/vxland.sock"
