@@ -318,8 +318,8 @@ static unsigned network_offset(const uint8_t *f, uint32_t length, uint16_t *type
     return offset;
 }
 
-// The TCP header at `l4` behind the IP header at `l3` of version `v6` with protocol TCP and no IPv6 extension
-// header, all within `length` bytes: 1, else 0.
+// The TCP header at `l4` behind the IP header at `l3` of version `v6` (IPv6: past any hop-by-hop, routing and
+// destination options headers), all within `length` bytes: 1, else 0.
 static int tcp_behind(const uint8_t *f, uint32_t length, unsigned l3, int v6, unsigned l4) {
     if (v6) {
         if (l3 + 40 > length || (f[l3] >> 4) != 6 || l4 + 20 > length) return 0;

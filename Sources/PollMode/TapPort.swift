@@ -1,6 +1,7 @@
 import CDPDK
 import CTapPort
 import Glibc
+import Synchronization
 
 /// Kernel tap ports with the virtio-net header (CTapPort): vxland creates the interface, negotiates what the
 /// kernel hands over whole (TSO/GSO frames, partial checksums, UDP-tunnel GSO on Linux 6.17+), and its polling
@@ -9,22 +10,21 @@ import Glibc
 public enum TapPort {
     /// Ids of tap ports lie above every DPDK port id; they only tell ports apart. One is reused once its port closed.
     static let firstID = UInt16(RTE_MAX_ETHPORTS) + 0x1000
-    nonisolated(unsafe) static var nextID = firstID
-    nonisolated(unsafe) static var liveIDs = Set<UInt16>()
-    static let idLock = Mutex()
+    static let ids = Mutex<(next: UInt16, live: Set<UInt16>)>((next: firstID, live: []))
 
     static func allocateID() throws -> UInt16 {
-        try idLock.withLock {
-            guard liveIDs.count < Int(UInt16.max - firstID) else { throw SetupError("too many tap ports") }
-            while liveIDs.contains(nextID) { nextID = nextID == UInt16.max - 1 ? firstID : nextID + 1 }
-            let id = nextID
-            liveIDs.insert(id)
-            nextID = nextID == UInt16.max - 1 ? firstID : nextID + 1
+        try ids.withLock { state in
+            guard state.live.count < Int(UInt16.max - firstID) else { throw SetupError("too many tap ports") }
+            func advance(_ id: UInt16) -> UInt16 { id == UInt16.max - 1 ? firstID : id + 1 }
+            while state.live.contains(state.next) { state.next = advance(state.next) }
+            let id = state.next
+            state.live.insert(id)
+            state.next = advance(id)
             return id
         }
     }
 
-    static func release(_ id: UInt16) { idLock.withLock { _ = liveIDs.remove(id) } }
+    static func release(_ id: UInt16) { ids.withLock { _ = $0.live.remove(id) } }
 
     /// What to ask the kernel for.
     public struct Request: Sendable {
@@ -90,16 +90,6 @@ public enum TapPort {
 
     public static var counterNames: [String] {
         (0..<Int(VX_TAP_STAT_COUNT.rawValue)).map { String(cString: vx_tap_stat_name(UInt32($0))) }
-    }
-}
-
-/// A small lock for the id counter (PollMode has no Foundation).
-final class Mutex: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }
-        return try body()
     }
 }
 

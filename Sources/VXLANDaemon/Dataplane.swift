@@ -148,7 +148,7 @@ public final class Dataplane: @unchecked Sendable {
         // Kernel-attached ports: the kernel's checksum offload leaves TCP/UDP sums unfinished and af_packet has no
         // virtio-net header to say so, so every TCP/UDP checksum from them is computed (on an underlay port: the
         // inner ones, after decapsulation).
-        let completeChecksumPorts = Set(ports.indices.filter { Dataplane.completesChecksums(ports[$0], index: $0) })
+        let completeChecksumPorts = Set(ports.indices.filter { Dataplane.completesChecksums(ports[$0]) })
         for (c, lcore) in lcores.enumerated() {
             let rx = ports.enumerated().map { RxQueue(localPort: $0.offset, port: $0.element, queue: c) }
             let tx = ports.map { (port: $0.id, queue: UInt16(c)) }
@@ -192,7 +192,7 @@ public final class Dataplane: @unchecked Sendable {
 
     /// Whether frames from local port `index` may carry checksums left unfinished without a flag saying so: a
     /// kernel-attached af_packet port (a tap port's header says so frame by frame).
-    static func completesChecksums(_ port: EthPort, index: Int) -> Bool {
+    static func completesChecksums(_ port: EthPort) -> Bool {
         port.capabilities.driver == "net_af_packet"
     }
 

@@ -323,7 +323,7 @@ extension Dataplane {
             // No core reaches the slot yet (no queue, no endpoint): its TX side and counters are set from here.
             for (c, core) in cores.enumerated() {
                 core.control.tx.setPort(slot, resolved, queue: c)
-                core.completesChecksums[slot] = Dataplane.completesChecksums(resolved, index: slot) ? 1 : 0
+                core.completesChecksums[slot] = Dataplane.completesChecksums(resolved) ? 1 : 0
                 let base = core.portCounters.base
                 for counter in PortCounter.allCases { base[PortCounter.slot(port: slot, counter)] = 0 }
             }
